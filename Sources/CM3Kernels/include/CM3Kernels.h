@@ -1,0 +1,48 @@
+// Hot loops that BLAS does not cover. Each kernel has a portable version and, where it
+// pays, an AVX-512/AVX2 version chosen at run time by CPU features (the package itself
+// compiles for baseline x86-64, so no build flag is needed by apps that depend on it).
+#ifndef CM3KERNELS_H
+#define CM3KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// x (rows, cols) ← LayerNorm(x + residual) · gamma + beta, per row; residual may be NULL.
+void m3_add_layernorm(float *x, const float *residual, size_t rows, size_t cols,
+                      const float *gamma, const float *beta, float eps);
+
+/// x (rows, cols) += bias (cols) on every row.
+void m3_add_bias(float *x, const float *bias, size_t rows, size_t cols);
+
+/// x (rows, cols) ← GELU(x + bias) with the exact erf form: 0.5·v·(1 + erf(v/√2)).
+void m3_bias_gelu(float *x, const float *bias, size_t rows, size_t cols);
+
+/// s (rows, cols) ← softmax over each row, in place (max-subtracted, float accumulation).
+void m3_softmax_rows(float *s, size_t rows, size_t cols);
+
+/// Each row of x (rows, cols) scaled to unit L2 norm (rows of norm 0 stay 0, like torch's
+/// F.normalize with eps 1e-12).
+void m3_l2_normalize_rows(float *x, size_t rows, size_t cols);
+
+/// IEEE half / bfloat16 → float32.
+void m3_f16_to_f32(const uint16_t *src, float *dst, size_t n);
+void m3_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
+
+/// Dot product of two float vectors.
+float m3_dot(const float *a, const float *b, size_t n);
+
+/// Which instruction set the dispatched kernels use: 0 portable, 1 AVX2+FMA, 2 AVX-512.
+int m3_kernel_level(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
+
+// The index kernels (M3Index) live in their own header; this umbrella header must include
+// it for Swift to see it (SwiftPM uses include/<Target>.h as the umbrella when it exists).
+#include "CM3IndexKernels.h"

@@ -1,0 +1,250 @@
+// The stored form of an HNSW index: a header (`metaBytes()`) plus one record per slot
+// (`nodeRecord(slot:)`), written incrementally through `dirtySlots`, and the loader that
+// rebuilds the graph from them without running construction again.
+//
+// Header, version 1 (60 bytes, little-endian):
+//   "M3HN"  u16 version  u8 metric (1 = inner product)  u8 reserved (0)
+//   u32 dimension  u32 M  u32 efConstruction  u32 efSearch
+//   u64 seed  u64 level-generator state
+//   u32 slots  u32 live  u32 deleted  i32 entry point (−1: none)  i32 max level (−1: none)
+//
+// Node record bytes, version 1 (the record's id and slot are stored beside them):
+//   u8 state (0 live, 1 deleted, 2 free)  u8 level L
+//   for each layer 0…L: u16 count, then count × u32 neighbour slot
+// A free slot is [2, 0, 0, 0]. The vector of a slot is not in the record; the caller
+// stores it (by id) and hands it back to the loader.
+
+/// One slot of a stored HNSW graph: who is in it and whom it links to.
+public struct HNSWNodeRecord: Equatable, Sendable {
+    /// 0 ..< the header's slot count.
+    public var slot: Int
+    /// The caller's id (0 for a free slot). Ids of deleted slots may repeat.
+    public var id: Int64
+    /// State, level and links (layout in HNSWIndex+Persistence.swift).
+    public var bytes: [UInt8]
+
+    public init(slot: Int, id: Int64, bytes: [UInt8]) {
+        self.slot = slot
+        self.id = id
+        self.bytes = bytes
+    }
+
+    /// The slot's state, read from the bytes (nil if they are too short or the code unknown).
+    /// A writer can skip storing a vector for a `.free` slot.
+    public var state: HNSWIndex.SlotState? { bytes.first.flatMap(HNSWIndex.SlotState.init(rawValue:)) }
+
+    /// The node's top layer, read from the bytes (nil if they are too short).
+    public var level: Int? { bytes.count >= 2 ? Int(bytes[1]) : nil }
+}
+
+extension HNSWIndex {
+    static let metaMagic: [UInt8] = Array("M3HN".utf8)
+    static let formatVersion: UInt16 = 1
+
+    /// Slots changed since the last `clearDirty()` (ascending): write their `nodeRecord`s,
+    /// and `metaBytes()`, to persist the changes.
+    public var dirtySlots: [Int] { dirty.map { Int($0) }.sorted() }
+
+    /// Forgets the dirty set, after the caller has persisted it.
+    public func clearDirty() { dirty.removeAll(keepingCapacity: true) }
+
+    /// The header: parameters, counts, entry point and level-generator state. It changes
+    /// with every insert, so write it with every batch of node records.
+    public func metaBytes() -> [UInt8] {
+        var w = ByteWriter(capacity: 60)
+        w.raw(Self.metaMagic)
+        w.u16(Self.formatVersion)
+        w.u8(metric.code)
+        w.u8(0)
+        w.u32(UInt32(dim))
+        w.u32(UInt32(maxM))
+        w.u32(UInt32(parameters.efConstruction))
+        w.u32(UInt32(efSearch))
+        w.u64(parameters.seed)
+        w.u64(rng.state)
+        w.u32(UInt32(slotCount))
+        w.u32(UInt32(liveCount))
+        w.u32(UInt32(tombstones))
+        w.i32(entryPoint)
+        w.i32(maxLevel)
+        return w.bytes
+    }
+
+    /// The record of one slot. Precondition: 0 ≤ slot < `slotCount`.
+    public func nodeRecord(slot: Int) -> HNSWNodeRecord {
+        precondition(slot >= 0 && slot < slotCount, "slot \(slot) out of range 0..<\(slotCount)")
+        let s = UInt32(slot)
+        let level = Int(levels[slot])
+        var w = ByteWriter(capacity: 2 + (level + 1) * 2 + (maxM0 + level * maxM) * 4)
+        w.u8(states[slot])
+        w.u8(UInt8(level))
+        for l in 0...level {
+            let p = linkList(s, l)
+            w.u16(UInt16(p[0]))
+            for i in 0..<Int(p[0]) { w.u32(p[1 + i]) }
+        }
+        return HNSWNodeRecord(slot: slot, id: ids[slot], bytes: w.bytes)
+    }
+
+    /// The vector stored in a slot (zeros for a free slot). Precondition: slot in range.
+    public func vector(slot: Int) -> [Float] {
+        precondition(slot >= 0 && slot < slotCount, "slot \(slot) out of range 0..<\(slotCount)")
+        return Array(UnsafeBufferPointer(start: vectors + slot * dim, count: dim))
+    }
+
+    /// Rebuilds an index from its header and every slot's record and vector, in any order,
+    /// checking everything: the header's fields and counts, each record's layout, slot and
+    /// link ranges, each vector's size, finiteness and norm, and finally the structural
+    /// invariants of `checkIntegrity()` (except reachability). Nothing is rebuilt.
+    ///
+    ///     var loader = try HNSWIndex.Loader(meta: metaBlob)
+    ///     for row in rows { try loader.add(row.record, vector: row.vector) }
+    ///     let index = try loader.finish()
+    ///
+    /// Every method throws `IndexError.corrupt` naming the header or slot at fault.
+    public struct Loader: ~Copyable {
+        private let index: HNSWIndex
+        private var seen: [Bool] = []
+        private var recordsAdded = 0
+        private let expectedSlots: Int
+        private let expectedLive: Int
+        private let expectedDeleted: Int
+        private let expectedEntry: Int32
+        private let expectedMaxLevel: Int32
+
+        /// Reads the header. Throws `.corrupt(what: "HNSW header", …)`.
+        public init(meta: [UInt8]) throws(IndexError) {
+            var r = ByteReader(meta, what: "HNSW header")
+            try r.magic(HNSWIndex.metaMagic, "magic")
+            let version = try r.u16("format version")
+            guard version == HNSWIndex.formatVersion else {
+                throw r.fail("format version \(version); this build reads version \(HNSWIndex.formatVersion)")
+            }
+            let metricCode = try r.u8("metric")
+            guard Metric.from(code: metricCode) != nil else { throw r.fail("unknown metric code \(metricCode)") }
+            _ = try r.u8("reserved")
+            let dim = try r.u32("dimension"), m = try r.u32("M")
+            let efC = try r.u32("efConstruction"), efS = try r.u32("efSearch")
+            let seed = try r.u64("seed"), rngState = try r.u64("level-generator state")
+            let slots = try r.u32("slot count"), live = try r.u32("live count"), deleted = try r.u32("deleted count")
+            let entry = try r.i32("entry point"), maxLevel = try r.i32("max level")
+            try r.expectEnd()
+
+            // Bound the sizes before they reach allocations.
+            guard dim >= 1 && dim <= 1 << 16 else { throw r.fail("dimension \(dim) outside 1…65536") }
+            guard slots <= UInt32(HNSWIndex.slotLimit) else { throw r.fail("slot count \(slots) over \(HNSWIndex.slotLimit)") }
+            guard UInt64(live) + UInt64(deleted) <= UInt64(slots) else {
+                throw r.fail("live \(live) + deleted \(deleted) exceed \(slots) slots")
+            }
+            guard (-1...Int32(HNSWIndex.levelLimit)).contains(maxLevel) else { throw r.fail("max level \(maxLevel) outside −1…\(HNSWIndex.levelLimit)") }
+            guard entry >= -1 && Int64(entry) < Int64(slots) else { throw r.fail("entry point \(entry) outside −1..<\(slots)") }
+            guard (entry == -1) == (maxLevel == -1) else { throw r.fail("entry point \(entry) and max level \(maxLevel) disagree") }
+            guard m <= UInt32(HNSWIndex.mLimit), efC <= 1 << 20, efS <= 1 << 20 else {
+                throw r.fail("M \(m), efConstruction \(efC) or efSearch \(efS) out of range")
+            }
+            let params = Parameters(dimension: Int(dim), m: Int(m), efConstruction: Int(efC), efSearch: Int(efS), seed: seed)
+            do {
+                index = try HNSWIndex(parameters: params)
+            } catch {
+                throw .corrupt(what: "HNSW header", detail: error.description)
+            }
+            index.rng = SplitMix64(seed: rngState)
+            expectedSlots = Int(slots)
+            expectedLive = Int(live)
+            expectedDeleted = Int(deleted)
+            expectedEntry = entry
+            expectedMaxLevel = maxLevel
+        }
+
+        /// Adds one slot's record and vector. A free slot's vector may be empty.
+        public mutating func add(_ record: HNSWNodeRecord, vector: [Float]) throws(IndexError) {
+            let what = "HNSW node slot \(record.slot)"
+            guard record.slot >= 0 && record.slot < expectedSlots else {
+                throw .corrupt(what: what, detail: "slot outside 0..<\(expectedSlots) (header's slot count)")
+            }
+            let slot = record.slot
+            if slot >= seen.count { seen += [Bool](repeating: false, count: slot + 1 - seen.count) }
+            guard !seen[slot] else { throw .corrupt(what: what, detail: "slot appears twice") }
+
+            // Parse the record fully before touching the index.
+            var r = ByteReader(record.bytes, what: what)
+            let stateCode = try r.u8("state")
+            guard let state = SlotState(rawValue: stateCode) else { throw r.fail("unknown state \(stateCode)") }
+            let level = Int(try r.u8("level"))
+            guard level <= Int(expectedMaxLevel) || (state == .free && level == 0) else {
+                throw r.fail("level \(level) above the header's max level \(expectedMaxLevel)")
+            }
+            var lists: [[UInt32]] = []
+            for l in 0...level {
+                let n = Int(try r.u16("layer \(l) link count"))
+                guard n <= index.cap(level: l) else { throw r.fail("\(n) links on layer \(l) (max \(index.cap(level: l)))") }
+                var list = [UInt32]()
+                list.reserveCapacity(n)
+                for _ in 0..<n {
+                    let x = try r.u32("layer \(l) link")
+                    guard Int(x) < expectedSlots else { throw r.fail("layer \(l) links to slot \(x) ≥ \(expectedSlots) slots") }
+                    list.append(x)
+                }
+                lists.append(list)
+            }
+            try r.expectEnd()
+            if state == .free {
+                guard level == 0, lists[0].isEmpty else { throw r.fail("free slot with a level or links") }
+                guard vector.isEmpty || vector.count == index.dim else {
+                    throw r.fail("free slot vector has \(vector.count) floats (expected 0 or \(index.dim))")
+                }
+            } else {
+                do {
+                    try vector.withUnsafeBufferPointer { (v) throws(IndexError) in
+                        try validateVector(v, dimension: index.dim)
+                        try index.validateNorm(v.baseAddress!)
+                    }
+                } catch {
+                    throw .corrupt(what: what, detail: "vector for id \(record.id): \(error.description)")
+                }
+            }
+            if state == .live {
+                guard index.slotOfID[record.id] == nil else { throw r.fail("id \(record.id) is live in two slots") }
+            }
+
+            while index.slotCount <= slot { _ = index.appendSlot() }
+            let s = UInt32(slot)
+            index.states[slot] = state.rawValue
+            index.ids[slot] = state == .free ? 0 : record.id
+            index.shapeSlot(s, level: level)
+            if state != .free { index.vec(s).update(from: vector, count: index.dim) }
+            for (l, list) in lists.enumerated() {
+                let p = index.linkList(s, l)
+                p[0] = UInt32(list.count)
+                for (i, x) in list.enumerated() { p[1 + i] = x }
+            }
+            switch state {
+            case .live:
+                index.slotOfID[record.id] = s
+                index.liveCount += 1
+            case .deleted: index.tombstones += 1
+            case .free: index.freeSlots.append(s)
+            }
+            seen[slot] = true
+            recordsAdded += 1
+        }
+
+        /// Checks that every slot arrived and the graph is consistent; returns the index.
+        public consuming func finish() throws(IndexError) -> HNSWIndex {
+            guard recordsAdded == expectedSlots else {
+                let missing = (0..<expectedSlots).first { $0 >= seen.count || !seen[$0] } ?? -1
+                throw .corrupt(what: "HNSW index", detail: "\(recordsAdded) of \(expectedSlots) slot records (first missing: slot \(missing))")
+            }
+            guard index.liveCount == expectedLive, index.tombstones == expectedDeleted else {
+                throw .corrupt(what: "HNSW index", detail: "records hold \(index.liveCount) live and \(index.tombstones) deleted "
+                    + "items; the header says \(expectedLive) and \(expectedDeleted)")
+            }
+            index.freeSlots.sort(by: >)
+            index.entryPoint = expectedEntry
+            index.maxLevel = expectedMaxLevel
+            index.inDegree0 = try index.validateStructure { .corrupt(what: "HNSW index", detail: $0) }
+            index.dirty.removeAll()
+            return index
+        }
+    }
+}

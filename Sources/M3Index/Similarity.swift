@@ -1,0 +1,62 @@
+import CM3Kernels
+
+/// The similarity kernels of the indexes, for callers outside the graph code (the ColBERT
+/// store scores float queries against float16 vectors with `dot(_:float16Bits:)`).
+///
+/// Each call runs the fastest version this CPU has (AVX-512, AVX2+FMA or portable C).
+///
+///     let s = Similarity.dot(queryVector, documentVector)   // both 1024 floats
+public enum Similarity {
+    /// Σ a[i]·b[i]. Precondition: equal lengths.
+    public static func dot(_ a: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>) -> Float {
+        precondition(a.count == b.count, "dot of vectors with different lengths")
+        guard let pa = a.baseAddress, let pb = b.baseAddress else { return 0 }
+        return m3ix_dot_f32(pa, pb, a.count)
+    }
+
+    /// Σ a[i]·b[i]. Precondition: equal lengths.
+    public static func dot(_ a: [Float], _ b: [Float]) -> Float {
+        a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in dot(pa, pb) } }
+    }
+
+    /// Σ q[i]·float(h[i]) where `h` holds IEEE binary16 bit patterns (`Float16.bitPattern`).
+    public static func dot(_ q: UnsafeBufferPointer<Float>, float16Bits h: UnsafeBufferPointer<UInt16>) -> Float {
+        precondition(q.count == h.count, "dot of vectors with different lengths")
+        guard let pq = q.baseAddress, let ph = h.baseAddress else { return 0 }
+        return m3ix_dot_f32_f16(pq, ph, q.count)
+    }
+
+    /// Σ q[i]·float(h[i]) where `h` holds IEEE binary16 bit patterns.
+    public static func dot(_ q: [Float], float16Bits h: [UInt16]) -> Float {
+        q.withUnsafeBufferPointer { pq in h.withUnsafeBufferPointer { ph in dot(pq, float16Bits: ph) } }
+    }
+
+    /// Which kernels run: "avx512", "avx2" or "portable".
+    public static var instructionSet: String {
+        switch Int(m3ix_isa_level()) {
+        case M3IX_ISA_AVX512: return "avx512"
+        case M3IX_ISA_AVX2: return "avx2"
+        default: return "portable"
+        }
+    }
+}
+
+/// A similarity function (higher = more similar) over two `dim`-float vectors.
+///
+/// The graph code calls the metric only through this value, so it never knows which
+/// similarity it ranks by (hnswlib's SpaceInterface, without the virtual call). `code`
+/// is persisted in the HNSW header so a file built with one metric is not read with another.
+struct Metric: Sendable {
+    typealias Function = @convention(c) (UnsafePointer<Float>?, UnsafePointer<Float>?, Int) -> Float
+
+    let code: UInt8
+    let name: String
+    let score: Function
+
+    /// Inner product; on unit vectors this is cosine similarity.
+    static let innerProduct = Metric(code: 1, name: "inner product", score: m3ix_dot_f32)
+
+    static func from(code: UInt8) -> Metric? {
+        code == innerProduct.code ? innerProduct : nil
+    }
+}

@@ -1,0 +1,285 @@
+/// An inverted index over sparse lexical vectors (BGE-M3's token weights), scored by
+/// Σ_t q_t · w_{d,t} and searched exactly with MaxScore dynamic pruning.
+///
+/// Each token id has a posting list: document ids ascending, their weights, and the
+/// list's maximum weight. A query term's maximum possible contribution is q_t · max_t; once
+/// k results are held, terms whose summed maxima cannot reach the k-th score become
+/// "non-essential": documents appearing only in them are skipped, and their lists are only
+/// probed for documents the other lists bring up (Turtle & Flood 1995, MaxScore).
+///
+/// Results are exact and deterministic: score descending, ties by document id ascending,
+/// and every score is summed in one fixed order (query tokens ascending), so `search` and
+/// `bruteForceSearch` agree bit for bit. Pruning decisions use upper bounds with a margin
+/// for float rounding, so they never drop a document that belongs in the top k.
+///
+///     var sparse = SparseIndex()
+///     try sparse.add(document: 7, terms: [(token: 2054, weight: 0.31), (token: 9, weight: 0.12)])
+///     let hits = try sparse.search([(token: 2054, weight: 0.4)], k: 10)
+///
+/// It is a value type: readers can search a copy while the writer changes the original
+/// (copies share storage until written). Persist it as one row per token: after changes
+/// write `postingBytes(token:)` for each token in `dirtyTokens` (nil: delete the row), then
+/// `clearDirty()`; load with `SparseIndex.Loader`.
+public struct SparseIndex: Sendable {
+    /// One token's weight in a sparse vector.
+    public typealias Term = (token: Int32, weight: Float)
+
+    /// Documents containing one token: ids ascending, with their weights (all > 0).
+    package struct PostingList: Sendable, Equatable {
+        package var docs: [Int64] = []
+        package var weights: [Float] = []
+        package var maxWeight: Float = 0
+    }
+
+    package var postings: [Int32: PostingList] = [:]
+    /// Each document's tokens (ascending): what `remove` must visit.
+    package var tokensOfDocument: [Int64: [Int32]] = [:]
+    var dirty: Set<Int32> = []
+
+    public init() {}
+
+    /// Documents held (those with at least one positive weight).
+    public var documentCount: Int { tokensOfDocument.count }
+    /// Tokens with a posting list.
+    public var tokenCount: Int { postings.count }
+    /// All tokens with a posting list, ascending (for writing a full copy).
+    public var tokens: [Int32] { postings.keys.sorted() }
+
+    public func contains(document: Int64) -> Bool { tokensOfDocument[document] != nil }
+
+    // MARK: Changes
+
+    /// Adds a document's sparse vector. Zero weights are dropped; a document with no positive
+    /// weight is not stored (there is nothing to match it by).
+    ///
+    /// Throws `.duplicateID` if the document is already present, `.duplicateToken` if a
+    /// token repeats, `.invalidWeight` for a negative or non-finite weight.
+    public mutating func add(document: Int64, terms: [Term]) throws(IndexError) {
+        guard tokensOfDocument[document] == nil else { throw .duplicateID(document) }
+        var sorted = terms.sorted { $0.token < $1.token }
+        for i in sorted.indices {
+            let t = sorted[i]
+            guard t.weight.isFinite && t.weight >= 0 else { throw .invalidWeight(token: t.token, weight: t.weight) }
+            if i > 0 && sorted[i - 1].token == t.token { throw .duplicateToken(t.token) }
+        }
+        sorted.removeAll { $0.weight == 0 }
+        guard !sorted.isEmpty else { return }
+        for t in sorted {
+            postings[t.token, default: PostingList()].insert(document, weight: t.weight)
+            dirty.insert(t.token)
+        }
+        tokensOfDocument[document] = sorted.map(\.token)
+    }
+
+    /// Adds a document given as token → weight (the shape BGE-M3's lexical weights come in).
+    public mutating func add(document: Int64, weights: [Int32: Float]) throws(IndexError) {
+        try add(document: document, terms: weights.map { (token: $0.key, weight: $0.value) })
+    }
+
+    /// Removes a document from every posting list it is in; false if it is not present.
+    @discardableResult
+    public mutating func remove(document: Int64) -> Bool {
+        guard let tokens = tokensOfDocument.removeValue(forKey: document) else { return false }
+        for t in tokens {
+            postings[t]!.remove(document)
+            if postings[t]!.docs.isEmpty { postings[t] = nil }
+            dirty.insert(t)
+        }
+        return true
+    }
+
+    // MARK: Search
+
+    /// Sorts query terms by token, sums repeated tokens, drops zero weights.
+    /// Throws `.invalidWeight` for a negative or non-finite weight.
+    static func canonicalQuery(_ query: [Term]) throws(IndexError) -> [Term] {
+        for t in query where !(t.weight.isFinite && t.weight >= 0) { throw .invalidWeight(token: t.token, weight: t.weight) }
+        // Stable sort keeps the caller's order among repeats, so their sum is reproducible.
+        let sorted = query.enumerated().sorted { ($0.element.token, $0.offset) < ($1.element.token, $1.offset) }.map(\.element)
+        var out: [Term] = []
+        for t in sorted {
+            if let last = out.last, last.token == t.token {
+                out[out.count - 1].weight += t.weight
+            } else {
+                out.append(t)
+            }
+        }
+        out.removeAll { $0.weight == 0 }
+        return out
+    }
+
+    /// The exact top k documents by Σ_t q_t · w_{d,t}, best first (ties: lower id first).
+    /// Only documents sharing a token with the query are candidates; fewer than k come back
+    /// when fewer match. Throws `.invalidWeight` for a negative or non-finite query weight.
+    public func search(_ query: [Term], k: Int) throws(IndexError) -> [IndexHit] {
+        let q = try Self.canonicalQuery(query)
+        guard k > 0 else { return [] }
+
+        // One cursor per query term that has a posting list. `rank` is the term's place in
+        // the canonical (token-ascending) order in which scores are summed.
+        struct Cursor {
+            let rank: Int
+            let weight: Float
+            let docs: [Int64]
+            let weights: [Float]
+            let bound: Double  // q_t · max_t: the most this term adds to any score
+            var pos = 0
+        }
+        var cursors: [Cursor] = []
+        for (rank, t) in q.enumerated() {
+            guard let list = postings[t.token] else { continue }
+            cursors.append(Cursor(rank: rank, weight: t.weight, docs: list.docs, weights: list.weights,
+                                  bound: Double(t.weight) * Double(list.maxWeight)))
+        }
+        guard !cursors.isEmpty else { return [] }
+        // Ascending bounds: the non-essential terms are always a prefix.
+        cursors.sort { ($0.bound, $0.rank) < ($1.bound, $1.rank) }
+        let termCount = cursors.count
+        // prefix[i] = Σ bounds of cursors[0..<i].
+        var prefix = [Double](repeating: 0, count: termCount + 1)
+        for i in 0..<termCount { prefix[i + 1] = prefix[i] + cursors[i].bound }
+        // The float score of a document can exceed the real-valued sum bounded here by
+        // rounding, at most (terms − 1)·2⁻²⁴ relative; prune only below a 4× wider margin.
+        let margin = 1 + Double(termCount + 2) * 0x1p-22
+
+        var top = TopK(k: k)
+        var threshold = -Double.infinity  // the k-th score once k are held
+        var firstEssential = 0  // cursors[..<firstEssential] are non-essential
+        // The current document's weight per canonical rank (0: absent; stored weights are > 0).
+        var weightAtRank = [Float](repeating: 0, count: q.count)
+
+        while true {
+            // The next document: the smallest current id over the essential lists.
+            var doc = Int64.max
+            var found = false
+            for i in firstEssential..<termCount where cursors[i].pos < cursors[i].docs.count {
+                let d = cursors[i].docs[cursors[i].pos]
+                if d < doc { doc = d }
+                found = true
+            }
+            guard found else { break }
+
+            for r in weightAtRank.indices { weightAtRank[r] = 0 }
+            var partial: Double = 0
+            for i in firstEssential..<termCount where cursors[i].pos < cursors[i].docs.count {
+                let p = cursors[i].pos
+                guard cursors[i].docs[p] == doc else { continue }
+                let w = cursors[i].weights[p]
+                weightAtRank[cursors[i].rank] = w
+                partial += Double(cursors[i].weight) * Double(w)
+                cursors[i].pos = p + 1
+            }
+
+            // Probe the non-essential lists, largest bound first, while the document can
+            // still reach the threshold.
+            var possible = (partial + prefix[firstEssential]) * margin >= threshold
+            var i = firstEssential - 1
+            while possible && i >= 0 {
+                let p = Self.seek(cursors[i].docs, from: cursors[i].pos, to: doc)
+                cursors[i].pos = p
+                if p < cursors[i].docs.count && cursors[i].docs[p] == doc {
+                    let w = cursors[i].weights[p]
+                    weightAtRank[cursors[i].rank] = w
+                    partial += Double(cursors[i].weight) * Double(w)
+                }
+                possible = (partial + prefix[i]) * margin >= threshold
+                i -= 1
+            }
+            guard possible else { continue }
+
+            // The exact score, summed in canonical order (as bruteForceSearch does).
+            var score: Float = 0
+            for r in 0..<q.count where weightAtRank[r] > 0 { score += q[r].weight * weightAtRank[r] }
+            guard top.accepts(score: score, id: doc) else { continue }
+            top.offer(IndexHit(id: doc, score: score))
+            if top.isFull {
+                threshold = Double(top.worst.score)
+                while firstEssential < termCount && prefix[firstEssential + 1] * margin < threshold {
+                    firstEssential += 1
+                }
+            }
+        }
+        return top.sorted()
+    }
+
+    /// First position ≥ `from` whose doc is ≥ `target` (galloping, then binary search).
+    package static func seek(_ docs: [Int64], from: Int, to target: Int64) -> Int {
+        var lo = from
+        guard lo < docs.count, docs[lo] < target else { return lo }
+        var step = 1
+        var hi = lo + 1
+        while hi < docs.count && docs[hi] < target {
+            lo = hi
+            step *= 2
+            hi = lo + step
+        }
+        hi = Swift.min(hi, docs.count)
+        // docs[lo] < target; answer in (lo, hi].
+        var a = lo + 1, b = hi
+        while a < b {
+            let mid = (a + b) / 2
+            if docs[mid] < target { a = mid + 1 } else { b = mid }
+        }
+        return a
+    }
+
+    /// The reference scorer beside `search`: accumulates every posting of every query term
+    /// (term at a time, tokens ascending, so each document's sum runs in the same order as
+    /// `search`'s), then takes the top k. Same results, no pruning; for tests and audits.
+    public func bruteForceSearch(_ query: [Term], k: Int) throws(IndexError) -> [IndexHit] {
+        let q = try Self.canonicalQuery(query)
+        guard k > 0 else { return [] }
+        var scores: [Int64: Float] = [:]
+        for t in q {
+            guard let list = postings[t.token] else { continue }
+            for (doc, w) in zip(list.docs, list.weights) { scores[doc, default: 0] += t.weight * w }
+        }
+        var top = TopK(k: k)
+        for (doc, s) in scores { top.offer(IndexHit(id: doc, score: s)) }
+        return top.sorted()
+    }
+
+    /// A document's weight for a token, if it has one.
+    public func weight(document: Int64, token: Int32) -> Float? {
+        guard let list = postings[token], let i = list.index(of: document) else { return nil }
+        return list.weights[i]
+    }
+}
+
+extension SparseIndex.PostingList {
+    /// Position of `doc`, if present (binary search).
+    func index(of doc: Int64) -> Int? {
+        let i = insertionPoint(doc)
+        return i < docs.count && docs[i] == doc ? i : nil
+    }
+
+    /// First position whose doc is ≥ `doc`.
+    func insertionPoint(_ doc: Int64) -> Int {
+        var a = 0, b = docs.count
+        while a < b {
+            let mid = (a + b) / 2
+            if docs[mid] < doc { a = mid + 1 } else { b = mid }
+        }
+        return a
+    }
+
+    /// Inserts (doc, weight); appending is the common case (new documents get larger ids).
+    mutating func insert(_ doc: Int64, weight: Float) {
+        if let last = docs.last, last >= doc {
+            let i = insertionPoint(doc)
+            docs.insert(doc, at: i)
+            weights.insert(weight, at: i)
+        } else {
+            docs.append(doc)
+            weights.append(weight)
+        }
+        maxWeight = Swift.max(maxWeight, weight)
+    }
+
+    mutating func remove(_ doc: Int64) {
+        guard let i = index(of: doc) else { return }
+        docs.remove(at: i)
+        let w = weights.remove(at: i)
+        if w == maxWeight { maxWeight = weights.max() ?? 0 }
+    }
+}

@@ -1,0 +1,320 @@
+// The BGE-M3 forward pass: XLM-RoBERTa encoder + dense, sparse and ColBERT heads.
+//
+// Reads top to bottom in the order it runs: weights (named as in the checkpoint),
+// the linear-algebra helpers, the encoder forward, then the three heads.
+//
+// Batches are *packed*: the sequences of a batch are laid end to end in one (T, H)
+// matrix, T = Σ lengths, with no padding at all. Every linear layer is then one large
+// sgemm over all T rows, and attention runs per sequence, so a text's outputs never
+// depend on what it is batched with.
+import CM3Kernels
+import COpenBLAS
+import Foundation
+
+// MARK: - Weights (the struct tree is the checkpoint key path)
+
+/// nn.Linear: y = x·Wᵀ + b.
+struct Linear: @unchecked Sendable {
+    let weight: Tensor  // (out, in)
+    let bias: Tensor    // (out)
+    var outFeatures: Int { weight.shape[0] }
+    var inFeatures: Int { weight.shape[1] }
+
+    /// `bare`: the head files hold plain "weight" and "bias" keys.
+    init(_ dict: StateDict, _ prefix: String, out: Int, in inFeatures: Int, bare: Bool = false) throws {
+        let p = bare ? "" : prefix + "."
+        weight = try dict.tensor(p + "weight", shape: [out, inFeatures])
+        bias = try dict.tensor(p + "bias", shape: [out])
+    }
+}
+
+/// nn.LayerNorm over the hidden size.
+struct LayerNorm: @unchecked Sendable {
+    let weight: Tensor  // (H)
+    let bias: Tensor    // (H)
+
+    init(_ dict: StateDict, _ prefix: String, size: Int) throws {
+        weight = try dict.tensor(prefix + ".weight", shape: [size])
+        bias = try dict.tensor(prefix + ".bias", shape: [size])
+    }
+}
+
+/// encoder.layer.N.*
+struct EncoderLayer: @unchecked Sendable {
+    let query: Linear, key: Linear, value: Linear      // attention.self.{query,key,value}
+    let attentionOutput: Linear                         // attention.output.dense
+    let attentionNorm: LayerNorm                        // attention.output.LayerNorm
+    let intermediate: Linear                            // intermediate.dense   (I, H)
+    let output: Linear                                  // output.dense         (H, I)
+    let outputNorm: LayerNorm                           // output.LayerNorm
+
+    init(_ d: StateDict, _ p: String, _ c: ModelConfig) throws {
+        let h = c.hiddenSize, i = c.intermediateSize
+        query = try Linear(d, p + "attention.self.query", out: h, in: h)
+        key = try Linear(d, p + "attention.self.key", out: h, in: h)
+        value = try Linear(d, p + "attention.self.value", out: h, in: h)
+        attentionOutput = try Linear(d, p + "attention.output.dense", out: h, in: h)
+        attentionNorm = try LayerNorm(d, p + "attention.output.LayerNorm", size: h)
+        intermediate = try Linear(d, p + "intermediate.dense", out: i, in: h)
+        output = try Linear(d, p + "output.dense", out: h, in: i)
+        outputNorm = try LayerNorm(d, p + "output.LayerNorm", size: h)
+    }
+}
+
+/// The XLM-RoBERTa encoder weights (XLMRobertaModel, optionally under a `roberta.` prefix).
+struct EncoderWeights: @unchecked Sendable {
+    let wordEmbeddings: Tensor      // (V, H)
+    let positionEmbeddings: Tensor  // (P, H)
+    let tokenTypeEmbeddings: Tensor // (types, H); BGE-M3 only uses row 0
+    let embeddingNorm: LayerNorm
+    let layers: [EncoderLayer]
+
+    init(_ d: StateDict, config c: ModelConfig) throws {
+        let prefix = d["roberta.embeddings.word_embeddings.weight"] != nil ? "roberta." : ""
+        let h = c.hiddenSize
+        wordEmbeddings = try d.tensor(prefix + "embeddings.word_embeddings.weight", shape: [c.vocabularySize, h])
+        positionEmbeddings = try d.tensor(prefix + "embeddings.position_embeddings.weight", shape: [c.maxPositions, h])
+        tokenTypeEmbeddings = try d.tensor(prefix + "embeddings.token_type_embeddings.weight", shape: [c.typeVocabularySize, h])
+        embeddingNorm = try LayerNorm(d, prefix + "embeddings.LayerNorm", size: h)
+        layers = try (0..<c.layerCount).map { try EncoderLayer(d, prefix + "encoder.layer.\($0).", c) }
+    }
+}
+
+/// colbert_linear.pt (H → H) and sparse_linear.pt (H → 1).
+struct HeadWeights: @unchecked Sendable {
+    let colbert: Linear  // (H, H)
+    let sparse: Linear   // (1, H)
+}
+
+// MARK: - Linear algebra
+
+/// y (rows, out) = x (rows, in) · Wᵀ, plain sgemm; the bias is added by the caller's fused kernel.
+@inline(__always)
+private func matmulTransposed(_ x: UnsafePointer<Float>, rows: Int, _ w: Tensor, into y: UnsafeMutablePointer<Float>,
+                              ldx: Int? = nil, ldy: Int? = nil) {
+    let out = w.shape[0], inner = w.shape[1]
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(out), Int32(inner),
+                1, x, Int32(ldx ?? inner), w.pointer, Int32(inner), 0, y, Int32(ldy ?? out))
+}
+
+/// y = x·Wᵀ + b.
+private func linear(_ x: UnsafePointer<Float>, rows: Int, _ l: Linear, into y: UnsafeMutablePointer<Float>) {
+    matmulTransposed(x, rows: rows, l.weight, into: y)
+    m3_add_bias(y, l.bias.pointer, rows, l.outFeatures)
+}
+
+/// Owned scratch memory for one forward call, freed when the call returns.
+private final class Scratch {
+    let buffer: UnsafeMutablePointer<Float>
+    init(_ count: Int) {
+        buffer = .allocate(capacity: max(count, 1))
+    }
+    deinit { buffer.deallocate() }
+}
+
+// MARK: - Encoder
+
+/// A loaded model: config, encoder weights and heads. Immutable, so one instance serves
+/// concurrent callers; each call allocates its own scratch.
+final class Encoder: @unchecked Sendable {
+    let config: ModelConfig
+    let weights: EncoderWeights
+    let heads: HeadWeights
+
+    init(config: ModelConfig, weights: EncoderWeights, heads: HeadWeights) {
+        self.config = config
+        self.weights = weights
+        self.heads = heads
+    }
+
+    /// Runs the encoder on a packed batch and returns each sequence's outputs.
+    /// `sequences` hold token ids with specials, each at most `config.maxSequenceLength` long.
+    func encode(_ sequences: [[Int32]], options: EncodeOptions) -> [Embedding] {
+        let total = sequences.reduce(0) { $0 + $1.count }
+        guard total > 0 else { return sequences.map { Embedding(tokenIDs: $0) } }
+        let h = config.hiddenSize
+        let hidden = Scratch(total * h)                       // (T, H) last hidden state
+        forward(sequences, total: total, into: hidden.buffer)
+        return runHeads(sequences, hidden: hidden.buffer, options: options)
+    }
+
+    /// The encoder: embeddings, then `layerCount` post-LayerNorm transformer blocks.
+    /// hiddenOut: (T, H).
+    func forward(_ sequences: [[Int32]], total t: Int, into x: UnsafeMutablePointer<Float>) {
+        let c = config, h = c.hiddenSize, inter = c.intermediateSize
+        let w = weights
+
+        // Embeddings: word[id] + position[pos] + token_type[0], then LayerNorm.
+        // RoBERTa positions (create_position_ids_from_input_ids): a token equal to the pad
+        // id gets position pad; every other token pad + (count of non-pad tokens so far).
+        // Batches are packed, so a pad id only occurs as a literal "<pad>" in the text,
+        // which the attention mask of the Hugging Face tokenizer still attends to.
+        let word = w.wordEmbeddings.pointer, pos = w.positionEmbeddings.pointer, type0 = w.tokenTypeEmbeddings.pointer
+        let pad = Int32(c.padTokenID)
+        var row = 0
+        for seq in sequences {
+            var nonPad = 0
+            for id in seq {
+                let position: Int
+                if id == pad { position = c.padTokenID } else { nonPad += 1; position = c.padTokenID + nonPad }
+                let dst = x + row * h
+                let wr = word + Int(id) * h, pr = pos + position * h
+                for j in 0..<h { dst[j] = wr[j] + pr[j] + type0[j] }
+                row += 1
+            }
+        }
+        m3_add_layernorm(x, nil, t, h, w.embeddingNorm.weight.pointer, w.embeddingNorm.bias.pointer, c.layerNormEps)
+
+        // Per-layer scratch, reused by every layer.
+        let q = Scratch(t * h), k = Scratch(t * h), v = Scratch(t * h)
+        let context = Scratch(t * h), projected = Scratch(t * h), ffn = Scratch(t * inter)
+        let longest = sequences.map(\.count).max() ?? 0
+        let blockRows = Self.attentionBlockRows(length: longest)
+        let scores = Scratch(blockRows * longest)
+
+        for layer in w.layers {
+            // q, k, v = x·Wqᵀ + bq, …                        each (T, H)
+            linear(x, rows: t, layer.query, into: q.buffer)
+            linear(x, rows: t, layer.key, into: k.buffer)
+            linear(x, rows: t, layer.value, into: v.buffer)
+            // context = softmax(q·kᵀ/√d)·v per sequence and head   (T, H)
+            attention(sequences, q: q.buffer, k: k.buffer, v: v.buffer, into: context.buffer,
+                      scores: scores.buffer, blockRows: blockRows)
+            // x = LayerNorm(context·Woᵀ + bo + x)
+            linear(context.buffer, rows: t, layer.attentionOutput, into: projected.buffer)
+            m3_add_layernorm(x, projected.buffer, t, h, layer.attentionNorm.weight.pointer,
+                             layer.attentionNorm.bias.pointer, c.layerNormEps)
+            // ffn = gelu(x·Wiᵀ + bi)                           (T, I)
+            matmulTransposed(x, rows: t, layer.intermediate.weight, into: ffn.buffer)
+            m3_bias_gelu(ffn.buffer, layer.intermediate.bias.pointer, t, inter)
+            // x = LayerNorm(ffn·Wo2ᵀ + bo2 + x)
+            linear(ffn.buffer, rows: t, layer.output, into: projected.buffer)
+            m3_add_layernorm(x, projected.buffer, t, h, layer.outputNorm.weight.pointer,
+                             layer.outputNorm.bias.pointer, c.layerNormEps)
+        }
+    }
+
+    /// Query rows per attention block: the (rows, L) score block stays under 8 MB, so an
+    /// 8192-token input never holds a full L×L matrix, let alone one per head.
+    static func attentionBlockRows(length: Int) -> Int {
+        guard length > 0 else { return 1 }
+        return max(1, min(length, (2 << 20) / length))
+    }
+
+    /// Scaled dot-product attention, per sequence, per head, per block of query rows.
+    /// q, k, v, out: (T, H), head `hd` occupying columns hd·d ..< (hd+1)·d.
+    private func attention(_ sequences: [[Int32]], q: UnsafePointer<Float>, k: UnsafePointer<Float>,
+                           v: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>,
+                           scores s: UnsafeMutablePointer<Float>, blockRows: Int) {
+        let h = config.hiddenSize, d = config.headDim
+        let scale = 1 / Float(d).squareRoot()
+        var start = 0
+        for seq in sequences {
+            let len = seq.count
+            for head in 0..<config.headCount {
+                let col = head * d
+                let kh = k + start * h + col, vh = v + start * h + col
+                var r0 = 0
+                while r0 < len {
+                    let rows = min(blockRows, len - r0)
+                    let qh = q + (start + r0) * h + col
+                    // s (rows, len) = scale · q_blk (rows, d) · k_hᵀ (d, len)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(len), Int32(d),
+                                scale, qh, Int32(h), kh, Int32(h), 0, s, Int32(len))
+                    m3_softmax_rows(s, rows, len)
+                    // out_blk (rows, d) = s (rows, len) · v_h (len, d)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(d), Int32(len),
+                                1, s, Int32(len), vh, Int32(h), 0, out + (start + r0) * h + col, Int32(h))
+                    r0 += rows
+                }
+            }
+            start += len
+        }
+    }
+
+    // MARK: - Heads
+
+    /// Dense, sparse and ColBERT outputs from the last hidden state x (T, H).
+    private func runHeads(_ sequences: [[Int32]], hidden x: UnsafeMutablePointer<Float>,
+                       options: EncodeOptions) -> [Embedding] {
+        let h = config.hiddenSize, t = sequences.reduce(0) { $0 + $1.count }
+
+        // Sparse: w (T) = relu(x·wsᵀ + bs), computed for all rows in one pass.
+        var tokenWeights: [Float] = []
+        if options.outputs.contains(.sparse) {
+            tokenWeights = [Float](repeating: 0, count: t)
+            tokenWeights.withUnsafeMutableBufferPointer { wt in
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(t), Int32(h), 1, x, Int32(h),
+                            heads.sparse.weight.pointer, 1, 0, wt.baseAddress, 1)
+                let b = heads.sparse.bias.pointer[0]
+                for i in 0..<t { wt[i] = max(wt[i] + b, 0) }
+            }
+        }
+
+        var results: [Embedding] = []
+        results.reserveCapacity(sequences.count)
+        var start = 0
+        for seq in sequences {
+            let len = seq.count
+            var out = Embedding(tokenIDs: seq)
+            let rows = x + start * h
+            if options.outputs.contains(.dense) {
+                out.dense = pool(rows, length: len, options: options)
+            }
+            if options.outputs.contains(.sparse) {
+                out.sparse = sparseVector(ids: seq, weights: tokenWeights[start ..< start + len])
+            }
+            if options.outputs.contains(.colbert) {
+                out.colbert = colbertVectors(rows, length: len, normalize: options.normalize)
+            }
+            results.append(out)
+            start += len
+        }
+        return results
+    }
+
+    /// Dense vector from one sequence's rows (len, H): CLS, mean or max, then L2-normalised.
+    private func pool(_ rows: UnsafePointer<Float>, length len: Int, options: EncodeOptions) -> [Float] {
+        let h = config.hiddenSize
+        var v = [Float](repeating: 0, count: h)
+        switch options.pooling {
+        case .cls:
+            for j in 0..<h { v[j] = rows[j] }
+        case .mean:  // FlagEmbedding's mean: over all real tokens, specials included
+            for r in 0..<len { for j in 0..<h { v[j] += rows[r * h + j] } }
+            let inv = 1 / Float(len)
+            for j in 0..<h { v[j] *= inv }
+        case .max:
+            for j in 0..<h { v[j] = rows[j] }
+            for r in 1..<max(len, 1) { for j in 0..<h { v[j] = max(v[j], rows[r * h + j]) } }
+        }
+        if options.normalize { v.withUnsafeMutableBufferPointer { m3_l2_normalize_rows($0.baseAddress, 1, h) } }
+        return v
+    }
+
+    /// Max weight per token id; `<s>`, `<pad>`, `</s>`, `<unk>` dropped; only weights > 0.
+    private func sparseVector(ids: [Int32], weights: ArraySlice<Float>) -> SparseVector {
+        var pairs: [(Int32, Float)] = []
+        pairs.reserveCapacity(ids.count)
+        for (id, w) in zip(ids, weights) where w > 0 && !Self.unusedTokens.contains(id) {
+            pairs.append((id, w))
+        }
+        return SparseVector(maxOf: pairs)
+    }
+
+    /// FlagEmbedding's unused_tokens: cls, eos, pad, unk.
+    static let unusedTokens: Set<Int32> = [0, 1, 2, 3]
+
+    /// colbert_linear(h[1..<len]) (drops `<s>`, keeps `</s>`), each row L2-normalised.
+    private func colbertVectors(_ rows: UnsafePointer<Float>, length len: Int, normalize: Bool) -> MultiVector {
+        let h = config.hiddenSize, n = max(len - 1, 0)
+        var values = [Float](repeating: 0, count: n * h)
+        if n > 0 {
+            values.withUnsafeMutableBufferPointer { out in
+                linear(rows + h, rows: n, heads.colbert, into: out.baseAddress!)
+                if normalize { m3_l2_normalize_rows(out.baseAddress, n, h) }
+            }
+        }
+        return MultiVector(dimension: h, values: values)
+    }
+}

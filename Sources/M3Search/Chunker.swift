@@ -1,0 +1,66 @@
+import M3Tokenizer
+
+/// A token window of a document.
+struct Chunk: Sendable {
+    var ordinal: Int
+    /// `<s>` + window + `</s>`: what the encoder sees.
+    var tokenIDs: [Int32]
+    /// Range in the document text, in Unicode scalars (code points, as Python indexes strings).
+    var charStart: Int
+    var charEnd: Int
+    var text: String
+}
+
+/// Splits a document into windows of `maxLength − 2` tokens that overlap by `overlap`
+/// tokens, each mapped back to its character range through the tokenizer's offsets.
+enum Chunker {
+    static func chunks(of text: String, tokenizer: XLMRobertaTokenizer, maxLength: Int, overlap: Int) -> [Chunk] {
+        let (ids, offsets) = tokenizer.encodeWithOffsets(text, maxLength: Int(Int32.max))
+        guard ids.count > 2 else { return [] }
+        let contentIDs = Array(ids[1 ..< ids.count - 1])
+        let contentOffsets = Array(offsets[1 ..< offsets.count - 1])
+        let window = max(1, maxLength - 2)
+        let stride = max(1, window - max(0, min(overlap, window - 1)))
+
+        var spans: [(Int, Int)] = []  // token ranges
+        var start = 0
+        while start < contentIDs.count {
+            let end = min(start + window, contentIDs.count)
+            spans.append((start, end))
+            if end == contentIDs.count { break }
+            start += stride
+        }
+        // Byte ranges of each span, then one pass to turn byte offsets into scalar offsets.
+        let utf8 = Array(text.utf8)
+        var byteRanges: [(Int, Int)] = spans.map { (s, e) in
+            let lo = contentOffsets[s ..< e].lazy.filter { !$0.isEmpty }.map(\.lowerBound).min() ?? 0
+            let hi = contentOffsets[s ..< e].lazy.filter { !$0.isEmpty }.map(\.upperBound).max() ?? lo
+            return (max(0, min(lo, utf8.count)), max(0, min(hi, utf8.count)))
+        }
+        for i in byteRanges.indices where byteRanges[i].1 < byteRanges[i].0 { byteRanges[i].1 = byteRanges[i].0 }
+        let scalarOffsets = scalarIndices(of: byteRanges.flatMap { [$0.0, $0.1] }, in: utf8)
+        return spans.enumerated().map { n, span in
+            let (b0, b1) = byteRanges[n]
+            return Chunk(ordinal: n, tokenIDs: [XLMRobertaTokenizer.bos] + contentIDs[span.0 ..< span.1] + [XLMRobertaTokenizer.eos],
+                         charStart: scalarOffsets[2 * n], charEnd: scalarOffsets[2 * n + 1],
+                         text: String(decoding: utf8[b0 ..< b1], as: UTF8.self))
+        }
+    }
+
+    /// Scalar index of each UTF-8 byte offset (offsets need not be sorted).
+    static func scalarIndices(of byteOffsets: [Int], in utf8: [UInt8]) -> [Int] {
+        let order = byteOffsets.indices.sorted { byteOffsets[$0] < byteOffsets[$1] }
+        var result = [Int](repeating: 0, count: byteOffsets.count)
+        var byte = 0, scalar = 0
+        for i in order {
+            let target = byteOffsets[i]
+            while byte < target && byte < utf8.count {
+                if utf8[byte] & 0xC0 != 0x80 { scalar += 1 }
+                byte += 1
+            }
+            // A target inside a scalar counts that scalar as started.
+            result[i] = scalar
+        }
+        return result
+    }
+}

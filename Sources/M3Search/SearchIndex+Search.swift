@@ -1,0 +1,188 @@
+import Foundation
+import M3Index
+import M3Model
+import M3Store
+
+/// A candidate chunk with its exact per-mode scores.
+struct ScoredChunk {
+    var chunkID: Int64
+    var documentID: Int64 = 0
+    var ordinal = 0
+    var charStart = 0
+    var charEnd = 0
+    var text = ""
+    var dense: Float?
+    var sparse: Float?
+    var colbert: Float?
+    var fused: Float = 0
+}
+
+extension SearchIndex {
+    /// Queries are encoded with at most this many tokens (BGE-M3's usual query length).
+    static let queryMaxLength = 512
+
+    /// Searches the index: encode the query, gather candidates (HNSW top-N ∪ exact sparse
+    /// top-N), score every candidate exactly in each mode, fuse, and return the top k.
+    ///
+    /// Throws `SearchError.invalidQuery` for an empty query, `.invalidOptions` for k ≤ 0
+    /// or a non-positive candidate count, `.emptyIndex` when nothing is indexed.
+    public func search(_ query: String, options: SearchOptions = SearchOptions()) throws -> SearchReport {
+        guard !query.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            throw SearchError.invalidQuery("the query is empty")
+        }
+        try validate(options)
+        let t0 = Date()
+        let w = options.effectiveWeights
+        var outputs: OutputKinds = []
+        if w.dense > 0 || w.colbert > 0 { outputs.insert(.dense) }   // dense also feeds candidates
+        if w.sparse > 0 || w.colbert > 0 { outputs.insert(.sparse) }
+        if w.colbert > 0 { outputs.insert(.colbert) }
+        let q = try model.encode([query], options: EncodeOptions(maxLength: Self.queryMaxLength,
+                                                                outputs: outputs,
+                                                                pooling: Pooling(rawValue: settings.pooling) ?? .cls,
+                                                                normalize: settings.normalize))[0]
+        var report = try search(encoded: q, options: options)
+        report.encodeSeconds = Date().timeIntervalSince(t0) - report.candidateSeconds - report.scoreSeconds - report.fuseSeconds
+        return report
+    }
+
+    func validate(_ options: SearchOptions) throws {
+        if options.k < 1 { throw SearchError.invalidOptions("k must be at least 1 (got \(options.k))") }
+        if options.k > 10_000 { throw SearchError.invalidOptions("k must be at most 10000 (got \(options.k))") }
+        if options.candidates < 1 { throw SearchError.invalidOptions("the candidate count must be at least 1 (got \(options.candidates))") }
+        let w = options.weights
+        if ![w.dense, w.sparse, w.colbert].allSatisfy({ $0.isFinite && $0 >= 0 }) || w.dense + w.sparse + w.colbert <= 0 {
+            throw SearchError.invalidOptions("weights must be non-negative and not all zero (got \(w))")
+        }
+    }
+
+    /// The search pipeline on an already encoded query.
+    func search(encoded q: Embedding, options: SearchOptions) throws -> SearchReport {
+        let w = options.effectiveWeights
+        var report = SearchReport(results: [])
+        let t1 = Date()
+        return try stateLock.read {
+            guard hnsw.count > 0 else { throw SearchError.emptyIndex(path) }
+            let n = max(options.candidates, options.k)
+            // 1. Candidates.
+            var ids = Set<Int64>()
+            if (w.dense > 0 || w.colbert > 0), let dense = q.dense {
+                let hits = try hnsw.search(dense, k: n, ef: max(options.efSearch ?? hnsw.efSearch, n))
+                report.denseCandidates = hits.count
+                ids.formUnion(hits.map(\.id))
+            }
+            if (w.sparse > 0 || w.colbert > 0), let sv = q.sparse, !sv.isEmpty {
+                let hits = try sparse.search(zip(sv.ids, sv.weights).map { (token: $0, weight: $1) }, k: n)
+                report.sparseCandidates = hits.count
+                ids.formUnion(hits.map(\.id))
+            }
+            report.candidates = ids.count
+            let t2 = Date()
+            report.candidateSeconds = t2.timeIntervalSince(t1)
+            // 2. Exact scores.
+            var scored = try score(Array(ids).sorted(), query: q, weights: w)
+            let t3 = Date()
+            report.scoreSeconds = t3.timeIntervalSince(t2)
+            // 3. Fuse, group, cut.
+            fuse(&scored, weights: w, fusion: options.mode == .hybrid ? options.fusion : .weighted)
+            scored.sort { $0.fused != $1.fused ? $0.fused > $1.fused : $0.chunkID < $1.chunkID }
+            var seen = Set<Int64>()
+            var results: [SearchResult] = []
+            for c in scored {
+                if options.groupByDocument && !seen.insert(c.documentID).inserted { continue }
+                let info = documentInfo[c.documentID]
+                results.append(SearchResult(rank: results.count + 1, score: c.fused, dense: c.dense, sparse: c.sparse,
+                                            colbert: c.colbert, path: info?.path ?? "", metadata: info?.metadata,
+                                            chunk: c.ordinal, chunkID: c.chunkID, charRange: c.charStart ..< c.charEnd, text: c.text))
+                if results.count == options.k { break }
+            }
+            report.results = results
+            report.fuseSeconds = Date().timeIntervalSince(t3)
+            return report
+        }
+    }
+
+    /// Exact dense, sparse and ColBERT scores of the given chunks (modes with weight 0 skipped).
+    func score(_ ids: [Int64], query q: Embedding, weights w: FusionWeights) throws -> [ScoredChunk] {
+        guard !ids.isEmpty else { return [] }
+        readerLock.lock()
+        defer { readerLock.unlock() }
+        var out: [ScoredChunk] = []
+        out.reserveCapacity(ids.count)
+        let columns = "id, document_id, ordinal, char_start, char_end, text, sparse" + (w.colbert > 0 ? ", colbert" : "")
+        // SQLite limits bound parameters; 500 ids per statement is far below it.
+        for start in stride(from: 0, to: ids.count, by: 500) {
+            let slice = ids[start ..< min(start + 500, ids.count)]
+            let sql = "SELECT \(columns) FROM chunks WHERE id IN (\(slice.map { _ in "?" }.joined(separator: ",")))"
+            let s = try reader.db.prepare(sql)
+            try s.bind(slice.map { .int($0) })
+            while try s.step() {
+                var c = ScoredChunk(chunkID: s.int(0), documentID: s.int(1), ordinal: Int(s.int(2)),
+                                    charStart: Int(s.int(3)), charEnd: Int(s.int(4)), text: s.text(5))
+                if w.dense > 0, let qd = q.dense, let v = hnsw.vector(forID: c.chunkID) {
+                    c.dense = Scores.dense(qd, v)
+                }
+                if w.sparse > 0, let qs = q.sparse {
+                    guard let sv = s.withBlob(6, { VectorCoding.decodeSparse($0) }) else {
+                        throw StoreError.corrupt(path: path, detail: "sparse vector of chunk \(c.chunkID)")
+                    }
+                    c.sparse = Scores.sparse(qs, sv)
+                }
+                if w.colbert > 0, let qc = q.colbert {
+                    guard let pc = s.withBlob(7, { VectorCoding.decodeColBERT($0, dimension: settings.dimension) }) else {
+                        throw StoreError.corrupt(path: path, detail: "ColBERT vectors of chunk \(c.chunkID)")
+                    }
+                    c.colbert = Scores.colbert(qc, pc)
+                }
+                out.append(c)
+            }
+        }
+        return out
+    }
+
+    /// Weighted: Σ wᵢ·sᵢ / Σ wᵢ (FlagEmbedding). RRF: Σ wᵢ / (60 + rankᵢ), ranks within the candidates.
+    func fuse(_ chunks: inout [ScoredChunk], weights w: FusionWeights, fusion: SearchOptions.Fusion) {
+        switch fusion {
+        case .weighted:
+            for i in chunks.indices {
+                var scores: [Float] = [], weights: [Float] = []
+                if w.dense > 0 { scores.append(chunks[i].dense ?? 0); weights.append(w.dense) }
+                if w.sparse > 0 { scores.append(chunks[i].sparse ?? 0); weights.append(w.sparse) }
+                if w.colbert > 0 { scores.append(chunks[i].colbert ?? 0); weights.append(w.colbert) }
+                chunks[i].fused = Scores.fused(scores, weights: weights)
+            }
+        case .rrf:
+            for i in chunks.indices { chunks[i].fused = 0 }
+            let modes: [(Float, KeyPath<ScoredChunk, Float?>)] = [(w.dense, \.dense), (w.sparse, \.sparse), (w.colbert, \.colbert)]
+            for (weight, key) in modes where weight > 0 {
+                let order = chunks.indices.sorted {
+                    let a = chunks[$0][keyPath: key] ?? -.infinity, b = chunks[$1][keyPath: key] ?? -.infinity
+                    return a != b ? a > b : chunks[$0].chunkID < chunks[$1].chunkID
+                }
+                for (rank, i) in order.enumerated() { chunks[i].fused += weight / Float(60 + rank + 1) }
+            }
+        }
+    }
+
+    /// Exact fused scores of every chunk, no candidate generation: the oracle for tests.
+    package func exhaustiveSearch(encoded q: Embedding, options: SearchOptions) throws -> [SearchResult] {
+        let w = options.effectiveWeights
+        return try stateLock.read {
+            var ids: [Int64] = []
+            readerLock.lock()
+            do {
+                let s = try reader.db.prepare("SELECT id FROM chunks ORDER BY id")
+                while try s.step() { ids.append(s.int(0)) }
+            } catch { readerLock.unlock(); throw error }
+            readerLock.unlock()
+            var scored = try score(ids, query: q, weights: w)
+            fuse(&scored, weights: w, fusion: .weighted)
+            scored.sort { $0.fused != $1.fused ? $0.fused > $1.fused : $0.chunkID < $1.chunkID }
+            return scored.prefix(options.k).enumerated().map { i, c in
+                SearchResult(rank: i + 1, score: c.fused, dense: c.dense, sparse: c.sparse, colbert: c.colbert,
+                             path: documentInfo[c.documentID]?.path ?? "", metadata: nil, chunk: c.ordinal,
+                             chunkID: c.chunkID, charRange: c.charStart ..< c.charEnd, text: c.text)
+            }
+        }
+    }
+}

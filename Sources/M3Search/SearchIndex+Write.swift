@@ -1,0 +1,113 @@
+import Foundation
+import M3Index
+import M3Model
+import M3Store
+
+/// A document ready to store: chunked and encoded, outside any lock.
+struct PreparedDocument {
+    var path: String
+    var size: Int64
+    var mtime: Double
+    var contentHash: String
+    var metadata: String?
+    var chunks: [Chunk]
+    var embeddings: [Embedding]
+}
+
+extension SearchIndex {
+    /// Adds documents, replacing any with the same id. Encoding happens before the write
+    /// lock is taken; the store and the in-memory indexes change in one transaction.
+    public func add(_ documents: [DocumentInput]) throws {
+        let prepared = try documents.map { doc -> PreparedDocument in
+            let data = Data(doc.text.utf8)
+            let metadata = try doc.metadata.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
+            return try prepare(path: doc.id, text: doc.text, size: Int64(data.count), mtime: Date().timeIntervalSince1970,
+                               contentHash: DocumentReader.contentHash(data), metadata: metadata)
+        }
+        try commit(prepared, removing: [])
+    }
+
+    /// Removes documents by id (path). Returns how many were present.
+    @discardableResult
+    public func remove(_ ids: [String]) throws -> Int {
+        try commit([], removing: ids)
+    }
+
+    /// Chunks and encodes one document's text.
+    func prepare(path: String, text: String, size: Int64, mtime: Double, contentHash: String, metadata: String?) throws -> PreparedDocument {
+        let chunks = Chunker.chunks(of: text, tokenizer: model.tokenizer, maxLength: settings.maxLength, overlap: settings.overlap)
+        let options = EncodeOptions(maxLength: settings.maxLength, outputs: .all,
+                                    pooling: Pooling(rawValue: settings.pooling) ?? .cls, normalize: settings.normalize)
+        let embeddings = try model.encode(tokenIDs: chunks.map(\.tokenIDs), options: options)
+        return PreparedDocument(path: path, size: size, mtime: mtime, contentHash: contentHash, metadata: metadata,
+                                chunks: chunks, embeddings: embeddings)
+    }
+
+    /// Writes documents (replacing same-path ones) and removals in one transaction, then
+    /// persists the changed HNSW nodes and posting lists in it too. If anything fails the
+    /// transaction rolls back and the in-memory state is reloaded from the file.
+    @discardableResult
+    func commit(_ documents: [PreparedDocument], removing removals: [String]) throws -> Int {
+        writeLock.lock()
+        defer { writeLock.unlock() }
+        do {
+            return try stateLock.write {
+                try store.db.transaction {
+                    var removed = 0
+                    for path in removals + documents.map(\.path) {
+                        guard let existing = try store.document(path: path) else { continue }
+                        for chunkID in try store.deleteDocument(id: existing.id) {
+                            hnsw.remove(id: chunkID)
+                            sparse.remove(document: chunkID)
+                        }
+                        documentInfo[existing.id] = nil
+                        if removals.contains(path) { removed += 1 }
+                    }
+                    for doc in documents {
+                        let docID = try store.insertDocument(path: doc.path, size: doc.size, mtime: doc.mtime,
+                                                             contentHash: doc.contentHash, metadata: doc.metadata)
+                        documentInfo[docID] = (doc.path, Self.decodeMetadata(doc.metadata))
+                        for (chunk, e) in zip(doc.chunks, doc.embeddings) {
+                            guard let dense = e.dense, let sv = e.sparse, let colbert = e.colbert else { continue }
+                            let chunkID = try store.insertChunk(
+                                documentID: docID, ordinal: chunk.ordinal, charStart: chunk.charStart, charEnd: chunk.charEnd,
+                                tokenCount: chunk.tokenIDs.count, text: chunk.text, dense: VectorCoding.encodeDense(dense),
+                                sparse: VectorCoding.encodeSparse(sv), colbert: VectorCoding.encodeColBERT(colbert))
+                            try hnsw.insert(id: chunkID, vector: dense)
+                            if !sv.isEmpty {
+                                try sparse.add(document: chunkID, terms: zip(sv.ids, sv.weights).map { (token: $0, weight: $1) })
+                            }
+                        }
+                    }
+                    if hnsw.deletedCount > 0 { hnsw.compact() }
+                    try persistIndexes()
+                    return removed
+                }
+            }
+        } catch {
+            // The file rolled back; bring memory back in line with it.
+            if let state = try? Self.loadState(store, settings: settings) {
+                stateLock.write { (hnsw, sparse, documentInfo) = state }
+            }
+            throw error
+        }
+    }
+
+    /// Writes the HNSW nodes and posting lists changed since the last commit.
+    private func persistIndexes() throws {
+        for slot in hnsw.dirtySlots {
+            let record = hnsw.nodeRecord(slot: slot)
+            var blob = Data(capacity: 8 + record.bytes.count)
+            withUnsafeBytes(of: record.id.littleEndian) { blob.append(contentsOf: $0) }
+            blob.append(contentsOf: record.bytes)
+            try store.putHNSWNode(slot: slot, record: blob)
+        }
+        try store.setMeta("hnsw_header", Data(hnsw.metaBytes()).base64EncodedString())
+        for token in sparse.dirtyTokens {
+            let bytes = sparse.postingBytes(token: token)
+            try store.putPosting(tokenID: token, maxWeight: sparse.postings[token]?.maxWeight ?? 0, data: Data(bytes ?? []))
+        }
+        hnsw.clearDirty()
+        sparse.clearDirty()
+    }
+}

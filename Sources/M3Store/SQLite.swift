@@ -1,0 +1,205 @@
+import CSQLite
+import Foundation
+
+/// What went wrong in the index file. The description says what happened and what to do.
+public enum StoreError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// SQLite refused an operation (message, result code, and the SQL when there is one).
+    case sqlite(path: String, code: Int32, message: String, sql: String?)
+    /// The file is not an m3search index (another SQLite database, or not SQLite at all).
+    case notAnIndex(path: String, detail: String)
+    /// The index was written by a newer m3search.
+    case newerFormat(path: String, found: Int, supported: Int)
+    /// The index was built with another model or settings.
+    case incompatible(path: String, detail: String)
+    /// The index does not exist.
+    case missing(path: String)
+    /// Another process holds the write lock.
+    case locked(path: String, detail: String)
+    /// Stored bytes fail validation.
+    case corrupt(path: String, detail: String)
+
+    public var description: String {
+        switch self {
+        case .sqlite(let path, let code, let message, let sql):
+            let full = code == SQLITE_FULL ? " (the disk is full: free space and run again; the index keeps its last committed state)" : ""
+            return "SQLite error \(code) on \(path): \(message)\(full)" + (sql.map { " [\($0.prefix(120))]" } ?? "")
+        case .notAnIndex(let path, let detail):
+            return "\(path) is not an m3search index (\(detail)). Choose another --index path; m3search never overwrites a foreign file."
+        case .newerFormat(let path, let found, let supported):
+            return "\(path) has index format \(found), newer than this m3search supports (\(supported)). Upgrade m3search."
+        case .incompatible(let path, let detail):
+            return "\(path) was built with different settings: \(detail). Use a new --index path, or re-index with the settings it was built with."
+        case .missing(let path):
+            return "No index at \(path). Build one with `m3search index <folders> --index \(path)`."
+        case .locked(let path, let detail):
+            return "\(path) is locked: \(detail)"
+        case .corrupt(let path, let detail):
+            return "\(path) is damaged: \(detail). Rebuild it with `m3search index`."
+        }
+    }
+}
+
+/// One SQLite connection. Not thread-safe by itself: the owner serialises access.
+public final class SQLiteConnection: @unchecked Sendable {
+    public let path: String
+    let handle: OpaquePointer
+
+    public enum Mode: Sendable { case readOnly, readWrite, create }
+
+    public init(path: String, mode: Mode) throws {
+        self.path = path
+        var db: OpaquePointer?
+        let flags: Int32
+        switch mode {
+        case .readOnly: flags = SQLITE_OPEN_READONLY
+        case .readWrite: flags = SQLITE_OPEN_READWRITE
+        case .create: flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+        }
+        let rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, nil)
+        guard rc == SQLITE_OK, let db else {
+            let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
+            if let db { sqlite3_close_v2(db) }
+            throw StoreError.sqlite(path: path, code: rc, message: message, sql: nil)
+        }
+        handle = db
+        sqlite3_busy_timeout(db, 5000)
+        sqlite3_extended_result_codes(db, 1)
+    }
+
+    deinit { sqlite3_close_v2(handle) }
+
+    func error(_ code: Int32, sql: String? = nil) -> StoreError {
+        let message = String(cString: sqlite3_errmsg(handle))
+        if code & 0xff == SQLITE_NOTADB {
+            return .notAnIndex(path: path, detail: "not an SQLite database")
+        }
+        return .sqlite(path: path, code: code & 0xff, message: message, sql: sql)
+    }
+
+    /// Runs one or more statements that return no rows.
+    public func execute(_ sql: String) throws {
+        var message: UnsafeMutablePointer<CChar>?
+        let rc = sqlite3_exec(handle, sql, nil, nil, &message)
+        if rc != SQLITE_OK {
+            let text = message.map { String(cString: $0) } ?? ""
+            sqlite3_free(message)
+            if rc & 0xff == SQLITE_NOTADB { throw StoreError.notAnIndex(path: path, detail: "not an SQLite database") }
+            throw StoreError.sqlite(path: path, code: rc & 0xff, message: text, sql: sql)
+        }
+    }
+
+    public func prepare(_ sql: String) throws -> Statement {
+        var stmt: OpaquePointer?
+        let rc = sqlite3_prepare_v2(handle, sql, -1, &stmt, nil)
+        guard rc == SQLITE_OK, let stmt else { throw error(rc, sql: sql) }
+        return Statement(connection: self, handle: stmt, sql: sql)
+    }
+
+    /// Runs `body` in a transaction: committed if it returns, rolled back if it throws.
+    /// `immediate` takes the write lock up front (for writers).
+    public func transaction<T>(immediate: Bool = true, _ body: () throws -> T) throws -> T {
+        try execute(immediate ? "BEGIN IMMEDIATE" : "BEGIN")
+        do {
+            let value = try body()
+            try execute("COMMIT")
+            return value
+        } catch {
+            try? execute("ROLLBACK")
+            throw error
+        }
+    }
+
+    public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
+    public var changes: Int { Int(sqlite3_changes(handle)) }
+
+    /// First column of the first row, or nil.
+    public func scalarInt(_ sql: String) throws -> Int64? {
+        let s = try prepare(sql)
+        return try s.step() ? s.int(0) : nil
+    }
+}
+
+/// A prepared statement. Bind with `bind`, iterate with `step`, reuse with `reset`.
+public final class Statement {
+    let connection: SQLiteConnection
+    let handle: OpaquePointer
+    let sql: String
+
+    init(connection: SQLiteConnection, handle: OpaquePointer, sql: String) {
+        self.connection = connection
+        self.handle = handle
+        self.sql = sql
+    }
+
+    deinit { sqlite3_finalize(handle) }
+
+    private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+    @discardableResult
+    public func bind(_ values: [SQLValue]) throws -> Statement {
+        sqlite3_reset(handle)
+        sqlite3_clear_bindings(handle)
+        for (i, v) in values.enumerated() {
+            let index = Int32(i + 1)
+            let rc: Int32
+            switch v {
+            case .null: rc = sqlite3_bind_null(handle, index)
+            case .int(let x): rc = sqlite3_bind_int64(handle, index, x)
+            case .double(let x): rc = sqlite3_bind_double(handle, index, x)
+            case .text(let s): rc = sqlite3_bind_text(handle, index, s, -1, Self.transient)
+            case .blob(let d):
+                rc = d.withUnsafeBytes { raw in
+                    sqlite3_bind_blob64(handle, index, raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1), sqlite3_uint64(raw.count), Self.transient)
+                }
+            }
+            if rc != SQLITE_OK { throw connection.error(rc, sql: sql) }
+        }
+        return self
+    }
+
+    /// Advances to the next row; false when done.
+    public func step() throws -> Bool {
+        let rc = sqlite3_step(handle)
+        switch rc {
+        case SQLITE_ROW: return true
+        case SQLITE_DONE: return false
+        default: throw connection.error(rc, sql: sql)
+        }
+    }
+
+    /// Runs to completion (for INSERT/UPDATE/DELETE).
+    public func run(_ values: [SQLValue] = []) throws {
+        try bind(values)
+        while try step() {}
+        sqlite3_reset(handle)
+    }
+
+    public func isNull(_ column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
+    public func int(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
+    public func double(_ column: Int32) -> Double { sqlite3_column_double(handle, column) }
+    public func text(_ column: Int32) -> String {
+        guard let p = sqlite3_column_text(handle, column) else { return "" }
+        let n = Int(sqlite3_column_bytes(handle, column))
+        return String(decoding: UnsafeBufferPointer(start: p, count: n), as: UTF8.self)
+    }
+    public func blob(_ column: Int32) -> Data {
+        let n = Int(sqlite3_column_bytes(handle, column))
+        guard n > 0, let p = sqlite3_column_blob(handle, column) else { return Data() }
+        return Data(bytes: p, count: n)
+    }
+    /// Calls `body` with the blob's bytes without copying them (valid only inside).
+    public func withBlob<T>(_ column: Int32, _ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+        let n = Int(sqlite3_column_bytes(handle, column))
+        let p = sqlite3_column_blob(handle, column)
+        return try body(UnsafeRawBufferPointer(start: n > 0 ? p : nil, count: n))
+    }
+}
+
+/// A value bound to a statement parameter.
+public enum SQLValue: Sendable {
+    case null
+    case int(Int64)
+    case double(Double)
+    case text(String)
+    case blob(Data)
+}
