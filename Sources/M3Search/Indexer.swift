@@ -1,0 +1,167 @@
+import Foundation
+import M3Store
+
+/// What `indexFiles` did.
+public struct IndexSummary: Sendable, Equatable {
+    public var indexed = 0          // new or changed files encoded
+    public var unchanged = 0        // skipped: same size, mtime or content
+    public var removed = 0          // gone from disk, removed from the index
+    public var skipped = 0          // unsupported type, binary, empty, too large
+    public var failed = 0           // unreadable
+    public var chunks = 0           // chunks encoded
+    public var tokens = 0           // tokens encoded
+    public var warnings: [String] = []
+    public var skippedByReason: [String: Int] = [:]
+    public var seconds = 0.0
+}
+
+/// Progress of an indexing run, reported after each file.
+public struct IndexProgress: Sendable {
+    public var filesDone: Int
+    public var filesTotal: Int
+    public var chunks: Int
+    public var tokens: Int
+    public var elapsed: Double
+}
+
+/// Which files to index.
+public struct FileSelection: Sendable {
+    /// Globs matched against the path relative to its root and against the file name;
+    /// empty: everything m3search reads.
+    public var include: [String] = []
+    public var exclude: [String] = []
+    /// Files larger than this are skipped with a message.
+    public var maxFileBytes: Int64 = 64 << 20
+    /// Documents per transaction: a killed run keeps every finished batch.
+    public var batchDocuments = 16
+
+    public init(include: [String] = [], exclude: [String] = [], maxFileBytes: Int64 = 64 << 20, batchDocuments: Int = 16) {
+        self.include = include
+        self.exclude = exclude
+        self.maxFileBytes = maxFileBytes
+        self.batchDocuments = batchDocuments
+    }
+}
+
+extension SearchIndex {
+    /// Indexes files and folders incrementally: new and changed files are encoded,
+    /// unchanged ones skipped without encoding, and files deleted under a given folder
+    /// removed. Work is committed in batches, so an interrupted run keeps what it finished
+    /// and the next run resumes. Document paths are the roots as given joined with each
+    /// file's relative path.
+    public func indexFiles(_ roots: [String], selection: FileSelection = FileSelection(),
+                           progress: ((IndexProgress) -> Void)? = nil) throws -> IndexSummary {
+        let start = Date()
+        var summary = IndexSummary()
+        var files: [(path: String, kind: DocumentKind?)] = []
+        var folderRoots: [String] = []
+        let fm = FileManager.default
+        for root in roots {
+            var isDir: ObjCBool = false
+            guard fm.fileExists(atPath: root, isDirectory: &isDir) else {
+                throw SearchError.invalidOptions("\(root) does not exist")
+            }
+            if isDir.boolValue {
+                let base = root.hasSuffix("/") && root.count > 1 ? String(root.dropLast()) : root
+                folderRoots.append(base)
+                for rel in Self.walk(base) where Self.selected(rel, selection) {
+                    let path = base == "." ? rel : base + "/" + rel
+                    files.append((path, DocumentKind.of(path: path)))
+                }
+            } else {
+                files.append((root, DocumentKind.of(path: root)))
+            }
+        }
+
+        // Removals: indexed documents under a given folder that are no longer there.
+        let present = Set(files.map(\.path))
+        let known = try store.documents()
+        let gone = known.filter { doc in
+            !present.contains(doc.path) && folderRoots.contains { root in root == "." ? !doc.path.hasPrefix("/") : doc.path.hasPrefix(root + "/") }
+        }
+        if !gone.isEmpty { summary.removed = try remove(gone.map(\.path)) }
+        let knownByPath = Dictionary(known.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
+
+        var batch: [PreparedDocument] = []
+        var done = 0
+        func flush() throws {
+            guard !batch.isEmpty else { return }
+            try commit(batch, removing: [])
+            batch.removeAll()
+        }
+        for (path, kind) in files {
+            defer {
+                done += 1
+                progress?(IndexProgress(filesDone: done, filesTotal: files.count, chunks: summary.chunks,
+                                        tokens: summary.tokens, elapsed: Date().timeIntervalSince(start)))
+            }
+            guard let kind else {
+                summary.skipped += 1
+                summary.skippedByReason[SkipReason.unsupportedType.summary, default: 0] += 1
+                continue
+            }
+            if let old = knownByPath[path], let attrs = try? fm.attributesOfItem(atPath: path),
+               (attrs[.size] as? NSNumber)?.int64Value == old.size,
+               (attrs[.modificationDate] as? Date)?.timeIntervalSince1970 == old.mtime {
+                summary.unchanged += 1
+                continue
+            }
+            switch DocumentReader.read(path: path, kind: kind, maxBytes: selection.maxFileBytes) {
+            case .failure(let reason):
+                if case .unreadable = reason {
+                    summary.failed += 1
+                    summary.warnings.append("\(path): \(reason.summary)")
+                } else {
+                    summary.skipped += 1
+                    summary.skippedByReason[reason.summary, default: 0] += 1
+                    if case .tooLarge = reason { summary.warnings.append("\(path): skipped, \(reason.summary)") }
+                }
+                // A file that became unreadable or empty no longer matches its old entry.
+                if knownByPath[path] != nil { summary.removed += try remove([path]) }
+            case .success(let doc):
+                if doc.hadInvalidUTF8 { summary.warnings.append("\(path): invalid UTF-8, decoded with replacement characters") }
+                if let old = knownByPath[path], old.contentHash == doc.contentHash {
+                    try store.touchDocument(id: old.id, size: doc.size, mtime: doc.mtime)
+                    summary.unchanged += 1
+                    continue
+                }
+                let prepared = try prepare(path: path, text: doc.text, size: doc.size, mtime: doc.mtime,
+                                           contentHash: doc.contentHash, metadata: nil)
+                summary.indexed += 1
+                summary.chunks += prepared.chunks.count
+                summary.tokens += prepared.chunks.reduce(0) { $0 + $1.tokenIDs.count }
+                batch.append(prepared)
+                if batch.count >= selection.batchDocuments { try flush() }
+            }
+        }
+        try flush()
+        summary.seconds = Date().timeIntervalSince(start)
+        return summary
+    }
+
+    /// Relative paths of regular files under `root`, sorted; hidden entries and symlinked
+    /// folders are not followed (no loops).
+    static func walk(_ root: String) -> [String] {
+        let url = URL(fileURLWithPath: root)
+        guard let e = FileManager.default.enumerator(at: url, includingPropertiesForKeys: [.isRegularFileKey, .isSymbolicLinkKey],
+                                                     options: [.skipsHiddenFiles]) else { return [] }
+        var out: [String] = []
+        let prefix = url.standardizedFileURL.path.count + 1
+        for case let file as URL in e {
+            guard let values = try? file.resourceValues(forKeys: [.isRegularFileKey, .isSymbolicLinkKey]),
+                  values.isRegularFile == true, values.isSymbolicLink != true else { continue }
+            let full = file.standardizedFileURL.path
+            if full.count > prefix { out.append(String(full.dropFirst(prefix))) }
+        }
+        return out.sorted()
+    }
+
+    static func selected(_ relative: String, _ s: FileSelection) -> Bool {
+        let name = (relative as NSString).lastPathComponent
+        func matches(_ globs: [String]) -> Bool {
+            globs.contains { fnmatch($0, relative, 0) == 0 || fnmatch($0, name, 0) == 0 }
+        }
+        if !s.include.isEmpty && !matches(s.include) { return false }
+        return !matches(s.exclude)
+    }
+}

@@ -1,0 +1,85 @@
+import ArgumentParser
+import Foundation
+import M3Search
+
+/// Where indexes live unless --index says otherwise.
+let defaultIndexPath = ProcessInfo.processInfo.environment["M3SEARCH_INDEX"] ?? "Indexes/default.m3index"
+
+/// `m3search index`: add folders and files to an index, incrementally.
+struct IndexCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "index",
+        abstract: "Index folders and files (incremental: unchanged files are not encoded again).",
+        discussion: """
+        Reads plain text, Markdown, reStructuredText, HTML (visible text only) and source code. Other files are
+        skipped and counted. New and changed files are encoded, deleted files removed. Work is committed in
+        batches: an interrupted run keeps what it finished, and the next run resumes.
+        """)
+
+    @Argument(help: "Folders and files to index.")
+    var paths: [String]
+
+    @Option(name: .long, help: "Index file (default $M3SEARCH_INDEX or Indexes/default.m3index).")
+    var index: String = defaultIndexPath
+
+    @Option(name: .long, help: ArgumentHelp("BGE-M3 model folder (default $M3SEARCH_MODEL, then the Hugging Face cache).", valueName: "dir"))
+    var model: String?
+
+    @Option(name: .long, help: "Tokens per chunk, <s> and </s> included (fixed when the index is created).")
+    var maxLength: Int = 512
+
+    @Option(name: .long, help: "Tokens shared by consecutive chunks (fixed when the index is created).")
+    var overlap: Int = 64
+
+    @Option(name: .long, help: "Only index files matching this glob (repeatable; matched against the relative path and the name).")
+    var include: [String] = []
+
+    @Option(name: .long, help: "Skip files matching this glob (repeatable).")
+    var exclude: [String] = []
+
+    @Option(name: .long, help: "Skip files larger than this many bytes.")
+    var maxFileSize: Int64 = 64 << 20
+
+    @Option(name: .long, help: "Documents per committed batch.")
+    var batch: Int = 16
+
+    func validate() throws {
+        if maxLength < 8 { throw ValidationError("--max-length must be at least 8") }
+        if overlap < 0 || overlap >= maxLength - 2 { throw ValidationError("--overlap must be between 0 and max-length − 3") }
+        if batch < 1 { throw ValidationError("--batch must be at least 1") }
+    }
+
+    func run() throws {
+        let searchIndex: SearchIndex
+        do {
+            let m = try BGEM3(folder: BGEM3.locate(explicit: model))
+            searchIndex = try SearchIndex(path: index, model: m, maxLength: maxLength, overlap: overlap)
+        } catch { fail("\(error)") }
+        if searchIndex.settings.maxLength != maxLength || searchIndex.settings.overlap != overlap {
+            FileHandle.standardError.write(Data("note: \(index) was created with --max-length \(searchIndex.settings.maxLength) --overlap \(searchIndex.settings.overlap); using those\n".utf8))
+        }
+        let tty = isatty(2) == 1
+        let summary: IndexSummary
+        do {
+            summary = try searchIndex.indexFiles(paths, selection: FileSelection(include: include, exclude: exclude,
+                                                                                  maxFileBytes: maxFileSize, batchDocuments: batch)) { p in
+                guard tty else { return }
+                let rate = p.elapsed > 0 ? Double(p.tokens) / p.elapsed : 0
+                let eta = p.filesDone > 0 ? p.elapsed / Double(p.filesDone) * Double(p.filesTotal - p.filesDone) : 0
+                let width = 24, filled = p.filesTotal > 0 ? width * p.filesDone / p.filesTotal : width
+                let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+                let line = String(format: "\r[%@] %d/%d files  %d chunks  %.0f tok/s  ETA %.0fs ", bar, p.filesDone, p.filesTotal, p.chunks, rate, eta)
+                FileHandle.standardError.write(Data(line.utf8))
+            }
+        } catch { fail("\(error)") }
+        if tty { FileHandle.standardError.write(Data("\n".utf8)) }
+        for w in summary.warnings { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
+        var line = "indexed \(summary.indexed), unchanged \(summary.unchanged), skipped \(summary.skipped), removed \(summary.removed), failed \(summary.failed)"
+        line += String(format: "; %d chunks, %d tokens in %.1fs", summary.chunks, summary.tokens, summary.seconds)
+        if !summary.skippedByReason.isEmpty {
+            line += " (skipped: " + summary.skippedByReason.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ") + ")"
+        }
+        print(line)
+        print("index: \(index) — \(searchIndex.documentCount) documents, \(searchIndex.chunkCount) chunks")
+    }
+}

@@ -1,0 +1,145 @@
+import ArgumentParser
+import Foundation
+import M3Search
+
+/// `m3search query`: hybrid search of an index.
+struct QueryCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "query",
+        abstract: "Search an index with fused dense, sparse and ColBERT scores.")
+
+    @Argument(help: "The query text.")
+    var text: String
+
+    @Option(name: .long, help: "Index file (default $M3SEARCH_INDEX or Indexes/default.m3index).")
+    var index: String = defaultIndexPath
+
+    @Option(name: .long, help: ArgumentHelp("BGE-M3 model folder (must be the one the index was built with).", valueName: "dir"))
+    var model: String?
+
+    @Option(name: .long, help: "Number of results.")
+    var k: Int = 10
+
+    @Option(name: .long, help: "Fusion weights for dense,sparse,colbert; a weight of 0 skips that mode.")
+    var weights: String = "0.4,0.3,0.3"
+
+    @Option(name: .long, help: "hybrid, dense, sparse or colbert.")
+    var mode: SearchOptions.Mode = .hybrid
+
+    @Option(name: .long, help: "weighted (Σ wᵢ·sᵢ / Σ wᵢ) or rrf (reciprocal rank fusion, k = 60).")
+    var fusion: SearchOptions.Fusion = .weighted
+
+    @Option(name: .long, help: "Candidates from HNSW and from the sparse index before exact rescoring.")
+    var candidates: Int = 100
+
+    @Flag(name: .long, help: "One result per chunk instead of per document.")
+    var chunks = false
+
+    @Flag(name: .long, help: "Machine-readable JSON output.")
+    var json = false
+
+    @Flag(name: .long, help: "Show candidate counts and time per stage.")
+    var explain = false
+
+    func validate() throws {
+        if text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { throw ValidationError("the query is empty") }
+        if k < 1 { throw ValidationError("--k must be at least 1") }
+        if candidates < 1 { throw ValidationError("--candidates must be at least 1") }
+        do { _ = try FusionWeights(parsing: weights) } catch { throw ValidationError("\(error)") }
+    }
+
+    func run() throws {
+        let w = try FusionWeights(parsing: weights)
+        guard FileManager.default.fileExists(atPath: index) else {
+            fail("no index at \(index). Build one with `m3search index <folders> --index \(index)`.")
+        }
+        let report: SearchReport
+        do {
+            let m = try BGEM3(folder: BGEM3.locate(explicit: model))
+            let searchIndex = try SearchIndex(path: index, model: m, create: false, readOnly: !isWritable(index))
+            report = try searchIndex.search(text, options: SearchOptions(k: k, weights: w, mode: mode, fusion: fusion,
+                                                                         candidates: candidates, groupByDocument: !chunks))
+        } catch { fail("\(error)") }
+        let terms = queryTerms(text)
+        if json {
+            var out = JSONWriter()
+            out.raw("{\"results\":[")
+            for (i, r) in report.results.enumerated() {
+                if i > 0 { out.raw(",") }
+                out.raw("{\"rank\":\(r.rank),\"score\":"); out.number(r.score)
+                out.raw(",\"scores\":{\"dense\":"); optional(r.dense, &out)
+                out.raw(",\"sparse\":"); optional(r.sparse, &out)
+                out.raw(",\"colbert\":"); optional(r.colbert, &out)
+                out.raw("},\"path\":"); out.string(r.path)
+                out.raw(",\"chunk\":\(r.chunk),\"snippet\":"); out.string(snippet(r.text, terms: terms, highlight: false))
+                out.raw("}")
+            }
+            out.raw("]")
+            if explain { out.raw(",\"explain\":"); explainJSON(report, &out) }
+            out.raw("}\n")
+            out.flush()
+            return
+        }
+        let tty = isatty(1) == 1
+        if report.results.isEmpty { print("no results") }
+        for r in report.results {
+            let scores = [("dense", r.dense), ("sparse", r.sparse), ("colbert", r.colbert)]
+                .map { "\($0.0) \($0.1.map { String(format: "%.4f", $0) } ?? "-")" }.joined(separator: "  ")
+            print(String(format: "%2d. %.4f  ", r.rank, r.score) + "\(r.path)#\(r.chunk)  [\(scores)]")
+            print("    " + snippet(r.text, terms: terms, highlight: tty))
+        }
+        if explain {
+            print(String(format: "candidates: %d dense + %d sparse → %d unique; encode %.1f ms, candidates %.1f ms, scoring %.1f ms, fusion %.1f ms",
+                         report.denseCandidates, report.sparseCandidates, report.candidates, report.encodeSeconds * 1000,
+                         report.candidateSeconds * 1000, report.scoreSeconds * 1000, report.fuseSeconds * 1000))
+        }
+    }
+
+    private func optional(_ v: Float?, _ out: inout JSONWriter) {
+        if let v { out.number(v) } else { out.raw("null") }
+    }
+
+    private func explainJSON(_ r: SearchReport, _ out: inout JSONWriter) {
+        out.raw("{\"dense_candidates\":\(r.denseCandidates),\"sparse_candidates\":\(r.sparseCandidates),\"candidates\":\(r.candidates)")
+        out.raw(",\"encode_ms\":\(r.encodeSeconds * 1000),\"candidates_ms\":\(r.candidateSeconds * 1000)")
+        out.raw(",\"score_ms\":\(r.scoreSeconds * 1000),\"fuse_ms\":\(r.fuseSeconds * 1000)}")
+    }
+
+    private func isWritable(_ path: String) -> Bool { FileManager.default.isWritableFile(atPath: path) }
+}
+
+extension SearchOptions.Mode: ExpressibleByArgument {}
+extension SearchOptions.Fusion: ExpressibleByArgument {}
+
+/// Lower-cased words of the query (letters and digits, 2+ characters), for highlighting.
+func queryTerms(_ query: String) -> [String] {
+    query.lowercased().split { !$0.isLetter && !$0.isNumber }.map(String.init).filter { $0.count >= 2 }
+}
+
+/// Up to ~300 characters of the chunk, starting near the first query term, whitespace
+/// collapsed; terms in bold on a terminal.
+func snippet(_ text: String, terms: [String], highlight: Bool) -> String {
+    let flat = text.split(whereSeparator: { $0.isWhitespace }).joined(separator: " ")
+    let lower = flat.lowercased()
+    var start = flat.startIndex
+    if let first = terms.compactMap({ lower.range(of: $0)?.lowerBound }).min() {
+        let offset = lower.distance(from: lower.startIndex, to: first)
+        start = flat.index(flat.startIndex, offsetBy: max(0, offset - 60))
+    }
+    var s = String(flat[start...].prefix(300))
+    if start > flat.startIndex { s = "…" + s }
+    if flat.distance(from: start, to: flat.endIndex) > 300 { s += "…" }
+    guard highlight, !terms.isEmpty else { return s }
+    var out = ""
+    var rest = Substring(s)
+    while !rest.isEmpty {
+        let lowerRest = rest.lowercased()
+        if let t = terms.first(where: { lowerRest.hasPrefix($0) }), rest.count >= t.count {
+            out += "\u{1B}[1m" + rest.prefix(t.count) + "\u{1B}[0m"
+            rest = rest.dropFirst(t.count)
+        } else {
+            out.append(rest.removeFirst())
+        }
+    }
+    return out
+}
