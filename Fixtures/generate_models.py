@@ -176,6 +176,25 @@ def hidden_states(model, tokenizer, texts):
     return out
 
 
+def float32_error(states32, states64, colbert, sparse_w, sparse_b):
+    """How far float32 arithmetic lands from float64 on this model (dense, sparse
+    weights, ColBERT): the noise floor any float32 port shares with FlagEmbedding. Large
+    attention logits or LayerNorm of near-constant vectors amplify rounding; the parity
+    tolerance (1e-4) needs this well below it."""
+    def outputs(h, dt):
+        cw, cb = colbert["weight"].to(dt), colbert["bias"].to(dt)
+        d = torch.nn.functional.normalize(h[0], dim=-1)
+        s = torch.relu(h @ sparse_w.to(dt)[0] + sparse_b.to(dt)[0])
+        c = torch.nn.functional.normalize(h[1:] @ cw.T + cb, dim=-1)
+        return d, s, c
+    err = {"dense": 0.0, "sparse": 0.0, "colbert": 0.0}
+    for (_, h32), (_, h64) in zip(states32, states64):
+        for key, a, b in zip(err, outputs(h32, torch.float32), outputs(h64, torch.float64)):
+            if a.numel():
+                err[key] = max(err[key], float((a.double() - b).abs().max()))
+    return err
+
+
 def _content(ids, h):
     """Hidden states of the tokens FlagEmbedding keeps for sparse weights."""
     keep = ~torch.isin(torch.tensor(ids), torch.tensor(sorted(SPECIAL_IDS)))
@@ -287,6 +306,10 @@ def check_diagnostics(d):
                         f"max - min {spread:.3f})")
     if d["dense_cos_max"] > 0.9999:
         problems.append(f"two texts have identical dense vectors (max cos {d['dense_cos_max']})")
+    worst = max(d.get("float32_vs_float64_max_abs", {}).values(), default=0.0)
+    if worst > 1e-5:
+        problems.append(f"float32 rounding is amplified to {worst:.2g} (> 1e-5) on this "
+                        "model: too close to the 1e-4 parity tolerance; lower --qk-scale")
     if d["colbert_token_cos_mean"] > 0.95:
         problems.append(f"ColBERT vectors of a text collapse to one direction (mean cos "
                         f"{d['colbert_token_cos_mean']:.3f}): deep-model rank collapse, "
@@ -392,6 +415,8 @@ def main(argv=None):
     sparse = collections.OrderedDict(weight=sparse_w, bias=sparse_b)
     diag = diagnostics(states, colbert, sparse_w, sparse_b, calib)
     diag["sparse_min_abs_preactivation_reference_texts"] = margin
+    diag["float32_vs_float64_max_abs"] = float32_error(
+        states, hidden_states(model.double(), tok, calib), colbert, sparse_w, sparse_b)
     del model
     t_calib = time.time() - t0 - t_build
 

@@ -115,15 +115,23 @@ def layer_norm(x, g, b, eps):
     return (x - mu) / np.sqrt(var + eps) * g + b
 
 
+try:
+    from scipy.special import erf as _erf
+except ImportError:  # plain NumPy fallback (slow)
+    _erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
 def gelu(x):
-    erf = np.vectorize(math.erf, otypes=[np.float64])
-    return (0.5 * x * (1.0 + erf(x.astype(np.float64) / math.sqrt(2.0)))).astype(np.float32)
+    """Exact (erf) GELU, as transformers' "gelu"; evaluated in float64."""
+    x64 = x.astype(np.float64)
+    return 0.5 * x64 * (1.0 + _erf(x64 / math.sqrt(2.0)))
 
 
 class Model:
-    def __init__(self, model_dir):
+    def __init__(self, model_dir, dtype=np.float32):
         self.cfg = json.load(open(os.path.join(model_dir, "config.json")))
-        self.w = load_weights(model_dir)
+        self.w = {k: v.astype(dtype) for k, v in load_weights(model_dir).items()}
+        self.dtype = dtype
         self.eps = self.cfg["layer_norm_eps"]
 
     def lin(self, x, name):
@@ -149,14 +157,14 @@ class Model:
             q = self.lin(x, p + "attention.self.query").reshape(n, nh, d).transpose(1, 0, 2)
             k = self.lin(x, p + "attention.self.key").reshape(n, nh, d).transpose(1, 0, 2)
             v = self.lin(x, p + "attention.self.value").reshape(n, nh, d).transpose(1, 0, 2)
-            s = q @ k.transpose(0, 2, 1) / np.float32(math.sqrt(d))
+            s = q @ k.transpose(0, 2, 1) / self.dtype(math.sqrt(d))
             s = np.exp(s - s.max(-1, keepdims=True))
             a = s / s.sum(-1, keepdims=True)
             ctx = (a @ v).transpose(1, 0, 2).reshape(n, H)
             x = self.ln(x + self.lin(ctx, p + "attention.output.dense"), p + "attention.output.LayerNorm")
-            h = gelu(self.lin(x, p + "intermediate.dense"))
+            h = gelu(self.lin(x, p + "intermediate.dense")).astype(self.dtype)
             x = self.ln(x + self.lin(h, p + "output.dense"), p + "output.LayerNorm")
-        return x.astype(np.float32)
+        return x
 
     def encode(self, ids):
         h = self.hidden(ids)
@@ -196,13 +204,15 @@ def main(argv=None):
     ap.add_argument("--max-length", type=int, default=8192)
     ap.add_argument("--weights", default="0.4,0.3,0.3")
     ap.add_argument("--perturb", type=float, default=0.0)
+    ap.add_argument("--float64", action="store_true",
+                    help="compute in float64 (how far is float32 from exact arithmetic?)")
     args = ap.parse_args(argv)
 
     sys.path.insert(0, HERE)
     from reference_tokenizer import default_tokenizer_json
     from tokenizers import Tokenizer
     tok = Tokenizer.from_file(default_tokenizer_json())
-    model = Model(args.model)
+    model = Model(args.model, np.float64 if args.float64 else np.float32)
     out = sys.stdout
     for line in sys.stdin:
         if not line.strip():
