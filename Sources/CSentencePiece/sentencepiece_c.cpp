@@ -343,18 +343,6 @@ csp_tokenizer *csp_create(const char *path, size_t path_length, char *error, siz
     return t.release();
 }
 
-csp_tokenizer *csp_create_from_bytes(const uint8_t *bytes, size_t length, char *error, size_t error_capacity) {
-    auto t = std::make_unique<csp_tokenizer>();
-    auto status = t->sp.LoadFromSerializedProto(
-        std::string_view(reinterpret_cast<const char *>(bytes), length));
-    if (!status.ok()) {
-        write_error(error, error_capacity, status.ToString());
-        return nullptr;
-    }
-    if (!t->init(error, error_capacity)) return nullptr;
-    return t.release();
-}
-
 void csp_free(csp_tokenizer *tokenizer) { delete tokenizer; }
 
 int32_t csp_vocab_size(const csp_tokenizer *tokenizer) { return tokenizer->vocab_size; }
@@ -463,16 +451,6 @@ size_t csp_encode_segment(const csp_tokenizer *t, const uint8_t *text, size_t le
         w = we;
     }
     return count;
-}
-
-size_t csp_encode_sentencepiece(const csp_tokenizer *t, const uint8_t *text, size_t length,
-                                int32_t *ids, size_t capacity) {
-    std::vector<int> out;
-    if (!t->sp.Encode(std::string_view(reinterpret_cast<const char *>(text), length), &out).ok())
-        return 0;
-    for (size_t i = 0; i < out.size() && i < capacity; i++)
-        ids[i] = out[i] == t->sp.unk_id() ? kHFUnk : int32_t(out[i]) + 1;
-    return out.size();
 }
 
 }  // extern "C"

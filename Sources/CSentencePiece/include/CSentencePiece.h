@@ -29,10 +29,6 @@ typedef struct csp_tokenizer csp_tokenizer;
 csp_tokenizer *csp_create(const char *path, size_t path_length,
                           char *error, size_t error_capacity);
 
-/// Same from the serialized ModelProto bytes.
-csp_tokenizer *csp_create_from_bytes(const uint8_t *bytes, size_t length,
-                                     char *error, size_t error_capacity);
-
 void csp_free(csp_tokenizer *tokenizer);
 
 /// Hugging Face vocabulary size: SentencePiece pieces + 2 (<pad> and <mask>).
@@ -60,13 +56,6 @@ size_t csp_encode_segment(const csp_tokenizer *tokenizer,
                           const uint32_t *grapheme_lengths, size_t grapheme_count,
                           size_t max_tokens,
                           int32_t *ids, int32_t *begins, int32_t *ends, size_t capacity);
-
-/// Plain SentencePiece encoding (its own normaliser, no special-token handling), with ids
-/// mapped to fairseq/Hugging Face ids, without <s> and </s>. Diagnostics only. Returns
-/// the number of ids (writes at most `capacity`).
-size_t csp_encode_sentencepiece(const csp_tokenizer *tokenizer,
-                                const uint8_t *text, size_t length,
-                                int32_t *ids, size_t capacity);
 
 #ifdef __cplusplus
 }
