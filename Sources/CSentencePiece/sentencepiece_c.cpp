@@ -210,7 +210,6 @@ struct Scratch {
 }  // namespace
 
 struct csp_tokenizer {
-    sentencepiece::SentencePieceProcessor sp;
     CharsMap charsmap;
     VocabTrie trie;
     std::vector<std::string> pieces;  // by Hugging Face id
@@ -218,7 +217,7 @@ struct csp_tokenizer {
     double unk_score = 0;
     int32_t vocab_size = 0;
 
-    bool init(char *error, size_t capacity);
+    bool init(const sentencepiece::SentencePieceProcessor &sp, char *error, size_t capacity);
     void update_unk_score() {
         double lowest = std::numeric_limits<double>::infinity();
         for (double s : scores) lowest = std::min(lowest, s);
@@ -227,7 +226,7 @@ struct csp_tokenizer {
     size_t encode_word(const uint8_t *w, size_t n, Scratch &s) const;
 };
 
-bool csp_tokenizer::init(char *error, size_t capacity) {
+bool csp_tokenizer::init(const sentencepiece::SentencePieceProcessor &sp, char *error, size_t capacity) {
     const int n = sp.GetPieceSize();
     if (n < 3 || !sp.IsUnknown(0) || sp.IdToPiece(1) != "<s>" || sp.IdToPiece(2) != "</s>" ||
         !sp.IsControl(1) || !sp.IsControl(2)) {
@@ -333,13 +332,15 @@ size_t csp_tokenizer::encode_word(const uint8_t *w, size_t n, Scratch &s) const 
 extern "C" {
 
 csp_tokenizer *csp_create(const char *path, size_t path_length, char *error, size_t error_capacity) {
-    auto t = std::make_unique<csp_tokenizer>();
-    auto status = t->sp.Load(std::string_view(path, path_length));
+    // The processor is only needed while loading: the tokenizer keeps its own tables.
+    sentencepiece::SentencePieceProcessor sp;
+    auto status = sp.Load(std::string_view(path, path_length));
     if (!status.ok()) {
         write_error(error, error_capacity, status.ToString());
         return nullptr;
     }
-    if (!t->init(error, error_capacity)) return nullptr;
+    auto t = std::make_unique<csp_tokenizer>();
+    if (!t->init(sp, error, error_capacity)) return nullptr;
     return t.release();
 }
 

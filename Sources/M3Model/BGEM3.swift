@@ -65,7 +65,12 @@ public final class BGEM3: Sendable {
         let sparseDict = try WeightFile.load(path(File.sparseHead))
         let heads = HeadWeights(colbert: try Linear(colbertDict, "", out: h, in: h, bare: true),
                                 sparse: try Linear(sparseDict, "", out: 1, in: h, bare: true))
-        let tokenizer = try XLMRobertaTokenizer(modelPath: spm)
+        // tokenizer.json (shipped with BAAI/bge-m3) carries the unigram scores in double
+        // precision, which decides exact Viterbi ties the way the Hugging Face tokenizer does;
+        // without it the float32 scores of sentencepiece.bpe.model are used.
+        let tokenizerJSON = path("tokenizer.json")
+        let tokenizer = try XLMRobertaTokenizer(modelPath: spm,
+                                                tokenizerJSONPath: fm.fileExists(atPath: tokenizerJSON) ? tokenizerJSON : nil)
         if tokenizer.vocabularySize > config.vocabularySize {
             throw ModelError.invalidConfig(path: path(File.config), detail: "vocab_size \(config.vocabularySize) is smaller than the tokenizer's \(tokenizer.vocabularySize) ids")
         }

@@ -133,6 +133,7 @@ public final class XLMRobertaTokenizer: @unchecked Sendable {
         var contiguous = text
         contiguous.withUTF8 { buf in
             let n = buf.count
+            precondition(n < Int(Int32.max), "texts of 2 GiB or more are not supported")
             ids.reserveCapacity(min(n + 2, remaining + 2))
             ids.append(Self.bos)
             if wantOffsets { offsets.reserveCapacity(min(n + 2, remaining + 2)) }
@@ -157,8 +158,8 @@ public final class XLMRobertaTokenizer: @unchecked Sendable {
                 }
             }
             if segmentStart < n && remaining > 0 {
-                encodeSegment(buf, segmentStart..<n, whole: segmentStart == 0, text: text,
-                              remaining: &remaining, scratch: &scratch, wantOffsets: wantOffsets, ids: &ids, offsets: &offsets)
+                encodeSegment(buf, segmentStart..<n, whole: segmentStart == 0, text: text, remaining: &remaining,
+                              scratch: &scratch, wantOffsets: wantOffsets, ids: &ids, offsets: &offsets)
             }
             ids.append(Self.eos)
             if wantOffsets { offsets.append(n..<n) }

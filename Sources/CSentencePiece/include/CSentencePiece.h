@@ -37,7 +37,7 @@ int32_t csp_vocab_size(const csp_tokenizer *tokenizer);
 /// Replaces the Unigram scores with the exact double-precision scores of a Hugging Face
 /// tokenizer.json (its model.vocab must list the same pieces in fairseq order). Hugging
 /// Face's scores differ from the model file's float32 scores by one double ulp for a
-/// quarter of the pieces, which decides some exact ties (e.g. long runs of '/').
+/// quarter of the pieces, which decides some exact ties (e.g. "ع///////////////").
 /// Call before sharing the handle between threads. Returns 0 on success, otherwise -1
 /// and a message in `error` (scores unchanged).
 int csp_set_hf_scores(csp_tokenizer *tokenizer, const uint8_t *json, size_t length,
