@@ -116,16 +116,16 @@ final class IndexingTests: XCTestCase {
     /// Searches from several tasks while one task writes: every search succeeds.
     func testConcurrentSearchesDuringWrites() async throws {
         let index = try openIndex()
-        try index.add((0..<5).map { DocumentInput(id: "seed-\($0)", text: "Seed document number \($0) about harbours and ships.") })
+        try await index.add((0..<5).map { DocumentInput(id: "seed-\($0)", text: "Seed document number \($0) about harbours and ships.") })
         try await withThrowingTaskGroup(of: Int.self) { group in
             group.addTask {
-                for i in 0..<20 { try index.add([DocumentInput(id: "w-\(i)", text: "Written while searching, item \(i), about trains.")]) }
+                for i in 0..<20 { try await index.add([DocumentInput(id: "w-\(i)", text: "Written while searching, item \(i), about trains.")]) }
                 return 0
             }
             for _ in 0..<4 {
                 group.addTask {
                     var n = 0
-                    for _ in 0..<15 { n += try index.search("ships in the harbour").results.count }
+                    for _ in 0..<15 { n += try await index.search("ships in the harbour").results.count }
                     return n
                 }
             }
