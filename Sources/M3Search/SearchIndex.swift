@@ -131,12 +131,15 @@ public final class SearchIndex: @unchecked Sendable {
 
     /// Opens the index at `path`, creating it when absent (with `maxLength`/`overlap`).
     /// Throws `StoreError.incompatible` when it was built with another model or settings.
+    /// HNSW's M and efConstruction are fixed at creation too (defaults 16 and 200).
     public init(path: String, model: BGEM3, create: Bool = true, maxLength: Int = 512, overlap: Int = 64,
-                pooling: Pooling = .cls, normalize: Bool = true, readOnly: Bool = false) throws {
+                pooling: Pooling = .cls, normalize: Bool = true, hnswM: Int = 16, hnswEfConstruction: Int = 200,
+                readOnly: Bool = false) throws {
         self.path = path
         self.model = model
         let wanted = IndexSettings(modelID: model.identity, dimension: model.config.hiddenSize, maxLength: maxLength,
-                                   overlap: overlap, pooling: pooling.rawValue, normalize: normalize)
+                                   overlap: overlap, pooling: pooling.rawValue, normalize: normalize,
+                                   hnswM: hnswM, hnswEfConstruction: hnswEfConstruction)
         let exists = FileManager.default.fileExists(atPath: path)
         if !exists && (!create || readOnly) { throw StoreError.missing(path: path) }
         if !exists {

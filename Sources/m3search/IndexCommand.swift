@@ -40,6 +40,12 @@ struct IndexCommand: ParsableCommand {
     @Option(name: .long, help: "Skip files larger than this many bytes.")
     var maxFileSize: Int64 = 64 << 20
 
+    @Option(name: .long, help: "HNSW links per node, M (fixed when the index is created).")
+    var hnswM: Int = 16
+
+    @Option(name: .long, help: "HNSW construction breadth, efConstruction (fixed when the index is created).")
+    var efConstruction: Int = 200
+
     @Option(name: .long, help: "Documents per committed batch.")
     var batch: Int = 16
 
@@ -47,13 +53,16 @@ struct IndexCommand: ParsableCommand {
         if maxLength < 8 { throw ValidationError("--max-length must be at least 8") }
         if overlap < 0 || overlap >= maxLength - 2 { throw ValidationError("--overlap must be between 0 and max-length − 3") }
         if batch < 1 { throw ValidationError("--batch must be at least 1") }
+        if hnswM < 2 || hnswM > 128 { throw ValidationError("--hnsw-m must be between 2 and 128") }
+        if efConstruction < 1 { throw ValidationError("--ef-construction must be at least 1") }
     }
 
     func run() throws {
         let searchIndex: SearchIndex
         do {
             let m = try BGEM3(folder: BGEM3.locate(explicit: model))
-            searchIndex = try SearchIndex(path: index, model: m, maxLength: maxLength, overlap: overlap)
+            searchIndex = try SearchIndex(path: index, model: m, maxLength: maxLength, overlap: overlap,
+                                          hnswM: hnswM, hnswEfConstruction: efConstruction)
         } catch { fail("\(error)") }
         if searchIndex.settings.maxLength != maxLength || searchIndex.settings.overlap != overlap {
             FileHandle.standardError.write(Data("note: \(index) was created with --max-length \(searchIndex.settings.maxLength) --overlap \(searchIndex.settings.overlap); using those\n".utf8))

@@ -32,6 +32,9 @@ struct QueryCommand: ParsableCommand {
     @Option(name: .long, help: "Candidates from HNSW and from the sparse index before exact rescoring.")
     var candidates: Int = 100
 
+    @Option(name: .long, help: "HNSW search breadth (default: max(64, candidates)).")
+    var efSearch: Int?
+
     @Flag(name: .long, help: "One result per chunk instead of per document.")
     var chunks = false
 
@@ -45,6 +48,7 @@ struct QueryCommand: ParsableCommand {
         if text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { throw ValidationError("the query is empty") }
         if k < 1 { throw ValidationError("--k must be at least 1") }
         if candidates < 1 { throw ValidationError("--candidates must be at least 1") }
+        if let efSearch, efSearch < 1 { throw ValidationError("--ef-search must be at least 1") }
         do { _ = try FusionWeights(parsing: weights) } catch { throw ValidationError("\(error)") }
     }
 
@@ -58,7 +62,8 @@ struct QueryCommand: ParsableCommand {
             let m = try BGEM3(folder: BGEM3.locate(explicit: model))
             let searchIndex = try SearchIndex(path: index, model: m, create: false, readOnly: !isWritable(index))
             report = try searchIndex.search(text, options: SearchOptions(k: k, weights: w, mode: mode, fusion: fusion,
-                                                                         candidates: candidates, groupByDocument: !chunks))
+                                                                         candidates: candidates, groupByDocument: !chunks,
+                                                                         efSearch: efSearch))
         } catch { fail("\(error)") }
         let terms = queryTerms(text)
         if json {
