@@ -23,9 +23,9 @@ sys.path.insert(0, HERE)
 from texts import TEXT_BY_NAME, long_text  # noqa: E402
 
 MODEL_DIR = os.path.join(HERE, "generated", "bge-m3-full-random")
-GENERATE = ["--full", "--seed", "3", "--qk-scale", "6", "--attn-scale", "0.6",
-            "--ffn-scale", "0.3", "--weights-format", "bin", "--weights-dtype", "float32",
-            "--heads-dtype", "float32"]
+GENERATE = ["--full", "--seed", "3", "--qk-scale", "2", "--attn-scale", "1", "--mix-layers", "2",
+            "--late-attn-scale", "0.2", "--ffn-scale", "1", "--weights-format", "bin",
+            "--weights-dtype", "float32", "--heads-dtype", "float32"]
 TEXT_NAMES = ["english_short", "english_paragraph", "german", "french", "russian", "greek",
               "arabic_rtl", "hebrew_rtl", "hindi", "thai", "chinese", "japanese", "korean",
               "emoji", "combining_marks", "literal_special_tokens", "trailing_whitespace",

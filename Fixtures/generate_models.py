@@ -16,12 +16,16 @@ Initialisation. Plain N(0, 0.02) (what from_config gives) makes a random post-La
 encoder degenerate: attention and FFN add almost nothing to the residual stream, the
 [CLS] output is nearly the same for every text (dense cosines ~1) and a random sparse
 head gives every token weight 0. Here instead:
-  * Linear weights ~ N(0, 1/fan_in), times --qk-scale for query/key (peakier attention),
-    --attn-scale for value and attention output (how much [CLS] mixes in the other
-    tokens) and --ffn-scale for the FFN down-projection. Shallow models (<= 6 layers)
-    default to 4 / 1 / 1. A deep post-LN stack with those collapses (all tokens of a
-    text end up with the same vector: "rank collapse"), so deeper models default to
-    6 / 0.6 / 0.3;
+  * Linear weights ~ N(0, 1/fan_in), times --qk-scale (2) for query/key, --ffn-scale
+    (1) for the FFN down-projection and, for value and attention output, --attn-scale
+    (1) in the first --mix-layers layers and --late-attn-scale (0.2) after them
+    (--mix-layers defaults to all layers for up to 6 layers, else 2). Two failure
+    modes bound these: with strong attention in every layer a deep post-LN stack
+    collapses (every token of a text ends up with the same vector), and with peaky
+    attention (large query/key scales) it turns chaotic: float32 rounding grows to
+    0.1-1 in the outputs (measured as float32_vs_float64_max_abs), so no float32 port
+    could match FlagEmbedding to 1e-4. The 24-layer model therefore mixes strongly in
+    its first two layers only;
   * embeddings ~ N(0, 1) (word), N(0, 0.5) (position, token type), every row random
     (also the padding rows: a literal "<pad>" in a text does reach the model);
   * every bias ~ N(0, 0.1), every LayerNorm gain ~ 1 + N(0, 0.2) and bias ~ N(0, 0.1),
@@ -44,7 +48,7 @@ Examples (from the repository root):
   python Fixtures/generate_models.py --full --seed 3 --weights-format bin \
       --weights-dtype float32 --heads-dtype float32 --out Fixtures/generated/bge-m3-full-random
 """
-import argparse, collections, json, math, os, sys, time
+import argparse, collections, json, math, os, re, sys, time
 
 import numpy as np
 import torch
@@ -103,7 +107,11 @@ def state_dict_shapes(config_dict):
 
 
 def init_tensor(key, shape, gen, qk_scale, attn_scale, ffn_scale=1.0):
-    """One tensor of the random checkpoint (float32), following the scheme above."""
+    """One tensor of the random checkpoint (float32), following the scheme above.
+    attn_scale may be a function of the layer index."""
+    if callable(attn_scale):
+        m = re.search(r"encoder\.layer\.(\d+)\.", key)
+        attn_scale = attn_scale(int(m.group(1))) if m else 1.0
     def normal(std, mean=0.0):
         return torch.randn(shape, generator=gen, dtype=torch.float32) * std + mean
 
@@ -136,8 +144,9 @@ def build(args):
     for key, shape in state_dict_shapes(config):
         # Round to the storage dtype right away: what gets saved is what FlagEmbedding
         # loads (it upcasts to float32), and the calibration below sees the same values.
-        encoder[key] = init_tensor(key, shape, gen, args.qk_scale, args.attn_scale,
-                                    args.ffn_scale).to(wdtype)
+        attn = lambda layer: args.attn_scale if layer < args.mix_layers else args.late_attn_scale
+        encoder[key] = init_tensor(key, shape, gen, args.qk_scale, attn,
+                                   args.ffn_scale).to(wdtype)
 
     H = args.hidden
     colbert = collections.OrderedDict(
@@ -313,7 +322,7 @@ def check_diagnostics(d):
     if d["colbert_token_cos_mean"] > 0.95:
         problems.append(f"ColBERT vectors of a text collapse to one direction (mean cos "
                         f"{d['colbert_token_cos_mean']:.3f}): deep-model rank collapse, "
-                        "lower --attn-scale / raise --qk-scale")
+                        "lower --late-attn-scale or --mix-layers")
     return problems
 
 
@@ -357,15 +366,18 @@ def main(argv=None):
     ap.add_argument("--weights-format", choices=["safetensors", "bin"], default="safetensors")
     ap.add_argument("--weights-dtype", choices=list(DTYPES), default="float32")
     ap.add_argument("--heads-dtype", choices=list(DTYPES), default="float32")
-    ap.add_argument("--qk-scale", type=float,
-                    help="extra std factor for query/key weights (peakier attention); "
-                         "default 4, or 6 above 6 layers")
-    ap.add_argument("--attn-scale", type=float,
-                    help="extra std factor for value/attention-output weights; "
-                         "default 1, or 0.6 above 6 layers")
-    ap.add_argument("--ffn-scale", type=float,
-                    help="extra std factor for the FFN output (down-projection) weights; "
-                         "default 1, or 0.3 above 6 layers")
+    ap.add_argument("--qk-scale", type=float, default=2.0,
+                    help="extra std factor for query/key weights (larger: peakier attention, "
+                         "but also float32 rounding amplified; see float32_error)")
+    ap.add_argument("--attn-scale", type=float, default=1.0,
+                    help="extra std factor for value/attention-output weights of the first "
+                         "--mix-layers layers")
+    ap.add_argument("--late-attn-scale", type=float, default=0.2,
+                    help="the same for the layers after those")
+    ap.add_argument("--mix-layers", type=int,
+                    help="default: all layers up to 6 layers, else 2")
+    ap.add_argument("--ffn-scale", type=float, default=1.0,
+                    help="extra std factor for the FFN output (down-projection) weights")
     ap.add_argument("--sparse-direction", choices=["within-pc1", "random"], default="within-pc1",
                     help="how the sparse head's weight row is chosen (see sparse_direction)")
     ap.add_argument("--sparse-margin", type=float, default=5e-4,
@@ -386,13 +398,8 @@ def main(argv=None):
     if args.full:
         args.hidden, args.layers, args.heads, args.intermediate = 1024, 24, 16, 4096
     assert args.hidden % args.heads == 0
-    deep = args.layers > 6
-    if args.qk_scale is None:
-        args.qk_scale = 6.0 if deep else 4.0
-    if args.attn_scale is None:
-        args.attn_scale = 0.6 if deep else 1.0
-    if args.ffn_scale is None:
-        args.ffn_scale = 0.3 if deep else 1.0
+    if args.mix_layers is None:
+        args.mix_layers = args.layers if args.layers <= 6 else 2
 
     t0 = time.time()
     torch.manual_seed(args.seed)  # only the explicit generator is used; belt and braces
@@ -428,7 +435,8 @@ def main(argv=None):
         "out": args.out, "hidden": args.hidden, "layers": args.layers, "heads": args.heads,
         "intermediate": args.intermediate, "seed": args.seed,
         "weights": f"{args.weights_format}/{args.weights_dtype}", "heads_dtype": args.heads_dtype,
-        "scales": {"qk": args.qk_scale, "attn": args.attn_scale, "ffn": args.ffn_scale,
+        "scales": {"qk": args.qk_scale, "attn": args.attn_scale, "mix_layers": args.mix_layers,
+                   "late_attn": args.late_attn_scale, "ffn": args.ffn_scale,
                    "sparse_direction": args.sparse_direction},
         "encoder_parameters": n_params, "sparse_bias": float(sparse_b.float()[0]),
         "diagnostics": diag,
