@@ -5,25 +5,32 @@ import M3Search
 /// Where indexes live unless --index says otherwise.
 let defaultIndexPath = ProcessInfo.processInfo.environment["M3SEARCH_INDEX"] ?? "Indexes/default.m3index"
 
+/// The index file and the model that encodes for it, shared by index and query.
+struct IndexLocation: ParsableArguments {
+    @Option(name: .long, help: "Index file (default $M3SEARCH_INDEX or Indexes/default.m3index).")
+    var index: String = defaultIndexPath
+
+    @Option(name: .long, help: ArgumentHelp(
+        "BGE-M3 model folder (default $M3SEARCH_MODEL, then the Hugging Face cache); an index accepts only the model it was built with.",
+        valueName: "dir"))
+    var model: String?
+}
+
 /// `m3search index`: add folders and files to an index, incrementally.
 struct IndexCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "index",
         abstract: "Index folders and files (incremental: unchanged files are not encoded again).",
         discussion: """
-        Reads plain text, Markdown, reStructuredText, HTML (visible text only) and source code. Other files are
-        skipped and counted. New and changed files are encoded, deleted files removed. Work is committed in
+        Reads plain text, Markdown, reStructuredText, HTML (visible text only) and source code. Other files are \
+        skipped and counted. New and changed files are encoded, deleted files removed. Work is committed in \
         batches: an interrupted run keeps what it finished, and the next run resumes.
         """)
 
     @Argument(help: "Folders and files to index.")
     var paths: [String]
 
-    @Option(name: .long, help: "Index file (default $M3SEARCH_INDEX or Indexes/default.m3index).")
-    var index: String = defaultIndexPath
-
-    @Option(name: .long, help: ArgumentHelp("BGE-M3 model folder (default $M3SEARCH_MODEL, then the Hugging Face cache).", valueName: "dir"))
-    var model: String?
+    @OptionGroup var location: IndexLocation
 
     @Option(name: .long, help: "Tokens per chunk, <s> and </s> included (fixed when the index is created).")
     var maxLength: Int = 512
@@ -60,12 +67,12 @@ struct IndexCommand: ParsableCommand {
     func run() throws {
         let searchIndex: SearchIndex
         do {
-            let m = try BGEM3(folder: BGEM3.locate(explicit: model))
-            searchIndex = try SearchIndex(path: index, model: m, maxLength: maxLength, overlap: overlap,
+            let m = try BGEM3(folder: BGEM3.locate(explicit: location.model))
+            searchIndex = try SearchIndex(path: location.index, model: m, maxLength: maxLength, overlap: overlap,
                                           hnswM: hnswM, hnswEfConstruction: efConstruction)
         } catch { fail("\(error)") }
         if searchIndex.settings.maxLength != maxLength || searchIndex.settings.overlap != overlap {
-            FileHandle.standardError.write(Data("note: \(index) was created with --max-length \(searchIndex.settings.maxLength) --overlap \(searchIndex.settings.overlap); using those\n".utf8))
+            FileHandle.standardError.write(Data("note: \(location.index) was created with --max-length \(searchIndex.settings.maxLength) --overlap \(searchIndex.settings.overlap); using those\n".utf8))
         }
         let tty = isatty(2) == 1
         let summary: IndexSummary
@@ -89,6 +96,6 @@ struct IndexCommand: ParsableCommand {
             line += " (skipped: " + summary.skippedByReason.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ") + ")"
         }
         print(line)
-        print("index: \(index) — \(searchIndex.documentCount) documents, \(searchIndex.chunkCount) chunks")
+        print("index: \(location.index) — \(searchIndex.documentCount) documents, \(searchIndex.chunkCount) chunks")
     }
 }

@@ -11,11 +11,7 @@ struct QueryCommand: ParsableCommand {
     @Argument(help: "The query text.")
     var text: String
 
-    @Option(name: .long, help: "Index file (default $M3SEARCH_INDEX or Indexes/default.m3index).")
-    var index: String = defaultIndexPath
-
-    @Option(name: .long, help: ArgumentHelp("BGE-M3 model folder (must be the one the index was built with).", valueName: "dir"))
-    var model: String?
+    @OptionGroup var location: IndexLocation
 
     @Option(name: .long, help: "Number of results.")
     var k: Int = 10
@@ -54,12 +50,13 @@ struct QueryCommand: ParsableCommand {
 
     func run() throws {
         let w = try FusionWeights(parsing: weights)
+        let index = location.index
         guard FileManager.default.fileExists(atPath: index) else {
             fail("no index at \(index). Build one with `m3search index <folders> --index \(index)`.")
         }
         let report: SearchReport
         do {
-            let m = try BGEM3(folder: BGEM3.locate(explicit: model))
+            let m = try BGEM3(folder: BGEM3.locate(explicit: location.model))
             let searchIndex = try SearchIndex(path: index, model: m, create: false, readOnly: !isWritable(index))
             report = try searchIndex.search(text, options: SearchOptions(k: k, weights: w, mode: mode, fusion: fusion,
                                                                          candidates: candidates, groupByDocument: !chunks,
