@@ -38,7 +38,7 @@ let package = Package(
             dependencies: ["M3Search", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .testTarget(name: "M3TokenizerTests", dependencies: ["M3Tokenizer"]),
-        .testTarget(name: "M3ModelTests", dependencies: ["M3Model", "M3Tokenizer"]),
+        .testTarget(name: "M3ModelTests", dependencies: ["M3Model", "M3Tokenizer", "CM3Kernels"]),
         .testTarget(name: "M3IndexTests", dependencies: ["M3Index"]),
         .testTarget(name: "M3StoreTests", dependencies: ["M3Store"]),
         .testTarget(name: "M3SearchTests", dependencies: ["M3Search", "m3search"]),

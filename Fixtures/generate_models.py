@@ -310,7 +310,7 @@ def check_diagnostics(d):
         problems.append(f"only {d['sparse_texts_mixed']:.2f} of the texts have 20-80% of their "
                         "tokens with positive sparse weight (most are all-or-nothing)")
     spread = d["dense_cos_max"] - d["dense_cos_min"]
-    if d["dense_cos_mean"] > 0.9 or spread < 0.2:
+    if d["dense_cos_mean"] > 0.9 or spread < 0.1:
         problems.append(f"dense cosines degenerate (mean {d['dense_cos_mean']:.3f}, "
                         f"max - min {spread:.3f})")
     if d["dense_cos_max"] > 0.9999:

@@ -35,6 +35,10 @@ void m3_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
 /// Dot product of two float vectors.
 float m3_dot(const float *a, const float *b, size_t n);
 
+/// The portable versions of the two kernels above (the reference the SIMD ones are tested against).
+void m3_bias_gelu_reference(float *x, const float *bias, size_t rows, size_t cols);
+void m3_softmax_rows_reference(float *s, size_t rows, size_t cols);
+
 /// Which instruction set the dispatched kernels use: 0 portable, 1 AVX2+FMA, 2 AVX-512.
 int m3_kernel_level(void);
 
