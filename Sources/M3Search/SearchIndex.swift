@@ -151,9 +151,8 @@ public final class SearchIndex: @unchecked Sendable {
         if stored.modelID != wanted.modelID || stored.dimension != wanted.dimension {
             throw StoreError.incompatible(path: path, detail: stored.firstDifference(from: wanted) ?? "model differs")
         }
-        if exists, !create, let diff = stored.firstDifference(from: wanted), stored.pooling != wanted.pooling || stored.normalize != wanted.normalize {
-            throw StoreError.incompatible(path: path, detail: diff)
-        }
+        // Chunking, pooling and normalisation come from the file: an existing index keeps
+        // the settings it was built with, whatever the caller passed.
         settings = stored
         reader = try IndexStore(path: path, readOnly: true)
         (hnsw, sparse, documentInfo) = try Self.loadState(store, settings: stored)
