@@ -100,7 +100,31 @@ private func matmulTransposed(_ x: UnsafePointer<Float>, rows: Int, _ w: Tensor,
 /// y = x·Wᵀ + b.
 private func linear(_ x: UnsafePointer<Float>, rows: Int, _ l: Linear, into y: UnsafeMutablePointer<Float>) {
     matmulTransposed(x, rows: rows, l.weight, into: y)
-    m3_add_bias(y, l.bias.pointer, rows, l.outFeatures)
+    let bias = l.bias.pointer, cols = l.outFeatures
+    forRowBlocks(rows, cols: cols) { r0, n in m3_add_bias(y + r0 * cols, bias, n, cols) }
+}
+
+/// Runs a row-wise kernel over `rows` rows in blocks, on all cores when the work is
+/// large enough to pay for the hand-off (sgemm already uses every core; these loops
+/// would otherwise run on one).
+@inline(__always)
+private func forRowBlocks(_ rows: Int, cols: Int, _ body: (_ firstRow: Int, _ count: Int) -> Void) {
+    let workers = rows * cols >= 1 << 16 ? min(ProcessInfo.processInfo.activeProcessorCount, rows) : 1
+    if workers <= 1 { body(0, rows); return }
+    let per = (rows + workers - 1) / workers
+    withoutActuallyEscaping(body) { body in
+        // The blocks write disjoint rows; the closure only lives for this call.
+        let shared = UncheckedSendable(body)
+        DispatchQueue.concurrentPerform(iterations: workers) { i in
+            let r0 = i * per
+            if r0 < rows { shared.value(r0, min(per, rows - r0)) }
+        }
+    }
+}
+
+private struct UncheckedSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
 }
 
 /// Owned scratch memory for one forward call, freed when the call returns.
@@ -163,7 +187,7 @@ final class Encoder: @unchecked Sendable {
                 row += 1
             }
         }
-        m3_add_layernorm(x, nil, t, h, w.embeddingNorm.weight.pointer, w.embeddingNorm.bias.pointer, c.layerNormEps)
+        layerNorm(x, residual: nil, rows: t, w.embeddingNorm)
 
         // Per-layer scratch, reused by every layer.
         let q = Scratch(t * h), k = Scratch(t * h), v = Scratch(t * h)
@@ -182,15 +206,23 @@ final class Encoder: @unchecked Sendable {
                       scores: scores.buffer, blockRows: blockRows)
             // x = LayerNorm(context·Woᵀ + bo + x)
             linear(context.buffer, rows: t, layer.attentionOutput, into: projected.buffer)
-            m3_add_layernorm(x, projected.buffer, t, h, layer.attentionNorm.weight.pointer,
-                             layer.attentionNorm.bias.pointer, c.layerNormEps)
+            layerNorm(x, residual: projected.buffer, rows: t, layer.attentionNorm)
             // ffn = gelu(x·Wiᵀ + bi)                           (T, I)
             matmulTransposed(x, rows: t, layer.intermediate.weight, into: ffn.buffer)
-            m3_bias_gelu(ffn.buffer, layer.intermediate.bias.pointer, t, inter)
+            let ffnOut = ffn.buffer, ffnBias = layer.intermediate.bias.pointer
+            forRowBlocks(t, cols: inter) { r0, n in m3_bias_gelu(ffnOut + r0 * inter, ffnBias, n, inter) }
             // x = LayerNorm(ffn·Wo2ᵀ + bo2 + x)
             linear(ffn.buffer, rows: t, layer.output, into: projected.buffer)
-            m3_add_layernorm(x, projected.buffer, t, h, layer.outputNorm.weight.pointer,
-                             layer.outputNorm.bias.pointer, c.layerNormEps)
+            layerNorm(x, residual: projected.buffer, rows: t, layer.outputNorm)
+        }
+    }
+
+    /// x (rows, H) ← LayerNorm(x + residual), rows split across cores.
+    private func layerNorm(_ x: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>?, rows: Int, _ norm: LayerNorm) {
+        let h = config.hiddenSize, eps = config.layerNormEps
+        let gamma = norm.weight.pointer, beta = norm.bias.pointer
+        forRowBlocks(rows, cols: h) { r0, n in
+            m3_add_layernorm(x + r0 * h, residual.map { $0 + r0 * h }, n, h, gamma, beta, eps)
         }
     }
 
@@ -221,7 +253,7 @@ final class Encoder: @unchecked Sendable {
                     // s (rows, len) = scale · q_blk (rows, d) · k_hᵀ (d, len)
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(len), Int32(d),
                                 scale, qh, Int32(h), kh, Int32(h), 0, s, Int32(len))
-                    m3_softmax_rows(s, rows, len)
+                    forRowBlocks(rows, cols: len) { r, n in m3_softmax_rows(s + r * len, n, len) }
                     // out_blk (rows, d) = s (rows, len) · v_h (len, d)
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(d), Int32(len),
                                 1, s, Int32(len), vh, Int32(h), 0, out + (start + r0) * h + col, Int32(h))
