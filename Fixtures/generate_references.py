@@ -24,7 +24,7 @@ functions (see flag_m3.pair_scores). Output layout (JSON):
    "score_weights": [0.4, 0.3, 0.3], "score_max_length": 8192,
    "scores": [{"query", "passage_name", "passage", "dense", "sparse", "colbert",
                "sparse+dense", "colbert+sparse+dense"}, ...],
-   "self_check": {...}}
+   "self_check_batched_vs_single_max_abs_diff": {...}}
 """
 import argparse, json, os, sys, time
 
