@@ -6,6 +6,7 @@
 // registers, so their sums differ from the sequential loop in the last bits; the tests
 // allow for that (relative error ~1e-6 for n ≤ 4096).
 #include "CM3IndexKernels.h"
+#include "half.h"
 
 #include <string.h>
 
@@ -30,38 +31,18 @@ static float dot_f32_portable(const float *a, const float *b, size_t n) {
     return (s0 + s1) + (s2 + s3);
 }
 
-// IEEE binary16 bits → float32, exact for every input (subnormals, ±inf, NaN).
-static inline float half_bits_to_float(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t exp = (h >> 10) & 0x1f;
-    uint32_t mant = h & 0x3ff;
-    uint32_t bits;
-    if (exp == 0) {
-        if (mant == 0) bits = sign;
-        else {  // subnormal half: shift the mantissa up until the implicit bit appears
-            exp = 127 - 15 + 1;
-            while ((mant & 0x400) == 0) { mant <<= 1; exp--; }
-            mant &= 0x3ff;
-            bits = sign | (exp << 23) | (mant << 13);
-        }
-    } else if (exp == 0x1f) bits = sign | 0x7f800000 | (mant << 13);
-    else bits = sign | ((exp - 15 + 127) << 23) | (mant << 13);
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
 
 // q (n) float32, h (n) binary16 → Σ q[i]·float(h[i]).
 static float dot_f32_f16_portable(const float *q, const uint16_t *h, size_t n) {
     float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     size_t i = 0;
     for (; i + 4 <= n; i += 4) {
-        s0 += q[i] * half_bits_to_float(h[i]);
-        s1 += q[i + 1] * half_bits_to_float(h[i + 1]);
-        s2 += q[i + 2] * half_bits_to_float(h[i + 2]);
-        s3 += q[i + 3] * half_bits_to_float(h[i + 3]);
+        s0 += q[i] * m3_half_bits_to_float(h[i]);
+        s1 += q[i + 1] * m3_half_bits_to_float(h[i + 1]);
+        s2 += q[i + 2] * m3_half_bits_to_float(h[i + 2]);
+        s3 += q[i + 3] * m3_half_bits_to_float(h[i + 3]);
     }
-    for (; i < n; i++) s0 += q[i] * half_bits_to_float(h[i]);
+    for (; i < n; i++) s0 += q[i] * m3_half_bits_to_float(h[i]);
     return (s0 + s1) + (s2 + s3);
 }
 
@@ -111,7 +92,7 @@ static float dot_f32_f16_avx2(const float *q, const uint16_t *h, size_t n) {
         acc0 += _mm256_loadu_ps(q + i) * h0;
     }
     float s = hsum256(_mm256_add_ps(acc0, acc1));
-    for (; i < n; i++) s += q[i] * half_bits_to_float(h[i]);
+    for (; i < n; i++) s += q[i] * m3_half_bits_to_float(h[i]);
     return s;
 }
 
@@ -149,7 +130,7 @@ static float dot_f32_f16_avx512(const float *q, const uint16_t *h, size_t n) {
         acc0 += _mm512_loadu_ps(q + i) * h0;
     }
     float s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-    for (; i < n; i++) s += q[i] * half_bits_to_float(h[i]);
+    for (; i < n; i++) s += q[i] * m3_half_bits_to_float(h[i]);
     return s;
 }
 #endif

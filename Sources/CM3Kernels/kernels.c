@@ -2,6 +2,7 @@
 // Numerics follow PyTorch's float32 CPU ops closely enough for 1e-6 relative parity:
 // LayerNorm uses a two-pass mean/variance in double, GELU uses libm's erff.
 #include "CM3Kernels.h"
+#include "half.h"
 
 #include <math.h>
 #include <string.h>
@@ -210,23 +211,6 @@ void m3_l2_normalize_rows(float *x, size_t rows, size_t cols) {
 }
 
 // ---------------------------------------------------------------- conversions
-static inline float half_to_float(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t exp = (h >> 10) & 0x1f;
-    uint32_t mant = h & 0x3ff;
-    uint32_t bits;
-    if (exp == 0) {
-        if (mant == 0) bits = sign;
-        else {  // subnormal: renormalise
-            exp = 127 - 15 + 1;
-            while ((mant & 0x400) == 0) { mant <<= 1; exp--; }
-            mant &= 0x3ff;
-            bits = sign | (exp << 23) | (mant << 13);
-        }
-    } else if (exp == 0x1f) bits = sign | 0x7f800000 | (mant << 13);
-    else bits = sign | ((exp - 15 + 127) << 23) | (mant << 13);
-    float f; memcpy(&f, &bits, 4); return f;
-}
 
 #if M3_X86
 __attribute__((target("avx512f")))
@@ -236,7 +220,7 @@ static void f16_to_f32_avx512(const uint16_t *src, float *dst, size_t n) {
         __m256i h = _mm256_loadu_si256((const __m256i *)(src + i));
         _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(h));
     }
-    for (; i < n; i++) dst[i] = half_to_float(src[i]);
+    for (; i < n; i++) dst[i] = m3_half_bits_to_float(src[i]);
 }
 
 __attribute__((target("avx2,f16c")))
@@ -246,7 +230,7 @@ static void f16_to_f32_f16c(const uint16_t *src, float *dst, size_t n) {
         __m128i h = _mm_loadu_si128((const __m128i *)(src + i));
         _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
     }
-    for (; i < n; i++) dst[i] = half_to_float(src[i]);
+    for (; i < n; i++) dst[i] = m3_half_bits_to_float(src[i]);
 }
 #endif
 
@@ -256,7 +240,7 @@ void m3_f16_to_f32(const uint16_t *src, float *dst, size_t n) {
     if (level == 2) { f16_to_f32_avx512(src, dst, n); return; }
     if (level == 1) { f16_to_f32_f16c(src, dst, n); return; }
 #endif
-    for (size_t i = 0; i < n; i++) dst[i] = half_to_float(src[i]);
+    for (size_t i = 0; i < n; i++) dst[i] = m3_half_bits_to_float(src[i]);
 }
 
 void m3_bf16_to_f32(const uint16_t *src, float *dst, size_t n) {
