@@ -159,3 +159,31 @@ enum Fixtures {
         return try JSONDecoder().decode(Reference.self, from: data)
     }
 }
+
+/// Where the model is looked for: explicit, $M3SEARCH_MODEL, the Hugging Face cache.
+final class ModelLookupTests: XCTestCase {
+    func testLookupOrder() throws {
+        XCTAssertEqual(try BGEM3.locate(explicit: "/x", environment: ["M3SEARCH_MODEL": "/y"]), "/x")
+        XCTAssertEqual(try BGEM3.locate(explicit: nil, environment: ["M3SEARCH_MODEL": "/y"]), "/y")
+
+        let hub = FileManager.default.temporaryDirectory.appendingPathComponent("m3-hub-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: hub) }
+        let repo = hub.appendingPathComponent("models--BAAI--bge-m3")
+        let snapshot = repo.appendingPathComponent("snapshots/abc123")
+        try FileManager.default.createDirectory(at: snapshot, withIntermediateDirectories: true)
+        try Data("{}".utf8).write(to: snapshot.appendingPathComponent("config.json"))
+        try FileManager.default.createDirectory(at: repo.appendingPathComponent("refs"), withIntermediateDirectories: true)
+        try Data("abc123\n".utf8).write(to: repo.appendingPathComponent("refs/main"))
+        XCTAssertEqual(try BGEM3.locate(explicit: nil, environment: ["HF_HUB_CACHE": hub.path]), snapshot.path)
+        XCTAssertEqual(try BGEM3.locate(explicit: nil, environment: ["HF_HOME": hub.deletingLastPathComponent().path,
+                                                                     "HF_HUB_CACHE": hub.path]), snapshot.path)
+    }
+
+    func testNotFoundSaysHowToDownload() {
+        XCTAssertThrowsError(try BGEM3.locate(explicit: nil, environment: ["HOME": "/nonexistent-home"])) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("BAAI/bge-m3"), text)
+            XCTAssertTrue(text.contains("M3SEARCH_MODEL"), text)
+        }
+    }
+}

@@ -139,3 +139,66 @@ func runM3Search(_ arguments: [String], stdin: String) throws -> RunResult {
     return RunResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
                      stderr: String(decoding: errData, as: UTF8.self))
 }
+
+/// `m3search index` and `m3search query` end to end through the binary.
+final class IndexQueryCommandTests: XCTestCase {
+    func testIndexThenQueryJSON() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("m3-cli-\(UUID().uuidString)")
+        let docs = dir.appendingPathComponent("docs")
+        try FileManager.default.createDirectory(at: docs.appendingPathComponent("sub"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try Data("Lighthouses guide ships along the rocky coast at night.".utf8).write(to: docs.appendingPathComponent("light.txt"))
+        try Data("<html><body><p>Volcanoes erupt lava.</p><script>ignored()</script></body></html>".utf8)
+            .write(to: docs.appendingPathComponent("sub/volcano.html"))
+        try Data([0, 1, 2, 3]).write(to: docs.appendingPathComponent("blob.bin"))
+        let index = dir.appendingPathComponent("cli.m3index").path
+        let model = fixture("models/tiny-safetensors")
+
+        let run = try runM3Search(["index", docs.path, "--index", index, "--model", model, "--max-length", "32", "--overlap", "4"], stdin: "")
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertTrue(run.stdout.contains("indexed 2"), run.stdout)
+        XCTAssertTrue(run.stdout.contains("skipped 1"), run.stdout)
+
+        let again = try runM3Search(["index", docs.path, "--index", index, "--model", model], stdin: "")
+        XCTAssertTrue(again.stdout.contains("indexed 0, unchanged 2"), again.stdout)
+
+        let query = try runM3Search(["query", "lighthouses and ships", "--index", index, "--model", model, "--json", "--k", "2"], stdin: "")
+        XCTAssertEqual(query.status, 0, query.stderr)
+        let json = try JSONSerialization.jsonObject(with: Data(query.stdout.utf8)) as! [String: Any]
+        let results = json["results"] as! [[String: Any]]
+        XCTAssertEqual(results.count, 2)
+        let first = results[0]
+        XCTAssertEqual(first["rank"] as? Int, 1)
+        XCTAssertNotNil(first["score"] as? Double)
+        let scores = first["scores"] as! [String: Any]
+        for key in ["dense", "sparse", "colbert"] { XCTAssertNotNil(scores[key] as? Double, key) }
+        XCTAssertEqual(Set(results.map { $0["path"] as! String }),
+                       [docs.path + "/light.txt", docs.path + "/sub/volcano.html"])
+        XCTAssertNotNil(first["chunk"] as? Int)
+        XCTAssertFalse((results.first { ($0["path"] as! String).hasSuffix(".html") }?["snippet"] as? String ?? "ignored()").contains("ignored()"))
+
+        // Dense mode alone reports the skipped modes as null.
+        let dense = try runM3Search(["query", "volcano", "--index", index, "--model", model, "--json", "--mode", "dense"], stdin: "")
+        let denseJSON = try JSONSerialization.jsonObject(with: Data(dense.stdout.utf8)) as! [String: Any]
+        let denseScores = ((denseJSON["results"] as! [[String: Any]])[0]["scores"] as! [String: Any])
+        XCTAssertTrue(denseScores["sparse"] is NSNull && denseScores["colbert"] is NSNull)
+    }
+
+    func testQueryErrors() throws {
+        let model = fixture("models/tiny-safetensors")
+        let missing = try runM3Search(["query", "x", "--index", "/nonexistent/none.m3index", "--model", model], stdin: "")
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.stderr.contains("no index"), missing.stderr)
+        for bad in [["query", "   "], ["query", "x", "--k", "0"], ["query", "x", "--weights", "1,2"], ["query", "x", "--weights", "0,0,0"]] {
+            let run = try runM3Search(bad + ["--index", "/nonexistent/none.m3index", "--model", model], stdin: "")
+            XCTAssertNotEqual(run.status, 0, "\(bad)")
+            XCTAssertFalse(run.stderr.isEmpty, "\(bad)")
+        }
+        let notIndex = FileManager.default.temporaryDirectory.appendingPathComponent("m3-not-\(UUID().uuidString).m3index")
+        try Data("just text, not an index".utf8).write(to: notIndex)
+        defer { try? FileManager.default.removeItem(at: notIndex) }
+        let foreign = try runM3Search(["query", "x", "--index", notIndex.path, "--model", model], stdin: "")
+        XCTAssertNotEqual(foreign.status, 0)
+        XCTAssertTrue(foreign.stderr.contains("not an m3search index"), foreign.stderr)
+    }
+}
