@@ -58,6 +58,19 @@ final class IndexingTests: XCTestCase {
         XCTAssertEqual(index.documentCount, 3)
         XCTAssertNoThrow(try index.hnsw.checkIntegrity())
         XCTAssertEqual(try index.store.integrityCheck(), ["ok"])
+        XCTAssertEqual(try index.check().problems, [])
+    }
+
+    /// `check` notices a chunk whose stored sparse vector disagrees with the postings.
+    func testCheckReportsInconsistentPostings() throws {
+        try write("a.txt", "Rivers flow to the sea through valleys and plains.")
+        let index = try openIndex()
+        _ = try index.indexFiles([docs])
+        XCTAssertTrue(try index.check().isSound)
+        try index.store.db.execute("UPDATE chunks SET sparse = X'0500000000008040' WHERE id = (SELECT min(id) FROM chunks)")
+        let report = try index.check()
+        XCTAssertFalse(report.isSound)
+        XCTAssertTrue(report.problems.contains { $0.contains("posting") }, "\(report.problems)")
     }
 
     func testSkipsUnsupportedBinaryAndEmptyFilesAndWarnsOnInvalidUTF8() throws {
@@ -166,6 +179,7 @@ final class IndexingTests: XCTestCase {
         let model = try BGEM3(folder: fixture("models/tiny-safetensors"))
         let afterKill = try SearchIndex(path: indexPath, model: model, create: false)
         XCTAssertEqual(try afterKill.store.integrityCheck(), ["ok"])
+        XCTAssertEqual(try afterKill.check().problems, [])
         XCTAssertNoThrow(try afterKill.hnsw.checkIntegrity())
         let kept = try afterKill.store.documents()
         XCTAssertGreaterThanOrEqual(kept.count, committed)
