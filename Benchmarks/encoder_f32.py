@@ -22,6 +22,7 @@ MODEL = os.path.join(ROOT, "Fixtures/generated/bge-m3-full-random")
 ONNX = os.path.join(HERE, "work/bge-m3.onnx")
 BINARY = os.path.join(ROOT, ".build/release/m3search")
 RESULTS = os.path.join(HERE, "results/encoder_f32.jsonl")
+PARTIAL = os.path.join(HERE, "work/encoder_f32.partial.jsonl")  # every engine-round, as it ends
 THREADS = 2
 
 # name -> list of target lengths (tokens incl. <s> and </s>)
@@ -235,12 +236,15 @@ def main():
         json.dump(wls, f)
         wl_path = f.name
     runs = {e: [] for e in engines}
+    started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     try:
         for r in range(args.rounds):
             for e in engines:
                 t = time.perf_counter()
                 res = run_m3search(wls, r == 0) if e == "m3search" else run_python_engine(e, wl_path)
                 runs[e].append(res)
+                with open(PARTIAL, "a") as pf:  # survives an interrupted run
+                    pf.write(json.dumps({"started": started, "round": r + 1, "engine": e, **res}) + "\n")
                 print(f"round {r + 1}/{args.rounds} {e:12s} {time.perf_counter() - t:6.1f} s  "
                       + "  ".join(f"{k} {v:.2f}s" for k, v in res["times"].items()), flush=True)
     finally:
