@@ -36,6 +36,12 @@ let package = Package(
         .executableTarget(
             name: "m3search",
             dependencies: ["M3Search", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        // Benchmark programs (Benchmarks/, BENCHMARKS.md); built, never run, in CI.
+        .executableTarget(
+            name: "m3bench",
+            dependencies: ["M3Search", "M3Model", "M3Index", "M3Store", "CM3Kernels", "COpenBLAS",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Benchmarks/Sources/m3bench"),
 
         .testTarget(name: "M3TokenizerTests", dependencies: ["M3Tokenizer"]),
         .testTarget(name: "M3ModelTests", dependencies: ["M3Model", "M3Tokenizer", "CM3Kernels"]),
