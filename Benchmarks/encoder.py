@@ -1,11 +1,17 @@
-"""Float32 encoder throughput: m3search vs onnxruntime, transformers and FlagEmbedding on
-identical weights (Fixtures/generated/bge-m3-full-random), interleaved round-robin.
+"""Encoder throughput: m3search (float32, bf16, int8) vs onnxruntime (float32, dynamic int8),
+transformers and FlagEmbedding on identical weights (Fixtures/generated/bge-m3-full-random),
+interleaved round-robin.
 
-    /work/venv/bin/python Benchmarks/encoder_f32.py [--rounds 3] [--engines m3search,ort,transformers,flag]
+    /work/venv/bin/python Benchmarks/encoder.py [--rounds 3] [--engines m3search,ort,transformers,flag]
+    /work/venv/bin/python Benchmarks/encoder.py --engines m3search,m3search-bf16,m3search-int8,ort,ort-int8
+
+Engines: m3search (float32), m3search-bf16, m3search-int8 (`--precision`), ort (float32),
+ort-int8 (Benchmarks/work/bge-m3-int8.onnx from Benchmarks/quantize_onnx.py), transformers, flag.
 
 Needs Benchmarks/work/bge-m3.onnx (Benchmarks/export_onnx.py) and .build/release/m3search
 (swift build -c release --product m3search). Prints a table and appends a JSON record to
-Benchmarks/results/encoder_f32.jsonl.
+Benchmarks/results/encoder.jsonl (records before the
+rename carry "benchmark": "encoder").
 
 Each round runs every engine once, in order; a Python engine is a fresh subprocess
 (load, warm-up on one short batch, every workload once, peak RSS from getrusage). m3search
@@ -21,8 +27,9 @@ sys.path.insert(0, os.path.join(ROOT, "Fixtures"))
 MODEL = os.path.join(ROOT, "Fixtures/generated/bge-m3-full-random")
 ONNX = os.path.join(HERE, "work/bge-m3.onnx")
 BINARY = os.path.join(ROOT, ".build/release/m3search")
-RESULTS = os.path.join(HERE, "results/encoder_f32.jsonl")
-PARTIAL = os.path.join(HERE, "work/encoder_f32.partial.jsonl")  # every engine-round, as it ends
+RESULTS = os.path.join(HERE, "results/encoder.jsonl")
+ONNX_INT8 = os.path.join(HERE, "work/bge-m3-int8.onnx")
+PARTIAL = os.path.join(HERE, "work/encoder.partial.jsonl")  # every engine-round, as it ends
 THREADS = 2
 
 # name -> list of target lengths (tokens incl. <s> and </s>)
@@ -100,12 +107,13 @@ def worker(engine, wl_path):
     import torch
     torch.set_num_threads(THREADS)
     t0 = time.perf_counter()
-    if engine == "ort":
+    if engine in ("ort", "ort-int8"):
         import onnxruntime as ort
         so = ort.SessionOptions()
         so.intra_op_num_threads = THREADS
         so.inter_op_num_threads = 1
-        sess = ort.InferenceSession(ONNX, so, providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(ONNX if engine == "ort" else ONNX_INT8, so,
+                                    providers=["CPUExecutionProvider"])
 
         def run(w):
             a, m = pad(w["ids"])
@@ -152,11 +160,11 @@ def run_python_engine(engine, wl_path):
 
 # ---------------------------------------------------------------- m3search
 
-def time_m3search(texts, max_length, check_lengths=None):
+def time_m3search(texts, max_length, check_lengths=None, precision="f32"):
     inp = "".join(json.dumps({"text": t}) + "\n" for t in texts)
     with tempfile.NamedTemporaryFile("w+", suffix=".time") as tf:
         cmd = ["/usr/bin/time", "-v", "-o", tf.name, BINARY, "encode", "--model", MODEL,
-               "--max-length", str(max_length), "--outputs", "dense"]
+               "--max-length", str(max_length), "--outputs", "dense", "--precision", precision]
         t = time.perf_counter()
         p = subprocess.run(cmd, input=inp, capture_output=True, text=True)
         wall = time.perf_counter() - t
@@ -176,11 +184,11 @@ def time_m3search(texts, max_length, check_lengths=None):
             "peak_rss_mb": int(tv["Maximum resident set size (kbytes)"]) / 1024}
 
 
-def run_m3search(wls, first):
-    start = time_m3search(["hello world, short text"], 16)
+def run_m3search(wls, first, precision="f32"):
+    start = time_m3search(["hello world, short text"], 16, precision=precision)
     res = {"load_s": start["wall_s"], "startup": start, "times": {}, "raw": {}}
     for name, w in wls.items():
-        r = time_m3search(w["texts"], w["max_length"], w["ids"] if first else None)
+        r = time_m3search(w["texts"], w["max_length"], w["ids"] if first else None, precision)
         res["raw"][name] = r
         res["times"][name] = r["wall_s"] - start["wall_s"]
     res["peak_rss_mb"] = max([start["peak_rss_mb"]] + [r["peak_rss_mb"] for r in res["raw"].values()])
@@ -226,8 +234,10 @@ def main():
         return worker(*args.worker)
 
     engines = args.engines.split(",")
-    for f, what in ((ONNX, "run Benchmarks/export_onnx.py"),
-                    (BINARY, "swift build -c release --product m3search")):
+    needs = [(ONNX, "run Benchmarks/export_onnx.py")]
+    if "ort-int8" in engines:
+        needs.append((ONNX_INT8, "run Benchmarks/quantize_onnx.py"))
+    for f, what in needs + [(BINARY, "swift build -c release --product m3search")]:
         if not os.path.exists(f):
             sys.exit(f"missing {f}: {what}")
     all_wls = build_workloads()
@@ -241,7 +251,10 @@ def main():
         for r in range(args.rounds):
             for e in engines:
                 t = time.perf_counter()
-                res = run_m3search(wls, r == 0) if e == "m3search" else run_python_engine(e, wl_path)
+                if e.startswith("m3search"):
+                    res = run_m3search(wls, r == 0, e.split("-", 1)[1] if "-" in e else "f32")
+                else:
+                    res = run_python_engine(e, wl_path)
                 runs[e].append(res)
                 with open(PARTIAL, "a") as pf:  # survives an interrupted run
                     pf.write(json.dumps({"started": started, "round": r + 1, "engine": e, **res}) + "\n")
@@ -259,7 +272,7 @@ def main():
             s["tokens_per_s"][name] = w["tokens"] / med
         s["peak_rss_mb"] = max(x["peak_rss_mb"] for x in runs[e])
         s["load_s_median"] = statistics.median(x["load_s"] for x in runs[e])
-        if e == "m3search":
+        if e.startswith("m3search"):
             s["cpu_per_wall"] = {name: statistics.median(
                 (x["raw"][name]["user_s"] + x["raw"][name]["sys_s"]) / x["raw"][name]["wall_s"]
                 for x in runs[e]) for name in wls}
@@ -268,7 +281,7 @@ def main():
     # table
     ref = "ort" if "ort" in engines else None
     print()
-    print(f"float32 encoder, {THREADS} threads, median of {args.rounds} rounds; tokens/s "
+    print(f"encoder, {THREADS} threads, median of {args.rounds} rounds; tokens/s "
           f"(ratio to onnxruntime)")
     print("| workload | tokens | " + " | ".join(engines) + " |")
     print("|---|---:|" + "---:|" * len(engines))
@@ -283,13 +296,13 @@ def main():
         print(f"| {name} | {w['tokens']} | " + " | ".join(cells) + " |")
     print("| peak RSS (MB) | | " + " | ".join(f"{summary[e]['peak_rss_mb']:.0f}" for e in engines) + " |")
     print("| load (s) | | " + " | ".join(f"{summary[e]['load_s_median']:.2f}" for e in engines) + " |")
-    if "m3search" in summary:
-        print("m3search CPU time / wall time per workload (≈2.0 = both cores busy): "
-              + ", ".join(f"{k} {v:.2f}" for k, v in summary["m3search"]["cpu_per_wall"].items()))
+    for e in (e for e in engines if e.startswith("m3search")):
+        print(f"{e} CPU time / wall time per workload (≈2.0 = both cores busy): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in summary[e]["cpu_per_wall"].items()))
 
     if not args.no_record:
         rec = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-               "benchmark": "encoder_f32", "machine": machine(), "versions": versions(),
+               "benchmark": "encoder", "machine": machine(), "versions": versions(),
                "threads": THREADS, "rounds": args.rounds,
                "model": os.path.relpath(MODEL, ROOT),
                "workloads": {k: {"lengths": WORKLOADS[k], "tokens": w["tokens"]} for k, w in wls.items()},
