@@ -132,6 +132,17 @@ public final class BGEM3: Sendable {
         return results.map { $0! }
     }
 
+    /// Runs the encoder (no heads) on one packed batch and returns wall seconds per stage.
+    /// For benchmarks; `sequences` must be valid token ids.
+    package func profileForward(_ sequences: [[Int32]]) -> [(stage: String, seconds: Double)] {
+        let total = sequences.reduce(0) { $0 + $1.count }
+        let hidden = UnsafeMutablePointer<Float>.allocate(capacity: max(total * config.hiddenSize, 1))
+        defer { hidden.deallocate() }
+        let clock = StageClock()
+        encoder.forward(sequences, total: total, into: hidden, clock: clock)
+        return clock.seconds
+    }
+
     private func validate(_ options: EncodeOptions) throws {
         if options.maxLength < 2 {
             throw ModelError.invalidInput("max length \(options.maxLength) leaves no room for <s> and </s>; use at least 2")

@@ -157,6 +157,21 @@ private final class Scratch {
     deinit { buffer.deallocate() }
 }
 
+/// Wall time per forward stage, summed over layers (benchmarks' profile; nil in normal runs).
+package final class StageClock {
+    package private(set) var seconds: [(stage: String, seconds: Double)] = []
+    private var last = DispatchTime.now().uptimeNanoseconds
+    package init() {}
+    func start() { last = DispatchTime.now().uptimeNanoseconds }
+    func lap(_ stage: String) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        let dt = Double(now - last) / 1e9
+        last = now
+        if let i = seconds.firstIndex(where: { $0.stage == stage }) { seconds[i].seconds += dt }
+        else { seconds.append((stage, dt)) }
+    }
+}
+
 // MARK: - Encoder
 
 /// A loaded model: config, encoder weights and heads. Immutable, so one instance serves
@@ -188,9 +203,11 @@ final class Encoder: @unchecked Sendable {
 
     /// The encoder: embeddings, then `layerCount` post-LayerNorm transformer blocks.
     /// hiddenOut: (T, H).
-    func forward(_ sequences: [[Int32]], total t: Int, into x: UnsafeMutablePointer<Float>) {
+    func forward(_ sequences: [[Int32]], total t: Int, into x: UnsafeMutablePointer<Float>,
+                 clock: StageClock? = nil) {
         let c = config, h = c.hiddenSize, inter = c.intermediateSize
         let w = weights
+        clock?.start()
 
         // Embeddings: word[id] + position[pos] + token_type[0], then LayerNorm.
         // RoBERTa positions (create_position_ids_from_input_ids): a token equal to the pad
@@ -212,6 +229,7 @@ final class Encoder: @unchecked Sendable {
             }
         }
         layerNorm(x, residual: nil, rows: t, w.embeddingNorm)
+        clock?.lap("embeddings")
 
         // Per-layer scratch, reused by every layer.
         let q = Scratch(t * h), k = Scratch(t * h), v = Scratch(t * h)
@@ -226,19 +244,24 @@ final class Encoder: @unchecked Sendable {
             linear(x, rows: t, layer.query, into: q.buffer, scratch: converted)
             linear(x, rows: t, layer.key, into: k.buffer, scratch: converted)
             linear(x, rows: t, layer.value, into: v.buffer, scratch: converted)
+            clock?.lap("qkv")
             // context = softmax(q·kᵀ/√d)·v per sequence and head   (T, H)
             attention(sequences, q: q.buffer, k: k.buffer, v: v.buffer, into: context.buffer,
                       scores: scores.buffer, blockRows: blockRows)
+            clock?.lap("attention")
             // x = LayerNorm(context·Woᵀ + bo + x)
             linear(context.buffer, rows: t, layer.attentionOutput, into: projected.buffer, scratch: converted)
             layerNorm(x, residual: projected.buffer, rows: t, layer.attentionNorm)
+            clock?.lap("attention output + norm")
             // ffn = gelu(x·Wiᵀ + bi)                           (T, I)
             linear(x, rows: t, layer.intermediate, into: ffn.buffer, addingBias: false, scratch: converted)
             let ffnOut = ffn.buffer, ffnBias = layer.intermediate.bias.pointer
             forRowBlocks(t, cols: inter) { r0, n in m3_bias_gelu(ffnOut + r0 * inter, ffnBias, n, inter) }
+            clock?.lap("ffn up + gelu")
             // x = LayerNorm(ffn·Wo2ᵀ + bo2 + x)
             linear(ffn.buffer, rows: t, layer.output, into: projected.buffer, scratch: converted)
             layerNorm(x, residual: projected.buffer, rows: t, layer.outputNorm)
+            clock?.lap("ffn down + norm")
         }
     }
 

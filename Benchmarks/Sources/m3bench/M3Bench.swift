@@ -8,5 +8,6 @@ struct M3Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "m3bench",
         abstract: "m3search benchmark programs (see BENCHMARKS.md).",
-        subcommands: [HNSWBench.self, SparseBench.self, ColBERTBench.self, EndToEndBench.self, GEMMBench.self])
+        subcommands: [HNSWBench.self, SparseBench.self, ColBERTBench.self, EndToEndBench.self, GEMMBench.self,
+                      EncoderBench.self])
 }
