@@ -154,14 +154,18 @@ BF16_TARGET
 static void bf16_gemm_avx512(const m3_bf16_weights *w, const uint16_t *x, size_t ldx, size_t rows,
                              const float *bias, float *y, size_t ldy, size_t panel_begin, size_t panel_end) {
     size_t k2 = w->k2;
+    // Row blocks whose bf16 activations (≤ 384 KB) stay in L2 while they run over every panel.
+    size_t block = (384 * 1024 / (k2 * 4)) / BF_MR * BF_MR;
+    if (block < BF_MR) block = BF_MR;
+    for (size_t r0 = 0; r0 < rows; r0 += block)
     for (size_t p = panel_begin; p < panel_end; p++) {
         const uint16_t *panel = w->packed + p * k2 * BF_NR * 2;
         size_t j0 = p * BF_NR, ncols = w->n - j0 < BF_NR ? w->n - j0 : BF_NR;
         const float *b = bias ? bias + j0 : NULL;
-        size_t r = 0;
-        for (; r + BF_MR <= rows; r += BF_MR)
+        size_t r = r0, rend = r0 + block < rows ? r0 + block : rows;
+        for (; r + BF_MR <= rend; r += BF_MR)
             bf16_tile(BF_MR, x + r * ldx, ldx, panel, k2, b, y + r * ldy + j0, ldy, ncols);
-        switch (rows - r) {
+        switch (rend - r) {
         case 5: bf16_tile(5, x + r * ldx, ldx, panel, k2, b, y + r * ldy + j0, ldy, ncols); break;
         case 4: bf16_tile(4, x + r * ldx, ldx, panel, k2, b, y + r * ldy + j0, ldy, ncols); break;
         case 3: bf16_tile(3, x + r * ldx, ldx, panel, k2, b, y + r * ldy + j0, ldy, ncols); break;

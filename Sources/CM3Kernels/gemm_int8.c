@@ -247,18 +247,21 @@ static void i8_gemm_vnni(const m3_i8_weights *w, const uint8_t *q, size_t ldq, c
                          const int32_t *zero, size_t rows, const float *bias, float *y, size_t ldy,
                          size_t panel_begin, size_t panel_end) {
     size_t k4 = w->k4;
+    // Blocks of rows whose activations (≤ 384 KB) stay in L2 next to one weight panel
+    // (k4·256 bytes: 256 KB at k = 4096) while the block's tiles run over every panel.
+    size_t block = (384 * 1024 / (k4 * 4)) / I8_MR * I8_MR;
+    if (block < I8_MR) block = I8_MR;
+    for (size_t r0 = 0; r0 < rows; r0 += block)
     for (size_t p = panel_begin; p < panel_end; p++) {
-        // The panel (k4·256 bytes: 256 KB at k = 4096) stays in L2 while every row tile
-        // streams past it.
         const int8_t *panel = w->packed + p * k4 * I8_NR * 4;
         size_t j0 = p * I8_NR, ncols = w->n - j0 < I8_NR ? w->n - j0 : I8_NR;
         const float *sw = w->scale + j0;
         const int32_t *cs = w->colsum + j0;
         const float *b = bias ? bias + j0 : NULL;
-        size_t r = 0;
-        for (; r + I8_MR <= rows; r += I8_MR)
+        size_t r = r0, rend = r0 + block < rows ? r0 + block : rows;
+        for (; r + I8_MR <= rend; r += I8_MR)
             i8_tile(I8_MR, q + r * ldq, ldq, panel, k4, scale + r, zero + r, sw, cs, b, y + r * ldy + j0, ldy, ncols);
-        switch (rows - r) {
+        switch (rend - r) {
         case 5: i8_tile(5, q + r * ldq, ldq, panel, k4, scale + r, zero + r, sw, cs, b, y + r * ldy + j0, ldy, ncols); break;
         case 4: i8_tile(4, q + r * ldq, ldq, panel, k4, scale + r, zero + r, sw, cs, b, y + r * ldy + j0, ldy, ncols); break;
         case 3: i8_tile(3, q + r * ldq, ldq, panel, k4, scale + r, zero + r, sw, cs, b, y + r * ldy + j0, ldy, ncols); break;
