@@ -22,6 +22,11 @@
 
 enum { I8_NR = 64, I8_MR = 6 };
 
+/// Round to nearest even for |v| < 2²²: adding 1.5·2²³ leaves no fraction bits. Unlike
+/// nearbyintf it vectorises with baseline SSE2 (no roundps), which keeps packing 300 M
+/// weights at load well under a second.
+static inline float round_even(float v) { return (v + 12582912.0f) - 12582912.0f; }
+
 struct m3_i8_weights {
     size_t n, k, k4, panels;
     int8_t *packed;   // (panels, k4, 64, 4)
@@ -81,8 +86,7 @@ m3_i8_weights *m3_i8_pack(const float *w, size_t n, size_t k) {
         size_t col = j % I8_NR;
         int32_t sum = 0;
         for (size_t c = 0; c < k; c++) {
-            float v = nearbyintf(row[c] * inv);
-            int32_t q = (int32_t)fmaxf(-127.0f, fminf(127.0f, v));
+            int32_t q = (int32_t)fmaxf(-127.0f, fminf(127.0f, round_even(row[c] * inv)));
             panel[(c / 4) * I8_NR * 4 + col * 4 + c % 4] = (int8_t)q;
             sum += q;
         }
@@ -129,7 +133,7 @@ static void quantize_rows_portable(const float *x, size_t rows, size_t k, size_t
         row_params(mn, mx, asymmetric, &scale[r], &zero[r]);
         float inv = 1.0f / scale[r];
         for (size_t c = 0; c < k; c++) {
-            float v = nearbyintf(xr[c] * inv) + (float)zero[r];
+            float v = round_even(fmaxf(-1e6f, fminf(1e6f, xr[c] * inv))) + (float)zero[r];
             qr[c] = (uint8_t)fmaxf(0, fminf(255, v));
         }
         for (size_t c = k; c < stride; c++) qr[c] = 0;
@@ -159,7 +163,7 @@ static void quantize_rows_avx512(const float *x, size_t rows, size_t k, size_t l
         for (c = 0; c < k; c += 16) {
             __mmask16 m = k - c >= 16 ? 0xFFFF : (__mmask16)((1u << (k - c)) - 1);
             __m512 v = _mm512_maskz_loadu_ps(m, xr + c);
-            // cvtps rounds to nearest even (MXCSR default), like nearbyintf above.
+            // cvtps rounds to nearest even (MXCSR default), like round_even above.
             __m512i iv = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, inv)), z);
             iv = _mm512_min_epi32(_mm512_max_epi32(iv, lo), hi);
             _mm_mask_storeu_epi8(qr + c, m, _mm512_cvtepi32_epi8(iv));

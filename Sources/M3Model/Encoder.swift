@@ -89,7 +89,18 @@ struct EncoderWeights: @unchecked Sendable {
         positionEmbeddings = try d.tensor(prefix + "embeddings.position_embeddings.weight", shape: [c.maxPositions, h])
         tokenTypeEmbeddings = try d.tensor(prefix + "embeddings.token_type_embeddings.weight", shape: [c.typeVocabularySize, h])
         embeddingNorm = try LayerNorm(d, prefix + "embeddings.LayerNorm", size: h)
-        layers = try (0..<c.layerCount).map { try EncoderLayer(d, prefix + "encoder.layer.\($0).", c, precision: precision) }
+        if precision == .float32 {  // nothing to do but shape checks: the tensors stay mapped
+            layers = try (0..<c.layerCount).map { try EncoderLayer(d, prefix + "encoder.layer.\($0).", c, precision: precision) }
+        } else {  // packing reads and converts every weight: one layer per core
+            var built = [Result<EncoderLayer, any Error>?](repeating: nil, count: c.layerCount)
+            built.withUnsafeMutableBufferPointer { buffer in
+                let slots = UncheckedSendable(buffer)  // each iteration writes its own slot
+                DispatchQueue.concurrentPerform(iterations: c.layerCount) { i in
+                    slots.value[i] = Result { try EncoderLayer(d, prefix + "encoder.layer.\(i).", c, precision: precision) }
+                }
+            }
+            layers = try built.map { try $0!.get() }
+        }
     }
 }
 

@@ -97,22 +97,24 @@ final class LowPrecisionTests: XCTestCase {
 
     // MARK: - Encoder
 
+    /// Against FlagEmbedding's float32 outputs for the tiny models (Fixtures/reference). The
+    /// tiny model (H = 16) has few terms per sum, so its bounds are looser than the full
+    /// model's (dense cosine 0.9993 int8, 0.99996 bf16; see BENCHMARKS.md).
     func testEncoderInReducedPrecisionStaysCloseToFloat32() throws {
-        let texts = ["BGE-M3 is a multilingual embedding model.", "Short.",
-                     "Ein etwas längerer Satz, damit die Sequenzen verschieden lang sind, mit Zahlen 12345."]
-        for name in ["tiny-safetensors", "tiny-bin"] {
-            let f32 = try BGEM3(folder: Fixtures.model(name))
-            let reference = try f32.encode(texts)
-            for precision in [Precision.int8, .bfloat16] {
+        for (name, precisions) in [("tiny-safetensors", [Precision.int8, .bfloat16]), ("tiny-bin", [.int8])] {
+            let reference = try Fixtures.reference(name)
+            let block = reference.encodings[0]
+            for precision in precisions {
                 let model = try BGEM3(folder: Fixtures.model(name), precision: precision)
                 XCTAssertEqual(model.precision, precision.resolved().precision)
-                let out = try model.encode(texts)
-                for (a, b) in zip(out, reference) {
-                    XCTAssertEqual(a.tokenIDs, b.tokenIDs)
-                    let c = cosine(a.dense!, b.dense!)
-                    XCTAssertGreaterThan(c, precision == .int8 ? 0.99 : 0.999, "\(name) \(precision) dense cosine")
-                    for r in 0..<a.colbert!.count {
-                        XCTAssertGreaterThan(cosine(Array(a.colbert![r]), Array(b.colbert![r])), 0.98, "\(name) \(precision) colbert row \(r)")
+                let out = try model.encode(block.items.map(\.text), options: EncodeOptions(maxLength: block.maxLength))
+                for (a, item) in zip(out, block.items) {
+                    XCTAssertEqual(a.tokenIDs, item.inputIDs)
+                    XCTAssertGreaterThan(cosine(a.dense!, item.dense), precision == .int8 ? 0.98 : 0.9995,
+                                         "\(name) \(precision) dense, \(item.name)")
+                    for (r, row) in item.colbert.enumerated() where r < a.colbert!.count {
+                        XCTAssertGreaterThan(cosine(Array(a.colbert![r]), row), precision == .int8 ? 0.97 : 0.999,
+                                             "\(name) \(precision) colbert row \(r), \(item.name)")
                     }
                 }
             }
