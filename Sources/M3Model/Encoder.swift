@@ -183,6 +183,47 @@ package final class StageClock {
     }
 }
 
+/// Score blocks for attention workers: one per concurrently running (sequence, head) item,
+/// allocated on first use and reused by every layer of the call.
+private final class AttentionScratch: @unchecked Sendable {
+    let blockFloats: Int
+    private var free: [UnsafeMutablePointer<Float>] = [], all: [UnsafeMutablePointer<Float>] = []
+    private let lock = NSLock()
+    init(blockFloats: Int) { self.blockFloats = max(blockFloats, 1) }
+    func take() -> UnsafeMutablePointer<Float> {
+        lock.lock(); defer { lock.unlock() }
+        if let p = free.popLast() { return p }
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: blockFloats)
+        all.append(p)
+        return p
+    }
+    func give(_ p: UnsafeMutablePointer<Float>) { lock.lock(); free.append(p); lock.unlock() }
+    deinit { for p in all { p.deallocate() } }
+}
+
+/// OpenBLAS's thread count is process-wide. Sections that run single-threaded sgemm on
+/// several threads of their own switch it to 1 while any of them runs; the count of
+/// active sections makes concurrent encoders restore it only when the last one leaves.
+enum OpenBLASThreads {
+    nonisolated(unsafe) private static var active = 0
+    nonisolated(unsafe) private static var saved: Int32 = 1
+    private static let lock = NSLock()
+
+    static func singleThreaded<T>(_ body: () throws -> T) rethrows -> T {
+        lock.lock()
+        if active == 0 { saved = openblas_get_num_threads(); openblas_set_num_threads(1) }
+        active += 1
+        lock.unlock()
+        defer {
+            lock.lock()
+            active -= 1
+            if active == 0 { openblas_set_num_threads(saved) }
+            lock.unlock()
+        }
+        return try body()
+    }
+}
+
 // MARK: - Encoder
 
 /// A loaded model: config, encoder weights and heads. Immutable, so one instance serves
@@ -246,8 +287,7 @@ final class Encoder: @unchecked Sendable {
         let q = Scratch(t * h), k = Scratch(t * h), v = Scratch(t * h)
         let context = Scratch(t * h), projected = Scratch(t * h), ffn = Scratch(t * inter)
         let longest = sequences.map(\.count).max() ?? 0
-        let blockRows = Self.attentionBlockRows(length: longest)
-        let scores = Scratch(blockRows * longest)
+        let scores = AttentionScratch(blockFloats: Self.attentionBlockRows(length: longest) * longest)
         let converted: ConversionScratch? = precision == .float32 ? nil : ConversionScratch(rows: t, inFeatures: max(h, inter))
 
         for layer in w.layers {
@@ -257,8 +297,7 @@ final class Encoder: @unchecked Sendable {
             linear(x, rows: t, layer.value, into: v.buffer, scratch: converted)
             clock?.lap("qkv")
             // context = softmax(q·kᵀ/√d)·v per sequence and head   (T, H)
-            attention(sequences, q: q.buffer, k: k.buffer, v: v.buffer, into: context.buffer,
-                      scores: scores.buffer, blockRows: blockRows)
+            attention(sequences, q: q.buffer, k: k.buffer, v: v.buffer, into: context.buffer, scratch: scores)
             clock?.lap("attention")
             // x = LayerNorm(context·Woᵀ + bo + x)
             linear(context.buffer, rows: t, layer.attentionOutput, into: projected.buffer, scratch: converted)
@@ -285,41 +324,57 @@ final class Encoder: @unchecked Sendable {
         }
     }
 
-    /// Query rows per attention block: the (rows, L) score block stays under 8 MB, so an
-    /// 8192-token input never holds a full L×L matrix, let alone one per head.
+    /// Query rows per attention block: at least 256 (thinner blocks cost OpenBLAS ~25% in
+    /// packing overhead, measured with d = 64), else up to a 1 MB (rows, L) block, so an
+    /// 8192-token input holds 8 MB of scores per worker, never a full L×L matrix per head.
     static func attentionBlockRows(length: Int) -> Int {
         guard length > 0 else { return 1 }
-        return max(1, min(length, (2 << 20) / length))
+        return min(length, max(256, (256 << 10) / length))
     }
 
-    /// Scaled dot-product attention, per sequence, per head, per block of query rows.
+    /// Scaled dot-product attention, per sequence and head, in blocks of query rows.
     /// q, k, v, out: (T, H), head `hd` occupying columns hd·d ..< (hd+1)·d.
+    ///
+    /// The (sequence, head) pairs are spread over the cores, each pair computed by one
+    /// thread with single-threaded sgemm: with d = 64 the products are too thin for
+    /// OpenBLAS to split well, and one thread per pair needs no synchronisation at all.
     private func attention(_ sequences: [[Int32]], q: UnsafePointer<Float>, k: UnsafePointer<Float>,
                            v: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>,
-                           scores s: UnsafeMutablePointer<Float>, blockRows: Int) {
-        let h = config.hiddenSize, d = config.headDim
+                           scratch: AttentionScratch) {
+        let h = config.hiddenSize, d = config.headDim, heads = config.headCount
         let scale = 1 / Float(d).squareRoot()
-        var start = 0
-        for seq in sequences {
-            let len = seq.count
-            for head in 0..<config.headCount {
-                let col = head * d
-                let kh = k + start * h + col, vh = v + start * h + col
+        var firstRows: [Int] = [], start = 0
+        for seq in sequences { firstRows.append(start); start += seq.count }
+        let starts = firstRows
+        // The items write disjoint (rows, head) slices of `out`.
+        let buffers = UncheckedSendable((q: q, k: k, v: v, out: out))
+        // Longest sequences first, so the last items to finish are short ones.
+        let order = sequences.indices.sorted { sequences[$0].count > sequences[$1].count }
+        let items = order.flatMap { s in (0..<heads).map { (s, $0) } }
+
+        OpenBLASThreads.singleThreaded {
+            DispatchQueue.concurrentPerform(iterations: items.count) { item in
+                let (seqIndex, head) = items[item]
+                let (q, k, v, out) = buffers.value
+                let len = sequences[seqIndex].count, first = starts[seqIndex], col = head * d
+                let blockRows = Self.attentionBlockRows(length: len)
+                let kh = k + first * h + col, vh = v + first * h + col
+                let s = scratch.take()
+                defer { scratch.give(s) }
                 var r0 = 0
                 while r0 < len {
                     let rows = min(blockRows, len - r0)
-                    let qh = q + (start + r0) * h + col
+                    let qh = q + (first + r0) * h + col
                     // s (rows, len) = scale · q_blk (rows, d) · k_hᵀ (d, len)
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(len), Int32(d),
                                 scale, qh, Int32(h), kh, Int32(h), 0, s, Int32(len))
-                    forRowBlocks(rows, cols: len) { r, n in m3_softmax_rows(s + r * len, n, len) }
+                    m3_softmax_rows(s, rows, len)
                     // out_blk (rows, d) = s (rows, len) · v_h (len, d)
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(d), Int32(len),
-                                1, s, Int32(len), vh, Int32(h), 0, out + (start + r0) * h + col, Int32(h))
+                                1, s, Int32(len), vh, Int32(h), 0, out + (first + r0) * h + col, Int32(h))
                     r0 += rows
                 }
             }
-            start += len
         }
     }
 

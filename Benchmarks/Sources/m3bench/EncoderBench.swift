@@ -43,7 +43,8 @@ struct EncoderBench: ParsableCommand {
                      Double(tokens) / median, times.map { String(format: "%.3f", $0) }.joined(separator: " ")))
         for s in order {
             let v = stages[s]!.sorted()[stages[s]!.count / 2]
-            print(String(format: "  %-26@ %7.3f s  %5.1f%%", s, v, 100 * v / median))
+            print("  " + s.padding(toLength: 26, withPad: " ", startingAt: 0)
+                  + String(format: "%8.3f s  %5.1f%%", v, 100 * v / median))
         }
         print(String(format: "peak RSS %.0f MB", Double(peakResidentBytes()) / 1e6))
     }
