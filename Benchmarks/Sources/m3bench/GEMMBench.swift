@@ -67,6 +67,11 @@ struct GEMMBench: ParsableCommand {
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(s.m), Int32(s.n), Int32(s.k),
                                 1, p.x, Int32(s.k), p.w, Int32(s.k), 0, &y, Int32(s.n))
                 }
+                // OpenBLAS's idle workers spin (sched_yield) for a while after a call and would
+                // take half of the two cores from the next kernel: let them park first. (The
+                // encoder never interleaves them: its reduced-precision path calls no
+                // multi-threaded sgemm.)
+                Thread.sleep(forTimeInterval: 0.5)
                 // Activation conversion (quantize / round to bf16) included: it is per call.
                 let bytes = p.scratch.bytes(rows: s.m, inFeatures: s.k)
                 r["int8"] = time { p.i8.multiply(p.x, rows: s.m, bias: p.b, into: &y, scratch: bytes) }
