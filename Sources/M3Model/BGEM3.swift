@@ -17,6 +17,11 @@ public final class BGEM3: Sendable {
     /// Identifies the model's numbers: a hash of config.json, both head files, and the
     /// weights file's size and sampled contents. Indexes record it to refuse another model.
     public let identity: String
+    /// The precision the linear layers run in: the one asked for, or float32 when the CPU
+    /// lacks the instructions (then `precisionFallback` says why).
+    public var precision: Precision { encoder.precision }
+    /// Why the asked-for precision was replaced by float32, or nil.
+    public let precisionFallback: String?
     let encoder: Encoder
 
     /// The files of a model folder, as downloaded from Hugging Face.
@@ -32,7 +37,11 @@ public final class BGEM3: Sendable {
     /// Loads config, weights (model.safetensors, else pytorch_model.bin), both heads and
     /// the tokenizer. Throws `ModelError` naming the file (and tensor) at fault; unlike
     /// FlagEmbedding, a missing head file is an error, never a silent random head.
-    public init(folder: String) throws {
+    ///
+    /// `precision` packs the linear layers for the int8 (AVX512-VNNI) or bf16 (AVX512-BF16)
+    /// kernels at load; on a CPU without them the model runs float32 and `precisionFallback`
+    /// says why.
+    public init(folder: String, precision requested: Precision = .float32) throws {
         self.folder = folder
         func path(_ name: String) -> String { (folder as NSString).appendingPathComponent(name) }
         let fm = FileManager.default
@@ -59,11 +68,12 @@ public final class BGEM3: Sendable {
             throw ModelError.missingFile(path: spm, hint: "the XLM-R SentencePiece model ships with BAAI/bge-m3")
         }
 
-        let weights = try EncoderWeights(WeightFile.load(weightsPath), config: config)
+        let (precision, fallback) = requested.resolved()
+        let weights = try EncoderWeights(WeightFile.load(weightsPath), config: config, precision: precision)
         let h = config.hiddenSize
         let colbertDict = try WeightFile.load(path(File.colbertHead))
         let sparseDict = try WeightFile.load(path(File.sparseHead))
-        let heads = HeadWeights(colbert: try Linear(colbertDict, "", out: h, in: h, bare: true),
+        let heads = HeadWeights(colbert: try Linear(colbertDict, "", out: h, in: h, bare: true, precision: precision),
                                 sparse: try Linear(sparseDict, "", out: 1, in: h, bare: true))
         // tokenizer.json (shipped with BAAI/bge-m3) carries the unigram scores in double
         // precision, which decides exact Viterbi ties the way the Hugging Face tokenizer does;
@@ -76,7 +86,8 @@ public final class BGEM3: Sendable {
         }
         self.config = config
         self.tokenizer = tokenizer
-        self.encoder = Encoder(config: config, weights: weights, heads: heads)
+        self.encoder = Encoder(config: config, weights: weights, heads: heads, precision: precision)
+        self.precisionFallback = fallback
         self.identity = try Self.identity(files: [path(File.config), path(File.colbertHead), path(File.sparseHead), spm],
                                           weights: weightsPath)
     }

@@ -13,18 +13,30 @@ import Foundation
 
 // MARK: - Weights (the struct tree is the checkpoint key path)
 
-/// nn.Linear: y = x·Wᵀ + b.
+/// nn.Linear: y = x·Wᵀ + b, with W in float32 or packed for the int8 / bf16 kernels.
 struct Linear: @unchecked Sendable {
-    let weight: Tensor  // (out, in)
-    let bias: Tensor    // (out)
-    var outFeatures: Int { weight.shape[0] }
-    var inFeatures: Int { weight.shape[1] }
+    let weight: Tensor?          // (out, in) float32; nil once packed
+    let packed: PackedMatrix?    // (out, in) int8 / bf16; nil in float32
+    let bias: Tensor             // (out)
+    let outFeatures: Int
+    let inFeatures: Int
 
-    /// `bare`: the head files hold plain "weight" and "bias" keys.
-    init(_ dict: StateDict, _ prefix: String, out: Int, in inFeatures: Int, bare: Bool = false) throws {
+    /// `bare`: the head files hold plain "weight" and "bias" keys. Packing for `precision`
+    /// happens here, once; the float32 weight is then dropped (and its mapped pages released).
+    init(_ dict: StateDict, _ prefix: String, out: Int, in inFeatures: Int, bare: Bool = false,
+         precision: Precision = .float32) throws {
         let p = bare ? "" : prefix + "."
-        weight = try dict.tensor(p + "weight", shape: [out, inFeatures])
+        let w = try dict.tensor(p + "weight", shape: [out, inFeatures])
         bias = try dict.tensor(p + "bias", shape: [out])
+        outFeatures = out
+        self.inFeatures = inFeatures
+        packed = PackedMatrix(w, precision: precision)
+        if packed != nil {
+            weight = nil
+            w.releaseMappedPages()
+        } else {
+            weight = w
+        }
     }
 }
 
@@ -48,15 +60,15 @@ struct EncoderLayer: @unchecked Sendable {
     let output: Linear                                  // output.dense         (H, I)
     let outputNorm: LayerNorm                           // output.LayerNorm
 
-    init(_ d: StateDict, _ p: String, _ c: ModelConfig) throws {
+    init(_ d: StateDict, _ p: String, _ c: ModelConfig, precision: Precision) throws {
         let h = c.hiddenSize, i = c.intermediateSize
-        query = try Linear(d, p + "attention.self.query", out: h, in: h)
-        key = try Linear(d, p + "attention.self.key", out: h, in: h)
-        value = try Linear(d, p + "attention.self.value", out: h, in: h)
-        attentionOutput = try Linear(d, p + "attention.output.dense", out: h, in: h)
+        query = try Linear(d, p + "attention.self.query", out: h, in: h, precision: precision)
+        key = try Linear(d, p + "attention.self.key", out: h, in: h, precision: precision)
+        value = try Linear(d, p + "attention.self.value", out: h, in: h, precision: precision)
+        attentionOutput = try Linear(d, p + "attention.output.dense", out: h, in: h, precision: precision)
         attentionNorm = try LayerNorm(d, p + "attention.output.LayerNorm", size: h)
-        intermediate = try Linear(d, p + "intermediate.dense", out: i, in: h)
-        output = try Linear(d, p + "output.dense", out: h, in: i)
+        intermediate = try Linear(d, p + "intermediate.dense", out: i, in: h, precision: precision.feedForwardUp)
+        output = try Linear(d, p + "output.dense", out: h, in: i, precision: precision)
         outputNorm = try LayerNorm(d, p + "output.LayerNorm", size: h)
     }
 }
@@ -69,21 +81,33 @@ struct EncoderWeights: @unchecked Sendable {
     let embeddingNorm: LayerNorm
     let layers: [EncoderLayer]
 
-    init(_ d: StateDict, config c: ModelConfig) throws {
+    /// `precision`: how the linear layers are stored (packed here, once, at load).
+    init(_ d: StateDict, config c: ModelConfig, precision: Precision = .float32) throws {
         let prefix = d["roberta.embeddings.word_embeddings.weight"] != nil ? "roberta." : ""
         let h = c.hiddenSize
         wordEmbeddings = try d.tensor(prefix + "embeddings.word_embeddings.weight", shape: [c.vocabularySize, h])
         positionEmbeddings = try d.tensor(prefix + "embeddings.position_embeddings.weight", shape: [c.maxPositions, h])
         tokenTypeEmbeddings = try d.tensor(prefix + "embeddings.token_type_embeddings.weight", shape: [c.typeVocabularySize, h])
         embeddingNorm = try LayerNorm(d, prefix + "embeddings.LayerNorm", size: h)
-        layers = try (0..<c.layerCount).map { try EncoderLayer(d, prefix + "encoder.layer.\($0).", c) }
+        if precision == .float32 {  // nothing to do but shape checks: the tensors stay mapped
+            layers = try (0..<c.layerCount).map { try EncoderLayer(d, prefix + "encoder.layer.\($0).", c, precision: precision) }
+        } else {  // packing reads and converts every weight: one layer per core
+            var built = [Result<EncoderLayer, any Error>?](repeating: nil, count: c.layerCount)
+            built.withUnsafeMutableBufferPointer { buffer in
+                let slots = UncheckedSendable(buffer)  // each iteration writes its own slot
+                DispatchQueue.concurrentPerform(iterations: c.layerCount) { i in
+                    slots.value[i] = Result { try EncoderLayer(d, prefix + "encoder.layer.\(i).", c, precision: precision) }
+                }
+            }
+            layers = try built.map { try $0!.get() }
+        }
     }
 }
 
 /// colbert_linear.pt (H → H) and sparse_linear.pt (H → 1).
 struct HeadWeights: @unchecked Sendable {
-    let colbert: Linear  // (H, H)
-    let sparse: Linear   // (1, H)
+    let colbert: Linear  // (H, H), in the encoder's precision
+    let sparse: Linear   // (1, H), always float32 (a gemv)
 }
 
 // MARK: - Linear algebra
@@ -97,11 +121,19 @@ private func matmulTransposed(_ x: UnsafePointer<Float>, rows: Int, _ w: Tensor,
                 1, x, Int32(ldx ?? inner), w.pointer, Int32(inner), 0, y, Int32(ldy ?? out))
 }
 
-/// y = x·Wᵀ + b.
-private func linear(_ x: UnsafePointer<Float>, rows: Int, _ l: Linear, into y: UnsafeMutablePointer<Float>) {
-    matmulTransposed(x, rows: rows, l.weight, into: y)
+/// y (rows, out) = x (rows, in)·Wᵀ + b in the layer's precision: sgemm then a bias pass, or
+/// the int8 / bf16 kernel with the bias fused into its store. `addingBias: false` leaves the
+/// bias to the caller's fused kernel (bias + GELU). `scratch` holds x's int8 / bf16 copy.
+private func linear(_ x: UnsafePointer<Float>, rows: Int, _ l: Linear, into y: UnsafeMutablePointer<Float>,
+                    addingBias: Bool = true, scratch: ConversionScratch? = nil) {
     let bias = l.bias.pointer, cols = l.outFeatures
-    forRowBlocks(rows, cols: cols) { r0, n in m3_add_bias(y + r0 * cols, bias, n, cols) }
+    if let packed = l.packed {
+        let s = scratch ?? ConversionScratch(rows: rows, inFeatures: l.inFeatures)
+        packed.multiply(x, rows: rows, bias: addingBias ? bias : nil, into: y, scratch: s.bytes(rows: rows, inFeatures: l.inFeatures))
+        return
+    }
+    matmulTransposed(x, rows: rows, l.weight!, into: y)
+    if addingBias { forRowBlocks(rows, cols: cols) { r0, n in m3_add_bias(y + r0 * cols, bias, n, cols) } }
 }
 
 /// Runs a row-wise kernel over `rows` rows in blocks, on all cores when the work is
@@ -200,11 +232,14 @@ final class Encoder: @unchecked Sendable {
     let config: ModelConfig
     let weights: EncoderWeights
     let heads: HeadWeights
+    /// How the linear layers were packed (weights and heads were loaded with it).
+    let precision: Precision
 
-    init(config: ModelConfig, weights: EncoderWeights, heads: HeadWeights) {
+    init(config: ModelConfig, weights: EncoderWeights, heads: HeadWeights, precision: Precision = .float32) {
         self.config = config
         self.weights = weights
         self.heads = heads
+        self.precision = precision
     }
 
     /// Runs the encoder on a packed batch and returns each sequence's outputs.
@@ -253,27 +288,28 @@ final class Encoder: @unchecked Sendable {
         let context = Scratch(t * h), projected = Scratch(t * h), ffn = Scratch(t * inter)
         let longest = sequences.map(\.count).max() ?? 0
         let scores = AttentionScratch(blockFloats: Self.attentionBlockRows(length: longest) * longest)
+        let converted: ConversionScratch? = precision == .float32 ? nil : ConversionScratch(rows: t, inFeatures: max(h, inter))
 
         for layer in w.layers {
             // q, k, v = x·Wqᵀ + bq, …                        each (T, H)
-            linear(x, rows: t, layer.query, into: q.buffer)
-            linear(x, rows: t, layer.key, into: k.buffer)
-            linear(x, rows: t, layer.value, into: v.buffer)
+            linear(x, rows: t, layer.query, into: q.buffer, scratch: converted)
+            linear(x, rows: t, layer.key, into: k.buffer, scratch: converted)
+            linear(x, rows: t, layer.value, into: v.buffer, scratch: converted)
             clock?.lap("qkv")
             // context = softmax(q·kᵀ/√d)·v per sequence and head   (T, H)
             attention(sequences, q: q.buffer, k: k.buffer, v: v.buffer, into: context.buffer, scratch: scores)
             clock?.lap("attention")
             // x = LayerNorm(context·Woᵀ + bo + x)
-            linear(context.buffer, rows: t, layer.attentionOutput, into: projected.buffer)
+            linear(context.buffer, rows: t, layer.attentionOutput, into: projected.buffer, scratch: converted)
             layerNorm(x, residual: projected.buffer, rows: t, layer.attentionNorm)
             clock?.lap("attention output + norm")
             // ffn = gelu(x·Wiᵀ + bi)                           (T, I)
-            matmulTransposed(x, rows: t, layer.intermediate.weight, into: ffn.buffer)
+            linear(x, rows: t, layer.intermediate, into: ffn.buffer, addingBias: false, scratch: converted)
             let ffnOut = ffn.buffer, ffnBias = layer.intermediate.bias.pointer
             forRowBlocks(t, cols: inter) { r0, n in m3_bias_gelu(ffnOut + r0 * inter, ffnBias, n, inter) }
             clock?.lap("ffn up + gelu")
             // x = LayerNorm(ffn·Wo2ᵀ + bo2 + x)
-            linear(ffn.buffer, rows: t, layer.output, into: projected.buffer)
+            linear(ffn.buffer, rows: t, layer.output, into: projected.buffer, scratch: converted)
             layerNorm(x, residual: projected.buffer, rows: t, layer.outputNorm)
             clock?.lap("ffn down + norm")
         }
@@ -355,7 +391,7 @@ final class Encoder: @unchecked Sendable {
             tokenWeights = [Float](repeating: 0, count: t)
             tokenWeights.withUnsafeMutableBufferPointer { wt in
                 cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(t), Int32(h), 1, x, Int32(h),
-                            heads.sparse.weight.pointer, 1, 0, wt.baseAddress, 1)
+                            heads.sparse.weight!.pointer, 1, 0, wt.baseAddress, 1)
                 let b = heads.sparse.bias.pointer[0]
                 for i in 0..<t { wt[i] = max(wt[i] + b, 0) }
             }
@@ -428,3 +464,4 @@ final class Encoder: @unchecked Sendable {
         return MultiVector(dimension: h, values: values)
     }
 }
+

@@ -8,8 +8,9 @@ struct Encode: ParsableCommand {
         abstract: "Encode texts read as JSON Lines from stdin.",
         discussion: """
         Each input line is {"text": "…"}. Each output line is
-        {"input_ids": [...], "dense": [...], "sparse": {"<token id>": weight, ...}, "colbert": [[...], ...]},
-        in input order.
+        {"input_ids": [...], "dense": [...], "sparse": {"<token id>": weight, ...}, "colbert": [[...], ...],
+        "precision": "f32|bf16|int8"}, in input order; "precision" is the one actually used (float32 when \
+        the CPU lacks the instructions --precision asks for).
         """)
 
     @OptionGroup var modelOptions: ModelOptions
@@ -34,14 +35,14 @@ struct Encode: ParsableCommand {
             let embeddings: [Embedding]
             do { embeddings = try model.encode(texts, options: options) } catch { fail("\(error)") }
             for e in embeddings {
-                write(e, to: &writer)
+                write(e, precision: model.precision, to: &writer)
                 writer.flush()
             }
             start += chunk
         }
     }
 
-    private func write(_ e: Embedding, to w: inout JSONWriter) {
+    private func write(_ e: Embedding, precision: Precision, to w: inout JSONWriter) {
         w.raw("{\"input_ids\":[")
         w.raw(e.tokenIDs.map(String.init).joined(separator: ","))
         w.raw("]")
@@ -66,7 +67,7 @@ struct Encode: ParsableCommand {
             }
             w.raw("]")
         }
-        w.raw("}\n")
+        w.raw(",\"precision\":\"\(precision)\"}\n")
     }
 }
 

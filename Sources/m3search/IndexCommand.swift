@@ -14,6 +14,9 @@ struct IndexLocation: ParsableArguments {
         "BGE-M3 model folder (default $M3SEARCH_MODEL, then the Hugging Face cache); an index accepts only the model it was built with.",
         valueName: "dir"))
     var model: String?
+
+    @Option(name: .long, help: precisionHelp)
+    var precision: PrecisionArgument = PrecisionArgument(.float32)
 }
 
 /// `m3search index`: add folders and files to an index, incrementally.
@@ -67,7 +70,7 @@ struct IndexCommand: ParsableCommand {
     func run() throws {
         let searchIndex: SearchIndex
         do {
-            let m = try BGEM3(folder: BGEM3.locate(explicit: location.model))
+            let m = try loadModel(explicit: location.model, precision: location.precision.value)
             searchIndex = try SearchIndex(path: location.index, model: m, maxLength: maxLength, overlap: overlap,
                                           hnswM: hnswM, hnswEfConstruction: efConstruction)
         } catch { fail("\(error)") }

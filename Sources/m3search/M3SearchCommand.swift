@@ -29,14 +29,39 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "Tokens per packed batch (texts are sorted by length first).")
     var batchTokens: Int = 16384
 
+    @Option(name: .long, help: precisionHelp)
+    var precision: PrecisionArgument = PrecisionArgument(.float32)
+
     func load() throws -> BGEM3 {
-        try BGEM3(folder: BGEM3.locate(explicit: model))
+        try loadModel(explicit: model, precision: precision.value)
     }
 
     func encodeOptions(outputs: OutputKinds) -> EncodeOptions {
         EncodeOptions(maxLength: maxLength, outputs: outputs, pooling: pooling.value,
                       normalize: !noNormalize, batchTokens: batchTokens)
     }
+}
+
+let precisionHelp = ArgumentHelp(
+    "Linear-layer arithmetic: f32, bf16 (AVX512-BF16) or int8 (AVX512-VNNI); float32 when the CPU lacks it.",
+    valueName: "f32|bf16|int8")
+
+/// --precision f32|fp32|float32, bf16|bfloat16, int8.
+struct PrecisionArgument: ExpressibleByArgument {
+    let value: Precision
+    init(_ value: Precision) { self.value = value }
+    init?(argument: String) {
+        guard let p = Precision(argument) else { return nil }
+        value = p
+    }
+    var defaultValueDescription: String { value.description }
+}
+
+/// Loads the model in `precision`, saying on stderr when the CPU forces float32 instead.
+func loadModel(explicit folder: String?, precision: Precision) throws -> BGEM3 {
+    let model = try BGEM3(folder: BGEM3.locate(explicit: folder), precision: precision)
+    if let why = model.precisionFallback { FileHandle.standardError.write(Data("note: \(why)\n".utf8)) }
+    return model
 }
 
 enum PoolingArgument: String, ExpressibleByArgument, CaseIterable {

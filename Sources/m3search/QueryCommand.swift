@@ -56,7 +56,7 @@ struct QueryCommand: ParsableCommand {
         }
         let report: SearchReport
         do {
-            let m = try BGEM3(folder: BGEM3.locate(explicit: location.model))
+            let m = try loadModel(explicit: location.model, precision: location.precision.value)
             let searchIndex = try SearchIndex(path: index, model: m, create: false, readOnly: !isWritable(index))
             report = try searchIndex.search(text, options: SearchOptions(k: k, weights: w, mode: mode, fusion: fusion,
                                                                          candidates: candidates, groupByDocument: !chunks,

@@ -32,6 +32,22 @@ final class CommandLineTests: XCTestCase {
         }
     }
 
+    /// --precision: the output states the precision actually run (int8 on a VNNI CPU, f32
+    /// otherwise, with a note on stderr); an unknown name is a usage error.
+    func testEncodePrecision() throws {
+        let input = jsonLine(["text": "reduced precision"])
+        let run = try runM3Search(["encode", "--model", fixture("models/tiny-bin"), "--precision", "int8"], stdin: input)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let out = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as! [String: Any]
+        let used = out["precision"] as? String
+        XCTAssertTrue(used == "int8" || (used == "f32" && run.stderr.contains("AVX512-VNNI")), "\(String(describing: used)) \(run.stderr)")
+        XCTAssertFalse((out["dense"] as? [Double] ?? []).isEmpty)
+        let f32 = try runM3Search(["encode", "--model", fixture("models/tiny-bin"), "--precision", "fp32"], stdin: input)
+        XCTAssertTrue(f32.stdout.contains("\"precision\":\"f32\""), f32.stdout)
+        let bad = try runM3Search(["encode", "--model", fixture("models/tiny-bin"), "--precision", "int4"], stdin: input)
+        XCTAssertNotEqual(bad.status, 0)
+    }
+
     func testScoreMatchesFlagEmbedding() throws {
         let reference = try loadJSON("reference/tiny-bin.json")
         let pairs = reference["scores"] as! [[String: Any]]

@@ -7,6 +7,14 @@
 //   - a buffer the tensor owns, filled by one conversion pass from float16 / bfloat16,
 //     by an unaligned copy, or by a strided gather (non-contiguous torch tensors).
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A float32 tensor, row-major. Either points into a memory-mapped file (float32 stored
 /// little-endian and 4-byte aligned: zero copy) or into memory it owns (converted from
 /// float16/bfloat16, or copied when unaligned).
@@ -26,6 +34,21 @@ public struct Tensor: @unchecked Sendable {  // read-only after construction
 
     public func toArray() -> [Float] {
         withExtendedLifetime(owner) { Array(UnsafeBufferPointer(start: base, count: elementCount)) }
+    }
+
+    /// Tells the kernel the tensor's pages of a memory-mapped file are no longer needed, so
+    /// they leave the process's resident memory (after the weights were packed into another
+    /// form). Safe: the mapping is private, read-only and never written, so the pages are
+    /// clean and a later read faults them back in from the file. Owned (converted) buffers
+    /// are left alone — advising away anonymous memory would zero it.
+    func releaseMappedPages() {
+        guard owner is MappedFile else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = UInt(bitPattern: base), end = start + UInt(elementCount * MemoryLayout<Float>.size)
+        // Only whole pages inside the tensor: neighbours sharing an edge page stay resident.
+        let first = (start + UInt(page) - 1) / UInt(page) * UInt(page), last = end / UInt(page) * UInt(page)
+        guard last > first, let address = UnsafeMutableRawPointer(bitPattern: first) else { return }
+        _ = madvise(address, Int(last - first), MADV_DONTNEED)
     }
 
     init(shape: [Int], count: Int, base: UnsafePointer<Float>, owner: AnyObject) {

@@ -1,0 +1,289 @@
+// int8 linear layer: dynamic per-row u8 activations × per-column int8 weights, int32 sums.
+//
+// Math, for output (m, j):   x[m,k] ≈ sx[m]·(qx[m,k] − zx[m]),   W[j,k] ≈ sw[j]·qw[j,k]
+//   y[m,j] = Σ_k x·W + b[j] ≈ sx[m]·sw[j]·(Σ_k qx·qw − zx[m]·Σ_k qw[j,k]) + b[j]
+// Σ_k qx·qw is exact in int32 (|qx·qw| ≤ 255·127, k ≤ 65 000 stays below 2³¹), and the
+// column sums Σ_k qw are computed once at pack time.
+//
+// Packed W: panels of NR = 64 columns; panel p holds (k4, 64, 4) int8 — for each group of
+// 4 consecutive k, 64 columns × 4 bytes, so one 64-byte load is 16 columns × 4 k, the
+// dword layout vpdpbusd multiplies against a broadcast dword (4 u8 of one x row).
+// Columns past n and k past the real k are zero, so they add nothing.
+#include "CM3LowPrecision.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define M3_X86 1
+#endif
+
+enum { I8_NR = 64, I8_MR = 6 };
+
+/// Round to nearest even for |v| < 2²²: adding 1.5·2²³ leaves no fraction bits. Unlike
+/// nearbyintf it vectorises with baseline SSE2 (no roundps), which keeps packing 300 M
+/// weights at load well under a second.
+static inline float round_even(float v) { return (v + 12582912.0f) - 12582912.0f; }
+
+struct m3_i8_weights {
+    size_t n, k, k4, panels;
+    int8_t *packed;   // (panels, k4, 64, 4)
+    float *scale;     // (panels·64), 0 past n
+    int32_t *colsum;  // (panels·64), Σ_k qw
+};
+
+// ---------------------------------------------------------------- CPU features
+int m3_cpu_has_avx512_vnni(void) {
+#if M3_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+        && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+#else
+    return 0;
+#endif
+}
+
+int m3_cpu_has_avx512_bf16(void) {
+#if M3_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+        && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
+#else
+    return 0;
+#endif
+}
+
+static int has_vnni = -1;
+static int vnni(void) {
+    if (has_vnni < 0) has_vnni = m3_cpu_has_avx512_vnni();
+    return has_vnni;
+}
+
+// ---------------------------------------------------------------- packing
+size_t m3_i8_row_stride(size_t k) { return (k + 3) & ~(size_t)3; }
+
+m3_i8_weights *m3_i8_pack(const float *w, size_t n, size_t k) {
+    m3_i8_weights *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->n = n; p->k = k; p->k4 = (k + 3) / 4; p->panels = (n + I8_NR - 1) / I8_NR;
+    size_t cols = p->panels * I8_NR;
+    p->packed = aligned_alloc(64, p->panels * p->k4 * I8_NR * 4 + 64);
+    p->scale = aligned_alloc(64, cols * sizeof(float) + 64);
+    p->colsum = aligned_alloc(64, cols * sizeof(int32_t) + 64);
+    if (!p->packed || !p->scale || !p->colsum) { m3_i8_free(p); return NULL; }
+    memset(p->packed, 0, p->panels * p->k4 * I8_NR * 4);
+    memset(p->scale, 0, cols * sizeof(float));
+    memset(p->colsum, 0, cols * sizeof(int32_t));
+    for (size_t j = 0; j < n; j++) {
+        const float *row = w + j * k;
+        float amax = 0;
+        for (size_t c = 0; c < k; c++) amax = fmaxf(amax, fabsf(row[c]));
+        float s = amax > 0 ? amax / 127.0f : 1.0f;
+        float inv = 1.0f / s;
+        int8_t *panel = p->packed + (j / I8_NR) * p->k4 * I8_NR * 4;
+        size_t col = j % I8_NR;
+        int32_t sum = 0;
+        for (size_t c = 0; c < k; c++) {
+            int32_t q = (int32_t)fmaxf(-127.0f, fminf(127.0f, round_even(row[c] * inv)));
+            panel[(c / 4) * I8_NR * 4 + col * 4 + c % 4] = (int8_t)q;
+            sum += q;
+        }
+        p->scale[j] = s;
+        p->colsum[j] = sum;
+    }
+    return p;
+}
+
+void m3_i8_free(m3_i8_weights *w) {
+    if (!w) return;
+    free(w->packed); free(w->scale); free(w->colsum); free(w);
+}
+
+size_t m3_i8_panels(const m3_i8_weights *w) { return w->panels; }
+size_t m3_i8_bytes(const m3_i8_weights *w) { return w->panels * I8_NR * (w->k4 * 4 + 8); }
+float m3_i8_weight_scale(const m3_i8_weights *w, size_t j) { return w->scale[j]; }
+
+// ---------------------------------------------------------------- activations
+static void row_params(float mn, float mx, int asymmetric, float *scale, int32_t *zero) {
+    if (asymmetric) {
+        mn = fminf(mn, 0); mx = fmaxf(mx, 0);
+        float s = (mx - mn) / 255.0f;
+        if (!(s > 0)) { *scale = 1; *zero = 0; return; }
+        float z = nearbyintf(-mn / s);
+        *scale = s;
+        *zero = (int32_t)fmaxf(0, fminf(255, z));
+    } else {
+        float amax = fmaxf(fabsf(mn), fabsf(mx));
+        *scale = amax > 0 ? amax / 127.0f : 1.0f;
+        *zero = 128;
+    }
+}
+
+static void quantize_rows_portable(const float *x, size_t rows, size_t k, size_t ldx,
+                                   uint8_t *q, size_t ldq, float *scale, int32_t *zero, int asymmetric) {
+    size_t stride = m3_i8_row_stride(k);
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * ldx;
+        uint8_t *qr = q + r * ldq;
+        float mn = INFINITY, mx = -INFINITY;
+        for (size_t c = 0; c < k; c++) { mn = fminf(mn, xr[c]); mx = fmaxf(mx, xr[c]); }
+        if (k == 0) { mn = mx = 0; }
+        row_params(mn, mx, asymmetric, &scale[r], &zero[r]);
+        float inv = 1.0f / scale[r];
+        for (size_t c = 0; c < k; c++) {
+            float v = round_even(fmaxf(-1e6f, fminf(1e6f, xr[c] * inv))) + (float)zero[r];
+            qr[c] = (uint8_t)fmaxf(0, fminf(255, v));
+        }
+        for (size_t c = k; c < stride; c++) qr[c] = 0;
+    }
+}
+
+#if M3_X86
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+static void quantize_rows_avx512(const float *x, size_t rows, size_t k, size_t ldx,
+                                 uint8_t *q, size_t ldq, float *scale, int32_t *zero, int asymmetric) {
+    size_t stride = m3_i8_row_stride(k);
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * ldx;
+        uint8_t *qr = q + r * ldq;
+        __m512 vmn = _mm512_set1_ps(INFINITY), vmx = _mm512_set1_ps(-INFINITY);
+        size_t c = 0;
+        for (; c + 16 <= k; c += 16) {
+            __m512 v = _mm512_loadu_ps(xr + c);
+            vmn = _mm512_min_ps(vmn, v); vmx = _mm512_max_ps(vmx, v);
+        }
+        float mn = _mm512_reduce_min_ps(vmn), mx = _mm512_reduce_max_ps(vmx);
+        for (size_t t = c; t < k; t++) { mn = fminf(mn, xr[t]); mx = fmaxf(mx, xr[t]); }
+        if (k == 0) { mn = mx = 0; }
+        row_params(mn, mx, asymmetric, &scale[r], &zero[r]);
+        __m512 inv = _mm512_set1_ps(1.0f / scale[r]);
+        __m512i z = _mm512_set1_epi32(zero[r]), lo = _mm512_setzero_si512(), hi = _mm512_set1_epi32(255);
+        for (c = 0; c < k; c += 16) {
+            __mmask16 m = k - c >= 16 ? 0xFFFF : (__mmask16)((1u << (k - c)) - 1);
+            __m512 v = _mm512_maskz_loadu_ps(m, xr + c);
+            // cvtps rounds to nearest even (MXCSR default), like round_even above.
+            __m512i iv = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, inv)), z);
+            iv = _mm512_min_epi32(_mm512_max_epi32(iv, lo), hi);
+            _mm_mask_storeu_epi8(qr + c, m, _mm512_cvtepi32_epi8(iv));
+        }
+        for (c = k; c < stride; c++) qr[c] = 0;
+    }
+}
+#endif
+
+void m3_i8_quantize_rows(const float *x, size_t rows, size_t k, size_t ldx,
+                         uint8_t *q, size_t ldq, float *scale, int32_t *zero, int asymmetric) {
+#if M3_X86
+    if (vnni()) { quantize_rows_avx512(x, rows, k, ldx, q, ldq, scale, zero, asymmetric); return; }
+#endif
+    quantize_rows_portable(x, rows, k, ldx, q, ldq, scale, zero, asymmetric);
+}
+
+// ---------------------------------------------------------------- gemm, portable
+void m3_i8_gemm_reference(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
+                          const int32_t *zero, size_t rows, const float *bias, float *y, size_t ldy,
+                          size_t panel_begin, size_t panel_end) {
+    size_t j0 = panel_begin * I8_NR, j1 = panel_end * I8_NR < w->n ? panel_end * I8_NR : w->n;
+    for (size_t r = 0; r < rows; r++) {
+        const uint8_t *qr = q + r * ldq;
+        for (size_t j = j0; j < j1; j++) {
+            const int8_t *panel = w->packed + (j / I8_NR) * w->k4 * I8_NR * 4;
+            size_t col = j % I8_NR;
+            int32_t acc = 0;
+            for (size_t c = 0; c < w->k; c++)
+                acc += (int32_t)qr[c] * panel[(c / 4) * I8_NR * 4 + col * 4 + c % 4];
+            acc -= zero[r] * w->colsum[j];
+            y[r * ldy + j] = scale[r] * w->scale[j] * (float)acc + (bias ? bias[j] : 0);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- gemm, AVX512-VNNI
+#if M3_X86
+#define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+
+// One MR×64 tile: rows q[0..<mr] against one panel over all k4 groups, then dequantize
+// and store columns j0 ..< j0+ncols. `mr` is a constant after inlining, so the 4·mr
+// accumulators live in registers (6×4 = 24 of the 32 zmm).
+VNNI_TARGET __attribute__((always_inline))
+static inline void i8_tile(int mr, const uint8_t *q, size_t ldq, const int8_t *panel, size_t k4,
+                           const float *sx, const int32_t *zx, const float *sw, const int32_t *colsum,
+                           const float *bias, float *y, size_t ldy, size_t ncols) {
+    __m512i acc[I8_MR][4];
+    for (int i = 0; i < I8_MR; i++)
+        for (int v = 0; v < 4; v++) acc[i][v] = _mm512_setzero_si512();
+    const int8_t *b = panel;
+    for (size_t s = 0; s < k4; s++, b += I8_NR * 4) {
+        __m512i b0 = _mm512_load_si512(b), b1 = _mm512_load_si512(b + 64);
+        __m512i b2 = _mm512_load_si512(b + 128), b3 = _mm512_load_si512(b + 192);
+        for (int i = 0; i < I8_MR; i++) {
+            if (i >= mr) break;
+            int32_t a4;
+            memcpy(&a4, q + i * ldq + 4 * s, 4);
+            __m512i a = _mm512_set1_epi32(a4);
+            acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], a, b0);
+            acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], a, b1);
+            acc[i][2] = _mm512_dpbusd_epi32(acc[i][2], a, b2);
+            acc[i][3] = _mm512_dpbusd_epi32(acc[i][3], a, b3);
+        }
+    }
+    for (int i = 0; i < I8_MR; i++) {
+        if (i >= mr) break;
+        __m512i z = _mm512_set1_epi32(zx[i]);
+        __m512 s = _mm512_set1_ps(sx[i]);
+        float *yr = y + i * ldy;
+        for (int v = 0; v < 4; v++) {
+            size_t c = (size_t)v * 16;
+            if (c >= ncols) break;
+            __mmask16 m = ncols - c >= 16 ? 0xFFFF : (__mmask16)((1u << (ncols - c)) - 1);
+            __m512i corrected = _mm512_sub_epi32(acc[i][v], _mm512_mullo_epi32(z, _mm512_load_si512(colsum + c)));
+            __m512 scale = _mm512_mul_ps(s, _mm512_load_ps(sw + c));
+            __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias + c) : _mm512_setzero_ps();
+            _mm512_mask_storeu_ps(yr + c, m, _mm512_fmadd_ps(_mm512_cvtepi32_ps(corrected), scale, b));
+        }
+    }
+}
+
+VNNI_TARGET
+static void i8_gemm_vnni(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
+                         const int32_t *zero, size_t rows, const float *bias, float *y, size_t ldy,
+                         size_t panel_begin, size_t panel_end) {
+    size_t k4 = w->k4;
+    // Blocks of rows whose activations (≤ 384 KB) stay in L2 next to one weight panel
+    // (k4·256 bytes: 256 KB at k = 4096) while the block's tiles run over every panel.
+    size_t block = (384 * 1024 / (k4 * 4)) / I8_MR * I8_MR;
+    if (block < I8_MR) block = I8_MR;
+    for (size_t r0 = 0; r0 < rows; r0 += block)
+    for (size_t p = panel_begin; p < panel_end; p++) {
+        const int8_t *panel = w->packed + p * k4 * I8_NR * 4;
+        size_t j0 = p * I8_NR, ncols = w->n - j0 < I8_NR ? w->n - j0 : I8_NR;
+        const float *sw = w->scale + j0;
+        const int32_t *cs = w->colsum + j0;
+        const float *b = bias ? bias + j0 : NULL;
+        size_t r = r0, rend = r0 + block < rows ? r0 + block : rows;
+        for (; r + I8_MR <= rend; r += I8_MR)
+            i8_tile(I8_MR, q + r * ldq, ldq, panel, k4, scale + r, zero + r, sw, cs, b, y + r * ldy + j0, ldy, ncols);
+        switch (rend - r) {
+        case 5: i8_tile(5, q + r * ldq, ldq, panel, k4, scale + r, zero + r, sw, cs, b, y + r * ldy + j0, ldy, ncols); break;
+        case 4: i8_tile(4, q + r * ldq, ldq, panel, k4, scale + r, zero + r, sw, cs, b, y + r * ldy + j0, ldy, ncols); break;
+        case 3: i8_tile(3, q + r * ldq, ldq, panel, k4, scale + r, zero + r, sw, cs, b, y + r * ldy + j0, ldy, ncols); break;
+        case 2: i8_tile(2, q + r * ldq, ldq, panel, k4, scale + r, zero + r, sw, cs, b, y + r * ldy + j0, ldy, ncols); break;
+        case 1: i8_tile(1, q + r * ldq, ldq, panel, k4, scale + r, zero + r, sw, cs, b, y + r * ldy + j0, ldy, ncols); break;
+        default: break;
+        }
+    }
+}
+#endif
+
+void m3_i8_gemm(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
+                const int32_t *zero, size_t rows, const float *bias, float *y, size_t ldy,
+                size_t panel_begin, size_t panel_end) {
+    if (panel_end > w->panels) panel_end = w->panels;
+    if (panel_begin >= panel_end || rows == 0) return;
+#if M3_X86
+    if (vnni()) { i8_gemm_vnni(w, q, ldq, scale, zero, rows, bias, y, ldy, panel_begin, panel_end); return; }
+#endif
+    m3_i8_gemm_reference(w, q, ldq, scale, zero, rows, bias, y, ldy, panel_begin, panel_end);
+}

@@ -1,0 +1,89 @@
+// Reduced-precision linear layers: y (m, n) = x (m, k) · Wᵀ + b with W (n, k) packed once
+// at load, for the encoder's --precision int8 and bf16.
+//
+//   int8: W per output channel symmetric int8 (scale_w[n] = max|W[n,:]| / 127), activations
+//         per row (token) u8 with a zero point, products summed exactly in int32 with
+//         AVX512-VNNI vpdpbusd, then  y = scale_x[m]·scale_w[n]·(acc − zero[m]·Σ_k Wq[n,k]) + b.
+//   bf16: W and x rounded to bfloat16 (nearest even), products summed in float32 with
+//         AVX512-BF16 vdpbf16ps.
+//
+// Threading is the caller's: convert x once (m3_*_quantize_rows / m3_bf16_convert_rows, any
+// row split), then call m3_*_gemm on disjoint ranges of column panels (m3_*_panels()), one per
+// core. Without VNNI / BF16 the gemm functions run a portable scalar loop: correct, slow,
+// meant for tests; the encoder then stays in float32 (m3_cpu_has_*).
+#ifndef CM3LOWPRECISION_H
+#define CM3LOWPRECISION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// 1 when the CPU (and OS) can run the fast int8 kernel: AVX-512 F/BW/VL + VNNI.
+int m3_cpu_has_avx512_vnni(void);
+/// 1 when the CPU (and OS) can run the fast bf16 kernel: AVX-512 F/BW/VL + BF16.
+int m3_cpu_has_avx512_bf16(void);
+
+// ---------------------------------------------------------------- int8
+
+/// W packed for vpdpbusd: panels of 64 output columns, each (⌈k/4⌉, 64, 4) int8, plus
+/// per-column scale and Σ_k Wq. Opaque; create with m3_i8_pack, free with m3_i8_free.
+typedef struct m3_i8_weights m3_i8_weights;
+
+/// Quantizes and packs W (n, k), row-major with row stride k. NULL when out of memory.
+m3_i8_weights *m3_i8_pack(const float *w, size_t n, size_t k);
+void m3_i8_free(m3_i8_weights *w);
+/// Column panels (64 columns each, the last one possibly partial): the unit of work split.
+size_t m3_i8_panels(const m3_i8_weights *w);
+/// Bytes held by the packed weights (for memory reports).
+size_t m3_i8_bytes(const m3_i8_weights *w);
+/// The dequantization scale of output column j (tests derive their error bounds from it).
+float m3_i8_weight_scale(const m3_i8_weights *w, size_t j);
+
+/// Row stride (bytes) of quantized activations with k columns: k rounded up to 4.
+size_t m3_i8_row_stride(size_t k);
+
+/// Quantizes x (rows, k) (row stride ldx floats) per row into q (rows, ldq bytes), with
+/// x ≈ scale[r]·(q − zero[r]). asymmetric = 1: the row's [min(x,0), max(x,0)] onto 0…255
+/// (best for skewed rows such as GELU outputs); 0: symmetric ±max|x| onto 1…255, zero 128.
+/// Pad bytes up to m3_i8_row_stride(k) are written as 0.
+void m3_i8_quantize_rows(const float *x, size_t rows, size_t k, size_t ldx,
+                         uint8_t *q, size_t ldq, float *scale, int32_t *zero, int asymmetric);
+
+/// y[:, panels begin..<end] (rows, n; row stride ldy) = dequant(q · Wqᵀ) + bias (n, or NULL).
+void m3_i8_gemm(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
+                const int32_t *zero, size_t rows, const float *bias, float *y, size_t ldy,
+                size_t panel_begin, size_t panel_end);
+/// The portable loop m3_i8_gemm falls back to (the reference the VNNI kernel is tested against).
+void m3_i8_gemm_reference(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
+                          const int32_t *zero, size_t rows, const float *bias, float *y, size_t ldy,
+                          size_t panel_begin, size_t panel_end);
+
+// ---------------------------------------------------------------- bf16
+
+/// W packed for vdpbf16ps: panels of 64 output columns, each (⌈k/2⌉, 64, 2) bfloat16.
+typedef struct m3_bf16_weights m3_bf16_weights;
+
+m3_bf16_weights *m3_bf16_pack(const float *w, size_t n, size_t k);
+void m3_bf16_free(m3_bf16_weights *w);
+size_t m3_bf16_panels(const m3_bf16_weights *w);
+size_t m3_bf16_bytes(const m3_bf16_weights *w);
+
+/// Row stride (bf16 elements) of converted activations with k columns: k rounded up to 2.
+size_t m3_bf16_row_stride(size_t k);
+
+/// x (rows, k) → bfloat16 (rows, ldo), round to nearest even; the pad element is 0.
+void m3_bf16_convert_rows(const float *x, size_t rows, size_t k, size_t ldx, uint16_t *out, size_t ldo);
+
+/// y[:, panels begin..<end] = xb · Wbᵀ + bias (n, or NULL), float32 accumulation.
+void m3_bf16_gemm(const m3_bf16_weights *w, const uint16_t *x, size_t ldx, size_t rows,
+                  const float *bias, float *y, size_t ldy, size_t panel_begin, size_t panel_end);
+void m3_bf16_gemm_reference(const m3_bf16_weights *w, const uint16_t *x, size_t ldx, size_t rows,
+                            const float *bias, float *y, size_t ldy, size_t panel_begin, size_t panel_end);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,137 @@
+// Linear-layer weights packed once at load for the int8 / bfloat16 kernels (CM3LowPrecision.h),
+// and the matmul that runs them on all cores.
+import CM3Kernels
+import Foundation
+
+/// W (out, in) packed for one reduced-precision kernel. Owns the C allocation.
+/// (`package` for m3bench gemm, which times it against sgemm.)
+package final class PackedMatrix: @unchecked Sendable {  // immutable after init
+    private enum Storage {
+        case int8(OpaquePointer)      // m3_i8_weights
+        case bfloat16(OpaquePointer)  // m3_bf16_weights
+    }
+    private let storage: Storage
+    package let outFeatures: Int
+    package let inFeatures: Int
+
+    /// Packs W (out, in); nil for float32 (sgemm reads the tensor as is).
+    convenience init?(_ w: Tensor, precision: Precision) {
+        self.init(w.pointer, out: w.shape[0], in: w.shape[1], precision: precision)
+        withExtendedLifetime(w) {}
+    }
+
+    /// Packs W (out, in), row-major; nil for float32.
+    package init?(_ w: UnsafePointer<Float>, out: Int, in inner: Int, precision: Precision) {
+        switch precision {
+        case .float32:
+            return nil
+        case .int8:
+            guard let p = m3_i8_pack(w, out, inner) else { fatalError("out of memory packing int8 weights") }
+            storage = .int8(p)
+        case .bfloat16:
+            guard let p = m3_bf16_pack(w, out, inner) else { fatalError("out of memory packing bf16 weights") }
+            storage = .bfloat16(p)
+        }
+        outFeatures = out
+        inFeatures = inner
+    }
+
+    deinit {
+        switch storage {
+        case .int8(let p): m3_i8_free(p)
+        case .bfloat16(let p): m3_bf16_free(p)
+        }
+    }
+
+    /// Column panels of 64 outputs: the unit split between cores.
+    private var panels: Int {
+        switch storage {
+        case .int8(let p): m3_i8_panels(p)
+        case .bfloat16(let p): m3_bf16_panels(p)
+        }
+    }
+
+    /// Bytes of the x (rows, in) conversion `multiply` needs in `scratch`.
+    static func scratchBytes(rows: Int, inFeatures k: Int) -> Int {
+        rows * max(m3_i8_row_stride(k) + 8, 2 * m3_bf16_row_stride(k)) + 64
+    }
+
+    /// y (rows, out) = x (rows, in) · Wᵀ + bias (out, or nil). x is converted once (rows
+    /// split across cores), then each core computes a contiguous range of column panels.
+    /// `scratch` holds at least `scratchBytes(rows:inFeatures:)` bytes.
+    package func multiply(_ x: UnsafePointer<Float>, rows: Int, bias: UnsafePointer<Float>?,
+                  into y: UnsafeMutablePointer<Float>, scratch: UnsafeMutableRawPointer) {
+        let k = inFeatures, n = outFeatures
+        let panels = self.panels
+        // Below ~2 M multiply-adds the hand-off to a second core costs more than it saves.
+        let workers = rows * n * k >= 1 << 21 ? min(ProcessInfo.processInfo.activeProcessorCount, panels) : 1
+        switch storage {
+        case .int8(let w):
+            let ldq = m3_i8_row_stride(k)
+            let q = scratch.assumingMemoryBound(to: UInt8.self)
+            let scaleRaw = scratch + rows * ldq, zeroRaw = scaleRaw + rows * 4
+            let scale = scaleRaw.assumingMemoryBound(to: Float.self), zero = zeroRaw.assumingMemoryBound(to: Int32.self)
+            splitRows(rows, cols: k) { r0, count in
+                // Asymmetric (zero point) per row: GELU outputs span about [-0.17, max]. On the
+                // full random model it kept more accuracy than symmetric ±max (dense cosine
+                // vs float32 0.9986 against 0.9982).
+                m3_i8_quantize_rows(x + r0 * k, count, k, k, q + r0 * ldq, ldq, scale + r0, zero + r0, 1)
+            }
+            splitRange(panels, workers: workers) { p0, p1 in
+                m3_i8_gemm(w, q, ldq, scale, zero, rows, bias, y, n, p0, p1)
+            }
+        case .bfloat16(let w):
+            let ldb = m3_bf16_row_stride(k)
+            let xb = scratch.assumingMemoryBound(to: UInt16.self)
+            splitRows(rows, cols: k) { r0, count in
+                m3_bf16_convert_rows(x + r0 * k, count, k, k, xb + r0 * ldb, ldb)
+            }
+            splitRange(panels, workers: workers) { p0, p1 in
+                m3_bf16_gemm(w, xb, ldb, rows, bias, y, n, p0, p1)
+            }
+        }
+    }
+
+    /// Row-wise conversion, on all cores when large enough (the gemm that follows is ~n× more work).
+    private func splitRows(_ rows: Int, cols: Int, _ body: (Int, Int) -> Void) {
+        let workers = rows * cols >= 1 << 18 ? min(ProcessInfo.processInfo.activeProcessorCount, rows) : 1
+        let per = (rows + workers - 1) / max(workers, 1)
+        splitRange(workers, workers: workers) { i, _ in
+            let r0 = i * per
+            if r0 < rows { body(r0, min(per, rows - r0)) }
+        }
+    }
+}
+
+/// Splits 0 ..< count into `workers` contiguous ranges run concurrently; body(begin, end).
+/// (With workers == count each range is one index: body(i, i + 1).)
+private func splitRange(_ count: Int, workers: Int, _ body: (Int, Int) -> Void) {
+    if workers <= 1 { body(0, count); return }
+    withoutActuallyEscaping(body) { body in
+        // Ranges are disjoint; the closure only lives for this call.
+        nonisolated(unsafe) let shared = body
+        DispatchQueue.concurrentPerform(iterations: workers) { i in
+            shared(count * i / workers, count * (i + 1) / workers)
+        }
+    }
+}
+
+/// The buffer `PackedMatrix.multiply` converts x into, sized once per forward call for its
+/// largest layer and reused by every layer.
+package final class ConversionScratch {
+    private let base: UnsafeMutableRawPointer
+    private let capacity: Int
+
+    package init(rows: Int, inFeatures: Int) {
+        capacity = PackedMatrix.scratchBytes(rows: rows, inFeatures: inFeatures)
+        base = .allocate(byteCount: capacity, alignment: 64)
+    }
+
+    deinit { base.deallocate() }
+
+    /// The buffer, checked to be large enough for x (rows, inFeatures).
+    package func bytes(rows: Int, inFeatures: Int) -> UnsafeMutableRawPointer {
+        precondition(PackedMatrix.scratchBytes(rows: rows, inFeatures: inFeatures) <= capacity, "conversion scratch too small")
+        return base
+    }
+}

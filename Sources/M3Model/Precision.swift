@@ -1,0 +1,74 @@
+import CM3Kernels
+
+/// The arithmetic of the encoder's linear layers (q, k, v, attention output, feed-forward,
+/// ColBERT head). Embeddings, LayerNorm, attention and the sparse head always run in float32.
+///
+/// ```swift
+/// let model = try BGEM3(folder: path, precision: Precision("int8")!)
+/// if let why = model.precisionFallback { print(why) }   // CPU without AVX512-VNNI
+/// ```
+public enum Precision: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// float32 sgemm (OpenBLAS): the reference.
+    case float32
+    /// Weights and activations rounded to bfloat16, float32 sums (AVX512-BF16).
+    case bfloat16
+    /// Per-channel int8 weights, per-token dynamic uint8 activations, int32 sums (AVX512-VNNI);
+    /// the feed-forward up-projection runs bf16 (see `feedForwardUp`).
+    case int8
+
+    /// Parses "f32" / "fp32" / "float32", "bf16" / "bfloat16", "int8" (case-insensitive).
+    public init?(_ text: String) {
+        switch text.lowercased() {
+        case "f32", "fp32", "float32": self = .float32
+        case "bf16", "bfloat16": self = .bfloat16
+        case "int8", "i8": self = .int8
+        default: return nil
+        }
+    }
+
+    /// The short name the CLI prints: f32, bf16, int8.
+    public var description: String {
+        switch self {
+        case .float32: "f32"
+        case .bfloat16: "bf16"
+        case .int8: "int8"
+        }
+    }
+
+    /// The precision of the feed-forward up-projection (intermediate.dense): bf16 in int8 mode
+    /// when the CPU has AVX512-BF16. On the full-size model that one layer caused half of
+    /// int8's error (dense cosine vs float32: 0.9986 all int8, 0.9993 with it in bf16), for a
+    /// third of the linear-layer work.
+    var feedForwardUp: Precision {
+        self == .int8 && CPUFeatures.current.avx512BF16 ? .bfloat16 : self
+    }
+
+    /// The precision this CPU runs when `self` is asked for: `self`, or float32 with the reason.
+    package func resolved(on cpu: CPUFeatures = .current) -> (precision: Precision, fallback: String?) {
+        switch self {
+        case .float32:
+            return (.float32, nil)
+        case .bfloat16 where !cpu.avx512BF16:
+            return (.float32, "bf16 needs AVX512-BF16, which this CPU lacks; running float32")
+        case .int8 where !cpu.avx512VNNI:
+            return (.float32, "int8 needs AVX512-VNNI, which this CPU lacks; running float32")
+        default:
+            return (self, nil)
+        }
+    }
+}
+
+/// The CPU features the reduced-precision kernels need (checked at run time: the package
+/// compiles for baseline x86-64).
+package struct CPUFeatures: Sendable {
+    package var avx512VNNI: Bool
+    package var avx512BF16: Bool
+
+    package init(avx512VNNI: Bool, avx512BF16: Bool) {
+        self.avx512VNNI = avx512VNNI
+        self.avx512BF16 = avx512BF16
+    }
+
+    package static let current = CPUFeatures(avx512VNNI: m3_cpu_has_avx512_vnni() != 0,
+                                             avx512BF16: m3_cpu_has_avx512_bf16() != 0)
+}

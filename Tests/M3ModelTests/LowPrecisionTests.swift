@@ -1,0 +1,179 @@
+import CM3Kernels
+import Foundation
+@testable import M3Model
+import XCTest
+
+/// The int8 / bf16 GEMM kernels against a double-precision x·Wᵀ + b, with error bounds
+/// derived from the quantization steps; then the encoder in each precision against float32.
+final class LowPrecisionTests: XCTestCase {
+    func random(_ n: Int, seed: UInt64, low: Float = -1, high: Float = 1) -> [Float] {
+        var state = seed
+        return (0..<n).map { _ in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return low + (high - low) * Float(state >> 40) / Float(1 << 24)
+        }
+    }
+
+    /// (M, N, K) off every block size: rows not a multiple of the 6-row tile, columns not
+    /// of the 64-column panel, k not of 4 (int8) or 2 (bf16).
+    let shapes = [(1, 1, 1), (5, 63, 3), (7, 65, 13), (6, 64, 8), (13, 130, 31), (37, 200, 257)]
+
+    /// y (m, n) = x·Wᵀ + b in double, and Σ_k |x|·|W| per output (for relative bounds).
+    func reference(_ x: [Float], _ w: [Float], _ b: [Float], m: Int, n: Int, k: Int) -> (y: [Double], abs: [Double]) {
+        var y = [Double](repeating: 0, count: m * n), a = y
+        for r in 0..<m {
+            for j in 0..<n {
+                var s = Double(b[j]), t = 0.0
+                for c in 0..<k { s += Double(x[r * k + c]) * Double(w[j * k + c]); t += abs(Double(x[r * k + c]) * Double(w[j * k + c])) }
+                y[r * n + j] = s
+                a[r * n + j] = t
+            }
+        }
+        return (y, a)
+    }
+
+    func testInt8GEMMWithinQuantizationBound() {
+        for (m, n, k) in shapes {
+            for asymmetric: Int32 in [1, 0] {
+                // Skewed activations, like GELU outputs, and one row of zeros.
+                var x = random(m * k, seed: UInt64(m * 1000 + k), low: -0.2, high: 3)
+                for c in 0..<k { x[c] = 0 }
+                let w = random(n * k, seed: UInt64(n * 7 + k), low: -0.05, high: 0.05)
+                let b = random(n, seed: 99)
+                let y = int8GEMM(x, w, b, m: m, n: n, k: k, asymmetric: asymmetric, split: false)
+                let (exact, _) = reference(x, w, b, m: m, n: n, k: k)
+                for r in 0..<m {
+                    let row = x[r * k ..< (r + 1) * k]
+                    let lo = min(row.min()!, 0), hi = max(row.max()!, 0)
+                    // Activation step: the row's range over 255 levels (or ±max|x| over 127).
+                    let sx = Double(asymmetric == 1 ? (hi - lo) / 255 : max(-lo, hi) / 127)
+                    for j in 0..<n {
+                        let wr = w[j * k ..< (j + 1) * k]
+                        let sw = Double(wr.map(abs).max()!) / 127
+                        // |xw − x̂ŵ| ≤ |x|·sw/2 + |w|·sx/2 + sx·sw/4 per term, plus float32 rounding.
+                        var bound = 0.0
+                        for c in 0..<k {
+                            bound += abs(Double(x[r * k + c])) * sw / 2 + abs(Double(w[j * k + c])) * sx / 2 + sx * sw / 4
+                        }
+                        bound = bound * 1.001 + 1e-6 * (abs(exact[r * n + j]) + 1)
+                        XCTAssertLessThanOrEqual(abs(Double(y[r * n + j]) - exact[r * n + j]), bound,
+                                                 "int8 m \(m) n \(n) k \(k) asym \(asymmetric) at (\(r), \(j))")
+                    }
+                }
+                // Splitting the column panels between calls (one per core) changes nothing.
+                XCTAssertEqual(int8GEMM(x, w, b, m: m, n: n, k: k, asymmetric: asymmetric, split: true), y)
+            }
+        }
+    }
+
+    /// The VNNI kernel sums exactly the integers the portable loop sums.
+    func testInt8KernelMatchesPortableLoop() {
+        let (m, n, k) = (37, 200, 257)
+        let x = random(m * k, seed: 5), w = random(n * k, seed: 6), b = random(n, seed: 7)
+        let fast = int8GEMM(x, w, b, m: m, n: n, k: k, asymmetric: 1, split: false)
+        let slow = int8GEMM(x, w, b, m: m, n: n, k: k, asymmetric: 1, split: false, portable: true)
+        for i in 0..<fast.count { XCTAssertEqual(fast[i], slow[i], accuracy: 1e-5 * max(1, abs(slow[i]))) }
+    }
+
+    func testBF16GEMMWithinRoundingBound() {
+        for (m, n, k) in shapes {
+            let x = random(m * k, seed: UInt64(m + k), low: -2, high: 2)
+            let w = random(n * k, seed: UInt64(n + 3 * k), low: -0.1, high: 0.1)
+            let b = random(n, seed: 11)
+            let y = bf16GEMM(x, w, b, m: m, n: n, k: k, split: false)
+            let (exact, magnitude) = reference(x, w, b, m: m, n: n, k: k)
+            // Each operand rounded to 8 significant bits (relative error ≤ 2⁻⁹), so a product
+            // is off by ≤ (2⁻⁸ + 2⁻¹⁸)·|xw|; float32 sums add ≤ k·2⁻²⁴ of Σ|xw|.
+            let relative = pow(2.0, -8) + pow(2.0, -18) + Double(k + 1) * pow(2.0, -24)
+            for i in 0..<m * n {
+                let bound = magnitude[i] * relative * 1.001 + 1e-7 * abs(exact[i]) + 1e-7
+                XCTAssertLessThanOrEqual(abs(Double(y[i]) - exact[i]), bound, "bf16 m \(m) n \(n) k \(k) at \(i)")
+            }
+            XCTAssertEqual(bf16GEMM(x, w, b, m: m, n: n, k: k, split: true), y)
+            let slow = bf16GEMM(x, w, b, m: m, n: n, k: k, split: false, portable: true)
+            for i in 0..<y.count { XCTAssertEqual(y[i], slow[i], accuracy: Float(magnitude[i]) * 1e-6 + 1e-6) }
+        }
+    }
+
+    // MARK: - Encoder
+
+    /// Against FlagEmbedding's float32 outputs for the tiny models (Fixtures/reference). The
+    /// tiny model (H = 16) has few terms per sum, so its bounds are looser than the full
+    /// model's (dense cosine 0.9993 int8, 0.99996 bf16; see BENCHMARKS.md).
+    func testEncoderInReducedPrecisionStaysCloseToFloat32() throws {
+        for (name, precisions) in [("tiny-safetensors", [Precision.int8, .bfloat16]), ("tiny-bin", [.int8])] {
+            let reference = try Fixtures.reference(name)
+            let block = reference.encodings[0]
+            for precision in precisions {
+                let model = try BGEM3(folder: Fixtures.model(name), precision: precision)
+                XCTAssertEqual(model.precision, precision.resolved().precision)
+                let out = try model.encode(block.items.map(\.text), options: EncodeOptions(maxLength: block.maxLength))
+                for (a, item) in zip(out, block.items) {
+                    XCTAssertEqual(a.tokenIDs, item.inputIDs)
+                    XCTAssertGreaterThan(cosine(a.dense!, item.dense), precision == .int8 ? 0.98 : 0.9995,
+                                         "\(name) \(precision) dense, \(item.name)")
+                    for (r, row) in item.colbert.enumerated() where r < a.colbert!.count {
+                        XCTAssertGreaterThan(cosine(Array(a.colbert![r]), row), precision == .int8 ? 0.97 : 0.999,
+                                             "\(name) \(precision) colbert row \(r), \(item.name)")
+                    }
+                }
+            }
+        }
+    }
+
+    func testPrecisionParsingAndFallback() {
+        XCTAssertEqual(Precision("fp32"), .float32)
+        XCTAssertEqual(Precision("F32"), .float32)
+        XCTAssertEqual(Precision("bfloat16"), .bfloat16)
+        XCTAssertEqual(Precision("bf16"), .bfloat16)
+        XCTAssertEqual(Precision("int8"), .int8)
+        XCTAssertNil(Precision("int4"))
+        let bare = CPUFeatures(avx512VNNI: false, avx512BF16: false)
+        XCTAssertEqual(Precision.int8.resolved(on: bare).precision, .float32)
+        XCTAssertNotNil(Precision.int8.resolved(on: bare).fallback)
+        XCTAssertEqual(Precision.bfloat16.resolved(on: bare).precision, .float32)
+        XCTAssertNil(Precision.float32.resolved(on: bare).fallback)
+        let vnniOnly = CPUFeatures(avx512VNNI: true, avx512BF16: false)
+        XCTAssertEqual(Precision.int8.resolved(on: vnniOnly).precision, .int8)
+        XCTAssertEqual(Precision.bfloat16.resolved(on: vnniOnly).precision, .float32)
+    }
+
+    // MARK: - Helpers
+
+    func int8GEMM(_ x: [Float], _ w: [Float], _ b: [Float], m: Int, n: Int, k: Int, asymmetric: Int32,
+                  split: Bool, portable: Bool = false) -> [Float] {
+        let packed = m3_i8_pack(w, n, k)!
+        defer { m3_i8_free(packed) }
+        let ldq = m3_i8_row_stride(k)
+        var q = [UInt8](repeating: 0xAA, count: m * ldq), scale = [Float](repeating: 0, count: m)
+        var zero = [Int32](repeating: 0, count: m), y = [Float](repeating: .nan, count: m * n)
+        m3_i8_quantize_rows(x, m, k, k, &q, ldq, &scale, &zero, asymmetric)
+        let panels = m3_i8_panels(packed)
+        let gemm = portable ? m3_i8_gemm_reference : m3_i8_gemm
+        for (p0, p1) in split ? [(0, panels / 2), (panels / 2, panels)] : [(0, panels)] {
+            gemm(packed, q, ldq, scale, zero, m, b, &y, n, p0, p1)
+        }
+        return y
+    }
+
+    func bf16GEMM(_ x: [Float], _ w: [Float], _ b: [Float], m: Int, n: Int, k: Int, split: Bool,
+                  portable: Bool = false) -> [Float] {
+        let packed = m3_bf16_pack(w, n, k)!
+        defer { m3_bf16_free(packed) }
+        let ldx = m3_bf16_row_stride(k)
+        var xb = [UInt16](repeating: 0xAAAA, count: m * ldx), y = [Float](repeating: .nan, count: m * n)
+        m3_bf16_convert_rows(x, m, k, k, &xb, ldx)
+        let panels = m3_bf16_panels(packed)
+        let gemm = portable ? m3_bf16_gemm_reference : m3_bf16_gemm
+        for (p0, p1) in split ? [(0, panels / 2), (panels / 2, panels)] : [(0, panels)] {
+            gemm(packed, xb, ldx, m, b, &y, n, p0, p1)
+        }
+        return y
+    }
+
+    func cosine(_ a: [Float], _ b: [Float]) -> Double {
+        var ab = 0.0, aa = 0.0, bb = 0.0
+        for (x, y) in zip(a, b) { ab += Double(x) * Double(y); aa += Double(x) * Double(x); bb += Double(y) * Double(y) }
+        return ab / (aa * bb).squareRoot()
+    }
+}
