@@ -198,3 +198,12 @@ struct SparseGenerator {
 
 }
 
+
+/// Runs body(0..<n) on n threads and waits. The body may capture pointers: the caller
+/// guarantees the iterations touch disjoint memory.
+func parallelIterations(_ n: Int, _ body: (Int) -> Void) {
+    withoutActuallyEscaping(body) { escaping in
+        nonisolated(unsafe) let run = escaping
+        DispatchQueue.concurrentPerform(iterations: n) { run($0) }
+    }
+}
