@@ -248,7 +248,7 @@ public struct SparseIndex: Sendable {
 
 extension SparseIndex.PostingList {
     /// Position of `doc`, if present (binary search).
-    func index(of doc: Int64) -> Int? {
+    package func index(of doc: Int64) -> Int? {
         let i = insertionPoint(doc)
         return i < docs.count && docs[i] == doc ? i : nil
     }
