@@ -146,8 +146,12 @@ public struct SparseIndex: Sendable {
         var threshold = -Double.infinity  // the k-th score once k are held
         var firstEssential = 0  // cursors[..<firstEssential] are non-essential
         // The current document's weight per canonical rank (0: absent; stored weights are > 0).
-        var weightAtRank = [Float](repeating: 0, count: q.count)
+        var weightAtRankStorage = [Float](repeating: 0, count: q.count)
 
+        // Buffer pointers: writing cursor positions through the arrays would check their
+        // uniqueness on every posting (a measurable share of the loop).
+        cursors.withUnsafeMutableBufferPointer { cursors in
+        weightAtRankStorage.withUnsafeMutableBufferPointer { weightAtRank in
         while true {
             // The next document: the smallest current id over the essential lists.
             var doc = Int64.max
@@ -198,6 +202,8 @@ public struct SparseIndex: Sendable {
                     firstEssential += 1
                 }
             }
+        }
+        }
         }
         return top.sorted()
     }

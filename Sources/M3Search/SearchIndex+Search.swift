@@ -64,15 +64,26 @@ extension SearchIndex {
         return try stateLock.read {
             guard hnsw.count > 0 else { throw SearchError.emptyIndex(path) }
             let n = max(options.candidates, options.k)
-            // 1. Candidates.
+            // 1. Candidates: the graph and the postings are searched at the same time (two
+            // threads; both are read-only here).
+            let dense = (w.dense > 0 || w.colbert > 0) ? q.dense : nil
+            let terms = (w.sparse > 0 || w.colbert > 0) ? q.sparse.map { zip($0.ids, $0.weights).map { (token: $0, weight: $1) } } : nil
+            var found: [Result<[IndexHit], Error>?] = [nil, nil]
+            found.withUnsafeMutableBufferPointer { out in
+                concurrently(2) { i in
+                    if i == 0, let dense {
+                        out[0] = Result { try hnsw.search(dense, k: n, ef: max(options.efSearch ?? hnsw.efSearch, n)) }
+                    } else if i == 1, let terms, !terms.isEmpty {
+                        out[1] = Result { try sparse.search(terms, k: n) }
+                    }
+                }
+            }
             var ids = Set<Int64>()
-            if (w.dense > 0 || w.colbert > 0), let dense = q.dense {
-                let hits = try hnsw.search(dense, k: n, ef: max(options.efSearch ?? hnsw.efSearch, n))
+            if let hits = try found[0]?.get() {
                 report.denseCandidates = hits.count
                 ids.formUnion(hits.map(\.id))
             }
-            if (w.sparse > 0 || w.colbert > 0), let sv = q.sparse, !sv.isEmpty {
-                let hits = try sparse.search(zip(sv.ids, sv.weights).map { (token: $0, weight: $1) }, k: n)
+            if let hits = try found[1]?.get() {
                 report.sparseCandidates = hits.count
                 ids.formUnion(hits.map(\.id))
             }
@@ -123,8 +134,25 @@ extension SearchIndex {
         }
         // The query tokens' posting lists, looked up once (nil: no chunk has the token).
         let queryLists = w.sparse > 0 ? (q.sparse?.ids ?? []).map { sparse.postings[$0] } : []
-        readerLock.lock()
-        defer { readerLock.unlock() }
+        // Two halves (ids ascending, so each reads a compact part of the file), one per
+        // connection and thread: reading the rows and MaxSim dominate the query.
+        let parts = ids.count >= 32 ? 2 : 1
+        var results = [Result<[ScoredChunk], Error>](repeating: .success([]), count: parts)
+        results.withUnsafeMutableBufferPointer { out in
+            concurrently(parts) { p in
+                let slice = ids[ids.count * p / parts ..< ids.count * (p + 1) / parts]
+                let (connection, lock) = p == 0 ? (reader, readerLock) : (scoringReader, scoringReaderLock)
+                lock.lock()
+                defer { lock.unlock() }
+                out[p] = Result { try score(Array(slice), connection: connection, query: q, weights: w, qColBERT: qColBERT, queryLists: queryLists) }
+            }
+        }
+        return try results.flatMap { try $0.get() }
+    }
+
+    private func score(_ ids: [Int64], connection: IndexStore, query q: Embedding, weights w: FusionWeights,
+                       qColBERT: MultiVector?, queryLists: [SparseIndex.PostingList?]) throws -> [ScoredChunk] {
+        let d = settings.dimension
         var out: [ScoredChunk] = []
         out.reserveCapacity(ids.count)
         let columns = "id, document_id, ordinal, char_start, char_end" + (qColBERT != nil ? ", colbert" : "")
@@ -132,7 +160,7 @@ extension SearchIndex {
         for start in stride(from: 0, to: ids.count, by: 500) {
             let slice = ids[start ..< min(start + 500, ids.count)]
             let sql = "SELECT \(columns) FROM chunks WHERE id IN (\(slice.map { _ in "?" }.joined(separator: ",")))"
-            let s = try reader.db.prepare(sql)
+            let s = try connection.db.prepare(sql)
             try s.bind(slice.map { .int($0) })
             while try s.step() {
                 var c = ScoredChunk(chunkID: s.int(0), documentID: s.int(1), ordinal: Int(s.int(2)),

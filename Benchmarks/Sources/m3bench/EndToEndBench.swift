@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import M3Model
 import M3Search
+import M3Store
 
 /// `m3bench end-to-end`: query latency of the real hybrid path (`SearchIndex.search(encoded:)`:
 /// HNSW + sparse candidates, exact dense/sparse/ColBERT rescoring from the SQLite file,
@@ -46,6 +47,9 @@ struct EndToEndBench: ParsableCommand {
         if searchIndex.chunkCount != chunks {
             searchIndex = try build(path: path, model: m3, data: data)
         }
+        // Fold the write-ahead log into the file, as a long-lived index would be after an
+        // automatic checkpoint: otherwise every page read first searches a large WAL index.
+        try SQLiteConnection(path: path, mode: .readWrite).execute("PRAGMA wal_checkpoint(TRUNCATE)")
         print("index: \(path), \(searchIndex.chunkCount) chunks × \(tokens) ColBERT rows, \(searchIndex.documentCount) documents")
 
         // Queries, pre-encoded.
