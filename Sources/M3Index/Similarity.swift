@@ -31,6 +31,27 @@ public enum Similarity {
         q.withUnsafeBufferPointer { pq in h.withUnsafeBufferPointer { ph in dot(pq, float16Bits: ph) } }
     }
 
+    /// ColBERT late interaction (MaxSim): (1/nq) Σ_i max_j q_i·p_j over `queryRows` float
+    /// query rows and float16 passage rows (IEEE binary16 bit patterns, as the index stores
+    /// them), both row-major with `dimension` values per row; 0 when either has no rows.
+    /// Scores without converting the passage to float32 first. Precondition: whole rows.
+    ///
+    ///     let s = Similarity.maxSim(query: q, dimension: 1024, float16Bits: rows)  // q: 16×1024, rows: 256×1024
+    public static func maxSim(query q: UnsafeBufferPointer<Float>, dimension d: Int,
+                              float16Bits p: UnsafeBufferPointer<UInt16>) -> Float {
+        precondition(d > 0 && q.count % d == 0 && p.count % d == 0, "MaxSim of partial rows")
+        guard let pq = q.baseAddress, let pp = p.baseAddress else { return 0 }
+        return m3ix_maxsim_f16(pq, q.count / d, pp, p.count / d, d)
+    }
+
+    /// MaxSim over float32 passage rows (see `maxSim(query:dimension:float16Bits:)`).
+    public static func maxSim(query q: UnsafeBufferPointer<Float>, dimension d: Int,
+                              passage p: UnsafeBufferPointer<Float>) -> Float {
+        precondition(d > 0 && q.count % d == 0 && p.count % d == 0, "MaxSim of partial rows")
+        guard let pq = q.baseAddress, let pp = p.baseAddress else { return 0 }
+        return m3ix_maxsim_f32(pq, q.count / d, pp, p.count / d, d)
+    }
+
     /// Which kernels run: "avx512", "avx2" or "portable".
     public static var instructionSet: String {
         switch Int(m3ix_isa_level()) {

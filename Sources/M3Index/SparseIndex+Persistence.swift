@@ -85,6 +85,7 @@ extension SparseIndex {
         try r.expectEnd()
         guard maxSeen == maxWeight else { throw r.fail("stored max weight \(maxWeight) but the largest weight is \(maxSeen)") }
         list.maxWeight = maxWeight
+        list.rebuildBlocks()
         return list
     }
 

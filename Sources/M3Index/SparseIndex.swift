@@ -29,7 +29,16 @@ public struct SparseIndex: Sendable {
         package var docs: [Int64] = []
         package var weights: [Float] = []
         package var maxWeight: Float = 0
+        /// Block maxima (in memory only, derived from docs/weights): the blocks of
+        /// 2^blockShift document ids this list has postings in, ascending, and the largest
+        /// weight in each. They give the search bounds per id range, far tighter than
+        /// `maxWeight` on long lists.
+        package var blocks: [Int64] = []
+        package var blockMaxima: [Float] = []
     }
+
+    /// Document ids per block of the block maxima: 2^10.
+    package static let blockShift: Int64 = 7
 
     package var postings: [Int32: PostingList] = [:]
     /// Each document's tokens (ascending): what `remove` must visit.
@@ -122,82 +131,141 @@ public struct SparseIndex: Sendable {
             let weight: Float
             let docs: [Int64]
             let weights: [Float]
-            let bound: Double  // q_t · max_t: the most this term adds to any score
+            let blocks: [Int64]
+            let blockMaxima: [Float]
             var pos = 0
         }
         var cursors: [Cursor] = []
         for (rank, t) in q.enumerated() {
             guard let list = postings[t.token] else { continue }
             cursors.append(Cursor(rank: rank, weight: t.weight, docs: list.docs, weights: list.weights,
-                                  bound: Double(t.weight) * Double(list.maxWeight)))
+                                  blocks: list.blocks, blockMaxima: list.blockMaxima))
         }
         guard !cursors.isEmpty else { return [] }
-        // Ascending bounds: the non-essential terms are always a prefix.
-        cursors.sort { ($0.bound, $0.rank) < ($1.bound, $1.rank) }
         let termCount = cursors.count
-        // prefix[i] = Σ bounds of cursors[0..<i].
-        var prefix = [Double](repeating: 0, count: termCount + 1)
-        for i in 0..<termCount { prefix[i + 1] = prefix[i] + cursors[i].bound }
         // The float score of a document can exceed the real-valued sum bounded here by
         // rounding, at most (terms − 1)·2⁻²⁴ relative; prune only below a 4× wider margin.
         let margin = 1 + Double(termCount + 2) * 0x1p-22
 
         var top = TopK(k: k)
         var threshold = -Double.infinity  // the k-th score once k are held
-        var firstEssential = 0  // cursors[..<firstEssential] are non-essential
         // The current document's weight per canonical rank (0: absent; stored weights are > 0).
-        var weightAtRank = [Float](repeating: 0, count: q.count)
+        var weightAtRankStorage = [Float](repeating: 0, count: q.count)
+        // Per block: each cursor's bound there, the cursors ordered by it (ascending, so the
+        // non-essential ones are a prefix of `order`), and prefix sums of the ordered bounds.
+        var blockBoundStorage = [Double](repeating: 0, count: termCount)
+        var blockCursor = [Int](repeating: 0, count: termCount)  // position in each list's blocks
+        var orderStorage = Array(0..<termCount)
+        var prefixStorage = [Double](repeating: 0, count: termCount + 1)
+        let shift = Self.blockShift
 
+        // The id space is walked in blocks of 2^blockShift ids. In each block, MaxScore runs
+        // with the block maxima as bounds: a block whose bounds sum below the threshold is
+        // skipped whole, and in the others fewer lists are essential than with list maxima.
+        // Buffer pointers: writing cursor positions through arrays would check uniqueness
+        // on every posting.
+        cursors.withUnsafeMutableBufferPointer { cursors in
+        weightAtRankStorage.withUnsafeMutableBufferPointer { weightAtRank in
+        blockBoundStorage.withUnsafeMutableBufferPointer { bound in
+        orderStorage.withUnsafeMutableBufferPointer { order in
+        prefixStorage.withUnsafeMutableBufferPointer { prefix in
+        var nextDoc = Int64.min  // every cursor is at a doc ≥ this
         while true {
-            // The next document: the smallest current id over the essential lists.
-            var doc = Int64.max
-            var found = false
-            for i in firstEssential..<termCount where cursors[i].pos < cursors[i].docs.count {
-                let d = cursors[i].docs[cursors[i].pos]
-                if d < doc { doc = d }
-                found = true
-            }
-            guard found else { break }
-
-            for r in weightAtRank.indices { weightAtRank[r] = 0 }
-            var partial: Double = 0
-            for i in firstEssential..<termCount where cursors[i].pos < cursors[i].docs.count {
-                let p = cursors[i].pos
-                guard cursors[i].docs[p] == doc else { continue }
-                let w = cursors[i].weights[p]
-                weightAtRank[cursors[i].rank] = w
-                partial += Double(cursors[i].weight) * Double(w)
-                cursors[i].pos = p + 1
-            }
-
-            // Probe the non-essential lists, largest bound first, while the document can
-            // still reach the threshold.
-            var possible = (partial + prefix[firstEssential]) * margin >= threshold
-            var i = firstEssential - 1
-            while possible && i >= 0 {
-                let p = Self.seek(cursors[i].docs, from: cursors[i].pos, to: doc)
+            // The block of the smallest current doc over all lists (lagging cursors are
+            // first moved to nextDoc).
+            var first = Int64.max
+            for i in 0..<termCount {
+                let p = Self.seek(cursors[i].docs, from: cursors[i].pos, to: nextDoc)
                 cursors[i].pos = p
-                if p < cursors[i].docs.count && cursors[i].docs[p] == doc {
+                if p < cursors[i].docs.count { first = Swift.min(first, cursors[i].docs[p]) }
+            }
+            guard first != Int64.max else { break }
+            let block = first >> shift
+            let blockEnd = (block &+ 1) << shift  // first id of the next block (wraps only at the top block)
+            let lastBlock = block == Int64.max >> shift
+            nextDoc = lastBlock ? Int64.max : blockEnd
+            var total = 0.0
+            for i in 0..<termCount {
+                let blocks = cursors[i].blocks
+                var b = blockCursor[i]
+                while b < blocks.count && blocks[b] < block { b += 1 }
+                blockCursor[i] = b
+                bound[i] = b < blocks.count && blocks[b] == block ? Double(cursors[i].weight) * Double(cursors[i].blockMaxima[b]) : 0
+                total += bound[i]
+            }
+            if total * margin < threshold { continue }  // nothing in this block can enter the top k
+            for i in 0..<termCount { order[i] = i }
+            // Insertion sort: a handful of terms.
+            for i in 1..<Swift.max(termCount, 1) {
+                let x = order[i]
+                var j = i
+                while j > 0 && (bound[order[j - 1]], order[j - 1]) > (bound[x], x) { order[j] = order[j - 1]; j -= 1 }
+                order[j] = x
+            }
+            for i in 0..<termCount { prefix[i + 1] = prefix[i] + bound[order[i]] }
+            var firstEssential = 0  // order[..<firstEssential] are non-essential in this block
+            while firstEssential < termCount && prefix[firstEssential + 1] * margin < threshold { firstEssential += 1 }
+
+            while true {
+                // The next document of this block: the smallest current id over the essential lists.
+                var doc = Int64.max
+                for e in firstEssential..<termCount {
+                    let i = order[e]
+                    if cursors[i].pos < cursors[i].docs.count {
+                        let d = cursors[i].docs[cursors[i].pos]
+                        if d < doc { doc = d }
+                    }
+                }
+                guard doc != Int64.max, lastBlock || doc < blockEnd else { break }
+
+                for r in weightAtRank.indices { weightAtRank[r] = 0 }
+                var partial: Double = 0
+                for e in firstEssential..<termCount {
+                    let i = order[e]
+                    let p = cursors[i].pos
+                    guard p < cursors[i].docs.count, cursors[i].docs[p] == doc else { continue }
                     let w = cursors[i].weights[p]
                     weightAtRank[cursors[i].rank] = w
                     partial += Double(cursors[i].weight) * Double(w)
+                    cursors[i].pos = p + 1
                 }
-                possible = (partial + prefix[i]) * margin >= threshold
-                i -= 1
-            }
-            guard possible else { continue }
 
-            // The exact score, summed in canonical order (as bruteForceSearch does).
-            var score: Float = 0
-            for r in 0..<q.count where weightAtRank[r] > 0 { score += q[r].weight * weightAtRank[r] }
-            guard top.accepts(score: score, id: doc) else { continue }
-            top.offer(IndexHit(id: doc, score: score))
-            if top.isFull {
-                threshold = Double(top.worst.score)
-                while firstEssential < termCount && prefix[firstEssential + 1] * margin < threshold {
-                    firstEssential += 1
+                // Probe the non-essential lists, largest bound first, while the document can
+                // still reach the threshold.
+                var possible = (partial + prefix[firstEssential]) * margin >= threshold
+                var e = firstEssential - 1
+                while possible && e >= 0 {
+                    let i = order[e]
+                    let p = Self.seek(cursors[i].docs, from: cursors[i].pos, to: doc)
+                    cursors[i].pos = p
+                    if p < cursors[i].docs.count && cursors[i].docs[p] == doc {
+                        let w = cursors[i].weights[p]
+                        weightAtRank[cursors[i].rank] = w
+                        partial += Double(cursors[i].weight) * Double(w)
+                    }
+                    possible = (partial + prefix[e]) * margin >= threshold
+                    e -= 1
+                }
+                guard possible else { continue }
+
+                // The exact score, summed in canonical order (as bruteForceSearch does).
+                var score: Float = 0
+                for r in 0..<q.count where weightAtRank[r] > 0 { score += q[r].weight * weightAtRank[r] }
+                guard top.accepts(score: score, id: doc) else { continue }
+                top.offer(IndexHit(id: doc, score: score))
+                if top.isFull {
+                    threshold = Double(top.worst.score)
+                    while firstEssential < termCount && prefix[firstEssential + 1] * margin < threshold {
+                        firstEssential += 1
+                    }
                 }
             }
+            if lastBlock { break }
+        }
+        }
+        }
+        }
+        }
         }
         return top.sorted()
     }
@@ -248,7 +316,7 @@ public struct SparseIndex: Sendable {
 
 extension SparseIndex.PostingList {
     /// Position of `doc`, if present (binary search).
-    func index(of doc: Int64) -> Int? {
+    package func index(of doc: Int64) -> Int? {
         let i = insertionPoint(doc)
         return i < docs.count && docs[i] == doc ? i : nil
     }
@@ -274,6 +342,17 @@ extension SparseIndex.PostingList {
             weights.append(weight)
         }
         maxWeight = Swift.max(maxWeight, weight)
+        let block = doc >> SparseIndex.blockShift
+        if blocks.last.map({ $0 < block }) ?? true {
+            blocks.append(block)
+            blockMaxima.append(weight)
+        } else if let b = blockPosition(block) {
+            blockMaxima[b] = Swift.max(blockMaxima[b], weight)
+        } else {
+            let b = blocks.firstIndex { $0 > block } ?? blocks.count
+            blocks.insert(block, at: b)
+            blockMaxima.insert(weight, at: b)
+        }
     }
 
     mutating func remove(_ doc: Int64) {
@@ -281,5 +360,33 @@ extension SparseIndex.PostingList {
         docs.remove(at: i)
         let w = weights.remove(at: i)
         if w == maxWeight { maxWeight = weights.max() ?? 0 }
+        // Recompute the block's maximum from its remaining postings (or drop the block).
+        let block = doc >> SparseIndex.blockShift
+        guard let b = blockPosition(block) else { return }
+        var a = insertionPoint(block << SparseIndex.blockShift)
+        var m: Float = 0
+        while a < docs.count && docs[a] >> SparseIndex.blockShift == block { m = Swift.max(m, weights[a]); a += 1 }
+        if m > 0 { blockMaxima[b] = m } else { blocks.remove(at: b); blockMaxima.remove(at: b) }
+    }
+
+    /// Position of `block` in `blocks`, if present (binary search).
+    func blockPosition(_ block: Int64) -> Int? {
+        var a = 0, b = blocks.count
+        while a < b {
+            let mid = (a + b) / 2
+            if blocks[mid] < block { a = mid + 1 } else { b = mid }
+        }
+        return a < blocks.count && blocks[a] == block ? a : nil
+    }
+
+    /// Derives the block maxima from docs and weights (after decoding a stored list).
+    mutating func rebuildBlocks() {
+        blocks = []
+        blockMaxima = []
+        for (doc, w) in zip(docs, weights) {
+            let block = doc >> SparseIndex.blockShift
+            if blocks.last == block { blockMaxima[blockMaxima.count - 1] = Swift.max(blockMaxima[blockMaxima.count - 1], w) }
+            else { blocks.append(block); blockMaxima.append(w) }
+        }
     }
 }

@@ -33,6 +33,46 @@ extension SearchIndex {
         try commit([], removing: ids)
     }
 
+    /// A chunk whose embeddings were computed elsewhere (benchmarks, imports of stored encodings).
+    package struct EncodedChunk {
+        package var text: String
+        /// Tokens the encoder saw, `<s>` and `</s>` included (stored as `token_count`).
+        package var tokenCount: Int
+        package var embedding: Embedding
+
+        package init(text: String, tokenCount: Int, embedding: Embedding) {
+            self.text = text
+            self.tokenCount = tokenCount
+            self.embedding = embedding
+        }
+    }
+
+    /// Adds documents from precomputed chunk embeddings, without running the model, in one
+    /// transaction like `add` (same-id documents are replaced). Each embedding needs dense,
+    /// sparse and ColBERT outputs of this index's dimension; chunk character ranges are the
+    /// chunks' texts laid end to end. Not public: the model is the source of embeddings.
+    package func add(encoded documents: [(id: String, chunks: [EncodedChunk])]) throws {
+        let prepared = try documents.map { doc -> PreparedDocument in
+            var chunks: [Chunk] = [], offset = 0
+            for (ordinal, c) in doc.chunks.enumerated() {
+                guard c.embedding.dense?.count == settings.dimension, c.embedding.sparse != nil,
+                      c.embedding.colbert?.dimension == settings.dimension else {
+                    throw SearchError.invalidOptions("chunk \(ordinal) of \(doc.id) lacks dense, sparse or \(settings.dimension)-d ColBERT vectors")
+                }
+                let length = c.text.unicodeScalars.count
+                // Only the count of token ids is stored; the ids themselves are not needed.
+                chunks.append(Chunk(ordinal: ordinal, tokenIDs: [Int32](repeating: 0, count: c.tokenCount),
+                                    charStart: offset, charEnd: offset + length, text: c.text))
+                offset += length
+            }
+            let text = doc.chunks.map(\.text).joined()
+            return PreparedDocument(path: doc.id, size: Int64(text.utf8.count), mtime: Date().timeIntervalSince1970,
+                                    contentHash: DocumentReader.contentHash(Data(text.utf8)), metadata: nil,
+                                    chunks: chunks, embeddings: doc.chunks.map(\.embedding))
+        }
+        try commit(prepared, removing: [])
+    }
+
     /// Chunks and encodes one document's text.
     func prepare(path: String, text: String, size: Int64, mtime: Double, contentHash: String, metadata: String?) throws -> PreparedDocument {
         let chunks = Chunker.chunks(of: text, tokenizer: model.tokenizer, maxLength: settings.maxLength, overlap: settings.overlap)

@@ -122,6 +122,9 @@ public final class SearchIndex: @unchecked Sendable {
     let store: IndexStore          // the writer's connection
     let reader: IndexStore         // searches' connection (WAL: sees committed state)
     let readerLock = NSLock()
+    /// A second read connection: rescoring splits the candidates over both, one thread each.
+    let scoringReader: IndexStore
+    let scoringReaderLock = NSLock()
     let writeLock = NSLock()       // one writer at a time
     let stateLock = ReadWriteLock()
     var hnsw: HNSWIndex
@@ -155,6 +158,7 @@ public final class SearchIndex: @unchecked Sendable {
         // the settings it was built with, whatever the caller passed.
         settings = stored
         reader = try IndexStore(path: path, readOnly: true)
+        scoringReader = try IndexStore(path: path, readOnly: true)
         (hnsw, sparse, documentInfo) = try Self.loadState(store, settings: stored)
     }
 
@@ -208,6 +212,16 @@ public final class SearchIndex: @unchecked Sendable {
 
     public var documentCount: Int { stateLock.read { documentInfo.count } }
     public var chunkCount: Int { stateLock.read { hnsw.count } }
+}
+
+/// Runs body(0), …, body(n − 1) on up to n threads and waits for all. The body may capture
+/// pointers and inout state: callers give each index disjoint memory to write.
+func concurrently(_ n: Int, _ body: (Int) -> Void) {
+    guard n > 1 else { if n == 1 { body(0) }; return }
+    withoutActuallyEscaping(body) { escaping in
+        nonisolated(unsafe) let run = escaping
+        DispatchQueue.concurrentPerform(iterations: n) { run($0) }
+    }
 }
 
 /// A readers–writer lock over pthread_rwlock.

@@ -80,6 +80,31 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// MaxSim against a double-precision loop, for row counts and dimensions that exercise
+    /// the 4×4 blocks' repeated edge rows and the d tail, at every level.
+    func testMaxSimMatchesReferenceAtEveryLevel() {
+        var rng = TestRNG(seed: 13)
+        for level in levels {
+            for (nq, np, d) in [(1, 1, 1), (3, 5, 17), (4, 4, 16), (5, 7, 33), (16, 32, 1024), (9, 2, 100), (32, 13, 64)] {
+                let q = (0..<nq * d).map { _ in rng.gaussian() }
+                let p = (0..<np * d).map { _ in rng.gaussian() }
+                let h = p.map { Float16($0).bitPattern }
+                func reference(_ row: (Int, Int) -> Double) -> Double {
+                    var total = 0.0
+                    for i in 0..<nq { total += (0..<np).map { row(i, $0) }.max()! }
+                    return total / Double(nq)
+                }
+                let ref32 = reference { i, j in (0..<d).reduce(0.0) { $0 + Double(q[i * d + $1]) * Double(p[j * d + $1]) } }
+                let ref16 = reference { i, j in (0..<d).reduce(0.0) { $0 + Double(q[i * d + $1]) * halfToDouble(h[j * d + $1]) } }
+                // Σ|q·p| ≤ d·max|q|·max|p|; the per-dot error bound of the dot tests, scaled.
+                let tol = 2e-6 * Double(d) * 16 + 1e-6
+                XCTAssertEqual(Double(m3ix_maxsim_f32_isa(level, q, nq, p, np, d)), ref32, accuracy: tol, "f32 level \(level) \(nq)×\(np)×\(d)")
+                XCTAssertEqual(Double(m3ix_maxsim_f16_isa(level, q, nq, h, np, d)), ref16, accuracy: tol, "f16 level \(level) \(nq)×\(np)×\(d)")
+            }
+        }
+        XCTAssertEqual(m3ix_maxsim_f16(nil, 0, nil, 0, 8), 0)
+    }
+
     func testSwiftWrappers() {
         let a: [Float] = [1, 2, 3], b: [Float] = [4, 5, 6]
         XCTAssertEqual(Similarity.dot(a, b), 32)

@@ -132,6 +132,11 @@ final class SparseIndexTests: XCTestCase {
             let list = index.postings[t]!
             XCTAssertEqual(list.maxWeight, list.weights.max())
             XCTAssertEqual(list.docs, list.docs.sorted())
+            // Block maxima kept through inserts and removals equal ones derived afresh.
+            var blocks: [Int64: Float] = [:]
+            for (d, w) in zip(list.docs, list.weights) { blocks[d >> SparseIndex.blockShift] = max(blocks[d >> SparseIndex.blockShift] ?? 0, w) }
+            XCTAssertEqual(list.blocks, blocks.keys.sorted())
+            XCTAssertEqual(list.blockMaxima, blocks.keys.sorted().map { blocks[$0]! })
         }
     }
 

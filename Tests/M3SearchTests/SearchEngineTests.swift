@@ -68,6 +68,29 @@ final class SearchEngineTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(recall, 0.99)
     }
 
+    /// The per-mode scores the engine reports equal the model's reference scorers on the
+    /// stored vectors decoded to float32: sparse exactly (same summation order), ColBERT
+    /// within float rounding (the MaxSim kernel sums in another order than sgemm); and the
+    /// texts returned are the stored chunk texts.
+    func testReportedScoresMatchReferenceScorers() throws {
+        let index = try Self.corpusIndex()
+        for q in Self.queries.prefix(8) {
+            let e = try index.model.encode([q], options: EncodeOptions(maxLength: 512))[0]
+            let results = try index.search(encoded: e, options: SearchOptions(k: 10, groupByDocument: false)).results
+            XCTAssertFalse(results.isEmpty)
+            for r in results {
+                let s = try index.reader.db.prepare("SELECT sparse, colbert, text FROM chunks WHERE id = ?")
+                try s.bind([.int(r.chunkID)])
+                XCTAssertTrue(try s.step())
+                let sv = s.withBlob(0) { VectorCoding.decodeSparse($0) }!
+                let cv = s.withBlob(1) { VectorCoding.decodeColBERT($0, dimension: index.settings.dimension) }!
+                XCTAssertEqual(r.sparse, Scores.sparse(e.sparse!, sv), q)
+                XCTAssertEqual(Double(r.colbert!), Double(Scores.colbert(e.colbert!, cv)), accuracy: 1e-5, q)
+                XCTAssertEqual(r.text, s.text(2))
+            }
+        }
+    }
+
     /// The pruned sparse search returns exactly the brute-force top-k, ties included.
     func testSparseTopKEqualsBruteForce() throws {
         let index = try Self.corpusIndex()

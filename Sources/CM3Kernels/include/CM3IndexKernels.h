@@ -36,6 +36,14 @@ float m3ix_dot_f32_f16(const float *q, const uint16_t *h, size_t n);
 float m3ix_dot_f32_isa(int isa, const float *a, const float *b, size_t n);
 float m3ix_dot_f32_f16_isa(int isa, const float *q, const uint16_t *h, size_t n);
 
+/// ColBERT late interaction: (1/nq) Σ_i max_j q_i·p_j over float32 query rows q (nq, d)
+/// and passage rows p (np, d), row-major; p as IEEE binary16 bits or float32. 0 when nq or
+/// np is 0. The AVX-512 version scores 4×4 row blocks; the others take one dot per pair.
+float m3ix_maxsim_f16(const float *q, size_t nq, const uint16_t *p, size_t np, size_t d);
+float m3ix_maxsim_f32(const float *q, size_t nq, const float *p, size_t np, size_t d);
+float m3ix_maxsim_f16_isa(int isa, const float *q, size_t nq, const uint16_t *p, size_t np, size_t d);
+float m3ix_maxsim_f32_isa(int isa, const float *q, size_t nq, const float *p, size_t np, size_t d);
+
 #ifdef __cplusplus
 }
 #endif
