@@ -29,7 +29,7 @@ M3BENCH = os.environ.get("M3BENCH_BIN", os.path.join(ROOT, ".build", "release", 
 RESULTS = os.path.join(ROOT, "Benchmarks", "results", "hnsw.jsonl")
 LOCK = "/tmp/m3-bench.lock"
 ENGINES = ["m3search", "hnswlib", "faiss"]
-EF_DEFAULT = "10,16,24,32,48,64,96,128,192,256,384,512"
+EF_DEFAULT = "10,16,24,32,48,64,96,128,192,256"
 TARGETS = (0.95, 0.99)
 
 

@@ -53,7 +53,7 @@ struct HNSWBench: ParsableCommand {
                     try index.insert(id: Int64(i), vector: UnsafeBufferPointer(rebasing: b[i * dim ..< (i + 1) * dim]))
                 }
             } else {
-                throw ValidationError("threads > 1 not yet")
+                try index.insertBatch(ids: (0..<Int64(n)).map { $0 }, vectors: b, threads: threads)
             }
         }
         let buildS = now() - t0

@@ -50,3 +50,4 @@ int m3_kernel_level(void);
 // The index kernels (M3Index) live in their own header; this umbrella header must include
 // it for Swift to see it (SwiftPM uses include/<Target>.h as the umbrella when it exists).
 #include "CM3IndexKernels.h"
+#include "CM3Sync.h"
