@@ -112,6 +112,9 @@ final class SearchScratch {
     var candidates = KeyHeap(capacity: 256)
     /// The best `ef` found: plain keys, so min is the worst of them.
     var results = KeyHeap(capacity: 256)
+    /// A copy of one neighbour list ([count, n_1 …], ≤ 2·mLimit + 1), taken under the node's
+    /// lock while other threads may rewrite the list (parallel construction).
+    let listCopy = UnsafeMutablePointer<UInt32>.allocate(capacity: 2 * HNSWIndex.mLimit + 1)
 
     init(slots: Int) {
         markCapacity = Swift.max(slots, 64)
@@ -121,6 +124,7 @@ final class SearchScratch {
 
     deinit {
         marks.deallocate()
+        listCopy.deallocate()
         candidates.deallocate()
         results.deallocate()
     }

@@ -75,7 +75,8 @@ struct Metric: Sendable {
     let score: Function
 
     /// Inner product; on unit vectors this is cosine similarity.
-    static let innerProduct = Metric(code: 1, name: "inner product", score: m3ix_dot_f32)
+    /// The kernel is resolved once (m3ix_dot_f32_best), so each score is a single indirect call.
+    static let innerProduct = Metric(code: 1, name: "inner product", score: m3ix_dot_f32_best()!)
 
     static func from(code: UInt8) -> Metric? {
         code == innerProduct.code ? innerProduct : nil

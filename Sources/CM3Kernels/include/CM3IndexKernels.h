@@ -31,6 +31,18 @@ float m3ix_dot_f32(const float *a, const float *b, size_t n);
 /// Σ_i q[i]·h[i] over float32 q (n) and IEEE binary16 h (n, raw bits). Dispatched.
 float m3ix_dot_f32_f16(const float *q, const uint16_t *h, size_t n);
 
+/// The dispatched float32 dot itself (resolved once), for callers that score in a loop: one
+/// indirect call per pair instead of three direct ones plus the level check.
+typedef float (*m3ix_dot_f32_fn)(const float *a, const float *b, size_t n);
+m3ix_dot_f32_fn m3ix_dot_f32_best(void);
+
+/// Starts loading `bytes` bytes at p into the cache (a hint; never faults). The graph search
+/// calls it for the next neighbour's vector while it scores the current one.
+static inline void m3ix_prefetch(const void *p, size_t bytes) {
+    const char *c = (const char *)p;
+    for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 3);
+}
+
 /// The same kernels at a chosen level; a level this CPU lacks falls back to the best
 /// supported one below it, so callers can always call these (tests check the level first).
 float m3ix_dot_f32_isa(int isa, const float *a, const float *b, size_t n);

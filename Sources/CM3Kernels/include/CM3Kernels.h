@@ -52,3 +52,5 @@ int m3_kernel_level(void);
 #include "CM3IndexKernels.h"
 // Likewise the int8 / bfloat16 linear-layer kernels (M3Model's --precision).
 #include "CM3LowPrecision.h"
+// Per-node spin locks of the parallel HNSW construction.
+#include "CM3Sync.h"
