@@ -9,6 +9,7 @@ struct EncoderBench: ParsableCommand {
         commandName: "encoder", abstract: "Encoder throughput, stage profile and peak RSS.")
 
     @Option(help: "Model folder.") var model: String = "Fixtures/generated/bge-m3-full-random"
+    @Option(help: "f32, bf16 or int8.") var precision: String = "f32"
     @Option(help: "Tokens per sequence (with <s> and </s>).") var length: Int = 512
     @Option(help: "Sequences per batch.") var count: Int = 1
     @Option(help: "Timed repetitions (after one warm-up unless --no-warmup).") var repeats: Int = 3
@@ -17,7 +18,9 @@ struct EncoderBench: ParsableCommand {
 
     func run() throws {
         let t0 = Date()
-        let m3 = try BGEM3(folder: model)
+        guard let requested = Precision(precision) else { throw ValidationError("unknown precision \(precision)") }
+        let m3 = try BGEM3(folder: model, precision: requested)
+        if let why = m3.precisionFallback { print("running float32: \(why)") }
         let load = Date().timeIntervalSince(t0)
         let rssLoaded = residentBytes()
         // Ids from the ordinary vocabulary (4 ..< 250000), seeded, so runs are comparable.
