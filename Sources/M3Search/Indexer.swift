@@ -135,6 +135,8 @@ extension SearchIndex {
             }
         }
         try flush()
+        // Everything is committed; a failed checkpoint only leaves the log for SQLite to fold later.
+        try? store.checkpoint()
         summary.seconds = Date().timeIntervalSince(start)
         return summary
     }

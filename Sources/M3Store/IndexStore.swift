@@ -183,6 +183,14 @@ public final class IndexStore: @unchecked Sendable {
             .run([.text(key), .text(value)])
     }
 
+    /// Folds the write-ahead log into the database file and truncates it. A run of large
+    /// commits leaves a WAL as big as its largest commit, and every later page read searches
+    /// it (rescoring at 100k chunks took 1.6× as long with a 200 MB WAL). Busy readers make it
+    /// a partial checkpoint, which is harmless.
+    public func checkpoint() throws {
+        try db.execute("PRAGMA wal_checkpoint(TRUNCATE);")
+    }
+
     public func settings() throws -> IndexSettings {
         guard let json = try meta("settings"),
               let s = try? JSONDecoder().decode(IndexSettings.self, from: Data(json.utf8)) else {

@@ -34,6 +34,10 @@ final class IndexingTests: XCTestCase {
         var index = try openIndex()
         var s = try index.indexFiles([docs])
         XCTAssertEqual([s.indexed, s.unchanged, s.removed], [3, 0, 0])
+        // The run ends with the write-ahead log folded into the file and truncated.
+        let wal = dir.appendingPathComponent("i.m3index-wal").path
+        XCTAssertTrue(FileManager.default.fileExists(atPath: wal))
+        XCTAssertEqual((try FileManager.default.attributesOfItem(atPath: wal)[.size] as? NSNumber)?.intValue, 0)
 
         // Unchanged tree: nothing is encoded.
         s = try index.indexFiles([docs])
