@@ -161,12 +161,7 @@ def versions():
     return v
 
 
-def machine():
-    model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    flags = next((l for l in open("/proc/cpuinfo") if l.startswith("flags")), "")
-    return {"cpu": model, "nproc": os.cpu_count(), "avx512f": " avx512f" in flags,
-            "mem_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-            "kernel": platform.release()}
+from encoder import machine  # noqa: E402  (one description of the machine for every record)
 
 
 def fmt_ratio(x, ref):

@@ -157,13 +157,7 @@ extension HNSWIndex {
             p[0] = UInt32(count + 1)
             return
         }
-        let base = UnsafePointer(vec(n))
-        var keys: [UInt64] = []
-        keys.reserveCapacity(count + 1)
-        for i in 0..<count { let x = p[1 + i]; keys.append(packKey(score(base, vec(x)), x)) }
-        keys.append(packKey(score(base, vec(target)), target))
-        keys.sort(by: >)
-        let selected = selectNeighbors(keys, max: limit)
+        let selected = prunedNeighbors(of: n, list: p, adding: target, limit: limit)
         p[0] = UInt32(selected.count)
         for (i, x) in selected.enumerated() { p[1 + i] = x }
     }

@@ -362,15 +362,22 @@ public final class HNSWIndex: @unchecked Sendable {
             dirty.insert(n)
             return
         }
-        let base = UnsafePointer(vec(n))
+        var selected = prunedNeighbors(of: n, list: p, adding: target, limit: limit)
+        if level == 0 { keepOnlyInLinks(&selected, old: neighbors(n, 0), limit: limit) }
+        setNeighbors(n, level, selected)
+    }
+
+    /// n's full list `p` (count, ids…) plus `target`, cut back to `limit` by the neighbour
+    /// heuristic (closest first).
+    func prunedNeighbors(of n: UInt32, list p: UnsafeMutablePointer<UInt32>, adding target: UInt32,
+                         limit: Int) -> [UInt32] {
+        let count = Int(p[0]), base = UnsafePointer(vec(n))
         var keys: [UInt64] = []
         keys.reserveCapacity(count + 1)
         for i in 0..<count { let x = p[1 + i]; keys.append(packKey(score(base, vec(x)), x)) }
         keys.append(packKey(score(base, vec(target)), target))
         keys.sort(by: >)
-        var selected = selectNeighbors(keys, max: limit)
-        if level == 0 { keepOnlyInLinks(&selected, old: neighbors(n, 0), limit: limit) }
-        setNeighbors(n, level, selected)
+        return selectNeighbors(keys, max: limit)
     }
 
     /// Puts back into n's new layer-0 list every dropped node that n was the only in-link
@@ -711,12 +718,12 @@ public final class HNSWIndex: @unchecked Sendable {
 
 /// SplitMix64 (Steele, Lea & Flood 2014): a tiny seeded generator whose whole state is one
 /// UInt64, so it persists in the index header and reopened indexes keep drawing the same levels.
-struct SplitMix64: Sendable, Equatable {
-    var state: UInt64
+package struct SplitMix64: Sendable, Equatable, RandomNumberGenerator {
+    package var state: UInt64
 
-    init(seed: UInt64) { state = seed }
+    package init(seed: UInt64) { state = seed }
 
-    mutating func next() -> UInt64 {
+    package mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9

@@ -24,7 +24,7 @@ struct EncoderBench: ParsableCommand {
         let load = Date().timeIntervalSince(t0)
         let rssLoaded = residentBytes()
         // Ids from the ordinary vocabulary (4 ..< 250000), seeded, so runs are comparable.
-        var rng = SplitMix(seed: 42)
+        var rng = SeededRNG(seed: 42)
         let sequences: [[Int32]] = (0..<count).map { _ in
             [0] + (0..<(length - 2)).map { _ in Int32(4 + rng.next() % 249_990) } + [2]
         }
@@ -60,18 +60,6 @@ struct EncoderBench: ParsableCommand {
         }
         let profile = m3.profileForward(sequences)
         return (Date().timeIntervalSince(t), profile)
-    }
-}
-
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

@@ -32,7 +32,7 @@ struct GEMMBench: ParsableCommand {
         let shapes = ms.flatMap { m in Self.layers.map { Shape(m: m, n: $0.0, k: $0.1) } }
         var seconds: [Shape: [String: [Double]]] = [:]
 
-        var rng = SplitMix(seed: 7)
+        var rng = SeededRNG(seed: 7)
         func uniform(_ count: Int, _ scale: Float, offset: Float = 0) -> [Float] {
             (0..<count).map { _ in offset + scale * (Float(rng.next() >> 40) / Float(1 << 24) * 2 - 1) }
         }

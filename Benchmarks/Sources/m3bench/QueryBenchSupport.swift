@@ -1,6 +1,7 @@
 // Shared pieces of the query benchmarks (sparse, colbert, end-to-end): a seeded RNG, the
 // BGE-M3-like sparse generator, latency statistics and the JSON record they append.
 import Foundation
+import M3Index
 
 enum QueryBench {
     /// Repository root: the current directory when it holds Package.swift, else found from
@@ -95,17 +96,10 @@ enum QueryBench {
     }
 }
 
-/// SplitMix64: small, seeded, the same sequence on every platform.
-struct SeededRNG: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+/// SplitMix64 (M3Index's, the one the HNSW levels use): seeded, the same sequence everywhere.
+typealias SeededRNG = SplitMix64
+
+extension SplitMix64 {
     /// Uniform in [0, 1).
     mutating func unit() -> Double { Double(next() >> 11) * 0x1p-53 }
     /// Standard normal (Box–Muller).
