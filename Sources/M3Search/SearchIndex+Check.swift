@@ -28,7 +28,7 @@ extension SearchIndex {
                 let id = s.int(0)
                 chunkIDs.insert(id)
                 if documentInfo[s.int(1)] == nil { report.problems.append("chunk \(id) belongs to no document") }
-                if s.withBlob(2, { VectorCoding.decodeDense($0, dimension: dim) }) == nil {
+                if s.withBlob(2, { VectorCoding.decodeDense($0, dimension: dim, storage: denseStorage) }) == nil {
                     report.problems.append("chunk \(id): dense vector has the wrong size")
                 }
                 if !hnsw.contains(id: id) { report.problems.append("chunk \(id) is missing from the HNSW graph") }
@@ -40,8 +40,11 @@ extension SearchIndex {
                     report.problems.append("chunk \(id): posting for token \(token) disagrees with the chunk")
                     break
                 }
-                let rows = s.withBlob(4, { VectorCoding.decodeColBERT($0, dimension: dim)?.count })
-                if rows != Int(s.int(5)) - 1 {
+                let rows = s.withBlob(4, { VectorCoding.colbertRowCount($0.count, dimension: dim, storage: colbertStorage) })
+                let tokens = Int(s.int(5))
+                // Pruning drops rows; without it there is one per token after <s>.
+                let expected = colbertPruning == .none ? (tokens - 1)...(tokens - 1) : min(1, tokens - 1)...(tokens - 1)
+                if !(rows.map { expected.contains($0) } ?? false) {
                     report.problems.append("chunk \(id): \(rows.map(String.init) ?? "unreadable") ColBERT rows for \(s.int(5)) tokens")
                 }
             }

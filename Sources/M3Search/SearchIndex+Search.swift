@@ -134,6 +134,8 @@ extension SearchIndex {
         }
         // The query tokens' posting lists, looked up once (nil: no chunk has the token).
         let queryLists = w.sparse > 0 ? (q.sparse?.ids ?? []).map { sparse.postings[$0] } : []
+        // Built once per query (PQ: the query × centroid table), shared by both halves.
+        let scorer = qColBERT.map { ColBERTScorer(query: $0, storage: colbertStorage, codebook: colbertCodebook) }
         // Two halves (ids ascending, so each reads a compact part of the file), one per
         // connection and thread: reading the rows and MaxSim dominate the query.
         let parts = ids.count >= 32 ? 2 : 1
@@ -144,17 +146,20 @@ extension SearchIndex {
                 let (connection, lock) = p == 0 ? (reader, readerLock) : (scoringReader, scoringReaderLock)
                 lock.lock()
                 defer { lock.unlock() }
-                out[p] = Result { try score(Array(slice), connection: connection, query: q, weights: w, qColBERT: qColBERT, queryLists: queryLists) }
+                out[p] = Result { try score(Array(slice), connection: connection, query: q, weights: w, qColBERT: qColBERT,
+                                             queryLists: queryLists, scorer: scorer) }
             }
         }
         return try results.flatMap { try $0.get() }
     }
 
     private func score(_ ids: [Int64], connection: IndexStore, query q: Embedding, weights w: FusionWeights,
-                       qColBERT: MultiVector?, queryLists: [SparseIndex.PostingList?]) throws -> [ScoredChunk] {
+                       qColBERT: MultiVector?, queryLists: [SparseIndex.PostingList?],
+                       scorer: ColBERTScorer? = nil) throws -> [ScoredChunk] {
         let d = settings.dimension
         var out: [ScoredChunk] = []
         out.reserveCapacity(ids.count)
+        let scorer = scorer ?? qColBERT.map { ColBERTScorer(query: $0, storage: colbertStorage, codebook: colbertCodebook) }
         let columns = "id, document_id, ordinal, char_start, char_end" + (qColBERT != nil ? ", colbert" : "")
         // SQLite limits bound parameters; 500 ids per statement is far below it.
         for start in stride(from: 0, to: ids.count, by: 500) {
@@ -175,16 +180,9 @@ extension SearchIndex {
                     }
                     c.sparse = sum
                 }
-                if let qc = qColBERT {
-                    let score = try s.withBlob(5) { raw -> Float? in
-                        guard raw.count % (2 * d) == 0 else { return nil }
-                        guard raw.count > 0, let base = raw.baseAddress else { return 0 }
-                        // The kernel reads halves with unaligned loads, so SQLite's buffer is used as is.
-                        let halves = UnsafeBufferPointer(start: base.assumingMemoryBound(to: UInt16.self), count: raw.count / 2)
-                        return qc.values.withUnsafeBufferPointer { Similarity.maxSim(query: $0, dimension: d, float16Bits: halves) }
-                    }
-                    guard let score else {
-                        throw StoreError.corrupt(path: path, detail: "ColBERT vectors of chunk \(c.chunkID) are not whole \(d)-value rows")
+                if let scorer {
+                    guard let score = s.withBlob(5, { scorer.score($0) }) else {
+                        throw StoreError.corrupt(path: path, detail: "ColBERT vectors of chunk \(c.chunkID) are not whole \(colbertStorage) rows of \(d) values")
                     }
                     c.colbert = score
                 }

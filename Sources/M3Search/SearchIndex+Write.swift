@@ -91,8 +91,18 @@ extension SearchIndex {
         writeLock.lock()
         defer { writeLock.unlock() }
         do {
+            // PQ storage: the first batch trains the codebook (outside the state lock, so
+            // searches go on meanwhile; the write lock keeps other writers out).
+            var newCodebook: ProductQuantizer?
+            if colbertStorage.needsCodebook && colbertCodebook == nil {
+                newCodebook = try trainCodebook(documents)
+            }
             return try stateLock.write {
                 try store.db.transaction {
+                    if let newCodebook {
+                        try store.putCodebook(name: "colbert", data: Data(newCodebook.serialized()))
+                        colbertCodebook = newCodebook
+                    }
                     var removed = 0
                     for path in removals + documents.map(\.path) {
                         guard let existing = try store.document(path: path) else { continue }
@@ -109,11 +119,19 @@ extension SearchIndex {
                         documentInfo[docID] = (doc.path, Self.decodeMetadata(doc.metadata))
                         for (chunk, e) in zip(doc.chunks, doc.embeddings) {
                             guard let dense = e.dense, let sv = e.sparse, let colbert = e.colbert else { continue }
+                            let denseBlob = VectorCoding.encodeDense(dense, storage: denseStorage)
+                            let colbertBlob = VectorCoding.encodeColBERT(colbertPruning.apply(colbert), storage: colbertStorage,
+                                                                         codebook: colbertCodebook)
                             let chunkID = try store.insertChunk(
                                 documentID: docID, ordinal: chunk.ordinal, charStart: chunk.charStart, charEnd: chunk.charEnd,
-                                tokenCount: chunk.tokenIDs.count, text: chunk.text, dense: VectorCoding.encodeDense(dense),
-                                sparse: VectorCoding.encodeSparse(sv), colbert: VectorCoding.encodeColBERT(colbert))
-                            try hnsw.insert(id: chunkID, vector: dense)
+                                tokenCount: chunk.tokenIDs.count, text: chunk.text, dense: denseBlob,
+                                sparse: VectorCoding.encodeSparse(sv), colbert: colbertBlob)
+                            // The graph holds the stored vector as read back, so a reopened index
+                            // (which decodes the stored blobs) searches exactly the same vectors.
+                            let graphVector = denseStorage == .f32 ? dense
+                                : denseBlob.withUnsafeBytes { VectorCoding.decodeDense($0, dimension: settings.dimension, storage: denseStorage,
+                                                                                       unit: settings.normalize)! }
+                            try hnsw.insert(id: chunkID, vector: graphVector)
                             if !sv.isEmpty {
                                 try sparse.add(document: chunkID, terms: zip(sv.ids, sv.weights).map { (token: $0, weight: $1) })
                             }
@@ -127,10 +145,35 @@ extension SearchIndex {
         } catch {
             // The file rolled back; bring memory back in line with it.
             if let state = try? Self.loadState(store, settings: settings) {
-                stateLock.write { (hnsw, sparse, documentInfo) = state }
+                let codebook = try? Self.loadCodebook(store, dimension: settings.dimension)
+                stateLock.write { (hnsw, sparse, documentInfo, colbertCodebook) = (state.0, state.1, state.2, codebook) }
             }
             throw error
         }
+    }
+
+    /// Rows sampled for training the ColBERT product quantiser (k-means cost grows with it).
+    static let codebookTrainingRows = 16_384
+
+    /// Trains the ColBERT product quantiser on the (pruned) ColBERT rows of a batch: all rows,
+    /// or an evenly spaced sample of `codebookTrainingRows`. Nil when the batch has no rows.
+    func trainCodebook(_ documents: [PreparedDocument]) throws -> ProductQuantizer? {
+        guard case .productQuantized(let n) = colbertStorage else { return nil }
+        let d = settings.dimension
+        var all: [Float] = []
+        for doc in documents { for e in doc.embeddings { if let c = e.colbert { all += colbertPruning.apply(c).values } } }
+        let rows = all.count / d
+        guard rows > 0 else { return nil }
+        var sample = all
+        if rows > Self.codebookTrainingRows {
+            sample = []
+            sample.reserveCapacity(Self.codebookTrainingRows * d)
+            for i in 0..<Self.codebookTrainingRows {
+                let r = i * rows / Self.codebookTrainingRows
+                sample += all[r * d ..< (r + 1) * d]
+            }
+        }
+        return try ProductQuantizer.train(rows: sample, dimension: d, subspaces: d / n)
     }
 
     /// Writes the HNSW nodes and posting lists changed since the last commit.

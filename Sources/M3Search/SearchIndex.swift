@@ -118,6 +118,15 @@ public final class SearchIndex: @unchecked Sendable {
     public let path: String
     public let model: BGEM3
     public let settings: IndexSettings
+    /// How this index stores ColBERT rows and dense vectors, and which ColBERT rows it keeps
+    /// (from `settings`, fixed at creation).
+    public let colbertStorage: ColBERTStorage
+    public let denseStorage: DenseStorage
+    public let colbertPruning: ColBERTPruning
+
+    /// Storage of new indexes when the caller names none (see README "Index size and storage").
+    public static let defaultColBERTStorage: ColBERTStorage = .float16
+    public static let defaultDenseStorage: DenseStorage = .f32
 
     let store: IndexStore          // the writer's connection
     let reader: IndexStore         // searches' connection (WAL: sees committed state)
@@ -129,20 +138,34 @@ public final class SearchIndex: @unchecked Sendable {
     let stateLock = ReadWriteLock()
     var hnsw: HNSWIndex
     var sparse: SparseIndex
+    /// The ColBERT product quantiser (PQ storage only): trained on the first batch written,
+    /// then fixed; nil before that.
+    var colbertCodebook: ProductQuantizer?
     /// document id → (path, metadata), for results.
     var documentInfo: [Int64: (path: String, metadata: [String: String]?)] = [:]
 
     /// Opens the index at `path`, creating it when absent (with `maxLength`/`overlap`).
     /// Throws `StoreError.incompatible` when it was built with another model or settings.
-    /// HNSW's M and efConstruction are fixed at creation too (defaults 16 and 200).
+    /// HNSW's M and efConstruction are fixed at creation too (defaults 16 and 200), and so are
+    /// the storage choices: nil takes the defaults for a new index and the recorded choice for
+    /// an existing one; a choice that differs from an existing index's throws
+    /// `StoreError.incompatible` (its stored vectors cannot change form).
     public init(path: String, model: BGEM3, create: Bool = true, maxLength: Int = 512, overlap: Int = 64,
                 pooling: Pooling = .cls, normalize: Bool = true, hnswM: Int = 16, hnswEfConstruction: Int = 200,
-                readOnly: Bool = false) throws {
+                colbertStorage: ColBERTStorage? = nil, denseStorage: DenseStorage? = nil,
+                colbertPruning: ColBERTPruning? = nil, readOnly: Bool = false) throws {
         self.path = path
         self.model = model
-        let wanted = IndexSettings(modelID: model.identity, dimension: model.config.hiddenSize, maxLength: maxLength,
+        let dimension = model.config.hiddenSize
+        if let why = (colbertStorage ?? Self.defaultColBERTStorage).unsupportedReason(dimension: dimension) {
+            throw SearchError.invalidOptions(why)
+        }
+        let wanted = IndexSettings(modelID: model.identity, dimension: dimension, maxLength: maxLength,
                                    overlap: overlap, pooling: pooling.rawValue, normalize: normalize,
-                                   hnswM: hnswM, hnswEfConstruction: hnswEfConstruction)
+                                   hnswM: hnswM, hnswEfConstruction: hnswEfConstruction,
+                                   colbertStorage: (colbertStorage ?? Self.defaultColBERTStorage).description,
+                                   denseStorage: (denseStorage ?? Self.defaultDenseStorage).rawValue,
+                                   colbertPrune: (colbertPruning ?? .none).description)
         let exists = FileManager.default.fileExists(atPath: path)
         if !exists && (!create || readOnly) { throw StoreError.missing(path: path) }
         if !exists {
@@ -155,11 +178,42 @@ public final class SearchIndex: @unchecked Sendable {
             throw StoreError.incompatible(path: path, detail: stored.firstDifference(from: wanted) ?? "model differs")
         }
         // Chunking, pooling and normalisation come from the file: an existing index keeps
-        // the settings it was built with, whatever the caller passed.
+        // the settings it was built with, whatever the caller passed. Storage choices asked
+        // for explicitly must match, since nothing can convert the stored vectors.
+        let asked: [(String, String?, String)] = [
+            ("--colbert-storage", colbertStorage?.description, stored.colbertStorage),
+            ("--dense-storage", denseStorage?.rawValue, stored.denseStorage),
+            ("--colbert-prune", colbertPruning?.description, stored.colbertPrune)]
+        for (option, value, recorded) in asked {
+            if let value, value != recorded {
+                throw StoreError.incompatible(path: path, detail: "it was created with \(option) \(recorded), not \(value); "
+                    + "storage is fixed when an index is created: omit \(option) to use this index, or build a new one")
+            }
+        }
+        guard let cs = ColBERTStorage(stored.colbertStorage), let ds = DenseStorage(rawValue: stored.denseStorage),
+              let cp = ColBERTPruning(stored.colbertPrune) else {
+            throw StoreError.corrupt(path: path, detail: "unknown storage in settings (ColBERT \(stored.colbertStorage), dense \(stored.denseStorage), pruning \(stored.colbertPrune)); a newer m3search wrote it")
+        }
         settings = stored
+        self.colbertStorage = cs
+        self.denseStorage = ds
+        self.colbertPruning = cp
         reader = try IndexStore(path: path, readOnly: true)
         scoringReader = try IndexStore(path: path, readOnly: true)
         (hnsw, sparse, documentInfo) = try Self.loadState(store, settings: stored)
+        colbertCodebook = try Self.loadCodebook(store, dimension: stored.dimension)
+    }
+
+    /// The ColBERT product quantiser stored in the index, if any.
+    static func loadCodebook(_ store: IndexStore, dimension: Int) throws -> ProductQuantizer? {
+        guard let data = try store.codebook(name: "colbert") else { return nil }
+        do {
+            let pq = try ProductQuantizer(serialized: Array(data))
+            guard pq.dimension == dimension else { throw IndexError.dimensionMismatch(expected: dimension, actual: pq.dimension) }
+            return pq
+        } catch {
+            throw StoreError.corrupt(path: store.path, detail: "ColBERT codebook: \(error)")
+        }
     }
 
     /// Rebuilds the in-memory graph and postings from the file (never re-running HNSW construction).
@@ -175,7 +229,9 @@ public final class SearchIndex: @unchecked Sendable {
         if let meta = try store.meta("hnsw_header"), let header = Data(base64Encoded: meta) {
             var dense: [Int64: [Float]] = [:]
             try store.forEachChunkVectors { id, _, d, _ in
-                guard let v = VectorCoding.decodeDense(d, dimension: settings.dimension) else {
+                guard let v = VectorCoding.decodeDense(d, dimension: settings.dimension,
+                                                       storage: DenseStorage(rawValue: settings.denseStorage) ?? .f32,
+                                                       unit: settings.normalize) else {
                     throw StoreError.corrupt(path: store.path, detail: "dense vector of chunk \(id) has \(d.count) bytes")
                 }
                 dense[id] = v

@@ -1,22 +1,188 @@
 import Foundation
+import M3Index
 import M3Model
 
-/// Byte layouts of the vectors stored per chunk (all little-endian, see Indexes/FORMAT.md):
-/// - dense:   dimension × float32;
-/// - sparse:  count × (token id int32, weight float32), ids ascending;
-/// - ColBERT: rows × dimension × float16.
-enum VectorCoding {
-    static func encodeDense(_ v: [Float]) -> Data {
-        v.withUnsafeBufferPointer { Data(buffer: $0) }
-    }
+/// How an index stores each chunk's ColBERT rows (chosen when the index is created, recorded
+/// in its settings, see Indexes/FORMAT.md). Sizes per row for BGE-M3's 1024 dimensions.
+public enum ColBERTStorage: Sendable, Hashable, CustomStringConvertible {
+    /// IEEE binary16 values (2,048 bytes): the reference.
+    case float16
+    /// Signed bytes with one float32 scale per row (1,028 bytes): value ≈ scale · byte.
+    case int8
+    /// One sign bit per value with one float32 factor per row (132 bytes): row ≈ factor · (±1, …).
+    case binary
+    /// Product quantisation: one byte per `dimensionsPerCode` values, naming one of 256
+    /// centroids learnt on the first indexed batch (`pq16`: 64 bytes).
+    case productQuantized(dimensionsPerCode: Int)
 
-    static func decodeDense(_ raw: UnsafeRawBufferPointer, dimension: Int) -> [Float]? {
-        guard raw.count == dimension * 4 else { return nil }
-        return [Float](unsafeUninitializedCapacity: dimension) { buf, n in
-            _ = raw.copyBytes(to: UnsafeMutableRawBufferPointer(buf))
-            n = dimension
+    /// Parses "f16", "int8", "binary", "pq<n>" (n = dimensions per one-byte code: 4, 8, 16, 32, 64).
+    public init?(_ name: String) {
+        switch name.lowercased() {
+        case "f16", "float16": self = .float16
+        case "int8": self = .int8
+        case "binary", "bits", "1bit": self = .binary
+        case let s where s.hasPrefix("pq"):
+            guard let n = Int(s.dropFirst(2)), [4, 8, 16, 32, 64].contains(n) else { return nil }
+            self = .productQuantized(dimensionsPerCode: n)
+        default: return nil
         }
     }
+
+    public var description: String {
+        switch self {
+        case .float16: return "f16"
+        case .int8: return "int8"
+        case .binary: return "binary"
+        case .productQuantized(let n): return "pq\(n)"
+        }
+    }
+
+    public static let names = "f16, int8, binary, pq4, pq8, pq16, pq32, pq64"
+
+    /// Stored bytes per ColBERT row of `dimension` values.
+    public func bytesPerRow(dimension d: Int) -> Int {
+        switch self {
+        case .float16: return 2 * d
+        case .int8: return 4 + d
+        case .binary: return 4 + d / 8
+        case .productQuantized(let n): return d / n
+        }
+    }
+
+    /// Why this storage cannot hold `dimension`-value rows, or nil.
+    func unsupportedReason(dimension d: Int) -> String? {
+        switch self {
+        case .float16, .int8: return nil
+        case .binary: return d % 8 == 0 ? nil : "binary ColBERT storage needs a dimension divisible by 8 (the model has \(d))"
+        case .productQuantized(let n):
+            return d % n == 0 ? nil : "\(self) ColBERT storage needs a dimension divisible by \(n) (the model has \(d))"
+        }
+    }
+
+    var needsCodebook: Bool { if case .productQuantized = self { return true } else { return false } }
+}
+
+/// How an index stores each chunk's dense vector.
+public enum DenseStorage: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// float32 (4,096 bytes for 1024 dimensions).
+    case f32
+    /// IEEE binary16 (2,048 bytes).
+    case f16
+    /// Signed bytes with one float32 scale (1,028 bytes).
+    case int8
+
+    public var description: String { rawValue }
+
+    public func bytes(dimension d: Int) -> Int {
+        switch self {
+        case .f32: return 4 * d
+        case .f16: return 2 * d
+        case .int8: return 4 + d
+        }
+    }
+}
+
+/// Which ColBERT rows an index keeps (chosen at creation, recorded in its settings).
+public enum ColBERTPruning: Sendable, Hashable, CustomStringConvertible {
+    /// Every row.
+    case none
+    /// Drops a row whose cosine with the last kept row is at least `threshold` (a token that
+    /// repeats its neighbour's vector adds nothing to MaxSim but its near-duplicate score).
+    case nearDuplicates(threshold: Float)
+
+    /// Parses "none" or "near-duplicates[:cos]" (default cos 0.95).
+    public init?(_ text: String) {
+        let parts = text.lowercased().split(separator: ":", maxSplits: 1).map(String.init)
+        switch parts.first {
+        case "none", "off": self = .none
+        case "near-duplicates", "dedup":
+            if parts.count == 1 { self = .nearDuplicates(threshold: 0.95); return }
+            guard let t = Float(parts[1]), t > 0, t <= 1 else { return nil }
+            self = .nearDuplicates(threshold: t)
+        default: return nil
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .none: return "none"
+        case .nearDuplicates(let t): return "near-duplicates:\(t)"
+        }
+    }
+
+    /// The rows kept, in order.
+    func apply(_ m: MultiVector) -> MultiVector {
+        guard case .nearDuplicates(let threshold) = self, m.count > 1 else { return m }
+        let d = m.dimension
+        var kept: [Float] = Array(m.values[0..<d])
+        var last = 0
+        for r in 1..<m.count {
+            var dot: Float = 0, a: Float = 0, b: Float = 0
+            for k in 0..<d {
+                let x = m.values[r * d + k], y = m.values[last * d + k]
+                dot += x * y; a += x * x; b += y * y
+            }
+            let cos = a > 0 && b > 0 ? dot / (a.squareRoot() * b.squareRoot()) : 0
+            if cos >= threshold { continue }
+            kept.append(contentsOf: m.values[r * d ..< (r + 1) * d])
+            last = r
+        }
+        return MultiVector(dimension: d, values: kept)
+    }
+}
+
+/// Byte layouts of the vectors stored per chunk (all little-endian, see Indexes/FORMAT.md).
+/// Every encoding and decoding of stored vectors goes through here, so the scorer, `check`
+/// and exports agree on one layout per storage.
+///
+/// - dense:   f32: d × float32; f16: d × binary16; int8: scale float32, d × int8.
+/// - sparse:  count × (token id int32, weight float32), ids ascending;
+/// - ColBERT: f16: rows × d × binary16; int8: rows × scale float32, then rows × d × int8;
+///            binary: rows × factor float32, then rows × d/8 sign bytes (bit k%8 of byte
+///            k/8 set ⇔ value k ≥ 0); pq<n>: rows × d/n code bytes (centroids in `codebooks`).
+enum VectorCoding {
+    // MARK: Dense
+
+    static func encodeDense(_ v: [Float], storage: DenseStorage = .f32) -> Data {
+        switch storage {
+        case .f32: return v.withUnsafeBufferPointer { Data(buffer: $0) }
+        case .f16: return halves(v)
+        case .int8:
+            var scale = Data(capacity: 4), codes = Data(capacity: v.count)
+            appendInt8(v, scaleTo: &scale, codesTo: &codes)
+            return scale + codes
+        }
+    }
+
+    /// The stored dense vector as float32. With `unit`, an f16 or int8 vector is rescaled to
+    /// norm 1 (quantisation moves the norm by ~1e-3 at 1024 dimensions, more at small ones,
+    /// and the inner-product graph needs unit vectors); f32 is returned as stored.
+    static func decodeDense(_ raw: UnsafeRawBufferPointer, dimension: Int, storage: DenseStorage = .f32,
+                            unit: Bool = false) -> [Float]? {
+        guard var v = decodeDenseValues(raw, dimension: dimension, storage: storage) else { return nil }
+        if unit && storage != .f32 {
+            let norm = v.reduce(Float(0)) { $0 + $1 * $1 }.squareRoot()
+            if norm > 0 { for i in v.indices { v[i] /= norm } }
+        }
+        return v
+    }
+
+    private static func decodeDenseValues(_ raw: UnsafeRawBufferPointer, dimension: Int, storage: DenseStorage) -> [Float]? {
+        guard raw.count == storage.bytes(dimension: dimension) else { return nil }
+        switch storage {
+        case .f32:
+            return [Float](unsafeUninitializedCapacity: dimension) { buf, n in
+                _ = raw.copyBytes(to: UnsafeMutableRawBufferPointer(buf))
+                n = dimension
+            }
+        case .f16: return floats(halvesAt: raw, count: dimension)
+        case .int8:
+            let scale = float(raw, at: 0)
+            return (0..<dimension).map { scale * Float(Int8(bitPattern: raw[4 + $0])) }
+        }
+    }
+
+    // MARK: Sparse
 
     static func encodeSparse(_ s: SparseVector) -> Data {
         var d = Data(capacity: s.count * 8)
@@ -43,22 +209,192 @@ enum VectorCoding {
         return SparseVector(ids: ids, weights: weights)
     }
 
-    static func encodeColBERT(_ m: MultiVector) -> Data {
-        var halves = [UInt16](repeating: 0, count: m.values.count)
-        for i in 0..<m.values.count { halves[i] = Float16(m.values[i]).bitPattern }
-        return halves.withUnsafeBufferPointer { Data(buffer: $0) }
+    // MARK: ColBERT
+
+    /// How the factor of a binary row is chosen (see BENCHMARKS.md "Storage" for the measurement).
+    enum SignFactor {
+        /// ‖x‖₁ / d: the least-squares fit of x by factor · sign(x).
+        case meanAbsolute
+        /// ‖x‖₂² / ‖x‖₁: makes the estimate exact for the row itself (q = x) and, for unit rows,
+        /// is RaBitQ's unbiased estimator ⟨q, s⟩ / ⟨x, s⟩ · ‖x‖² of ⟨q, x⟩.
+        case normCorrected
     }
 
-    /// float16 rows → float32 MultiVector.
-    static func decodeColBERT(_ raw: UnsafeRawBufferPointer, dimension: Int) -> MultiVector? {
-        guard dimension > 0, raw.count % (2 * dimension) == 0 else { return nil }
-        let n = raw.count / 2
-        let values = [Float](unsafeUninitializedCapacity: n) { buf, count in
+    static let defaultSignFactor = SignFactor.normCorrected
+
+    static func encodeColBERT(_ m: MultiVector, storage: ColBERTStorage = .float16, codebook: ProductQuantizer? = nil,
+                              signFactor: SignFactor = defaultSignFactor) -> Data {
+        let d = m.dimension, n = m.count
+        switch storage {
+        case .float16:
+            return halves(m.values)
+        case .int8:
+            var scales = Data(capacity: 4 * n), codes = Data(capacity: n * d)
+            for r in 0..<n { appendInt8(Array(m.values[r * d ..< (r + 1) * d]), scaleTo: &scales, codesTo: &codes) }
+            return scales + codes
+        case .binary:
+            var factors = Data(capacity: 4 * n), bits = Data(capacity: n * d / 8)
+            for r in 0..<n {
+                let row = m.values[r * d ..< (r + 1) * d]
+                var l1: Float = 0, l2: Float = 0
+                for x in row { l1 += abs(x); l2 += x * x }
+                let factor: Float
+                switch signFactor {
+                case .meanAbsolute: factor = l1 / Float(d)
+                case .normCorrected: factor = l1 > 0 ? l2 / l1 : 0
+                }
+                appendFloat(factor, to: &factors)
+                for byte in 0..<(d / 8) {
+                    var b: UInt8 = 0
+                    for bit in 0..<8 where row[row.startIndex + byte * 8 + bit] >= 0 { b |= 1 << bit }
+                    bits.append(b)
+                }
+            }
+            return factors + bits
+        case .productQuantized:
+            guard let codebook else { preconditionFailure("PQ ColBERT storage without a codebook") }
+            var codes = [UInt8](repeating: 0, count: n * codebook.subspaces)
+            m.values.withUnsafeBufferPointer { v in
+                codes.withUnsafeMutableBufferPointer { c in
+                    for r in 0..<n { codebook.encode(v.baseAddress! + r * d, into: c.baseAddress! + r * codebook.subspaces) }
+                }
+            }
+            return Data(codes)
+        }
+    }
+
+    /// Rows in a stored ColBERT blob, or nil when its length is not whole rows.
+    static func colbertRowCount(_ bytes: Int, dimension d: Int, storage: ColBERTStorage) -> Int? {
+        let per = storage.bytesPerRow(dimension: d)
+        guard d > 0, per > 0, bytes % per == 0 else { return nil }
+        return bytes / per
+    }
+
+    /// The float32 rows a stored ColBERT blob stands for (each value as the scorer sees it:
+    /// scale · byte, factor · ±1, the centroids). Nil when the blob is not whole rows, or for
+    /// PQ storage without the index's codebook.
+    static func decodeColBERT(_ raw: UnsafeRawBufferPointer, dimension d: Int, storage: ColBERTStorage = .float16,
+                              codebook: ProductQuantizer? = nil) -> MultiVector? {
+        guard let n = colbertRowCount(raw.count, dimension: d, storage: storage) else { return nil }
+        switch storage {
+        case .float16:
+            return MultiVector(dimension: d, values: floats(halvesAt: raw, count: n * d))
+        case .int8:
+            var values = [Float](repeating: 0, count: n * d)
+            for r in 0..<n {
+                let scale = float(raw, at: 4 * r)
+                for k in 0..<d { values[r * d + k] = scale * Float(Int8(bitPattern: raw[4 * n + r * d + k])) }
+            }
+            return MultiVector(dimension: d, values: values)
+        case .binary:
+            var values = [Float](repeating: 0, count: n * d)
+            for r in 0..<n {
+                let factor = float(raw, at: 4 * r)
+                for k in 0..<d {
+                    let bit = (raw[4 * n + r * d / 8 + k / 8] >> (k % 8)) & 1
+                    values[r * d + k] = bit == 1 ? factor : -factor
+                }
+            }
+            return MultiVector(dimension: d, values: values)
+        case .productQuantized:
+            guard let codebook, codebook.dimension == d else { return nil }
+            let m = codebook.subspaces
+            var values: [Float] = []
+            values.reserveCapacity(n * d)
+            for r in 0..<n { values += codebook.decode(UnsafeRawBufferPointer(rebasing: raw[r * m ..< (r + 1) * m])) }
+            return MultiVector(dimension: d, values: values)
+        }
+    }
+
+    /// A stored ColBERT blob as float32 rows, whatever the storage (for exports and checks).
+    static func decodeColbert(_ raw: Data, dimension: Int, storage: ColBERTStorage,
+                              codebook: ProductQuantizer?) -> [[Float]]? {
+        guard let m = raw.withUnsafeBytes({ decodeColBERT($0, dimension: dimension, storage: storage, codebook: codebook) })
+        else { return nil }
+        return (0..<m.count).map { Array(m.values[$0 * dimension ..< ($0 + 1) * dimension]) }
+    }
+
+    // MARK: Helpers
+
+    private static func halves(_ v: [Float]) -> Data {
+        var h = [UInt16](repeating: 0, count: v.count)
+        for i in 0..<v.count { h[i] = Float16(v[i]).bitPattern.littleEndian }
+        return h.withUnsafeBufferPointer { Data(buffer: $0) }
+    }
+
+    private static func floats(halvesAt raw: UnsafeRawBufferPointer, count n: Int) -> [Float] {
+        [Float](unsafeUninitializedCapacity: n) { buf, count in
             for i in 0..<n {
                 buf[i] = Float(Float16(bitPattern: UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))))
             }
             count = n
         }
-        return MultiVector(dimension: dimension, values: values)
+    }
+
+    private static func float(_ raw: UnsafeRawBufferPointer, at offset: Int) -> Float {
+        Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+    }
+
+    private static func appendFloat(_ v: Float, to d: inout Data) {
+        withUnsafeBytes(of: v.bitPattern.littleEndian) { d.append(contentsOf: $0) }
+    }
+
+    /// Symmetric int8: scale = max|x| / 127, byte = round(x / scale).
+    private static func appendInt8(_ v: [Float], scaleTo scales: inout Data, codesTo codes: inout Data) {
+        let peak = v.reduce(Float(0)) { max($0, abs($1)) }
+        let scale = peak > 0 ? peak / 127 : 0
+        appendFloat(scale, to: &scales)
+        for x in v {
+            let q = scale > 0 ? (x / scale).rounded() : 0
+            codes.append(UInt8(bitPattern: Int8(max(-127, min(127, q)))))
+        }
+    }
+}
+
+/// Scores one query's ColBERT rows against stored blobs in their stored form. Built once per
+/// query (for PQ this computes the query × centroid table), then used for every candidate.
+struct ColBERTScorer {
+    let storage: ColBERTStorage
+    let dimension: Int
+    let query: MultiVector
+    let codebook: ProductQuantizer?
+    let table: [Float]
+
+    init(query: MultiVector, storage: ColBERTStorage, codebook: ProductQuantizer?) {
+        self.storage = storage
+        self.dimension = query.dimension
+        self.query = query
+        self.codebook = codebook
+        if storage.needsCodebook, let codebook {
+            table = query.values.withUnsafeBufferPointer { codebook.lookupTable(query: $0) }
+        } else {
+            table = []
+        }
+    }
+
+    /// The MaxSim score of a stored blob; nil when it is not whole rows (or PQ lacks a codebook).
+    func score(_ raw: UnsafeRawBufferPointer) -> Float? {
+        let d = dimension
+        guard let n = VectorCoding.colbertRowCount(raw.count, dimension: d, storage: storage) else { return nil }
+        guard n > 0, query.count > 0, let base = raw.baseAddress else { return 0 }
+        return query.values.withUnsafeBufferPointer { q -> Float? in
+            switch storage {
+            case .float16:
+                // The kernel reads halves with unaligned loads, so SQLite's buffer is used as is.
+                let halves = UnsafeBufferPointer(start: base.assumingMemoryBound(to: UInt16.self), count: raw.count / 2)
+                return Similarity.maxSim(query: q, dimension: d, float16Bits: halves)
+            case .int8:
+                return Similarity.maxSim(query: q, dimension: d, int8Rows: UnsafeRawBufferPointer(rebasing: raw[(4 * n)...]),
+                                         scales: UnsafeRawBufferPointer(rebasing: raw[..<(4 * n)]))
+            case .binary:
+                return Similarity.maxSim(query: q, dimension: d, signBits: UnsafeRawBufferPointer(rebasing: raw[(4 * n)...]),
+                                         factors: UnsafeRawBufferPointer(rebasing: raw[..<(4 * n)]))
+            case .productQuantized:
+                guard let codebook else { return nil }
+                return table.withUnsafeBufferPointer {
+                    Similarity.maxSim(table: $0, queryRows: query.count, subspaces: codebook.subspaces, codes: raw)
+                }
+            }
+        }
     }
 }

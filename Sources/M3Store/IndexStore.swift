@@ -13,11 +13,16 @@ public struct IndexSettings: Codable, Equatable, Sendable {
     public var normalize: Bool
     public var hnswM: Int
     public var hnswEfConstruction: Int
-    /// How ColBERT vectors are stored: "f16".
+    /// How ColBERT rows are stored: "f16", "int8", "binary" or "pq<n>" (see M3Search.ColBERTStorage).
     public var colbertStorage: String
+    /// How dense vectors are stored: "f32", "f16" or "int8".
+    public var denseStorage: String
+    /// Which ColBERT rows are kept: "none" or "near-duplicates:<cos>".
+    public var colbertPrune: String
 
     public init(modelID: String, dimension: Int, maxLength: Int = 512, overlap: Int = 64, pooling: String = "cls",
-                normalize: Bool = true, hnswM: Int = 16, hnswEfConstruction: Int = 200, colbertStorage: String = "f16") {
+                normalize: Bool = true, hnswM: Int = 16, hnswEfConstruction: Int = 200, colbertStorage: String = "f16",
+                denseStorage: String = "f32", colbertPrune: String = "none") {
         self.modelID = modelID
         self.dimension = dimension
         self.maxLength = maxLength
@@ -27,6 +32,25 @@ public struct IndexSettings: Codable, Equatable, Sendable {
         self.hnswM = hnswM
         self.hnswEfConstruction = hnswEfConstruction
         self.colbertStorage = colbertStorage
+        self.denseStorage = denseStorage
+        self.colbertPrune = colbertPrune
+    }
+
+    /// Settings written before a key existed decode with the value that was then implied
+    /// (float16 ColBERT, float32 dense, no pruning).
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        modelID = try c.decode(String.self, forKey: .modelID)
+        dimension = try c.decode(Int.self, forKey: .dimension)
+        maxLength = try c.decode(Int.self, forKey: .maxLength)
+        overlap = try c.decode(Int.self, forKey: .overlap)
+        pooling = try c.decode(String.self, forKey: .pooling)
+        normalize = try c.decode(Bool.self, forKey: .normalize)
+        hnswM = try c.decode(Int.self, forKey: .hnswM)
+        hnswEfConstruction = try c.decode(Int.self, forKey: .hnswEfConstruction)
+        colbertStorage = try c.decodeIfPresent(String.self, forKey: .colbertStorage) ?? "f16"
+        denseStorage = try c.decodeIfPresent(String.self, forKey: .denseStorage) ?? "f32"
+        colbertPrune = try c.decodeIfPresent(String.self, forKey: .colbertPrune) ?? "none"
     }
 
     /// The first setting that differs, described for an error message; nil when equal.
@@ -38,6 +62,8 @@ public struct IndexSettings: Codable, Equatable, Sendable {
         if pooling != other.pooling { return "pooling \(pooling) vs \(other.pooling)" }
         if normalize != other.normalize { return "normalize \(normalize) vs \(other.normalize)" }
         if colbertStorage != other.colbertStorage { return "ColBERT storage \(colbertStorage) vs \(other.colbertStorage)" }
+        if denseStorage != other.denseStorage { return "dense storage \(denseStorage) vs \(other.denseStorage)" }
+        if colbertPrune != other.colbertPrune { return "ColBERT pruning \(colbertPrune) vs \(other.colbertPrune)" }
         return nil
     }
 }
@@ -70,7 +96,7 @@ public struct ChunkRecord: Sendable {
 /// read-only connection.
 public final class IndexStore: @unchecked Sendable {
     public static let magic = "m3search-index"
-    public static let formatVersion = 1
+    public static let formatVersion = 2
 
     public let path: String
     public let db: SQLiteConnection
@@ -149,6 +175,9 @@ public final class IndexStore: @unchecked Sendable {
         CREATE INDEX chunks_by_document ON chunks(document_id);
         CREATE TABLE hnsw_nodes (slot INTEGER PRIMARY KEY, record BLOB NOT NULL);
         CREATE TABLE postings (token_id INTEGER PRIMARY KEY, max_weight REAL NOT NULL, data BLOB NOT NULL);
+        """),
+        (2, "codebooks", """
+        CREATE TABLE codebooks (name TEXT PRIMARY KEY, data BLOB NOT NULL);
         """),
     ]
 
@@ -283,6 +312,22 @@ public final class IndexStore: @unchecked Sendable {
 
     public func counts() throws -> (documents: Int, chunks: Int) {
         (Int(try db.scalarInt("SELECT count(*) FROM documents") ?? 0), Int(try db.scalarInt("SELECT count(*) FROM chunks") ?? 0))
+    }
+
+    // MARK: - Codebooks
+
+    /// A stored codebook (the ColBERT product quantiser is "colbert"), or nil. Indexes of
+    /// format 1 opened read-only have no codebooks table and no codebooks.
+    public func codebook(name: String) throws -> Data? {
+        guard try db.scalarInt("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='codebooks'") == 1 else { return nil }
+        let s = try db.prepare("SELECT data FROM codebooks WHERE name = ?")
+        try s.bind([.text(name)])
+        return try s.step() ? s.blob(0) : nil
+    }
+
+    public func putCodebook(name: String, data: Data) throws {
+        try db.prepare("INSERT INTO codebooks(name, data) VALUES(?, ?) ON CONFLICT(name) DO UPDATE SET data = excluded.data")
+            .run([.text(name), .blob(data)])
     }
 
     // MARK: - HNSW graph and postings

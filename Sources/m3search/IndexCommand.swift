@@ -56,6 +56,21 @@ struct IndexCommand: ParsableCommand {
     @Option(name: .long, help: "HNSW construction breadth, efConstruction (fixed when the index is created).")
     var efConstruction: Int = 200
 
+    @Option(name: .long, help: ArgumentHelp(
+        "ColBERT storage: f16, int8, binary, pq4|pq8|pq16|pq32|pq64 (fixed when the index is created; default \(SearchIndex.defaultColBERTStorage)).",
+        valueName: "storage"))
+    var colbertStorage: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Dense storage: f32, f16 or int8 (fixed when the index is created; default \(SearchIndex.defaultDenseStorage)).",
+        valueName: "storage"))
+    var denseStorage: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "ColBERT rows kept: none, or near-duplicates[:cos] to drop a row as similar as cos (default 0.95) to the last kept one (fixed at creation).",
+        valueName: "rule"))
+    var colbertPrune: String?
+
     @Option(name: .long, help: "Documents per committed batch.")
     var batch: Int = 16
 
@@ -65,6 +80,15 @@ struct IndexCommand: ParsableCommand {
         if batch < 1 { throw ValidationError("--batch must be at least 1") }
         if hnswM < 2 || hnswM > 128 { throw ValidationError("--hnsw-m must be between 2 and 128") }
         if efConstruction < 1 { throw ValidationError("--ef-construction must be at least 1") }
+        if let c = colbertStorage, ColBERTStorage(c) == nil {
+            throw ValidationError("--colbert-storage \(c) is unknown; choose from \(ColBERTStorage.names)")
+        }
+        if let d = denseStorage, DenseStorage(rawValue: d.lowercased()) == nil {
+            throw ValidationError("--dense-storage \(d) is unknown; choose from f32, f16, int8")
+        }
+        if let p = colbertPrune, ColBERTPruning(p) == nil {
+            throw ValidationError("--colbert-prune \(p) is unknown; use none or near-duplicates[:cos] with 0 < cos ≤ 1")
+        }
     }
 
     func run() throws {
@@ -72,7 +96,10 @@ struct IndexCommand: ParsableCommand {
         do {
             let m = try loadModel(explicit: location.model, precision: location.precision.value)
             searchIndex = try SearchIndex(path: location.index, model: m, maxLength: maxLength, overlap: overlap,
-                                          hnswM: hnswM, hnswEfConstruction: efConstruction)
+                                          hnswM: hnswM, hnswEfConstruction: efConstruction,
+                                          colbertStorage: colbertStorage.flatMap(ColBERTStorage.init),
+                                          denseStorage: denseStorage.flatMap { DenseStorage(rawValue: $0.lowercased()) },
+                                          colbertPruning: colbertPrune.flatMap(ColBERTPruning.init))
         } catch { fail("\(error)") }
         if searchIndex.settings.maxLength != maxLength || searchIndex.settings.overlap != overlap {
             FileHandle.standardError.write(Data("note: \(location.index) was created with --max-length \(searchIndex.settings.maxLength) --overlap \(searchIndex.settings.overlap); using those\n".utf8))

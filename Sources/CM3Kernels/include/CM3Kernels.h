@@ -50,6 +50,8 @@ int m3_kernel_level(void);
 // The index kernels (M3Index) live in their own header; this umbrella header must include
 // it for Swift to see it (SwiftPM uses include/<Target>.h as the umbrella when it exists).
 #include "CM3IndexKernels.h"
+// MaxSim over compressed ColBERT rows (int8, sign bits, product quantisation).
+#include "CM3CompressedKernels.h"
 // Likewise the int8 / bfloat16 linear-layer kernels (M3Model's --precision).
 #include "CM3LowPrecision.h"
 // Per-node spin locks of the parallel HNSW construction.

@@ -1,0 +1,316 @@
+// MaxSim over compressed ColBERT rows (see CM3CompressedKernels.h): int8 with per-row
+// scales, sign bits with per-row factors, and product-quantisation codes through a
+// per-query lookup table. Portable C first, then AVX-512 (per-function target attributes),
+// then dispatch. AVX2 machines run the portable versions, which -O2 vectorises for SSE2.
+#include "CM3CompressedKernels.h"
+#include "CM3IndexKernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define M3CX_X86 1
+#endif
+
+static inline int level_for(int isa) {
+    int best = m3ix_isa_level();
+    return isa < best ? (isa < 0 ? 0 : isa) : best;
+}
+
+// Mean of the row maxima, summed in row order.
+static float mean_of(const float *best, size_t nq) {
+    float total = 0;
+    for (size_t i = 0; i < nq; i++) total += best[i];
+    return total / (float)nq;
+}
+
+// ---------------------------------------------------------------- portable
+static float dot_i8(const float *q, const int8_t *c, size_t d) {
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t k = 0;
+    for (; k + 4 <= d; k += 4) {
+        s0 += q[k] * (float)c[k];
+        s1 += q[k + 1] * (float)c[k + 1];
+        s2 += q[k + 2] * (float)c[k + 2];
+        s3 += q[k + 3] * (float)c[k + 3];
+    }
+    for (; k < d; k++) s0 += q[k] * (float)c[k];
+    return (s0 + s1) + (s2 + s3);
+}
+
+// Σ q[k]·(±1): the sum over set bits twice, minus the sum of all (one pass, no branches).
+static float dot_bits(const float *q, const uint8_t *b, size_t d) {
+    float set = 0, all = 0;
+    for (size_t k = 0; k < d; k++) {
+        float bit = (float)((b[k >> 3] >> (k & 7)) & 1);
+        set += q[k] * bit;
+        all += q[k];
+    }
+    return 2 * set - all;
+}
+
+static void maxsim_i8_portable(const float *q, size_t nq, const int8_t *c, const float *scales, size_t np,
+                               size_t d, float *best) {
+    for (size_t i = 0; i < nq; i++) {
+        float b = -INFINITY;
+        for (size_t j = 0; j < np; j++) {
+            float s = dot_i8(q + i * d, c + j * d, d) * scales[j];
+            if (s > b) b = s;
+        }
+        best[i] = b;
+    }
+}
+
+static void maxsim_bits_portable(const float *q, size_t nq, const uint8_t *bits, const float *factors, size_t np,
+                                 size_t d, float *best) {
+    for (size_t i = 0; i < nq; i++) {
+        float b = -INFINITY;
+        for (size_t j = 0; j < np; j++) {
+            float s = dot_bits(q + i * d, bits + j * (d / 8), d) * factors[j];
+            if (s > b) b = s;
+        }
+        best[i] = b;
+    }
+}
+
+// Row j's scores for all (padded) query rows are the sum of m table rows, each nqp long and
+// contiguous, so the inner loop is a plain vector add over query rows.
+static void maxsim_pq_portable(const float *table, size_t nq, size_t m, const uint8_t *codes, size_t np,
+                               float *best) {
+    size_t nqp = (nq + 15) & ~(size_t)15;
+    float stack[256];
+    float *acc = nqp <= 256 ? stack : (float *)malloc(nqp * sizeof(float));
+    for (size_t i = 0; i < nq; i++) best[i] = -INFINITY;
+    for (size_t j = 0; j < np; j++) {
+        memset(acc, 0, nqp * sizeof(float));
+        const uint8_t *row = codes + j * m;
+        for (size_t s = 0; s < m; s++) {
+            const float *t = table + ((size_t)s * 256 + row[s]) * nqp;
+            for (size_t i = 0; i < nqp; i++) acc[i] += t[i];
+        }
+        for (size_t i = 0; i < nq; i++)
+            if (acc[i] > best[i]) best[i] = acc[i];
+    }
+    if (acc != stack) free(acc);
+}
+
+#if M3CX_X86
+// ---------------------------------------------------------------- AVX-512F
+// 4 query rows × 4 passage rows per block (16 accumulators), as the float16 MaxSim kernel:
+// 8 loads per 16 FMAs. LOAD16(j, k) gives 16 passage values of row j from dimension k as
+// float32; TAIL16(j, k) the d − k < 16 values left (zeros beyond d are harmless because the
+// query lanes beyond d are masked to zero). SCALE(j) multiplies row j's dot product.
+#define M3CX_BLOCKED_MAXSIM(LOAD16, TAIL16, SCALE)                                              \
+    for (size_t i = 0; i < nq; i++) best[i] = -INFINITY;                                        \
+    size_t full = d & ~(size_t)15, tail = d - full;                                             \
+    __mmask16 tm = (__mmask16)((1u << tail) - 1);                                               \
+    for (size_t i0 = 0; i0 < nq; i0 += 4) {                                                     \
+        const float *q0 = q + (i0 < nq ? i0 : nq - 1) * d;                                      \
+        const float *q1 = q + (i0 + 1 < nq ? i0 + 1 : nq - 1) * d;                              \
+        const float *q2 = q + (i0 + 2 < nq ? i0 + 2 : nq - 1) * d;                              \
+        const float *q3 = q + (i0 + 3 < nq ? i0 + 3 : nq - 1) * d;                              \
+        float b[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};                              \
+        for (size_t j0 = 0; j0 < np; j0 += 4) {                                                 \
+            size_t j[4] = {j0, j0 + 1 < np ? j0 + 1 : np - 1, j0 + 2 < np ? j0 + 2 : np - 1,    \
+                           j0 + 3 < np ? j0 + 3 : np - 1};                                      \
+            __m512 a[16];                                                                       \
+            for (int t = 0; t < 16; t++) a[t] = _mm512_setzero_ps();                            \
+            for (size_t k = 0; k < full; k += 16) {                                             \
+                __m512 x0 = _mm512_loadu_ps(q0 + k), x1 = _mm512_loadu_ps(q1 + k);              \
+                __m512 x2 = _mm512_loadu_ps(q2 + k), x3 = _mm512_loadu_ps(q3 + k);              \
+                __m512 y0 = LOAD16(j[0], k), y1 = LOAD16(j[1], k);                              \
+                __m512 y2 = LOAD16(j[2], k), y3 = LOAD16(j[3], k);                              \
+                a[0] += x0 * y0; a[1] += x0 * y1; a[2] += x0 * y2; a[3] += x0 * y3;             \
+                a[4] += x1 * y0; a[5] += x1 * y1; a[6] += x1 * y2; a[7] += x1 * y3;             \
+                a[8] += x2 * y0; a[9] += x2 * y1; a[10] += x2 * y2; a[11] += x2 * y3;           \
+                a[12] += x3 * y0; a[13] += x3 * y1; a[14] += x3 * y2; a[15] += x3 * y3;         \
+            }                                                                                   \
+            if (tail) {                                                                         \
+                __m512 x[4] = {_mm512_maskz_loadu_ps(tm, q0 + full), _mm512_maskz_loadu_ps(tm, q1 + full), \
+                               _mm512_maskz_loadu_ps(tm, q2 + full), _mm512_maskz_loadu_ps(tm, q3 + full)}; \
+                __m512 y[4] = {TAIL16(j[0], full), TAIL16(j[1], full), TAIL16(j[2], full),      \
+                               TAIL16(j[3], full)};                                             \
+                for (int r = 0; r < 4; r++)                                                     \
+                    for (int c = 0; c < 4; c++) a[r * 4 + c] += x[r] * y[c];                    \
+            }                                                                                   \
+            for (int r = 0; r < 4; r++)                                                         \
+                for (int c = 0; c < 4; c++) {                                                   \
+                    float s = _mm512_reduce_add_ps(a[r * 4 + c]) * SCALE(j[c]);                 \
+                    if (s > b[r]) b[r] = s;                                                     \
+                }                                                                               \
+        }                                                                                       \
+        for (size_t r = 0; r < 4 && i0 + r < nq; r++) best[i0 + r] = b[r];                     \
+    }
+
+__attribute__((target("avx512f")))
+static inline __m512 i8x16_to_ps(const int8_t *p) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
+}
+
+__attribute__((target("avx512f")))
+static inline __m512 i8_tail_to_ps(const int8_t *p, size_t n) {
+    int8_t buf[16] = {0};
+    memcpy(buf, p, n);
+    return i8x16_to_ps(buf);
+}
+
+__attribute__((target("avx512f")))
+static void maxsim_i8_avx512(const float *q, size_t nq, const int8_t *c, const float *scales, size_t np, size_t d,
+                             float *best) {
+#define LOAD16(row, k) i8x16_to_ps(c + (row) * d + (k))
+#define TAIL16(row, k) i8_tail_to_ps(c + (row) * d + (k), tail)
+#define SCALE(row) scales[row]
+    M3CX_BLOCKED_MAXSIM(LOAD16, TAIL16, SCALE)
+#undef LOAD16
+#undef TAIL16
+#undef SCALE
+}
+
+// 16 sign bits → ±1.0 lanes.
+__attribute__((target("avx512f")))
+static inline __m512 bits16_to_ps(const uint8_t *p, size_t bytes) {
+    uint16_t m = 0;
+    memcpy(&m, p, bytes);
+    return _mm512_mask_blend_ps((__mmask16)m, _mm512_set1_ps(-1.0f), _mm512_set1_ps(1.0f));
+}
+
+__attribute__((target("avx512f")))
+static void maxsim_bits_avx512(const float *q, size_t nq, const uint8_t *bits, const float *factors, size_t np,
+                               size_t d, float *best) {
+    size_t row_bytes = d / 8;
+#define LOAD16(row, k) bits16_to_ps(bits + (row) * row_bytes + (k) / 8, 2)
+#define TAIL16(row, k) bits16_to_ps(bits + (row) * row_bytes + (k) / 8, tail / 8)
+#define SCALE(row) factors[row]
+    M3CX_BLOCKED_MAXSIM(LOAD16, TAIL16, SCALE)
+#undef LOAD16
+#undef TAIL16
+#undef SCALE
+}
+
+// Up to 64 query rows (four registers) per pass over the codes.
+__attribute__((target("avx512f")))
+static void maxsim_pq_avx512(const float *table, size_t nq, size_t m, const uint8_t *codes, size_t np,
+                             float *best) {
+    size_t nqp = (nq + 15) & ~(size_t)15, blocks = nqp / 16;
+    for (size_t b0 = 0; b0 < blocks; b0 += 4) {
+        size_t nb = blocks - b0 < 4 ? blocks - b0 : 4;
+        __m512 mx[4];
+        for (size_t v = 0; v < 4; v++) mx[v] = _mm512_set1_ps(-INFINITY);
+        for (size_t j = 0; j < np; j++) {
+            const uint8_t *row = codes + j * m;
+            __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+            for (size_t s = 0; s < m; s++) {
+                const float *t = table + ((size_t)s * 256 + row[s]) * nqp + b0 * 16;
+                for (size_t v = 0; v < nb; v++) acc[v] += _mm512_loadu_ps(t + v * 16);
+            }
+            for (size_t v = 0; v < nb; v++) mx[v] = _mm512_max_ps(mx[v], acc[v]);
+        }
+        for (size_t v = 0; v < nb; v++) {
+            float tmp[16];
+            _mm512_storeu_ps(tmp, mx[v]);
+            for (size_t l = 0; l < 16; l++) {
+                size_t i = (b0 + v) * 16 + l;
+                if (i < nq) best[i] = tmp[l];
+            }
+        }
+    }
+}
+#endif
+
+// ---------------------------------------------------------------- dispatch
+#define M3CX_WITH_BEST(nq, BODY)                                                \
+    float stack[256];                                                           \
+    float *best = (nq) <= 256 ? stack : (float *)malloc((nq) * sizeof(float));  \
+    BODY;                                                                       \
+    float r = mean_of(best, nq);                                                \
+    if (best != stack) free(best);                                              \
+    return r;
+
+float m3cx_maxsim_i8_isa(int isa, const float *q, size_t nq, const int8_t *codes, const float *scales,
+                         size_t np, size_t d) {
+    if (nq == 0 || np == 0 || d == 0) return 0;
+    M3CX_WITH_BEST(nq, {
+#if M3CX_X86
+        if (level_for(isa) == M3IX_ISA_AVX512) maxsim_i8_avx512(q, nq, codes, scales, np, d, best);
+        else
+#endif
+            maxsim_i8_portable(q, nq, codes, scales, np, d, best);
+    })
+}
+
+float m3cx_maxsim_bits_isa(int isa, const float *q, size_t nq, const uint8_t *bits, const float *factors,
+                           size_t np, size_t d) {
+    if (nq == 0 || np == 0 || d == 0) return 0;
+    M3CX_WITH_BEST(nq, {
+#if M3CX_X86
+        if (level_for(isa) == M3IX_ISA_AVX512) maxsim_bits_avx512(q, nq, bits, factors, np, d, best);
+        else
+#endif
+            maxsim_bits_portable(q, nq, bits, factors, np, d, best);
+    })
+}
+
+float m3cx_maxsim_pq_isa(int isa, const float *table, size_t nq, size_t m, const uint8_t *codes, size_t np) {
+    if (nq == 0 || np == 0 || m == 0) return 0;
+    M3CX_WITH_BEST(nq, {
+#if M3CX_X86
+        if (level_for(isa) == M3IX_ISA_AVX512) maxsim_pq_avx512(table, nq, m, codes, np, best);
+        else
+#endif
+            maxsim_pq_portable(table, nq, m, codes, np, best);
+    })
+}
+
+float m3cx_maxsim_i8(const float *q, size_t nq, const int8_t *codes, const float *scales, size_t np, size_t d) {
+    return m3cx_maxsim_i8_isa(M3IX_ISA_AVX512, q, nq, codes, scales, np, d);
+}
+
+float m3cx_maxsim_bits(const float *q, size_t nq, const uint8_t *bits, const float *factors, size_t np, size_t d) {
+    return m3cx_maxsim_bits_isa(M3IX_ISA_AVX512, q, nq, bits, factors, np, d);
+}
+
+float m3cx_maxsim_pq(const float *table, size_t nq, size_t m, const uint8_t *codes, size_t np) {
+    return m3cx_maxsim_pq_isa(M3IX_ISA_AVX512, table, nq, m, codes, np);
+}
+
+// ---------------------------------------------------------------- PQ table and k-means step
+size_t m3cx_pq_table_count(size_t nq, size_t m) {
+    return m * 256 * ((nq + 15) & ~(size_t)15);
+}
+
+// Once per query (m · 256 · d multiply-adds), so a plain loop: the inner loop runs over the
+// centroid's values and -O2 vectorises it.
+void m3cx_pq_table(const float *q, size_t nq, size_t d, const float *codebook, size_t m, float *table) {
+    size_t nqp = (nq + 15) & ~(size_t)15, ds = d / m;
+    memset(table, 0, m3cx_pq_table_count(nq, m) * sizeof(float));
+    for (size_t s = 0; s < m; s++)
+        for (size_t c = 0; c < 256; c++) {
+            const float *cent = codebook + (s * 256 + c) * ds;
+            float *out = table + (s * 256 + c) * nqp;
+            for (size_t i = 0; i < nq; i++) {
+                const float *x = q + i * d + s * ds;
+                float acc = 0;
+                for (size_t k = 0; k < ds; k++) acc += x[k] * cent[k];
+                out[i] = acc;
+            }
+        }
+}
+
+// ‖x − c‖² = ‖x‖² − 2x·c + ‖c‖²; ‖x‖² is the same for every c, so the argmin of ‖c‖² − 2x·c.
+// With centroids transposed the inner loop runs over centroids (vectorised).
+uint32_t m3cx_nearest_centroid(const float *x, size_t ds, const float *centroids_t, const float *norms, size_t k) {
+    float dist[256];
+    if (k > 256) k = 256;
+    for (size_t c = 0; c < k; c++) dist[c] = norms[c];
+    for (size_t t = 0; t < ds; t++) {
+        float w = -2 * x[t];
+        const float *row = centroids_t + t * k;
+        for (size_t c = 0; c < k; c++) dist[c] += w * row[c];
+    }
+    uint32_t best = 0;
+    for (size_t c = 1; c < k; c++)
+        if (dist[c] < dist[best]) best = (uint32_t)c;
+    return best;
+}

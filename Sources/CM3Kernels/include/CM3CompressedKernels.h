@@ -1,0 +1,55 @@
+// Scoring kernels over compressed ColBERT rows (asymmetric: the query stays float32, the
+// passage rows are read in their stored form, never decompressed as a whole):
+//
+// - int8:   row j = scale[j] · codes[j][0..d) (signed bytes);
+// - binary: row j = factor[j] · (±1 per dimension), bit k of byte k/8 set ⇔ +1 (LSB first);
+// - PQ:     row j = concatenation over m subspaces of centroid codes[j][s] of subspace s
+//           (256 centroids of d/m values each). The query is turned once into a lookup
+//           table of every query row · every centroid; a row's score is then m table reads.
+//
+// Like CM3IndexKernels.h: a portable C version of each kernel plus an AVX-512 version built
+// with a per-function target attribute, chosen at run time; the `_isa` variants run a chosen
+// level (M3IX_ISA_*) so tests can compare every level against a plain loop.
+#ifndef CM3COMPRESSEDKERNELS_H
+#define CM3COMPRESSEDKERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// MaxSim (mean over query rows of the max over passage rows) of q (nq × d float32) against
+/// int8 rows (np × d) with per-row scales.
+float m3cx_maxsim_i8(const float *q, size_t nq, const int8_t *codes, const float *scales, size_t np, size_t d);
+float m3cx_maxsim_i8_isa(int isa, const float *q, size_t nq, const int8_t *codes, const float *scales,
+                         size_t np, size_t d);
+
+/// MaxSim of q (nq × d float32) against sign-bit rows (np × d/8 bytes) with per-row factors.
+/// Precondition: d % 8 == 0.
+float m3cx_maxsim_bits(const float *q, size_t nq, const uint8_t *bits, const float *factors, size_t np, size_t d);
+float m3cx_maxsim_bits_isa(int isa, const float *q, size_t nq, const uint8_t *bits, const float *factors,
+                           size_t np, size_t d);
+
+/// Floats in the PQ lookup table of nq query rows over m subspaces: m · 256 · round_up(nq, 16).
+size_t m3cx_pq_table_count(size_t nq, size_t m);
+
+/// Fills `table` (m3cx_pq_table_count floats): table[(s·256 + c)·nqp + i] = q_i[s-th slice] ·
+/// centroid c of subspace s, zero for the padding rows i ≥ nq. `codebook` is m × 256 × (d/m)
+/// floats. Precondition: d % m == 0.
+void m3cx_pq_table(const float *q, size_t nq, size_t d, const float *codebook, size_t m, float *table);
+
+/// MaxSim from a lookup table (m3cx_pq_table) against np rows of m one-byte codes.
+float m3cx_maxsim_pq(const float *table, size_t nq, size_t m, const uint8_t *codes, size_t np);
+float m3cx_maxsim_pq_isa(int isa, const float *table, size_t nq, size_t m, const uint8_t *codes, size_t np);
+
+/// Index of the nearest of k ≤ 256 centroids to x (ds floats) by squared distance, the first
+/// on ties. `centroids_t` is the centroids transposed (ds × k); `norms` their squared norms.
+uint32_t m3cx_nearest_centroid(const float *x, size_t ds, const float *centroids_t, const float *norms, size_t k);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,37 @@
+import CM3Kernels
+
+/// MaxSim against compressed ColBERT rows, scored in their stored form (the query stays
+/// float32; see CM3CompressedKernels.h for the layouts). Each call runs the fastest kernel
+/// this CPU has (AVX-512 or portable C).
+extension Similarity {
+    /// (1/nq) Σ_i max_j scales[j]·(q_i · codes_j) over int8 rows (`scales.count` rows of
+    /// `dimension` signed bytes). 0 when either side has no rows.
+    public static func maxSim(query q: UnsafeBufferPointer<Float>, dimension d: Int,
+                              int8Rows codes: UnsafeRawBufferPointer, scales: UnsafeRawBufferPointer) -> Float {
+        let np = scales.count / 4
+        precondition(d > 0 && q.count % d == 0 && codes.count == np * d, "MaxSim of partial rows")
+        guard let pq = q.baseAddress, let pc = codes.baseAddress, let ps = scales.baseAddress, np > 0 else { return 0 }
+        return m3cx_maxsim_i8(pq, q.count / d, pc.assumingMemoryBound(to: Int8.self),
+                              ps.assumingMemoryBound(to: Float.self), np, d)
+    }
+
+    /// (1/nq) Σ_i max_j factors[j]·(q_i · s_j) where s_j ∈ {−1, +1}^d is row j's sign bits
+    /// (`dimension / 8` bytes per row, bit k of byte k/8 set for +1). Precondition: d % 8 == 0.
+    public static func maxSim(query q: UnsafeBufferPointer<Float>, dimension d: Int,
+                              signBits bits: UnsafeRawBufferPointer, factors: UnsafeRawBufferPointer) -> Float {
+        let np = factors.count / 4
+        precondition(d > 0 && d % 8 == 0 && q.count % d == 0 && bits.count == np * d / 8, "MaxSim of partial rows")
+        guard let pq = q.baseAddress, let pb = bits.baseAddress, let pf = factors.baseAddress, np > 0 else { return 0 }
+        return m3cx_maxsim_bits(pq, q.count / d, pb.assumingMemoryBound(to: UInt8.self),
+                                pf.assumingMemoryBound(to: Float.self), np, d)
+    }
+
+    /// MaxSim of `queryRows` rows from a product quantiser's lookup table
+    /// (`ProductQuantizer.lookupTable`) against rows of `subspaces` one-byte codes.
+    public static func maxSim(table: UnsafeBufferPointer<Float>, queryRows nq: Int, subspaces m: Int,
+                              codes: UnsafeRawBufferPointer) -> Float {
+        precondition(m > 0 && codes.count % m == 0 && table.count == m3cx_pq_table_count(nq, m), "MaxSim of partial rows")
+        guard let pt = table.baseAddress, let pc = codes.baseAddress, codes.count > 0 else { return 0 }
+        return m3cx_maxsim_pq(pt, nq, m, pc.assumingMemoryBound(to: UInt8.self), codes.count / m)
+    }
+}
