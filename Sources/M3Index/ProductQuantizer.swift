@@ -58,9 +58,11 @@ public struct ProductQuantizer: Sendable, Equatable {
     }
 
     /// Learns the centroids by k-means (`iterations` Lloyd steps per subspace, subspaces in
-    /// parallel) on `rows` (row-major, `dimension` values each). Initial centroids are distinct
-    /// rows drawn with `seed`; with fewer than 256 rows the rest repeat the first ones (and are
-    /// never chosen: ties go to the lower index). An emptied cluster takes a random row again.
+    /// parallel) on `rows` (row-major, `dimension` values each), seeded by k-means++ (each
+    /// next initial centroid drawn with probability ∝ squared distance to the nearest chosen
+    /// one, from a generator seeded with `seed`, so training is reproducible). With fewer
+    /// than 256 distinct rows the surplus centroids repeat chosen ones and are never used (ties
+    /// go to the lower index). An emptied cluster takes a random row again.
     public static func train(rows: [Float], dimension: Int, subspaces: Int, iterations: Int = 10,
                              seed: UInt64 = 0x5051_5F4D_3353) throws(IndexError) -> ProductQuantizer {
         guard subspaces > 0, dimension > 0, dimension % subspaces == 0 else {
@@ -71,19 +73,39 @@ public struct ProductQuantizer: Sendable, Equatable {
             throw .invalidParameter(name: "training rows", value: rows.count, allowed: "a positive multiple of \(dimension) values")
         }
         let k = centroidCount, ds = dimension / subspaces
-        var rng = SplitMix64(seed: seed)
-        var order = Array(0..<n)
-        order.shuffle(using: &rng)
-        let initial = (0..<k).map { order[$0 % n] }
         var centroids = [Float](repeating: 0, count: dimension * k)
         rows.withUnsafeBufferPointer { x in
             centroids.withUnsafeMutableBufferPointer { out in
                 let outBase = out.baseAddress!
                 concurrently(min(subspaces, 2)) { worker in
-                    var local = SplitMix64(seed: seed &+ UInt64(worker) &* 0x9E37_79B9)
                     for s in stride(from: worker, to: subspaces, by: 2) {
+                        var local = SplitMix64(seed: seed &+ UInt64(s) &* 0x9E37_79B9_7F4A_7C15)
+                        func value(_ i: Int, _ t: Int) -> Float { x[i * dimension + s * ds + t] }
+                        // k-means++ seeding.
                         var cent = [Float](repeating: 0, count: k * ds)
-                        for c in 0..<k { for t in 0..<ds { cent[c * ds + t] = x[initial[c] * dimension + s * ds + t] } }
+                        var nearest = [Float](repeating: .infinity, count: n)
+                        var pick = Int(local.next() % UInt64(n))
+                        for c in 0..<k {
+                            for t in 0..<ds { cent[c * ds + t] = value(pick, t) }
+                            var total: Double = 0
+                            for i in 0..<n {
+                                var dist: Float = 0
+                                for t in 0..<ds { let e = value(i, t) - cent[c * ds + t]; dist += e * e }
+                                nearest[i] = min(nearest[i], dist)
+                                total += Double(nearest[i])
+                            }
+                            guard total > 0 else {
+                                // Every row coincides with a chosen centroid: repeat the chosen ones.
+                                for r in (c + 1)..<k { for t in 0..<ds { cent[r * ds + t] = cent[(r % (c + 1)) * ds + t] } }
+                                break
+                            }
+                            var target = Double(local.next() >> 11) * 0x1p-53 * total
+                            pick = n - 1
+                            for i in 0..<n {
+                                target -= Double(nearest[i])
+                                if target < 0 { pick = i; break }
+                            }
+                        }
                         var assign = [Int](repeating: 0, count: n)
                         for _ in 0..<iterations {
                             let (ct, cn) = transpose(cent, k: k, ds: ds)

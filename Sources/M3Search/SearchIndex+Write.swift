@@ -162,18 +162,21 @@ extension SearchIndex {
         let d = settings.dimension
         var all: [Float] = []
         for doc in documents { for e in doc.embeddings { if let c = e.colbert { all += colbertPruning.apply(c).values } } }
-        let rows = all.count / d
-        guard rows > 0 else { return nil }
-        var sample = all
-        if rows > Self.codebookTrainingRows {
-            sample = []
-            sample.reserveCapacity(Self.codebookTrainingRows * d)
-            for i in 0..<Self.codebookTrainingRows {
-                let r = i * rows / Self.codebookTrainingRows
-                sample += all[r * d ..< (r + 1) * d]
-            }
+        guard !all.isEmpty else { return nil }
+        return try ProductQuantizer.train(rows: Self.codebookSample(all, dimension: d), dimension: d, subspaces: d / n)
+    }
+
+    /// All rows, or `codebookTrainingRows` evenly spaced ones.
+    package static func codebookSample(_ rows: [Float], dimension d: Int) -> [Float] {
+        let count = rows.count / d
+        guard count > codebookTrainingRows else { return rows }
+        var sample: [Float] = []
+        sample.reserveCapacity(codebookTrainingRows * d)
+        for i in 0..<codebookTrainingRows {
+            let r = i * count / codebookTrainingRows
+            sample += rows[r * d ..< (r + 1) * d]
         }
-        return try ProductQuantizer.train(rows: sample, dimension: d, subspaces: d / n)
+        return sample
     }
 
     /// Writes the HNSW nodes and posting lists changed since the last commit.

@@ -111,7 +111,7 @@ public enum ColBERTPruning: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The rows kept, in order.
-    func apply(_ m: MultiVector) -> MultiVector {
+    package func apply(_ m: MultiVector) -> MultiVector {
         guard case .nearDuplicates(let threshold) = self, m.count > 1 else { return m }
         let d = m.dimension
         var kept: [Float] = Array(m.values[0..<d])
@@ -140,10 +140,10 @@ public enum ColBERTPruning: Sendable, Hashable, CustomStringConvertible {
 /// - ColBERT: f16: rows × d × binary16; int8: rows × scale float32, then rows × d × int8;
 ///            binary: rows × factor float32, then rows × d/8 sign bytes (bit k%8 of byte
 ///            k/8 set ⇔ value k ≥ 0); pq<n>: rows × d/n code bytes (centroids in `codebooks`).
-enum VectorCoding {
+package enum VectorCoding {
     // MARK: Dense
 
-    static func encodeDense(_ v: [Float], storage: DenseStorage = .f32) -> Data {
+    package static func encodeDense(_ v: [Float], storage: DenseStorage = .f32) -> Data {
         switch storage {
         case .f32: return v.withUnsafeBufferPointer { Data(buffer: $0) }
         case .f16: return halves(v)
@@ -157,7 +157,7 @@ enum VectorCoding {
     /// The stored dense vector as float32. With `unit`, an f16 or int8 vector is rescaled to
     /// norm 1 (quantisation moves the norm by ~1e-3 at 1024 dimensions, more at small ones,
     /// and the inner-product graph needs unit vectors); f32 is returned as stored.
-    static func decodeDense(_ raw: UnsafeRawBufferPointer, dimension: Int, storage: DenseStorage = .f32,
+    package static func decodeDense(_ raw: UnsafeRawBufferPointer, dimension: Int, storage: DenseStorage = .f32,
                             unit: Bool = false) -> [Float]? {
         guard var v = decodeDenseValues(raw, dimension: dimension, storage: storage) else { return nil }
         if unit && storage != .f32 {
@@ -184,7 +184,7 @@ enum VectorCoding {
 
     // MARK: Sparse
 
-    static func encodeSparse(_ s: SparseVector) -> Data {
+    package static func encodeSparse(_ s: SparseVector) -> Data {
         var d = Data(capacity: s.count * 8)
         for i in 0..<s.count {
             withUnsafeBytes(of: s.ids[i].littleEndian) { d.append(contentsOf: $0) }
@@ -193,7 +193,7 @@ enum VectorCoding {
         return d
     }
 
-    static func decodeSparse(_ raw: UnsafeRawBufferPointer) -> SparseVector? {
+    package static func decodeSparse(_ raw: UnsafeRawBufferPointer) -> SparseVector? {
         guard raw.count % 8 == 0 else { return nil }
         let n = raw.count / 8
         var ids = [Int32](), weights = [Float]()
@@ -212,7 +212,7 @@ enum VectorCoding {
     // MARK: ColBERT
 
     /// How the factor of a binary row is chosen (see BENCHMARKS.md "Storage" for the measurement).
-    enum SignFactor {
+    package enum SignFactor {
         /// ‖x‖₁ / d: the least-squares fit of x by factor · sign(x).
         case meanAbsolute
         /// ‖x‖₂² / ‖x‖₁: makes the estimate exact for the row itself (q = x) and, for unit rows,
@@ -220,9 +220,9 @@ enum VectorCoding {
         case normCorrected
     }
 
-    static let defaultSignFactor = SignFactor.normCorrected
+    package static let defaultSignFactor = SignFactor.normCorrected
 
-    static func encodeColBERT(_ m: MultiVector, storage: ColBERTStorage = .float16, codebook: ProductQuantizer? = nil,
+    package static func encodeColBERT(_ m: MultiVector, storage: ColBERTStorage = .float16, codebook: ProductQuantizer? = nil,
                               signFactor: SignFactor = defaultSignFactor) -> Data {
         let d = m.dimension, n = m.count
         switch storage {
@@ -264,7 +264,7 @@ enum VectorCoding {
     }
 
     /// Rows in a stored ColBERT blob, or nil when its length is not whole rows.
-    static func colbertRowCount(_ bytes: Int, dimension d: Int, storage: ColBERTStorage) -> Int? {
+    package static func colbertRowCount(_ bytes: Int, dimension d: Int, storage: ColBERTStorage) -> Int? {
         let per = storage.bytesPerRow(dimension: d)
         guard d > 0, per > 0, bytes % per == 0 else { return nil }
         return bytes / per
@@ -273,7 +273,7 @@ enum VectorCoding {
     /// The float32 rows a stored ColBERT blob stands for (each value as the scorer sees it:
     /// scale · byte, factor · ±1, the centroids). Nil when the blob is not whole rows, or for
     /// PQ storage without the index's codebook.
-    static func decodeColBERT(_ raw: UnsafeRawBufferPointer, dimension d: Int, storage: ColBERTStorage = .float16,
+    package static func decodeColBERT(_ raw: UnsafeRawBufferPointer, dimension d: Int, storage: ColBERTStorage = .float16,
                               codebook: ProductQuantizer? = nil) -> MultiVector? {
         guard let n = colbertRowCount(raw.count, dimension: d, storage: storage) else { return nil }
         switch storage {
@@ -307,7 +307,7 @@ enum VectorCoding {
     }
 
     /// A stored ColBERT blob as float32 rows, whatever the storage (for exports and checks).
-    static func decodeColbert(_ raw: Data, dimension: Int, storage: ColBERTStorage,
+    package static func decodeColbert(_ raw: Data, dimension: Int, storage: ColBERTStorage,
                               codebook: ProductQuantizer?) -> [[Float]]? {
         guard let m = raw.withUnsafeBytes({ decodeColBERT($0, dimension: dimension, storage: storage, codebook: codebook) })
         else { return nil }
@@ -353,14 +353,14 @@ enum VectorCoding {
 
 /// Scores one query's ColBERT rows against stored blobs in their stored form. Built once per
 /// query (for PQ this computes the query × centroid table), then used for every candidate.
-struct ColBERTScorer {
+package struct ColBERTScorer {
     let storage: ColBERTStorage
     let dimension: Int
     let query: MultiVector
     let codebook: ProductQuantizer?
     let table: [Float]
 
-    init(query: MultiVector, storage: ColBERTStorage, codebook: ProductQuantizer?) {
+    package init(query: MultiVector, storage: ColBERTStorage, codebook: ProductQuantizer?) {
         self.storage = storage
         self.dimension = query.dimension
         self.query = query
@@ -373,7 +373,7 @@ struct ColBERTScorer {
     }
 
     /// The MaxSim score of a stored blob; nil when it is not whole rows (or PQ lacks a codebook).
-    func score(_ raw: UnsafeRawBufferPointer) -> Float? {
+    package func score(_ raw: UnsafeRawBufferPointer) -> Float? {
         let d = dimension
         guard let n = VectorCoding.colbertRowCount(raw.count, dimension: d, storage: storage) else { return nil }
         guard n > 0, query.count > 0, let base = raw.baseAddress else { return 0 }
