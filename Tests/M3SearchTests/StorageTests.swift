@@ -1,0 +1,275 @@
+import Foundation
+import M3Index
+import M3Model
+@testable import M3Search
+import M3Store
+import XCTest
+
+/// Compressed ColBERT and dense storage: codec error bounds, scoring on the compressed form
+/// against scoring decoded rows, indexes of every storage against brute force over what they
+/// store, the recorded settings, and `IndexInfo` sizes against independent sums.
+final class StorageTests: XCTestCase {
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("m3-storage-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    struct RNG {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        mutating func gaussian() -> Float {
+            let u1 = max(Double(next() >> 11) * 0x1p-53, 1e-300), u2 = Double(next() >> 11) * 0x1p-53
+            return Float((-2 * log(u1)).squareRoot() * cos(2 * .pi * u2))
+        }
+        mutating func unitRows(_ n: Int, _ d: Int) -> [Float] {
+            var v: [Float] = []
+            for _ in 0..<n {
+                let row = (0..<d).map { _ in gaussian() }
+                let norm = row.reduce(0) { $0 + $1 * $1 }.squareRoot()
+                v += row.map { $0 / norm }
+            }
+            return v
+        }
+    }
+
+    func testCodecsRoundTripWithinTheirErrorBounds() throws {
+        var rng = RNG(state: 1)
+        let d = 64, n = 40
+        let m = MultiVector(dimension: d, values: rng.unitRows(n, d))
+        // float16: relative rounding 2⁻¹¹.
+        let f16 = VectorCoding.encodeColBERT(m, storage: .float16)
+        XCTAssertEqual(f16.count, n * d * 2)
+        let back16 = f16.withUnsafeBytes { VectorCoding.decodeColBERT($0, dimension: d, storage: .float16) }!
+        for (a, b) in zip(m.values, back16.values) { XCTAssertLessThanOrEqual(abs(a - b), abs(a) * 0x1p-11 + 1e-7) }
+        // int8: per-row scale max|x| / 127, error ≤ half a step.
+        let i8 = VectorCoding.encodeColBERT(m, storage: .int8)
+        XCTAssertEqual(i8.count, n * (d + 4))
+        let back8 = i8.withUnsafeBytes { VectorCoding.decodeColBERT($0, dimension: d, storage: .int8) }!
+        for r in 0..<n {
+            let step: Float = m[r].map { abs($0) }.max()! / 127
+            for k in 0..<d { XCTAssertLessThanOrEqual(abs(m.values[r * d + k] - back8.values[r * d + k]), step / 2 * 1.0001) }
+        }
+        // Sign bits: factor ‖x‖² / ‖x‖₁ times the sign of each value.
+        let bits = VectorCoding.encodeColBERT(m, storage: .binary)
+        XCTAssertEqual(bits.count, n * (d / 8 + 4))
+        let backBits = bits.withUnsafeBytes { VectorCoding.decodeColBERT($0, dimension: d, storage: .binary) }!
+        for r in 0..<n {
+            let row: [Float] = Array(m[r])
+            let l2: Float = row.reduce(0) { $0 + $1 * $1 }, l1: Float = row.reduce(0) { $0 + abs($1) }
+            let factor = l2 / l1
+            for k in 0..<d {
+                let expected: Float = row[k] >= 0 ? factor : -factor
+                XCTAssertEqual(backBits.values[r * d + k], expected, accuracy: 1e-6)
+            }
+        }
+        // Dense: f16 and int8 within their steps; decoding with `unit` gives norm 1.
+        let v = rng.unitRows(1, 1024)
+        for storage in DenseStorage.allCases {
+            let blob = VectorCoding.encodeDense(v, storage: storage)
+            XCTAssertEqual(blob.count, storage.bytes(dimension: 1024))
+            let raw = blob.withUnsafeBytes { VectorCoding.decodeDense($0, dimension: 1024, storage: storage) }!
+            let bound: Float = storage == .f32 ? 0 : storage == .f16 ? 0x1p-11 * 0.2 : v.map(abs).max()! / 254 * 1.0001
+            for (a, b) in zip(v, raw) { XCTAssertLessThanOrEqual(abs(a - b), bound + 1e-8, "\(storage)") }
+            let unit = blob.withUnsafeBytes { VectorCoding.decodeDense($0, dimension: 1024, storage: storage, unit: true) }!
+            XCTAssertEqual(unit.reduce(0) { $0 + $1 * $1 }, 1, accuracy: 1e-5)
+        }
+        // Wrong lengths are refused, not misread.
+        XCTAssertNil(Data(count: 7).withUnsafeBytes { VectorCoding.decodeColBERT($0, dimension: d, storage: .int8) })
+        XCTAssertNil(Data(count: 130).withUnsafeBytes { VectorCoding.decodeDense($0, dimension: d, storage: .f16) })
+    }
+
+    /// The scorer reads compressed rows directly; decoding them and scoring with the model's
+    /// sgemm-based `Scores.colbert` (a separate path) gives the same MaxSim.
+    func testScoringCompressedRowsEqualsScoringDecodedRows() throws {
+        var rng = RNG(state: 2)
+        let d = 64
+        let corpus = rng.unitRows(600, d)
+        let pq = try ProductQuantizer.train(rows: corpus, dimension: d, subspaces: 8)
+        for storage: ColBERTStorage in [.float16, .int8, .binary, .productQuantized(dimensionsPerCode: 8)] {
+            for (nq, np) in [(1, 1), (5, 17), (20, 70)] {
+                let q = MultiVector(dimension: d, values: rng.unitRows(nq, d))
+                let p = MultiVector(dimension: d, values: rng.unitRows(np, d))
+                let blob = VectorCoding.encodeColBERT(p, storage: storage, codebook: pq)
+                let scorer = ColBERTScorer(query: q, storage: storage, codebook: pq)
+                let fast = blob.withUnsafeBytes { scorer.score($0) }!
+                let decoded = blob.withUnsafeBytes { VectorCoding.decodeColBERT($0, dimension: d, storage: storage, codebook: pq) }!
+                XCTAssertEqual(decoded.count, np)
+                XCTAssertEqual(fast, Scores.colbert(q, decoded), accuracy: 1e-5, "\(storage) \(nq)×\(np)")
+                let rows = VectorCoding.decodeColbert(blob, dimension: d, storage: storage, codebook: pq)!
+                XCTAssertEqual(rows.flatMap { $0 }, decoded.values)
+            }
+        }
+    }
+
+    /// The first `count` plain-text corpus files, cut to `characters` (the test stays fast).
+    func corpusDocuments(_ count: Int, characters: Int = 2500) throws -> [DocumentInput] {
+        let folder = fixture("corpus")
+        let names = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasSuffix(".txt") }.sorted()
+        return try names.prefix(count).map {
+            DocumentInput(id: $0, text: String(try String(contentsOfFile: folder + "/" + $0, encoding: .utf8).prefix(characters)))
+        }
+    }
+
+    /// An index of each storage: its search returns what brute-force fused scoring over the
+    /// vectors it stores (decoded independently, scored with the model's scorers) returns.
+    func testIndexOfEachStorageMatchesBruteForceOverItsStoredVectors() throws {
+        let model = try SearchEngineTests.model()
+        let d = model.config.hiddenSize
+        let docs = try corpusDocuments(6)
+        let configs: [(ColBERTStorage, DenseStorage)] = [(.float16, .f32), (.int8, .int8), (.binary, .f16),
+                                                          (.productQuantized(dimensionsPerCode: 8), .f32),
+                                                          (.productQuantized(dimensionsPerCode: 4), .int8)]
+        let queries = ["the with statement", "exception handling", "integer division", "names and binding"]
+        for (cs, ds) in configs {
+            let path = dir.appendingPathComponent("\(cs)-\(ds).m3index").path
+            let index = try SearchIndex(path: path, model: model, maxLength: 48, overlap: 8, colbertStorage: cs, denseStorage: ds)
+            try index.add(docs)
+            XCTAssertGreaterThan(index.chunkCount, 50)
+            XCTAssertEqual(try index.check().problems, [])
+            let codebook = try IndexStore(path: path, readOnly: true).codebook(name: "colbert").map { try ProductQuantizer(serialized: Array($0)) }
+            XCTAssertEqual(codebook != nil, cs.needsCodebook)
+            // The stored vectors, decoded here.
+            var stored: [(id: Int64, dense: [Float], sparse: SparseVector, colbert: MultiVector)] = []
+            let s = try index.reader.db.prepare("SELECT id, dense, sparse, colbert FROM chunks ORDER BY id")
+            while try s.step() {
+                let dense = s.withBlob(1) { raw -> [Float] in
+                    // Independent decode of the dense layouts, then unit length.
+                    var v: [Float]
+                    switch ds {
+                    case .f32: v = (0..<d).map { raw.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) }
+                    case .f16: v = (0..<d).map { Float(raw.loadUnaligned(fromByteOffset: 2 * $0, as: Float16.self)) }
+                    case .int8:
+                        let scale = raw.loadUnaligned(fromByteOffset: 0, as: Float.self)
+                        v = (0..<d).map { scale * Float(Int8(bitPattern: raw[4 + $0])) }
+                        let norm = v.reduce(0) { $0 + $1 * $1 }.squareRoot()
+                        v = v.map { $0 / norm }
+                    }
+                    if ds == .f16 { let norm = v.reduce(0) { $0 + $1 * $1 }.squareRoot(); v = v.map { $0 / norm } }
+                    return v
+                }
+                stored.append((s.int(0), dense, s.withBlob(2) { VectorCoding.decodeSparse($0)! },
+                               s.withBlob(3) { VectorCoding.decodeColBERT($0, dimension: d, storage: cs, codebook: codebook)! }))
+            }
+            XCTAssertEqual(stored.count, index.chunkCount)
+            for text in queries {
+                let q = try model.encode([text], options: EncodeOptions(maxLength: 512))[0]
+                let brute = stored.map { c -> (Int64, Float, Float) in
+                    let colbert = Scores.colbert(q.colbert!, c.colbert)
+                    let fused = (0.4 * Scores.dense(q.dense!, c.dense) + 0.3 * Scores.sparse(q.sparse!, c.sparse) + 0.3 * colbert) / 1.0
+                    return (c.id, fused, colbert)
+                }.sorted { $0.1 != $1.1 ? $0.1 > $1.1 : $0.0 < $1.0 }
+                let options = SearchOptions(k: 10, weights: FusionWeights(dense: 0.4, sparse: 0.3, colbert: 0.3), groupByDocument: false)
+                let engine = try index.exhaustiveSearch(encoded: q, options: options)
+                XCTAssertEqual(engine.count, 10)
+                // Scores at each rank agree (near-ties may swap places, their scores cannot differ).
+                for (r, b) in zip(engine, brute.prefix(10)) { XCTAssertEqual(r.score, b.1, accuracy: 2e-5, "\(cs)/\(ds) \(text)") }
+                let byID = Dictionary(uniqueKeysWithValues: brute.map { ($0.0, $0.2) })
+                for r in engine { XCTAssertEqual(r.colbert!, byID[r.chunkID]!, accuracy: 2e-5, "\(cs)/\(ds) \(text)") }
+                // The candidate path finds the same top 10 here (every chunk is a candidate).
+                var wide = options
+                wide.candidates = 10_000
+                XCTAssertEqual(Set(try index.search(encoded: q, options: wide).results.map(\.chunkID)), Set(engine.map(\.chunkID)),
+                               "\(cs)/\(ds) \(text)")
+            }
+        }
+    }
+
+    func testSettingsAreRecordedAndAMismatchIsRefused() throws {
+        let model = try SearchEngineTests.model()
+        let path = dir.appendingPathComponent("s.m3index").path
+        do {
+            let index = try SearchIndex(path: path, model: model, maxLength: 48, colbertStorage: .int8, denseStorage: .f16,
+                                        colbertPruning: .nearDuplicates(threshold: 0.9))
+            try index.add(try corpusDocuments(1, characters: 600))
+        }
+        let reopened = try SearchIndex(path: path, model: model, create: false)
+        XCTAssertEqual(reopened.colbertStorage, .int8)
+        XCTAssertEqual(reopened.denseStorage, .f16)
+        XCTAssertEqual(reopened.colbertPruning, .nearDuplicates(threshold: 0.9))
+        XCTAssertEqual(try IndexInfo.read(path: path).settings.colbertStorage, "int8")
+        XCTAssertThrowsError(try SearchIndex(path: path, model: model, colbertStorage: .binary)) { error in
+            guard case StoreError.incompatible(_, let detail) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(detail.contains("--colbert-storage int8, not binary"), detail)
+        }
+        XCTAssertThrowsError(try SearchIndex(path: path, model: model, denseStorage: .int8))
+        XCTAssertNoThrow(try SearchIndex(path: path, model: model, colbertStorage: .int8, denseStorage: .f16))
+        // Settings written before the storage keys existed read as float16 / float32 / no pruning.
+        let old = #"{"modelID":"x","dimension":16,"maxLength":512,"overlap":64,"pooling":"cls","normalize":true,"hnswM":16,"hnswEfConstruction":200}"#
+        let decoded = try JSONDecoder().decode(IndexSettings.self, from: Data(old.utf8))
+        XCTAssertEqual([decoded.colbertStorage, decoded.denseStorage, decoded.colbertPrune], ["f16", "f32", "none"])
+        // A dimension the codec cannot cut is refused before anything is written.
+        XCTAssertThrowsError(try SearchIndex(path: dir.appendingPathComponent("x.m3index").path, model: model,
+                                             colbertStorage: .productQuantized(dimensionsPerCode: 64)))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("x.m3index").path))
+    }
+
+    func testNearDuplicatePruningDropsRowsLikeTheirPredecessor() {
+        let d = 4
+        let rows: [[Float]] = [[1, 0, 0, 0], [0.99, 0.141, 0, 0], [0, 1, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [1, 0, 0, 0]]
+        let m = MultiVector(dimension: d, values: rows.flatMap { $0 })
+        let kept = ColBERTPruning.nearDuplicates(threshold: 0.95).apply(m)
+        XCTAssertEqual(kept.values, [rows[0], rows[2], rows[4], rows[5]].flatMap { $0 })
+        XCTAssertEqual(ColBERTPruning.none.apply(m), m)
+        XCTAssertEqual(ColBERTPruning("near-duplicates:0.8"), .nearDuplicates(threshold: 0.8))
+        XCTAssertNil(ColBERTPruning("near-duplicates:1.5"))
+        XCTAssertEqual(ColBERTStorage("pq16"), .productQuantized(dimensionsPerCode: 16))
+        XCTAssertNil(ColBERTStorage("pq15"))
+    }
+
+    /// `IndexInfo` against sums computed from what was added: rows × bytes per row, chunks ×
+    /// dense bytes, the codebook's serialised size, and the file size on disk.
+    func testInfoSizesEqualIndependentSums() throws {
+        let model = try SearchEngineTests.model()
+        let d = model.config.hiddenSize
+        var rng = RNG(state: 3)
+        for (cs, ds) in [(ColBERTStorage.productQuantized(dimensionsPerCode: 4), DenseStorage.int8), (.float16, .f32)] {
+            let path = dir.appendingPathComponent("info-\(cs).m3index").path
+            let index = try SearchIndex(path: path, model: model, colbertStorage: cs, denseStorage: ds)
+            var rows = 0, tokens = 0, chunks = 0
+            var docs: [(id: String, chunks: [SearchIndex.EncodedChunk])] = []
+            for doc in 0..<20 {
+                var list: [SearchIndex.EncodedChunk] = []
+                for c in 0..<(1 + doc % 3) {
+                    let n = 3 + (doc * 7 + c) % 40
+                    rows += n; tokens += n + 1; chunks += 1
+                    let e = Embedding(tokenIDs: [], dense: rng.unitRows(1, d), sparse: SparseVector(ids: [Int32(doc), 100], weights: [0.5, 0.25]),
+                                      colbert: MultiVector(dimension: d, values: rng.unitRows(n, d)))
+                    list.append(.init(text: "document \(doc) chunk \(c)", tokenCount: n + 1, embedding: e))
+                }
+                docs.append((id: "d\(doc)", chunks: list))
+            }
+            try index.add(encoded: docs)
+            try index.store.checkpoint()
+            let info = try IndexInfo.read(path: path)
+            let codebookBytes = cs.needsCodebook ? 20 + d * 256 * 4 : 0
+            XCTAssertEqual(info.chunks, chunks)
+            XCTAssertEqual(info.documents, 20)
+            XCTAssertEqual(info.tokens, Int64(tokens))
+            XCTAssertEqual(info.colbertRows, Int64(rows))
+            XCTAssertEqual(info.components.dense, Int64(chunks * ds.bytes(dimension: d)))
+            if info.measuredInPages {
+                // The codebook counts in whole pages.
+                XCTAssertGreaterThanOrEqual(info.components.colbert, Int64(rows * cs.bytesPerRow(dimension: d) + codebookBytes))
+                XCTAssertLessThan(info.components.colbert, Int64(rows * cs.bytesPerRow(dimension: d) + codebookBytes + 8192))
+            } else {
+                XCTAssertEqual(info.components.colbert, Int64(rows * cs.bytesPerRow(dimension: d) + codebookBytes))
+            }
+            let fileSize = try FileManager.default.attributesOfItem(atPath: path)[.size] as! Int64
+            XCTAssertEqual(info.fileBytes, fileSize)
+            let c = info.components
+            XCTAssertEqual(c.documentsAndText + c.dense + c.hnswGraph + c.sparse + c.colbert + c.other, fileSize)
+            XCTAssertGreaterThan(c.hnswGraph, 0)
+            XCTAssertGreaterThanOrEqual(c.sparse, Int64(chunks * 16))
+        }
+    }
+}
