@@ -124,9 +124,16 @@ public final class SearchIndex: @unchecked Sendable {
     public let denseStorage: DenseStorage
     public let colbertPruning: ColBERTPruning
 
-    /// Storage of new indexes when the caller names none (see README "Index size and storage").
-    public static let defaultColBERTStorage: ColBERTStorage = .float16
-    public static let defaultDenseStorage: DenseStorage = .f32
+    /// Storage of new indexes when the caller names none, the best trade-off measured on
+    /// 5,000 full-size-model chunks (README "Index size and storage", BENCHMARKS.md "Storage"):
+    /// ColBERT pq16 (64 bytes per row, 32× smaller than float16, hybrid top-10 agreement 0.999)
+    /// and int8 dense (1,028 bytes, agreement 1.000). pq16 needs a dimension divisible by 16;
+    /// other models get int8 ColBERT.
+    public static func defaultColBERTStorage(dimension: Int) -> ColBERTStorage {
+        let pq16 = ColBERTStorage.productQuantized(dimensionsPerCode: 16)
+        return pq16.unsupportedReason(dimension: dimension) == nil ? pq16 : .int8
+    }
+    public static let defaultDenseStorage: DenseStorage = .int8
 
     let store: IndexStore          // the writer's connection
     let reader: IndexStore         // searches' connection (WAL: sees committed state)
@@ -157,13 +164,13 @@ public final class SearchIndex: @unchecked Sendable {
         self.path = path
         self.model = model
         let dimension = model.config.hiddenSize
-        if let why = (colbertStorage ?? Self.defaultColBERTStorage).unsupportedReason(dimension: dimension) {
+        if let why = colbertStorage?.unsupportedReason(dimension: dimension) {
             throw SearchError.invalidOptions(why)
         }
         let wanted = IndexSettings(modelID: model.identity, dimension: dimension, maxLength: maxLength,
                                    overlap: overlap, pooling: pooling.rawValue, normalize: normalize,
                                    hnswM: hnswM, hnswEfConstruction: hnswEfConstruction,
-                                   colbertStorage: (colbertStorage ?? Self.defaultColBERTStorage).description,
+                                   colbertStorage: (colbertStorage ?? Self.defaultColBERTStorage(dimension: dimension)).description,
                                    denseStorage: (denseStorage ?? Self.defaultDenseStorage).rawValue,
                                    colbertPrune: (colbertPruning ?? .none).description)
         let exists = FileManager.default.fileExists(atPath: path)

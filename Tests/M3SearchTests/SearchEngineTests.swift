@@ -83,7 +83,8 @@ final class SearchEngineTests: XCTestCase {
                 try s.bind([.int(r.chunkID)])
                 XCTAssertTrue(try s.step())
                 let sv = s.withBlob(0) { VectorCoding.decodeSparse($0) }!
-                let cv = s.withBlob(1) { VectorCoding.decodeColBERT($0, dimension: index.settings.dimension) }!
+                let cv = s.withBlob(1) { VectorCoding.decodeColBERT($0, dimension: index.settings.dimension,
+                                                                   storage: index.colbertStorage, codebook: index.colbertCodebook) }!
                 XCTAssertEqual(r.sparse, Scores.sparse(e.sparse!, sv), q)
                 XCTAssertEqual(Double(r.colbert!), Double(Scores.colbert(e.colbert!, cv)), accuracy: 1e-5, q)
                 XCTAssertEqual(r.text, s.text(2))
@@ -116,7 +117,8 @@ final class SearchEngineTests: XCTestCase {
         let index = try Self.corpusIndex()
         var brute = try BruteForceIndex(dimension: index.settings.dimension)
         try index.store.forEachChunkVectors { id, _, dense, _ in
-            try brute.add(id: id, vector: VectorCoding.decodeDense(dense, dimension: index.settings.dimension)!)
+            try brute.add(id: id, vector: VectorCoding.decodeDense(dense, dimension: index.settings.dimension,
+                                                                   storage: index.denseStorage, unit: true)!)
         }
         var found = 0, total = 0
         for q in Self.queries {
