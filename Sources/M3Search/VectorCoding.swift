@@ -252,6 +252,8 @@ package enum VectorCoding {
             }
             return factors + bits
         case .productQuantized:
+            guard n > 0 else { return Data() }
+            // The index trains its codebook before it encodes the first row.
             guard let codebook else { preconditionFailure("PQ ColBERT storage without a codebook") }
             var codes = [UInt8](repeating: 0, count: n * codebook.subspaces)
             m.values.withUnsafeBufferPointer { v in

@@ -273,3 +273,44 @@ final class StorageTests: XCTestCase {
         }
     }
 }
+
+/// The command line: storage options at creation, a clear error for a different one later,
+/// and `info --json` whose components add up to the file.
+final class StorageCommandLineTests: XCTestCase {
+    func testIndexStorageOptionsAndInfo() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("m3-storage-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("docs"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let text = String(try String(contentsOfFile: fixture("corpus/assert.txt"), encoding: .utf8).prefix(1500))
+        try Data(text.utf8).write(to: dir.appendingPathComponent("docs/a.txt"))
+        let index = dir.appendingPathComponent("i.m3index").path
+        let model = fixture("models/tiny-safetensors")
+        var run = try runM3Search(["index", dir.appendingPathComponent("docs").path, "--index", index, "--model", model,
+                                   "--max-length", "48", "--overlap", "8", "--colbert-storage", "binary", "--dense-storage", "f16"], stdin: "")
+        XCTAssertEqual(run.status, 0, run.stderr)
+        run = try runM3Search(["index", dir.appendingPathComponent("docs").path, "--index", index, "--model", model,
+                               "--colbert-storage", "int8"], stdin: "")
+        XCTAssertNotEqual(run.status, 0)
+        XCTAssertTrue(run.stderr.contains("--colbert-storage binary, not int8"), run.stderr)
+        run = try runM3Search(["index", dir.path, "--index", index, "--model", model, "--colbert-storage", "pq7"], stdin: "")
+        XCTAssertNotEqual(run.status, 0)
+        XCTAssertTrue(run.stderr.contains("pq16"), run.stderr)
+        run = try runM3Search(["info", "--index", index, "--json"], stdin: "")
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let info = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as! [String: Any]
+        let settings = info["settings"] as! [String: Any]
+        XCTAssertEqual(settings["colbertStorage"] as? String, "binary")
+        XCTAssertEqual(settings["denseStorage"] as? String, "f16")
+        let components = info["components"] as! [String: Int]
+        let file = try FileManager.default.attributesOfItem(atPath: index)[.size] as! Int
+        XCTAssertEqual(components.values.reduce(0, +), file)
+        let chunks = info["chunks"] as! Int, rows = info["colbertRows"] as! Int
+        XCTAssertGreaterThan(chunks, 0)
+        XCTAssertEqual(components["dense"], chunks * 2 * 16)
+        XCTAssertEqual(info["bytesPerChunk"] as! Double, Double(file) / Double(chunks), accuracy: 1e-6)
+        XCTAssertGreaterThanOrEqual(components["colbert"]!, rows * (4 + 16 / 8))
+        run = try runM3Search(["info", "--index", dir.appendingPathComponent("none.m3index").path], stdin: "")
+        XCTAssertNotEqual(run.status, 0)
+        XCTAssertTrue(run.stderr.contains("none.m3index"), run.stderr)
+    }
+}
