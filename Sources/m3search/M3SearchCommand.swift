@@ -7,7 +7,8 @@ struct M3SearchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "m3search",
         abstract: "Hybrid search with BGE-M3: dense, sparse and ColBERT, natively in Swift.",
-        subcommands: [IndexCommand.self, QueryCommand.self, CheckCommand.self, Encode.self, Score.self])
+        subcommands: [IndexCommand.self, QueryCommand.self, CheckCommand.self, Encode.self, Score.self,
+                      EvalCommand.self, TuneCommand.self, ExportCommand.self, ImportCommand.self])
 }
 
 /// Options shared by every command that loads the model.

@@ -16,8 +16,10 @@ struct QueryCommand: ParsableCommand {
     @Option(name: .long, help: "Number of results.")
     var k: Int = 10
 
-    @Option(name: .long, help: "Fusion weights for dense,sparse,colbert; a weight of 0 skips that mode.")
-    var weights: String = "0.4,0.3,0.3"
+    @Option(name: .long, help: ArgumentHelp(
+        "Fusion weights for dense,sparse,colbert; a weight of 0 skips that mode.",
+        discussion: "Default: the index's saved weights (`m3search tune --save`), else 0.4,0.3,0.3.", valueName: "d,s,c"))
+    var weights: String?
 
     @Option(name: .long, help: "hybrid, dense, sparse or colbert.")
     var mode: SearchOptions.Mode = .hybrid
@@ -45,11 +47,11 @@ struct QueryCommand: ParsableCommand {
         if k < 1 { throw ValidationError("--k must be at least 1") }
         if candidates < 1 { throw ValidationError("--candidates must be at least 1") }
         if let efSearch, efSearch < 1 { throw ValidationError("--ef-search must be at least 1") }
-        do { _ = try FusionWeights(parsing: weights) } catch { throw ValidationError("\(error)") }
+        if let weights { do { _ = try FusionWeights(parsing: weights) } catch { throw ValidationError("\(error)") } }
     }
 
     func run() throws {
-        let w = try FusionWeights(parsing: weights)
+        let w = try weights.map { try FusionWeights(parsing: $0) }
         let index = location.index
         guard FileManager.default.fileExists(atPath: index) else {
             fail("no index at \(index). Build one with `m3search index <folders> --index \(index)`.")
