@@ -56,19 +56,24 @@ extension SearchIndex {
 /// and the same candidate count: the candidates of a weight setting are the graph's when
 /// dense or ColBERT counts, the postings' when sparse or ColBERT counts, exactly as in search.
 public struct CandidatePool: Sendable {
-    /// One query's scored candidates, split once by where they came from: a weight setting
-    /// uses the graph's alone (dense only), the postings' alone (sparse only) or both.
+    /// One query's scored candidates and where each came from: a weight setting uses the
+    /// graph's alone (dense only), the postings' alone (sparse only) or both (otherwise).
     struct QueryCandidates: Sendable {
+        static let fromGraph: UInt8 = 1, fromPostings: UInt8 = 2
         var id: String
-        var all: [ScoredChunk]
-        var graphOnly: [ScoredChunk]
-        var postingsOnly: [ScoredChunk]
+        var chunks: [ScoredChunk]
+        var sources: [UInt8]
 
         init(id: String, scored: [ScoredChunk], graph: Set<Int64>, postings: Set<Int64>) {
             self.id = id
-            all = scored
-            graphOnly = scored.filter { graph.contains($0.chunkID) }
-            postingsOnly = scored.filter { postings.contains($0.chunkID) }
+            chunks = scored
+            sources = scored.map { (graph.contains($0.chunkID) ? Self.fromGraph : 0) | (postings.contains($0.chunkID) ? Self.fromPostings : 0) }
+        }
+
+        func candidates(graph: Bool, postings: Bool) -> [ScoredChunk] {
+            if graph && postings { return chunks }
+            let wanted = graph ? Self.fromGraph : Self.fromPostings
+            return zip(chunks, sources).filter { $0.1 & wanted != 0 }.map(\.0)
         }
     }
 
@@ -77,7 +82,7 @@ public struct CandidatePool: Sendable {
     /// Documents ranked per query (the largest metric cutoff).
     public let depth: Int
     /// Chunks scored in all, over every query.
-    public var scoredChunks: Int { queries.reduce(0) { $0 + $1.all.count } }
+    public var scoredChunks: Int { queries.reduce(0) { $0 + $1.chunks.count } }
     public var queryCount: Int { queries.count }
     /// Seconds spent encoding the queries and scoring their candidates.
     public var encodeSeconds = 0.0
@@ -88,7 +93,7 @@ public struct CandidatePool: Sendable {
         var out: [String: [String]] = [:]
         let graph = weights.dense > 0 || weights.colbert > 0, postings = weights.sparse > 0 || weights.colbert > 0
         for q in queries {
-            var chunks = graph && postings ? q.all : graph ? q.graphOnly : q.postingsOnly
+            var chunks = q.candidates(graph: graph, postings: postings)
             SearchIndex.fuse(&chunks, weights: weights)
             out[q.id] = SearchIndex.top(chunks, k: depth, groupByDocument: true).map { documentPaths[$0.documentID] ?? "" }
         }
@@ -131,17 +136,18 @@ extension SearchIndex {
         let t1 = Date()
         let all = FusionWeights(dense: 1, sparse: 1, colbert: 1)
         let n = max(candidates, depth)
-        var pool = try stateLock.read { () -> CandidatePool in
-            guard hnsw.count > 0 else { throw SearchError.emptyIndex(path) }
-            var out: [CandidatePool.QueryCandidates] = []
-            for (query, q) in zip(queries, encoded) {
+        // The read lock is taken per query, so a writer waits for one query at most.
+        var out: [CandidatePool.QueryCandidates] = []
+        for (query, q) in zip(queries, encoded) {
+            out.append(try stateLock.read {
+                guard hnsw.count > 0 else { throw SearchError.emptyIndex(path) }
                 let found = try self.candidates(for: q, n: n, efSearch: efSearch, fromGraph: true, fromPostings: true)
                 let ids = Set(found.graph).union(found.postings)
-                out.append(.init(id: query.id, scored: try score(ids.sorted(), query: q, weights: all),
-                                 graph: Set(found.graph), postings: Set(found.postings)))
-            }
-            return CandidatePool(queries: out, documentPaths: documentInfo.mapValues(\.path), depth: depth)
+                return .init(id: query.id, scored: try score(ids.sorted(), query: q, weights: all),
+                             graph: Set(found.graph), postings: Set(found.postings))
+            })
         }
+        var pool = CandidatePool(queries: out, documentPaths: stateLock.read { documentInfo.mapValues(\.path) }, depth: depth)
         pool.encodeSeconds = t1.timeIntervalSince(t0)
         pool.scoreSeconds = Date().timeIntervalSince(t1)
         return pool

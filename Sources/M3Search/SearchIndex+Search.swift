@@ -223,12 +223,14 @@ extension SearchIndex {
     static func fuse(_ chunks: inout [ScoredChunk], weights w: FusionWeights, fusion: SearchOptions.Fusion = .weighted) {
         switch fusion {
         case .weighted:
+            // Scores.fused's arithmetic, in its order, without two arrays per chunk
+            // (a tuning grid fuses every candidate once per grid point).
             for i in chunks.indices {
-                var scores: [Float] = [], weights: [Float] = []
-                if w.dense > 0 { scores.append(chunks[i].dense ?? 0); weights.append(w.dense) }
-                if w.sparse > 0 { scores.append(chunks[i].sparse ?? 0); weights.append(w.sparse) }
-                if w.colbert > 0 { scores.append(chunks[i].colbert ?? 0); weights.append(w.colbert) }
-                chunks[i].fused = Scores.fused(scores, weights: weights)
+                var num: Float = 0, den: Float = 0
+                if w.dense > 0 { num += (chunks[i].dense ?? 0) * w.dense; den += w.dense }
+                if w.sparse > 0 { num += (chunks[i].sparse ?? 0) * w.sparse; den += w.sparse }
+                if w.colbert > 0 { num += (chunks[i].colbert ?? 0) * w.colbert; den += w.colbert }
+                chunks[i].fused = den > 0 ? num / den : 0
             }
         case .rrf:
             for i in chunks.indices { chunks[i].fused = 0 }

@@ -61,7 +61,11 @@ struct ExportCommand: ParsableCommand {
                 w.flush(to: handle)
                 written += 1
             })
-        } catch { fail("\(error)") }
+        } catch {
+            // A partial file would look like a valid export's start; remove it.
+            if let out { try? handle.close(); try? FileManager.default.removeItem(atPath: out) }
+            fail("\(error)")
+        }
         if out != nil {
             try? handle.close()
             FileHandle.standardError.write(Data("exported \(written) chunks to \(out!)\n".utf8))

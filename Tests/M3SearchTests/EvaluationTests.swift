@@ -177,9 +177,14 @@ final class EvaluationSearchTests: XCTestCase {
         for w in Self.settings {
             let rankings = pool.rankings(weights: w)
             for q in set.judgedQueries.prefix(8) {
-                let real = try index.search(q.text, options: SearchOptions(k: 100, weights: w)).results.map(\.path)
-                XCTAssertEqual(rankings[q.id], real, "\(q.id) \(w)")
-                XCTAssertGreaterThan(real.count, 10)
+                let results = try index.search(q.text, options: SearchOptions(k: 100, weights: w)).results
+                XCTAssertEqual(rankings[q.id], results.map(\.path), "\(q.id) \(w)")
+                XCTAssertGreaterThan(results.count, 10)
+                // The fused score is the model's reference fusion of the reported mode scores, bit for bit.
+                for r in results {
+                    let parts = [(w.dense, r.dense), (w.sparse, r.sparse), (w.colbert, r.colbert)].filter { $0.0 > 0 }
+                    XCTAssertEqual(r.score, Scores.fused(parts.map { $0.1! }, weights: parts.map(\.0)))
+                }
             }
         }
         for (mode, w) in zip([SearchOptions.Mode.dense, .sparse, .colbert], Self.settings) {
