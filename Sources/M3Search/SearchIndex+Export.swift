@@ -41,9 +41,11 @@ extension SearchIndex {
         let connection = try IndexStore(path: path, readOnly: true)
         try connection.db.transaction(immediate: false) {
             let settings = try connection.settings()
-            let counts = try connection.counts()
+            // Documents are counted by their chunks: one without chunks has no line to export.
+            let documents = Int(try connection.db.scalarInt("SELECT count(DISTINCT document_id) FROM chunks") ?? 0)
+            let chunks = Int(try connection.db.scalarInt("SELECT count(*) FROM chunks") ?? 0)
             try header(IndexSnapshot(settings: settings, defaultWeights: try loadDefaultWeights(connection),
-                                     documents: counts.documents, chunks: counts.chunks))
+                                     documents: documents, chunks: chunks))
             try forEachChunk(connection, settings: settings, body)
         }
     }

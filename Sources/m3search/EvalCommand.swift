@@ -46,7 +46,7 @@ struct EvaluationOptions: ParsableArguments {
         }
         let unknown = pool.unknownDocuments(in: set)
         if !unknown.isEmpty {
-            note("\(unknown.count) judged documents are not in the index (e.g. \"\(unknown[0])\"); "
+            note("relevant documents of the qrels not in the index: \(unknown.count) (e.g. \"\(unknown[0])\"); "
                  + "document ids must be the paths as indexed (or the ids given to add)")
         }
         return (index, set, pool)

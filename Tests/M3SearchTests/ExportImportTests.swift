@@ -25,7 +25,9 @@ final class ExportImportTests: XCTestCase {
         let summary = try index.indexFiles(files.prefix(12).map { fixture("corpus/" + $0) })
         XCTAssertEqual(summary.indexed, 12)
         try index.add([DocumentInput(id: "note-1", text: "Tabs\tand \"quotes\" and ünïcödé 🚀 in a note.", metadata: ["author": "ann", "lang": "en"]),
-                       DocumentInput(id: "note-2", text: "A second note without metadata.")])
+                       DocumentInput(id: "note-2", text: "A second note without metadata."),
+                       DocumentInput(id: "empty", text: "")])   // no chunks: not exported
+        XCTAssertEqual(index.documentCount, 15)
         try index.setDefaultWeights(FusionWeights(dense: 0.5, sparse: 0.2, colbert: 0.3))
         let run = try runM3Search(["export", "--format", "jsonl", "--index", path("a.m3index"), "--out", path("export.jsonl")], stdin: "")
         XCTAssertEqual(run.status, 0, run.stderr)
@@ -54,7 +56,8 @@ final class ExportImportTests: XCTestCase {
         let imported = try SearchIndex(path: path("b.m3index"), model: try BGEM3(folder: model), create: false)
         XCTAssertEqual(imported.settings, original.settings)
         XCTAssertEqual(imported.defaultWeights, original.defaultWeights)
-        XCTAssertEqual(imported.documentCount, original.documentCount)
+        XCTAssertEqual(imported.documentCount, original.documentCount - 1)
+        XCTAssertEqual(header["documents"] as? Int, 14)
         XCTAssertTrue(try imported.check().isSound)
         let queries = ["how does the assert statement work", "augmented assignment", "asynchronous iteration",
                        "a note with metadata", "attribute references", "binary arithmetic operations"]
