@@ -117,7 +117,7 @@ public struct CandidatePool: Sendable {
 }
 
 extension SearchIndex {
-    /// Encodes the set's judged queries (one batch), takes each one's candidates from the
+    /// Encodes the set's judged queries (in batches of 256), takes each one's candidates from the
     /// graph and the postings (`candidates` each, at least `depth`), and scores every
     /// candidate once in all three modes.
     ///
@@ -129,27 +129,34 @@ extension SearchIndex {
             throw EvaluationError.noJudgedQueries("none of the \(set.queries.count) queries has a judgment with score > 0 in the qrels (are the query ids the same in both files?)")
         }
         guard depth >= 1, candidates >= 1 else { throw SearchError.invalidOptions("depth and candidates must be at least 1") }
-        let t0 = Date()
-        let encoded = try model.encode(queries.map(\.text), options: EncodeOptions(
-            maxLength: Self.queryMaxLength, outputs: .all, pooling: Pooling(rawValue: settings.pooling) ?? .cls,
-            normalize: settings.normalize))
-        let t1 = Date()
+        let options = EncodeOptions(maxLength: Self.queryMaxLength, outputs: .all,
+                                    pooling: Pooling(rawValue: settings.pooling) ?? .cls, normalize: settings.normalize)
         let all = FusionWeights(dense: 1, sparse: 1, colbert: 1)
         let n = max(candidates, depth)
-        // The read lock is taken per query, so a writer waits for one query at most.
         var out: [CandidatePool.QueryCandidates] = []
-        for (query, q) in zip(queries, encoded) {
-            out.append(try stateLock.read {
-                guard hnsw.count > 0 else { throw SearchError.emptyIndex(path) }
-                let found = try self.candidates(for: q, n: n, efSearch: efSearch, fromGraph: true, fromPostings: true)
-                let ids = Set(found.graph).union(found.postings)
-                return .init(id: query.id, scored: try score(ids.sorted(), query: q, weights: all),
-                             graph: Set(found.graph), postings: Set(found.postings))
-            })
+        var encodeSeconds = 0.0, scoreSeconds = 0.0
+        // Batches of queries, so the ColBERT vectors of a large query set are never all in memory.
+        for start in stride(from: 0, to: queries.count, by: 256) {
+            let batch = queries[start ..< min(start + 256, queries.count)]
+            let t0 = Date()
+            let encoded = try model.encode(batch.map(\.text), options: options)
+            let t1 = Date()
+            for (query, q) in zip(batch, encoded) {
+                // The read lock is taken per query, so a writer waits for one query at most.
+                out.append(try stateLock.read {
+                    guard hnsw.count > 0 else { throw SearchError.emptyIndex(path) }
+                    let found = try self.candidates(for: q, n: n, efSearch: efSearch, fromGraph: true, fromPostings: true)
+                    let ids = Set(found.graph).union(found.postings)
+                    return .init(id: query.id, scored: try score(ids.sorted(), query: q, weights: all),
+                                 graph: Set(found.graph), postings: Set(found.postings))
+                })
+            }
+            encodeSeconds += t1.timeIntervalSince(t0)
+            scoreSeconds += Date().timeIntervalSince(t1)
         }
         var pool = CandidatePool(queries: out, documentPaths: stateLock.read { documentInfo.mapValues(\.path) }, depth: depth)
-        pool.encodeSeconds = t1.timeIntervalSince(t0)
-        pool.scoreSeconds = Date().timeIntervalSince(t1)
+        pool.encodeSeconds = encodeSeconds
+        pool.scoreSeconds = scoreSeconds
         return pool
     }
 }
