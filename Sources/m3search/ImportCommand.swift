@@ -219,10 +219,10 @@ struct ImportCommand: ParsableCommand {
             default: throw problem("\"source\" must be an object or null")
             }
 
-            guard case .array(let denseValues)? = o["dense"], denseValues.count == d else {
+            guard case .floats(let dense)? = o["dense"], dense.count == d else {
                 throw problem("\"dense\" must be an array of \(d) numbers")
             }
-            let dense = try denseValues.map { try float($0, "a dense value") }
+            guard dense.allSatisfy(\.isFinite) else { throw problem("a dense value is not a finite float32 number") }
 
             guard case .object(let sparseObject)? = o["sparse"] else { throw problem("\"sparse\" must be an object {\"<token id>\": weight}") }
             var pairs: [(Int32, Float)] = []
@@ -238,8 +238,9 @@ struct ImportCommand: ParsableCommand {
             var values: [Float] = []
             values.reserveCapacity(rows.count * d)
             for (r, row) in rows.enumerated() {
-                guard case .array(let items) = row, items.count == d else { throw problem("colbert row \(r) must hold \(d) numbers") }
-                for item in items { values.append(try float(item, "a colbert value")) }
+                guard case .floats(let items) = row, items.count == d else { throw problem("colbert row \(r) must hold \(d) numbers") }
+                guard items.allSatisfy(\.isFinite) else { throw problem("colbert row \(r) has a value that is not a finite float32 number") }
+                values.append(contentsOf: items)
             }
             let embedding = Embedding(tokenIDs: [], dense: dense, sparse: SparseVector(ids: pairs.map(\.0), weights: pairs.map(\.1)),
                                       colbert: MultiVector(dimension: d, values: values))

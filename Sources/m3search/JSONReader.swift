@@ -2,10 +2,12 @@ import Foundation
 
 /// A JSON value as parsed by `JSONReader`. Numbers keep their text, so a float32 written
 /// with Swift's shortest digits converts back to exactly the same float32 (going through
-/// Double could round twice).
+/// Double could round twice); an array of numbers only is read straight into float32s
+/// (correctly rounded from the text by strtof), since vectors are most of an export.
 enum JSONValue {
     case object([String: JSONValue])
     case array([JSONValue])
+    case floats([Float])
     case string(String)
     case number(String)
     case bool(Bool)
@@ -15,6 +17,7 @@ enum JSONValue {
         switch self {
         case .object: return "an object"
         case .array: return "an array"
+        case .floats: return "an array of numbers"
         case .string: return "a string"
         case .number: return "a number"
         case .bool: return "a boolean"
@@ -32,19 +35,24 @@ struct JSONReader {
         var description: String { "\(message) at byte \(offset + 1)" }
     }
 
-    private let bytes: [UInt8]
+    private let bytes: UnsafeBufferPointer<UInt8>
     private var i = 0
 
     /// Parses one complete JSON value; anything but whitespace after it is an error.
-    static func parse(_ bytes: [UInt8]) throws -> JSONValue {
-        var reader = JSONReader(bytes: bytes)
-        let value = try reader.value(depth: 0)
-        reader.skipWhitespace()
-        guard reader.i == bytes.count else { throw reader.fail("unexpected text after the JSON value") }
-        return value
+    static func parse(_ line: [UInt8]) throws -> JSONValue {
+        // A NUL after the text lets strtof run on the buffer in place: it stops there at the latest.
+        var terminated = line
+        terminated.append(0)
+        return try terminated.withUnsafeBufferPointer { buffer in
+            var reader = JSONReader(bytes: UnsafeBufferPointer(rebasing: buffer[0 ..< line.count]))
+            let value = try reader.value(depth: 0)
+            reader.skipWhitespace()
+            guard reader.i == line.count else { throw reader.fail("unexpected text after the JSON value") }
+            return value
+        }
     }
 
-    private init(bytes: [UInt8]) { self.bytes = bytes }
+    private init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
     private func fail(_ message: String) -> Failure { Failure(offset: i, message: message) }
 
@@ -85,6 +93,9 @@ struct JSONReader {
             var items: [JSONValue] = []
             skipWhitespace()
             if i < bytes.count, bytes[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
+            let first = i
+            if let floats = try numberArray() { return .floats(floats) }
+            i = first  // not numbers only: parse the general way
             while true {
                 items.append(try value(depth: depth + 1))
                 skipWhitespace()
@@ -107,13 +118,44 @@ struct JSONReader {
 
     private mutating func literal(_ word: String) throws {
         let w = Array(word.utf8)
-        guard i + w.count <= bytes.count, Array(bytes[i ..< i + w.count]) == w else { throw fail("invalid literal") }
+        guard i + w.count <= bytes.count, bytes[i ..< i + w.count].elementsEqual(w) else { throw fail("invalid literal") }
         i += w.count
     }
 
-    /// RFC 8259 number grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+    /// The rest of an array whose elements are all numbers, as float32s; nil (position
+    /// undefined) when an element is not a number.
+    private mutating func numberArray() throws -> [Float]? {
+        var out: [Float] = []
+        while true {
+            skipWhitespace()
+            guard i < bytes.count, bytes[i] == UInt8(ascii: "-") || (bytes[i] >= UInt8(ascii: "0") && bytes[i] <= UInt8(ascii: "9")) else {
+                return nil
+            }
+            let start = i
+            try scanNumber()
+            // The text was checked against the JSON grammar, which strtof accepts in full.
+            var end: UnsafeMutablePointer<CChar>?
+            let v = bytes.baseAddress!.withMemoryRebound(to: CChar.self, capacity: i + 1) { strtof($0 + start, &end) }
+            guard let end, bytes.baseAddress!.distance(to: UnsafeRawPointer(end).assumingMemoryBound(to: UInt8.self)) == i else {
+                throw Failure(offset: start, message: "invalid number")
+            }
+            out.append(v)
+            skipWhitespace()
+            guard i < bytes.count else { throw fail("unterminated array") }
+            if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
+            if bytes[i] == UInt8(ascii: "]") { i += 1; return out }
+            return nil
+        }
+    }
+
     private mutating func number() throws -> String {
         let start = i
+        try scanNumber()
+        return String(decoding: bytes[start ..< i], as: UTF8.self)
+    }
+
+    /// RFC 8259 number grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+    private mutating func scanNumber() throws {
         func digits() -> Int {
             let s = i
             while i < bytes.count, bytes[i] >= UInt8(ascii: "0"), bytes[i] <= UInt8(ascii: "9") { i += 1 }
@@ -131,7 +173,6 @@ struct JSONReader {
             if i < bytes.count, bytes[i] == UInt8(ascii: "+") || bytes[i] == UInt8(ascii: "-") { i += 1 }
             guard digits() > 0 else { throw fail("invalid number: digits expected in the exponent") }
         }
-        return String(decoding: bytes[start ..< i], as: UTF8.self)
     }
 
     private mutating func string() throws -> String {

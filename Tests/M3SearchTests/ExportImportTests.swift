@@ -103,6 +103,9 @@ final class ExportImportTests: XCTestCase {
             ("out of order", ([lines[0], lines[2], lines[1]] + lines[3...]).joined(separator: "\n"), ":2: expected chunk 0"),
         ]
         cases.append(("short dense", try edited(4) { $0["dense"] = [0.5] }, ":4: \"dense\" must be an array of 16 numbers"))
+        cases.append(("overflowing float", try edited(4) { $0["dense"] = [Double](repeating: 1e39, count: 16) }, ":4: a dense value is not a finite float32"))
+        cases.append(("string in colbert", try edited(6) { o in
+            var rows = o["colbert"] as! [[Any]]; rows[0][3] = "x"; o["colbert"] = rows }, ":6: colbert row 0 must hold 16 numbers"))
         cases.append(("bad sparse key", try edited(5) { $0["sparse"] = ["x": 0.5] }, ":5: sparse key \"x\""))
         cases.append(("negative weight", try edited(5) { $0["sparse"] = ["12": -0.5] }, ":5: sparse weight of token 12 must be positive"))
         cases.append(("ragged colbert", try edited(6) { $0["colbert"] = [[0.1, 0.2]] }, ":6: colbert row 0 must hold 16 numbers"))
