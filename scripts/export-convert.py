@@ -4,7 +4,7 @@
 Python standard library only; streams line by line, so memory stays at one chunk (Qdrant:
 one batch).
 
-    python3 scripts/export-convert.py vespa  export.jsonl feed.jsonl [--namespace m3 --doctype chunk]
+    python3 scripts/export-convert.py vespa  export.jsonl feed.jsonl [--namespace m3 --doctype m3chunk]
     python3 scripts/export-convert.py qdrant export.jsonl points.jsonl [--batch 64]
     python3 scripts/export-convert.py milvus export.jsonl rows          # rows.chunks.jsonl, rows.colbert.jsonl
 
@@ -129,7 +129,7 @@ def main():
     parser.add_argument("export", help="the file written by `m3search export --format jsonl`")
     parser.add_argument("out", help="output file (milvus: a prefix for .chunks.jsonl and .colbert.jsonl); - for stdout")
     parser.add_argument("--namespace", default="m3", help="Vespa document id namespace")
-    parser.add_argument("--doctype", default="chunk", help="Vespa document type (the schema name)")
+    parser.add_argument("--doctype", default="m3chunk", help="Vespa document type (the schema name)")
     parser.add_argument("--batch", type=int, default=64, help="Qdrant points per upsert body")
     args = parser.parse_args()
     if args.engine == "milvus":
