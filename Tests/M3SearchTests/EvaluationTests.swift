@@ -43,6 +43,32 @@ final class EvaluationMetricTests: XCTestCase {
                        ((2 / log2of3 + 1 / log2of5) / (3 + 2 / log2of3 + 0.5) + 1 / log2of3) / 2, accuracy: 1e-12)
     }
 
+    /// Per-query values of real m3search rankings of the demo set against pytrec_eval's
+    /// (trec_eval's C code: ndcg_cut.10, recall.100, recip_rank on the top 10), written by
+    /// Fixtures/eval/pytrec_reference.py.
+    func testMatchesPytrecEval() throws {
+        let reference = try loadJSON("eval/pytrec-reference.json")
+        let qrels = try EvaluationSet.readQrels(file: fixture("eval/qrels.tsv"))
+        let modes = reference["modes"] as! [String: [String: Any]]
+        XCTAssertEqual(Set(modes.keys), ["dense", "hybrid"])
+        var compared = 0
+        for (mode, data) in modes {
+            let rankings = data["rankings"] as! [String: [String]]
+            XCTAssertEqual(rankings.count, 22)
+            for (name, metric) in [("ndcg@10", RankingMetric.ndcg(10)), ("recall@100", .recall(100)), ("mrr@10", .mrr(10))] {
+                let expected = data[name] as! [String: Double]
+                for (query, ranking) in rankings {
+                    XCTAssertEqual(metric.value(ranking: ranking, judgments: qrels[query]!), expected[query]!, accuracy: 1e-9, "\(mode) \(name) \(query)")
+                    compared += 1
+                }
+                XCTAssertEqual(RankingMetric.mean(metric, rankings: rankings, qrels: qrels),
+                               expected.values.reduce(0, +) / Double(expected.count), accuracy: 1e-9, "\(mode) \(name)")
+            }
+            XCTAssertGreaterThan((data["ndcg@10"] as! [String: Double]).values.filter { $0 > 0 }.count, 0, "\(mode): some queries must score")
+        }
+        XCTAssertEqual(compared, 2 * 3 * 22)
+    }
+
     func testMetricNames() throws {
         XCTAssertEqual(try RankingMetric(parsing: "nDCG@10"), .ndcg(10))
         XCTAssertEqual(try RankingMetric(parsing: "recall@100"), .recall(100))
