@@ -74,7 +74,7 @@ let package = Package(
         .testTarget(name: "M3IndexTests", dependencies: ["M3Index"]),
         .testTarget(name: "M3StoreTests", dependencies: ["M3Store"]),
         .testTarget(name: "M3SearchTests", dependencies: ["M3Search", "m3search"]),
-        .testTarget(name: "M3ServerTests", dependencies: ["M3Server", "M3Search"]),
+        .testTarget(name: "M3ServerTests", dependencies: ["M3Server", "M3Search", "m3search"]),
     ],
     cxxLanguageStandard: .cxx17
 )
