@@ -23,7 +23,7 @@ struct SearchRequest: Decodable {
         query = try c.decode(String.self, forKey: .query)
         if query.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { throw APIError.badRequest("query is empty") }
         var options = SearchOptions()
-        options.k = try c.optional(Int.self, forKey: .k) ?? options.k
+        options.k = try c.integer(forKey: .k) ?? options.k
         try checkRange(options.k, 1...Self.maxK, "k")
         if let weights = try c.optional(WeightsBody.self, forKey: .weights) { options.weights = weights.value }
         if let mode = try c.optional(String.self, forKey: .mode) {
@@ -38,9 +38,10 @@ struct SearchRequest: Decodable {
             }
             options.fusion = f
         }
-        options.candidates = try c.optional(Int.self, forKey: .candidates) ?? options.candidates
+        options.candidates = try c.integer(forKey: .candidates) ?? options.candidates
         try checkRange(options.candidates, 1...Self.maxCandidates, "candidates")
-        options.efSearch = try c.optional(Int.self, forKey: .ef_search, nullable: true)
+        let efIsNull = c.contains(.ef_search) ? try c.decodeNil(forKey: .ef_search) : true
+        options.efSearch = efIsNull ? nil : try c.integer(forKey: .ef_search)
         if let ef = options.efSearch { try checkRange(ef, 1...Self.maxCandidates, "ef_search") }
         options.groupByDocument = !(try c.optional(Bool.self, forKey: .chunks) ?? false)
         explain = try c.optional(Bool.self, forKey: .explain) ?? false
@@ -141,6 +142,22 @@ private func strictContainer<Key: CodingKey & CaseIterable & RawRepresentable>(
 extension KeyedDecodingContainer {
     /// The value when present; an explicit `null` is rejected like a wrong type (the
     /// OpenAPI document marks only `ef_search` and `metadata` nullable).
+    /// An integer field, given as a whole JSON number ("k": 2.5 or "k": 1e40 name the field
+    /// instead of failing as unreadable JSON).
+    func integer(forKey key: Key) throws -> Int? {
+        let value: Double?
+        do { value = try optional(Double.self, forKey: key) } catch DecodingError.typeMismatch(_, let context) {
+            throw DecodingError.typeMismatch(Int.self, context)
+        } catch DecodingError.valueNotFound(_, let context) {
+            throw DecodingError.valueNotFound(Int.self, context)
+        }
+        guard let value else { return nil }
+        guard value == value.rounded(), abs(value) <= 1e15 else {
+            throw APIError.badRequest("\(fieldName(codingPath + [key])) must be an integer (got \(value))")
+        }
+        return Int(value)
+    }
+
     func optional<T: Decodable>(_ type: T.Type, forKey key: Key, nullable: Bool = false) throws -> T? {
         guard contains(key) else { return nil }
         if try decodeNil(forKey: key) {

@@ -188,8 +188,15 @@ public final class M3Server: Sendable {
             throw NIOTooManyBytesError(maxBytes: limit)
         }
         var request = request
-        let buffer = try await request.collectBody(upTo: limit)
-        return Array(buffer.readableBytesView)
+        do {
+            let buffer = try await request.collectBody(upTo: limit)
+            return Array(buffer.readableBytesView)
+        } catch let error as NIOTooManyBytesError {
+            throw error
+        } catch {
+            // The client went away or the read timeout closed the connection mid-body.
+            throw APIError(status: .requestTimeout, message: "the request body did not arrive completely (\(error))")
+        }
     }
 
     func requireWritable() throws {
