@@ -49,8 +49,10 @@ struct SearchRequest: Decodable {
     }
 }
 
-/// `"weights": {"dense": 0.4, "sparse": 0.3, "colbert": 0.3}`: all three, finite, ≥ 0, not all 0.
+/// `"weights": {"dense": 0.4, "sparse": 0.3, "colbert": 0.3}`: all three, in [0, 10⁶], not all 0.
 struct WeightsBody: Decodable {
+    /// Weights are relative; the cap keeps their sum far from Float's overflow.
+    static let maximum = 1_000_000.0
     var value: FusionWeights
 
     private enum Key: String, CodingKey, CaseIterable { case dense, sparse, colbert }
@@ -60,10 +62,11 @@ struct WeightsBody: Decodable {
         var w: [Float] = []
         for key in Key.allCases {
             let v = try c.decode(Double.self, forKey: key)
-            guard v.isFinite, v >= 0, v <= Double(Float.greatestFiniteMagnitude) else {
-                throw APIError.badRequest("weights.\(key.rawValue) must be a finite number ≥ 0 (got \(v))")
+            guard v >= 0, v <= WeightsBody.maximum else {
+                throw APIError.badRequest("weights.\(key.rawValue) must be between 0 and 1000000 (got \(v))")
             }
-            w.append(Float(v))
+            // A positive weight below Float's range stays positive (the smallest Float).
+            w.append(v > 0 && Float(v) == 0 ? .leastNonzeroMagnitude : Float(v))
         }
         guard w.contains(where: { $0 > 0 }) else {
             throw APIError.badRequest("weights are all zero; at least one of dense, sparse, colbert must be positive")
@@ -82,9 +85,12 @@ struct DocumentsRequest: Decodable {
         let c = try strictContainer(decoder, keyedBy: Key.self)
         documents = try c.decode([DocumentBody].self, forKey: .documents).map(\.value)
         if documents.isEmpty { throw APIError.badRequest("documents is empty; send at least one {\"id\", \"text\"}") }
-        var seen = Set<String>()
-        for (i, d) in documents.enumerated() where !seen.insert(d.id).inserted {
-            throw APIError.badRequest("documents[\(i)].id \"\(d.id)\" appears twice in the request")
+        // A repeated id: the last one wins, as if the documents came in two requests
+        // (the library would otherwise store both under one id).
+        var last: [String: Int] = [:]
+        for (i, d) in documents.enumerated() { last[d.id] = i }
+        if last.count < documents.count {
+            documents = documents.enumerated().filter { last[$0.element.id] == $0.offset }.map(\.element)
         }
     }
 }

@@ -106,6 +106,12 @@ final class OpenAPIConformanceTests: XCTestCase {
                 let under = try await send(fields.merging([name: .number(min - 0.5)]) { $1 })
                 XCTAssertEqual(under.status, 400, "\(name) below its minimum")
             }
+            if types.contains("number"), let max = property["maximum"]?.number {
+                let atMax = try await send(fields.merging([name: .number(max)]) { $1 })
+                XCTAssertTrue((200..<300).contains(atMax.status), "\(name) = maximum \(max): \(atMax.text)")
+                let over = try await send(fields.merging([name: .number(max * 1.5)]) { $1 })
+                XCTAssertEqual(over.status, 400, "\(name) above its maximum")
+            }
             if let options = property["enum"]?.array {
                 for option in options {
                     let r = try await send(fields.merging([name: option]) { $1 })

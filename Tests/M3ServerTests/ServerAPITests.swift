@@ -82,10 +82,13 @@ final class ServerAPITests: XCTestCase {
         XCTAssertEqual(results["notes/light house.md"]?["metadata"], .object(["lang": .string("en")]))
         XCTAssertEqual(results["a/b/c.txt"]?["metadata"], .null)
 
+        // Same id: replaced, not added; the same id twice in one request: the last one wins.
         let replaced = try await s.client.send("POST", "/documents", json: ["documents": [
+            ["id": "notes/light house.md", "text": "Phares.", "metadata": ["lang": "xx"]],
             ["id": "notes/light house.md", "text": "Phares et navires.", "metadata": ["lang": "fr"]],
         ]])
-        XCTAssertEqual(replaced.json?["documents"]?.int, 12, "same id: replaced, not added")
+        XCTAssertEqual(replaced.json?["added"]?.int, 1)
+        XCTAssertEqual(replaced.json?["documents"]?.int, 12)
         results = try await all()
         XCTAssertEqual(results["notes/light house.md"]?["metadata"]?["lang"]?.string, "fr")
         XCTAssertEqual(results["notes/light house.md"]?["snippet"]?.string, "Phares et navires.")
