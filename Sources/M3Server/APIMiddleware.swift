@@ -25,7 +25,9 @@ struct APIMiddleware: RouterMiddleware {
             if apiError.status.code >= 500 && apiError.status != .serviceUnavailable {
                 context.logger.error("request failed", metadata: ["error": "\(error)"])
             }
-            if apiError.status == .serviceUnavailable { metrics.rejected(request.uri.path == "/search" ? "search" : "write") }
+            if apiError.status == .serviceUnavailable, !apiError.message.contains("request bodies") {
+                metrics.rejected(request.uri.path == "/search" ? "search" : "write")
+            }
             response = apiError.response
         }
         response.headers[Self.requestIDField] = context.id

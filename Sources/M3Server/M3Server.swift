@@ -26,6 +26,8 @@ public final class M3Server: Sendable {
     let searches: WorkQueue
     let writes: WorkQueue
     let readOnly: Bool
+    /// Bytes of request bodies being read now (see `maxBufferedBodyBytes`).
+    private let bufferedBodyBytes = LockedCounter()
     private let group = LockedValue<ServiceGroup?>(nil)
     private let shutdownRequested = LockedValue(false)
 
@@ -184,9 +186,16 @@ public final class M3Server: Sendable {
 
     func readBody(_ request: Request) async throws -> [UInt8] {
         let limit = configuration.maxBodyBytes
-        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit {
-            throw NIOTooManyBytesError(maxBytes: limit)
+        let length = request.headers[.contentLength].flatMap { Int($0) }
+        if let length, length > limit { throw NIOTooManyBytesError(maxBytes: limit) }
+        let reserved = max(length ?? limit, 1)
+        guard bufferedBodyBytes.add(reserved, upTo: configuration.maxBufferedBodyBytes) else {
+            metrics.rejected("body")
+            throw APIError(status: .serviceUnavailable,
+                           message: "the server is busy reading other request bodies (--max-buffered-body-bytes); retry shortly",
+                           headers: [.retryAfter: "1"])
         }
+        defer { bufferedBodyBytes.subtract(reserved) }
         var request = request
         do {
             let buffer = try await request.collectBody(upTo: limit)

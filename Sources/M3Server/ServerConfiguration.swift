@@ -9,6 +9,10 @@ public struct ServerConfiguration: Sendable {
     public var port = 8080
     /// Largest request body accepted; larger ones get 413.
     public var maxBodyBytes = 8 << 20
+    /// Request bodies being read at once, summed over connections (by Content-Length, or
+    /// `maxBodyBytes` when the body is chunked); a request beyond it gets 503. Bounds the
+    /// memory many concurrent large uploads can take.
+    public var maxBufferedBodyBytes = 64 << 20
     /// A request's head and body must arrive within this time after its first line, or the
     /// connection is closed (slow clients cannot hold a connection open by trickling bytes).
     public var requestReadTimeout: Duration = .seconds(30)

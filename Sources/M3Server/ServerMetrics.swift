@@ -8,7 +8,8 @@ import Prometheus
 /// - `http_requests_total{route, method, status}`: requests answered;
 /// - `http_request_duration_seconds{route}`: latency histogram, buckets from 1 ms to 30 s
 ///   close enough to read P50/P95/P99 with `histogram_quantile`;
-/// - `http_requests_in_flight`, `http_requests_rejected_total{reason}` (503s when busy);
+/// - `http_requests_in_flight`, `http_requests_rejected_total{reason}` (503s when busy:
+///   search, write, body);
 /// - `query_encode_duration_seconds`, `search_stage_duration_seconds{stage}` (candidates,
 ///   score, fuse): the stages of each search, from `SearchReport`;
 /// - `write_duration_seconds{operation}` (add, delete): encoding plus commit;
@@ -71,7 +72,7 @@ final class ServerMetrics: Sendable {
 
     func rejected(_ reason: String) {
         registry.makeCounter(descriptor: Self.name("http", "requests_rejected", unit: "total",
-                                                   help: "Requests answered 503 because the search or write queue was full."),
+                                                   help: "Requests answered 503: the search or write queue was full, or too many body bytes were being read."),
                              labels: [("reason", reason)]).increment()
     }
 

@@ -41,17 +41,22 @@ final class LockedCounter: @unchecked Sendable {
     private let lock = NSLock()
     private var value = 0
 
-    func increment(ifBelow limit: Int) -> Bool {
+    func increment(ifBelow limit: Int) -> Bool { add(1, upTo: limit) }
+
+    func decrement() { subtract(1) }
+
+    /// Adds `amount` when the total stays within `limit`.
+    func add(_ amount: Int, upTo limit: Int) -> Bool {
         lock.lock()
         defer { lock.unlock() }
-        guard value < limit else { return false }
-        value += 1
+        guard value + amount <= limit else { return false }
+        value += amount
         return true
     }
 
-    func decrement() {
+    func subtract(_ amount: Int) {
         lock.lock()
-        value -= 1
+        value -= amount
         lock.unlock()
     }
 }

@@ -27,6 +27,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Largest request body accepted, in bytes (larger: 413).")
     var maxBodyBytes: Int = 8 << 20
 
+    @Option(name: .long, help: "Request body bytes being read at once over all connections (Content-Length, or --max-body-bytes when chunked); more get 503.")
+    var maxBufferedBodyBytes: Int = 64 << 20
+
     @Option(name: .long, help: "Seconds a request's head and body may take to arrive before the connection is closed.")
     var readTimeout: Double = 30
 
@@ -60,6 +63,7 @@ struct ServeCommand: AsyncParsableCommand {
         _ = try resolvedPort()
         _ = try resolvedLogLevel()
         if maxBodyBytes < 1024 { throw ValidationError("--max-body-bytes must be at least 1024") }
+        if maxBufferedBodyBytes < maxBodyBytes { throw ValidationError("--max-buffered-body-bytes must be at least --max-body-bytes") }
         for (name, value) in [("--read-timeout", readTimeout), ("--idle-timeout", idleTimeout), ("--shutdown-timeout", shutdownTimeout)]
         where !(value > 0 && value.isFinite) {
             throw ValidationError("\(name) must be a positive number of seconds")
@@ -102,6 +106,7 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.host = host ?? ProcessInfo.processInfo.environment["M3SEARCH_HOST"].flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1"
         configuration.port = try resolvedPort()
         configuration.maxBodyBytes = maxBodyBytes
+        configuration.maxBufferedBodyBytes = maxBufferedBodyBytes
         configuration.requestReadTimeout = .milliseconds(Int64(readTimeout * 1000))
         configuration.idleTimeout = .milliseconds(Int64(idleTimeout * 1000))
         configuration.searchThreads = searchThreads

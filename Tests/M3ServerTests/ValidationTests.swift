@@ -112,6 +112,41 @@ final class ValidationTests: XCTestCase {
         try await s.stop()
     }
 
+    /// Bodies being read count against --max-buffered-body-bytes: while one client holds a
+    /// large announced body open, another request that would exceed the budget gets 503
+    /// at once; when the first connection goes away its share is released.
+    func testBufferedBodyBudget() async throws {
+        let s = try await TestServer.start(documents: try corpusDocuments(3)) {
+            $0.maxBodyBytes = 4096
+            $0.maxBufferedBodyBytes = 4096
+        }
+        defer { s.removeFiles() }
+        let fd = try connectLoopback(port: s.port)
+        let head = "POST /documents HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 4090\r\n\r\n{\"documents\""
+        XCTAssertEqual(head.utf8.count, send(fd, head, head.utf8.count, 0))
+        // Wait until the server is reading that body (in flight: it and this scrape).
+        var polls = 0
+        while PrometheusText(try await s.client.send("GET", "/metrics").text).value("m3search_http_requests_in_flight") < 2, polls < 400 {
+            try await Task.sleep(for: .milliseconds(5))
+            polls += 1
+        }
+        let refused = try await s.client.search(["query": "budget", "k": 1])
+        XCTAssertEqual(refused.status, 503, refused.text)
+        XCTAssertTrue(refused.error?.contains("--max-buffered-body-bytes") ?? false, refused.text)
+        close(fd)
+        var status = 0
+        for _ in 0..<400 {
+            status = try await s.client.search(["query": "budget", "k": 1]).status
+            if status == 200 { break }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        XCTAssertEqual(status, 200, "the closed connection's share was released")
+        let metrics = PrometheusText(try await s.client.send("GET", "/metrics").text)
+        XCTAssertGreaterThanOrEqual(metrics.value("m3search_http_requests_rejected_total", ["reason": "body"]), 1)
+        XCTAssertEqual(metrics.value("m3search_http_requests_rejected_total", ["reason": "search"]), 0)
+        try await s.stop()
+    }
+
     /// When more writes arrive than --max-pending-writes admits, the extra ones get 503
     /// with Retry-After at once (nothing queues without bound), and are counted.
     func testBusyWritesGet503() async throws {
