@@ -141,6 +141,6 @@ struct ServeCommand: AsyncParsableCommand {
                 let shown = host.contains(":") ? "[\(host)]" : host
                 FileHandle.standardOutput.write(Data("m3search: listening on http://\(shown):\(port)\n".utf8))
             }
-        } catch { fail("\(error)") }
+        } catch { fail("cannot serve on \(configuration.host):\(configuration.port): \(error)") }
     }
 }

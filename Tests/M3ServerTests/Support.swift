@@ -65,7 +65,8 @@ final class TestServer: @unchecked Sendable {
     private let task: Task<Void, any Error>
     private let directory: URL
 
-    static func start(documents: [DocumentInput] = [], configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> TestServer {
+    static func start(documents: [DocumentInput] = [], readOnly: Bool = false,
+                      configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> TestServer {
         let dir = try temporaryDirectory()
         let path = dir.appendingPathComponent("server.m3index").path
         let index = try SearchIndex(path: path, model: try TinyModel.get(), maxLength: 64, overlap: 8)
@@ -75,7 +76,7 @@ final class TestServer: @unchecked Sendable {
         configure(&configuration)
         var logger = Logger(label: "m3search-test")
         logger.logLevel = .warning
-        let server = M3Server(index: index, configuration: configuration, modelLoadSeconds: 0.25, indexLoadSeconds: 0.125, logger: logger)
+        let server = M3Server(index: index, configuration: configuration, readOnly: readOnly, modelLoadSeconds: 0.25, indexLoadSeconds: 0.125, logger: logger)
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         let task = Task {
             defer { continuation.finish() }

@@ -83,6 +83,23 @@ final class ValidationTests: XCTestCase {
         try await s.stop()
     }
 
+    /// A server over an index it may not write refuses writes with 403 and still searches.
+    func testReadOnlyIndexRefusesWrites() async throws {
+        let s = try await TestServer.start(documents: try corpusDocuments(3), readOnly: true)
+        defer { s.removeFiles() }
+        let add = try await s.client.send("POST", "/documents", json: ["documents": [["id": "x", "text": "x"]]])
+        XCTAssertEqual(add.status, 403)
+        XCTAssertTrue(add.error?.contains("read-only") ?? false, add.text)
+        let delete = try await s.client.send("DELETE", "/documents/corpus%2Fassert.txt")
+        XCTAssertEqual(delete.status, 403)
+        XCTAssertEqual(s.index.documentCount, 3)
+        let health = try await s.client.send("GET", "/health")
+        XCTAssertEqual(health.json?["read_only"], .bool(true))
+        let search = try await s.client.search(["query": "assert", "k": 1])
+        XCTAssertEqual(search.status, 200)
+        try await s.stop()
+    }
+
     /// A client that sends a head and then trickles (or stops sending) its body is
     /// disconnected after the read timeout; the server keeps serving others meanwhile.
     func testSlowClientIsDisconnected() async throws {
