@@ -18,6 +18,7 @@ struct APIMiddleware: RouterMiddleware {
         metrics.inFlight.increment()
         defer { metrics.inFlight.decrement() }
         var response: Response
+        var problem: String?
         do {
             response = try await next(request, context)
         } catch {
@@ -29,16 +30,19 @@ struct APIMiddleware: RouterMiddleware {
                 metrics.rejected(request.uri.path == "/search" ? "search" : "write")
             }
             response = apiError.response
+            problem = apiError.message
         }
         response.headers[Self.requestIDField] = context.id
         let duration = ContinuousClock.now - start
         let route = Endpoint.label(routerPath: context.endpointPath)
         let method = Self.knownMethods.contains(request.method.rawValue) ? request.method.rawValue : "other"
         metrics.request(route: route, method: method, status: response.status.code, duration: duration)
-        context.logger.info("request", metadata: [
+        var metadata: Logger.Metadata = [
             "method": "\(request.method)", "path": "\(request.uri.path)", "status": "\(response.status.code)",
             "duration_ms": "\(String(format: "%.2f", Double(duration.components.attoseconds) / 1e15 + Double(duration.components.seconds) * 1000))",
-        ])
+        ]
+        if let problem { metadata["error"] = "\(problem)" }
+        context.logger.info("request", metadata: metadata)
         return response
     }
 }

@@ -10,6 +10,7 @@ public struct JSONLogHandler: LogHandler {
     public var logLevel: Logger.Level = .info
     private let label: String
     private static let lock = NSLock()   // one line per write, never interleaved
+    private static let timeFormat = Date.ISO8601FormatStyle(includingFractionalSeconds: true)   // UTC, "…Z"
 
     public init(label: String) { self.label = label }
 
@@ -23,7 +24,7 @@ public struct JSONLogHandler: LogHandler {
         if let extra = event.metadata { fields.merge(extra) { $1 } }
         if let error = event.error { fields["error"] = "\(error)" }
         var out = JSONWriter(reserving: 256)
-        out.raw("{\"time\":"); out.string(Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true)))
+        out.raw("{\"time\":"); out.string(Date().formatted(Self.timeFormat))
         out.raw(",\"level\":"); out.string(event.level.rawValue)
         out.raw(",\"label\":"); out.string(label)
         out.raw(",\"message\":"); out.string(event.message.description)
