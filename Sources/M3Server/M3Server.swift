@@ -42,10 +42,11 @@ public final class M3Server: Sendable {
         self.logger = logger
         metrics = ServerMetrics(modelLoadSeconds: modelLoadSeconds, indexLoadSeconds: indexLoadSeconds)
         metrics.indexSize(documents: index.documentCount, chunks: index.chunkCount)
-        searches = WorkQueue(name: "search", threads: configuration.searchThreads, limit: configuration.maxPendingSearches)
+        searches = WorkQueue(name: "search", threads: configuration.searchThreads, limit: configuration.maxPendingSearches,
+                             depth: metrics.queueDepth("search"))
         // One write thread: writes commit one at a time anyway, and a second writer would
         // only hold a thread waiting for the first.
-        writes = WorkQueue(name: "write", threads: 1, limit: configuration.maxPendingWrites)
+        writes = WorkQueue(name: "write", threads: 1, limit: configuration.maxPendingWrites, depth: metrics.queueDepth("write"))
     }
 
     /// Serves until one of `gracefulShutdownSignals` arrives or `shutdown()` is called.

@@ -9,7 +9,7 @@ import Prometheus
 /// - `http_request_duration_seconds{route}`: latency histogram, buckets from 1 ms to 30 s
 ///   close enough to read P50/P95/P99 with `histogram_quantile`;
 /// - `http_requests_in_flight`, `http_requests_rejected_total{reason}` (503s when busy:
-///   search, write, body);
+///   search, write, body), `queue_depth{queue}` (search, write: admitted, not finished);
 /// - `query_encode_duration_seconds`, `search_stage_duration_seconds{stage}` (candidates,
 ///   score, fuse): the stages of each search, from `SearchReport`;
 /// - `write_duration_seconds{operation}` (add, delete): encoding plus commit;
@@ -68,6 +68,12 @@ final class ServerMetrics: Sendable {
         registry.makeDurationHistogram(descriptor: Self.name("http", "request_duration", unit: "seconds",
                                                              help: "Time from a request's head to its response, by route."),
                                        labels: [("route", route)], buckets: Self.latencyBuckets).record(duration)
+    }
+
+    func queueDepth(_ queue: String) -> Gauge {
+        registry.makeGauge(descriptor: Self.name(nil, "queue_depth", unit: "",
+                                                 help: "Searches or writes admitted and not finished (running or waiting for a thread)."),
+                           labels: [("queue", queue)])
     }
 
     func rejected(_ reason: String) {

@@ -1,5 +1,6 @@
 import Foundation
 import NIOPosix
+import Prometheus
 
 /// Dedicated threads for blocking CPU work (model encoding, HNSW, SQLite), with a cap on
 /// how many jobs may be admitted at once. Handlers await the result; the NIO event loops
@@ -10,9 +11,12 @@ final class WorkQueue: Sendable {
     private let pool: NIOThreadPool
     private let limit: Int
     private let admitted = LockedCounter()
+    /// Jobs admitted and not finished, exported as a metric.
+    private let depth: Gauge
 
-    init(name: String, threads: Int, limit: Int) {
+    init(name: String, threads: Int, limit: Int, depth: Gauge) {
         self.name = name
+        self.depth = depth
         self.pool = NIOThreadPool(numberOfThreads: max(1, threads))
         self.limit = max(1, limit)
         pool.start()
@@ -26,7 +30,11 @@ final class WorkQueue: Sendable {
                            message: "the server is busy: \(limit) \(name) requests are already queued; retry shortly",
                            headers: [.retryAfter: "1"])
         }
-        defer { admitted.decrement() }
+        depth.increment()
+        defer {
+            depth.decrement()
+            admitted.decrement()
+        }
         return try await pool.runIfActive(body)
     }
 

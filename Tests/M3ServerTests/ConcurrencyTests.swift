@@ -22,18 +22,18 @@ final class ConcurrencyTests: XCTestCase {
         let writeStarted = Date()
         let writeBody = try JSONSerialization.data(withJSONObject: ["documents": bulk.map { ["id": $0.id, "text": $0.text] }])
         async let write = { (try await s.client.send("POST", "/documents", body: writeBody), Date()) }()
-        // Start the searches once the write is being handled (in flight: it and this scrape).
-        while PrometheusText(try await s.client.send("GET", "/metrics").text).value("m3search_http_requests_in_flight") < 2,
+        // Start the searches once the write is running.
+        while PrometheusText(try await s.client.send("GET", "/metrics").text).value("m3search_queue_depth", ["queue": "write"]) < 1,
               Date().timeIntervalSince(writeStarted) < 10 {
             try await Task.sleep(for: .milliseconds(5))
         }
         let queryBody = try JSONSerialization.data(withJSONObject: query)
         let searches = try await withThrowingTaskGroup(of: (HTTPResult, Date).self) { group in
-            // Spread over ~1.5 s, so that some run while the write encodes, some while it
+            // Spread over ~2.5 s, so that some run while the write encodes, some while it
             // commits, and (on a fast machine) some after it.
             for i in 0..<50 {
                 group.addTask {
-                    try await Task.sleep(for: .milliseconds(30 * i))
+                    try await Task.sleep(for: .milliseconds(50 * i))
                     return (try await s.client.send("POST", "/search", body: queryBody), Date())
                 }
             }

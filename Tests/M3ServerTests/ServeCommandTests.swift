@@ -47,12 +47,13 @@ final class ServeCommandTests: XCTestCase {
         let bulk = try corpusDocuments(60, characters: 1200, idPrefix: "bulk/").map { ["id": $0.id, "text": $0.text] }
         let body = try JSONSerialization.data(withJSONObject: ["documents": bulk])
         async let write = client.send("POST", "/documents", body: body)
-        var inFlight = 0.0
-        for _ in 0..<1000 where inFlight < 2 {
-            inFlight = PrometheusText(try await client.send("GET", "/metrics").text).value("m3search_http_requests_in_flight")
-            if inFlight < 2 { try await Task.sleep(for: .milliseconds(5)) }
+        var running = 0.0, polls = 0
+        while running < 1, polls < 2000 {
+            running = PrometheusText(try await client.send("GET", "/metrics").text).value("m3search_queue_depth", ["queue": "write"])
+            if running < 1 { try await Task.sleep(for: .milliseconds(5)) }
+            polls += 1
         }
-        XCTAssertGreaterThanOrEqual(inFlight, 2, "the write was in flight")
+        XCTAssertEqual(running, 1, "the write was running")
         kill(serve.processIdentifier, SIGTERM)
         let written = try await write
         XCTAssertEqual(written.status, 200, "the write in flight finished: \(written.text)")

@@ -165,6 +165,10 @@ final class ServerAPITests: XCTestCase {
         XCTAssertEqual(after.value("m3search_model_load_seconds"), 0.25)
         XCTAssertEqual(after.value("m3search_index_load_seconds"), 0.125)
         XCTAssertEqual(after.value("m3search_http_requests_in_flight"), 1, "only the scrape itself")
+        for queue in ["search", "write"] {
+            XCTAssertTrue(after.samples.contains { $0.name == "m3search_queue_depth" && $0.labels["queue"] == queue }, queue)
+            XCTAssertEqual(after.value("m3search_queue_depth", ["queue": queue]), 0, "\(queue) queue drained")
+        }
         try await s.stop()
     }
 }
