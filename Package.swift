@@ -1,6 +1,6 @@
 // swift-tools-version:6.1
 // m3search: BGE-M3 hybrid retrieval (dense + sparse + ColBERT) in Swift.
-// Data flows one way: text → M3Tokenizer → M3Model → indexes → M3Search → m3search (CLI).
+// Data flows one way: text → M3Tokenizer → M3Model → indexes → M3Search → M3Server (HTTP) → m3search (CLI).
 import PackageDescription
 
 let package = Package(
