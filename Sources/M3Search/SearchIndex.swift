@@ -88,6 +88,8 @@ public struct SearchReport: Sendable {
     public var candidateSeconds = 0.0
     public var scoreSeconds = 0.0
     public var fuseSeconds = 0.0
+
+    public init(results: [SearchResult]) { self.results = results }
 }
 
 /// What the search engine can throw besides model and store errors.
