@@ -44,6 +44,15 @@ final class ServerAPITests: XCTestCase {
             }
             XCTAssertNil(r.json?["explain"], "explain only when asked for")
         }
+        // A request without weights fuses with the index's saved weights (`tune --save`).
+        let saved = FusionWeights(dense: 0.1, sparse: 0.8, colbert: 0.1)
+        try s.index.setDefaultWeights(saved)
+        let r = try await s.client.search(["query": query, "k": 5])
+        let got = try XCTUnwrap(r.json?["results"]?.array, r.text)
+        let want = try await s.index.search(query, options: SearchOptions(k: 5, weights: saved)).results
+        let builtIn = try await s.index.search(query, options: SearchOptions(k: 5, weights: FusionWeights())).results
+        XCTAssertEqual(got.compactMap { $0["score"]?.number.map(Float.init) }, want.map(\.score))
+        XCTAssertNotEqual(want.map(\.score), builtIn.map(\.score), "the saved weights must change the fused scores")
         let explained = try await s.client.search(["query": query, "explain": true, "k": 3, "candidates": 7])
         XCTAssertEqual(explained.json?["explain"]?["dense_candidates"]?.int, 7)
         XCTAssertGreaterThan(explained.json?["explain"]?["encode_ms"]?.number ?? 0, 0)
