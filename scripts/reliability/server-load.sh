@@ -67,7 +67,7 @@ echo "rss_kb first=$rss_first max=$rss_max last=$rss_last samples=$(wc -l <"$wor
 echo "oversized_body_status=$big slow_client='$slow' after ${slow_secs}s"
 echo "sigterm_exit=$exit_status check=$check"
 mkdir -p scripts/reliability/results
-python3 - "$work/wrk.out" "$bound" "$rss_first" "$rss_max" "$rss_last" "$big" "$slow" "$slow_secs" "$exit_status" "$check" "$clients" "$duration" "$model" "$precision" >>scripts/reliability/results/server-load.jsonl <<'PY'
+python3 - "$work/wrk.out" "$bound" "$rss_first" "$rss_max" "$rss_last" "$big" "$slow" "$slow_secs" "$exit_status" "$check" "$clients" "$duration" "$model" "$precision" "$work/rss" >>scripts/reliability/results/server-load.jsonl <<'PY'
 import json, re, sys, datetime
 out = open(sys.argv[1]).read()
 nums = {k: float(v) for k, v in re.findall(r"(\w+)=([0-9.]+)", out)}
@@ -75,7 +75,8 @@ keys = ["requests", "ok", "notfound", "unavailable503", "client4xx", "server5xx"
 rec = {k: nums.get(k) for k in keys}
 rec.update(date=datetime.datetime.utcnow().isoformat() + "Z", bound=sys.argv[2], rss_kb_first=int(sys.argv[3]), rss_kb_max=int(sys.argv[4]),
            rss_kb_last=int(sys.argv[5]), oversized_body_status=sys.argv[6], slow_client_response=sys.argv[7], slow_client_seconds=float(sys.argv[8]),
-           sigterm_exit=int(sys.argv[9]), check=sys.argv[10], clients=int(sys.argv[11]), duration_s=int(sys.argv[12]), model=sys.argv[13], precision=sys.argv[14])
+           sigterm_exit=int(sys.argv[9]), check=sys.argv[10], clients=int(sys.argv[11]), duration_s=int(sys.argv[12]), model=sys.argv[13], precision=sys.argv[14],
+           rss_kb_series=[int(x) for x in open(sys.argv[15]).read().split()])
 m = re.search(r"Requests/sec:\s*([0-9.]+)", out)
 rec["requests_per_s"] = float(m.group(1)) if m else None
 print(json.dumps(rec))
