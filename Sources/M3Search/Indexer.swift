@@ -52,6 +52,8 @@ extension SearchIndex {
     public func indexFiles(_ roots: [String], selection: FileSelection = FileSelection(),
                            progress: ((IndexProgress) -> Void)? = nil) throws -> IndexSummary {
         let start = Date()
+        // Before reading what the index holds: another writer could change it meanwhile.
+        try lockForWriting()
         var summary = IndexSummary()
         var files: [(path: String, kind: DocumentKind?)] = []
         var folderRoots: [String] = []

@@ -90,6 +90,7 @@ extension SearchIndex {
     func commit(_ documents: [PreparedDocument], removing removals: [String]) throws -> Int {
         writeLock.lock()
         defer { writeLock.unlock() }
+        try takeWriterLock()
         do {
             return try stateLock.write {
                 try store.db.transaction {

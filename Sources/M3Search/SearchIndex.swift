@@ -126,6 +126,7 @@ public final class SearchIndex: @unchecked Sendable {
     let scoringReader: IndexStore
     let scoringReaderLock = NSLock()
     let writeLock = NSLock()       // one writer at a time
+    let writeSession = WriteSession()  // the cross-process writer lock (SearchIndex+Lock)
     let stateLock = ReadWriteLock()
     var hnsw: HNSWIndex
     var sparse: SparseIndex
@@ -149,7 +150,7 @@ public final class SearchIndex: @unchecked Sendable {
             let dir = (path as NSString).deletingLastPathComponent
             if !dir.isEmpty { try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
         }
-        store = try IndexStore(path: path, readOnly: readOnly, createWith: exists ? nil : wanted)
+        store = try IndexStore(path: path, readOnly: readOnly, createWith: create ? wanted : nil)
         let stored = try store.settings()
         if stored.modelID != wanted.modelID || stored.dimension != wanted.dimension {
             throw StoreError.incompatible(path: path, detail: stored.firstDifference(from: wanted) ?? "model differs")
@@ -159,11 +160,18 @@ public final class SearchIndex: @unchecked Sendable {
         settings = stored
         reader = try IndexStore(path: path, readOnly: true)
         scoringReader = try IndexStore(path: path, readOnly: true)
+        writeSession.loadedDataVersion = try store.db.scalarInt("PRAGMA data_version") ?? 0
         (hnsw, sparse, documentInfo) = try Self.loadState(store, settings: stored)
     }
 
-    /// Rebuilds the in-memory graph and postings from the file (never re-running HNSW construction).
+    /// Rebuilds the in-memory graph and postings from the file (never re-running HNSW
+    /// construction), all from one snapshot: a read transaction, so a writer committing
+    /// meanwhile cannot pair one commit's graph with another's chunks.
     static func loadState(_ store: IndexStore, settings: IndexSettings) throws -> (HNSWIndex, SparseIndex, [Int64: (path: String, metadata: [String: String]?)]) {
+        try store.db.transaction(immediate: false) { try loadSnapshot(store, settings: settings) }
+    }
+
+    private static func loadSnapshot(_ store: IndexStore, settings: IndexSettings) throws -> (HNSWIndex, SparseIndex, [Int64: (path: String, metadata: [String: String]?)]) {
         var info: [Int64: (path: String, metadata: [String: String]?)] = [:]
         for d in try store.documents() { info[d.id] = (d.path, decodeMetadata(d.metadata)) }
 

@@ -99,7 +99,9 @@ public final class IndexStore: @unchecked Sendable {
         }
         let tables = try tableNames()
         if tables.isEmpty {
-            guard let settings, !readOnly else { throw StoreError.notAnIndex(path: path, detail: "empty database") }
+            // An empty database is an index whose creation never committed (e.g. a killed
+            // first run): creating it now loses nothing; without settings it is just absent.
+            guard let settings, !readOnly else { throw StoreError.missing(path: path) }
             try create(settings)
         } else {
             guard tables.contains("m3_meta") else {

@@ -13,8 +13,10 @@ public enum StoreError: Error, CustomStringConvertible, Equatable, Sendable {
     case incompatible(path: String, detail: String)
     /// The index does not exist.
     case missing(path: String)
-    /// Another process holds the write lock.
-    case locked(path: String, detail: String)
+    /// Another writer holds the index's writer lock (see `WriterLock`); nil: it has not recorded itself yet.
+    case locked(path: String, holder: WriterLock.Holder?)
+    /// The writer lock file cannot be created or locked (e.g. a read-only folder).
+    case lockUnavailable(path: String, detail: String)
     /// Stored bytes fail validation.
     case corrupt(path: String, detail: String)
 
@@ -31,8 +33,11 @@ public enum StoreError: Error, CustomStringConvertible, Equatable, Sendable {
             return "\(path) was built with different settings: \(detail). Use a new --index path, or re-index with the settings it was built with."
         case .missing(let path):
             return "No index at \(path). Build one with `m3search index <folders> --index \(path)`."
-        case .locked(let path, let detail):
-            return "\(path) is locked: \(detail)"
+        case .locked(let path, let holder):
+            return "index \(path) is locked by \(holder.map(\.description) ?? "another process") while it writes. "
+                + "Wait for it to finish, or pass --wait to wait for it; searches are not blocked."
+        case .lockUnavailable(let path, let detail):
+            return "cannot take the writer lock of \(path): \(detail). Writing needs a writable folder; searching does not."
         case .corrupt(let path, let detail):
             return "\(path) is damaged: \(detail). Rebuild it with `m3search index`."
         }

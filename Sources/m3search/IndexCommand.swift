@@ -59,6 +59,9 @@ struct IndexCommand: ParsableCommand {
     @Option(name: .long, help: "Documents per committed batch.")
     var batch: Int = 16
 
+    @Flag(name: .long, help: "When another process is writing the index, wait for it to finish instead of failing.")
+    var wait = false
+
     func validate() throws {
         if maxLength < 8 { throw ValidationError("--max-length must be at least 8") }
         if overlap < 0 || overlap >= maxLength - 2 { throw ValidationError("--overlap must be between 0 and max-length − 3") }
@@ -73,6 +76,10 @@ struct IndexCommand: ParsableCommand {
             let m = try loadModel(explicit: location.model, precision: location.precision.value)
             searchIndex = try SearchIndex(path: location.index, model: m, maxLength: maxLength, overlap: overlap,
                                           hnswM: hnswM, hnswEfConstruction: efConstruction)
+            try searchIndex.lockForWriting(wait: wait) { holder in
+                let who = holder?.description ?? "another process"
+                FileHandle.standardError.write(Data("waiting: \(location.index) is being written by \(who)\n".utf8))
+            }
         } catch { fail("\(error)") }
         if searchIndex.settings.maxLength != maxLength || searchIndex.settings.overlap != overlap {
             FileHandle.standardError.write(Data("note: \(location.index) was created with --max-length \(searchIndex.settings.maxLength) --overlap \(searchIndex.settings.overlap); using those\n".utf8))
