@@ -15,11 +15,35 @@ extension SearchIndex {
     /// every chunk present in the graph and (when it has sparse weights) in the postings
     /// with the same weights, no graph node or posting without its chunk, and every
     /// chunk's vectors decodable with the right sizes.
+    ///
+    /// It checks the file as it is now, all from one snapshot (a read transaction), so a
+    /// writer committing meanwhile, in this process or another, cannot cause false reports;
+    /// a writer's in-memory graph and postings are compared with that snapshot too.
     public func check() throws -> IntegrityReport {
         var report = IntegrityReport()
         let sqlite = try store.integrityCheck()
         if sqlite != ["ok"] { report.problems += sqlite.prefix(20).map { "SQLite: \($0)" } }
         try stateLock.read {
+            try store.db.transaction(immediate: false) {
+                let snapshot: (HNSWIndex, SparseIndex, [Int64: (path: String, metadata: [String: String]?)])
+                do { snapshot = try Self.loadSnapshot(store, settings: settings) } catch {
+                    report.problems.append("\(error)")
+                    return
+                }
+                if writeSession.lock != nil, snapshot.0.count != hnsw.count || snapshot.1.documentCount != sparse.documentCount
+                    || snapshot.2.count != documentInfo.count {
+                    report.problems.append("the writer's in-memory graph or postings differ from the file")
+                }
+                try check(hnsw: snapshot.0, sparse: snapshot.1, documentInfo: snapshot.2, into: &report)
+            }
+        }
+        if report.problems.count > 50 { report.problems = Array(report.problems.prefix(50)) + ["…"] }
+        return report
+    }
+
+    private func check(hnsw: HNSWIndex, sparse: SparseIndex, documentInfo: [Int64: (path: String, metadata: [String: String]?)],
+                       into report: inout IntegrityReport) throws {
+        do {
             do { _ = try hnsw.checkIntegrity() } catch { report.problems.append("HNSW: \(error)") }
             var chunkIDs = Set<Int64>()
             let dim = settings.dimension
@@ -54,7 +78,5 @@ extension SearchIndex {
                 report.problems.append("postings reference \(sparse.documentCount) chunks, the file holds \(chunkIDs.count)")
             }
         }
-        if report.problems.count > 50 { report.problems = Array(report.problems.prefix(50)) + ["…"] }
-        return report
     }
 }

@@ -171,7 +171,15 @@ public final class SearchIndex: @unchecked Sendable {
         try store.db.transaction(immediate: false) { try loadSnapshot(store, settings: settings) }
     }
 
-    private static func loadSnapshot(_ store: IndexStore, settings: IndexSettings) throws -> (HNSWIndex, SparseIndex, [Int64: (path: String, metadata: [String: String]?)]) {
+    /// `loadState` inside the caller's transaction; damage found by the graph and posting
+    /// decoders is reported as `StoreError.corrupt`, like the store's own.
+    static func loadSnapshot(_ store: IndexStore, settings: IndexSettings) throws -> (HNSWIndex, SparseIndex, [Int64: (path: String, metadata: [String: String]?)]) {
+        do { return try decodeSnapshot(store, settings: settings) } catch let error as IndexError {
+            throw StoreError.corrupt(path: store.path, detail: "\(error)")
+        }
+    }
+
+    private static func decodeSnapshot(_ store: IndexStore, settings: IndexSettings) throws -> (HNSWIndex, SparseIndex, [Int64: (path: String, metadata: [String: String]?)]) {
         var info: [Int64: (path: String, metadata: [String: String]?)] = [:]
         for d in try store.documents() { info[d.id] = (d.path, decodeMetadata(d.metadata)) }
 

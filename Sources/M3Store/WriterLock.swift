@@ -31,7 +31,10 @@ public final class WriterLock: Sendable {
         static func current() -> Holder {
             let args = CommandLine.arguments
             let name = args.first.map { ($0 as NSString).lastPathComponent } ?? "?"
-            let command = ([name] + args.dropFirst().prefix(1).filter { !$0.hasPrefix("-") }).joined(separator: " ")
+            // The program and its subcommand ("m3search index"), not every argument.
+            let first = args.count > 1 ? args[1] : ""
+            let isSubcommand = !first.isEmpty && !first.hasPrefix("-") && first.count <= 32 && !first.contains(where: { ", /\n".contains($0) })
+            let command = isSubcommand ? name + " " + first : name
             let started = ISO8601DateFormatter().string(from: Date())
             return Holder(pid: getpid(), command: command, started: started)
         }
@@ -117,7 +120,7 @@ public final class WriterLock: Sendable {
     }
 
     private static func readHolder(_ fd: Int32) -> Holder? {
-        var buffer = [UInt8](repeating: 0, count: 512)
+        var buffer = [UInt8](repeating: 0, count: 4096)
         let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
         guard n > 0 else { return nil }
         return Holder(fileContents: String(decoding: buffer[..<n], as: UTF8.self))

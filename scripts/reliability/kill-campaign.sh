@@ -9,7 +9,6 @@ cd "$(dirname "$0")/../.."
 [ -x /opt/swift/usr/bin/swift ] && export PATH="/opt/swift/usr/bin:$PATH"
 export M3_KILL_FILES="${1:-1000}" M3_KILL_ROUNDS="${2:-30}" M3_KILL_SEED="${3:-20261129}"
 export M3_KILL_RESULTS="$PWD/scripts/reliability/results/kill-campaign.json"
-swift build --build-tests --product m3search >/dev/null
 swift build --build-tests >/dev/null
 swift test --skip-build --filter KillCampaignTests
 echo "results: $M3_KILL_RESULTS"

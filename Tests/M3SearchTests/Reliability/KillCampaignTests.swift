@@ -38,11 +38,19 @@ final class KillCampaignTests: XCTestCase {
         let modelFolder = fixture("models/tiny-safetensors")
         let model = try BGEM3(folder: modelFolder)
 
+        // Startup time (model load, walk, first batch): a one-file run into a scratch index.
+        try FileManager.default.createDirectory(atPath: dir.appendingPathComponent("one").path, withIntermediateDirectories: true)
+        try Data("One small file.".utf8).write(to: dir.appendingPathComponent("one/a.txt"))
+        let calibrationStart = Date()
+        _ = try runM3Search(["index", dir.appendingPathComponent("one").path, "--index", dir.appendingPathComponent("one.m3index").path,
+                             "--model", modelFolder, "--max-length", "64", "--overlap", "8"], stdin: "")
+        let startup = Date().timeIntervalSince(calibrationStart)
+
         var results: [Round] = []
-        // Kills land uniformly in [0, 2·budget): the budget is the time one round's share of
-        // the work took so far, so the campaign spreads its kills over the whole job (model
-        // loading, the first commit, mid-batch, the final checkpoint).
-        var budget = 0.4
+        // One kill in six lands during startup, uniformly in [0, startup): model loading,
+        // walking the tree, creating the index. The others wait until the run has committed
+        // a random share of what is left (so the job lasts all the rounds), then another
+        // 0–40 ms, so they land anywhere: mid-encoding, mid-transaction, mid-checkpoint.
         var finishedEarly = 0
         for round in 1 ... rounds {
             let process = Process()
@@ -52,16 +60,22 @@ final class KillCampaignTests: XCTestCase {
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
             let before = (try? Self.committedPaths(indexPath))?.count ?? 0
+            let share = max(1, (fileCount - before) / (rounds - round + 2))
+            let target = before + 1 + Int(rng.next() % UInt64(2 * share))
             let started = Date()
             try process.run()
-            let delay = Double(rng.next() % 10_000) / 10_000 * 2 * budget
-            Thread.sleep(forTimeInterval: delay)
+            if round % 6 == 1 {
+                Thread.sleep(forTimeInterval: Double(rng.next() % 10_000) / 10_000 * startup)
+            } else {
+                while process.isRunning, ((try? Self.committedPaths(indexPath))?.count ?? 0) < target { usleep(3_000) }
+                usleep(UInt32(rng.next() % 40_000))
+            }
+            let delay = Date().timeIntervalSince(started)
             // What a reader sees is committed; read it, then kill at once.
             let seen = (try? Self.committedPaths(indexPath)) ?? []
             let exitedBeforeKill = !process.isRunning
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
-            let elapsed = Date().timeIntervalSince(started)
             if exitedBeforeKill { finishedEarly += 1 }
 
             // Killed before the index's creation committed: nothing to lose, and the index
@@ -85,11 +99,6 @@ final class KillCampaignTests: XCTestCase {
             XCTAssertTrue(seen.isSubset(of: present), "round \(round): lost \(seen.subtracting(present).count) committed documents")
             XCTAssertEqual(unsearchable, 0, "round \(round)")
             XCTAssertEqual(incomplete, 0, "round \(round)")
-            // Re-budget from the observed rate (documents per second of this round's run).
-            let gained = present.count - before
-            let remaining = fileCount - present.count
-            let roundsLeft = max(1, rounds - round)
-            if gained > 0, remaining > 0 { budget = max(0.1, elapsed / Double(gained) * Double(remaining) / Double(roundsLeft) + 0.25) }
         }
 
         // The last run finishes the job.
@@ -104,20 +113,22 @@ final class KillCampaignTests: XCTestCase {
 
         if let out = env["M3_KILL_RESULTS"] {
             struct Campaign: Codable {
-                var files: Int, rounds: Int, seed: String, finishedEarly: Int
+                var files: Int, rounds: Int, seed: String, startupSeconds: Double, finishedEarly: Int
                 var lostTotal: Int, corruptIndexes: Int, finalDocuments: Int, finalUnsearchable: Int
                 var kills: [Round]
             }
             let campaign = Campaign(files: fileCount, rounds: rounds, seed: env["M3_KILL_SEED"] ?? "20261129",
-                                    finishedEarly: finishedEarly, lostTotal: results.reduce(0) { $0 + $1.lost },
+                                    startupSeconds: startup, finishedEarly: finishedEarly, lostTotal: results.reduce(0) { $0 + $1.lost },
                                     corruptIndexes: results.filter { !$0.checkProblems.isEmpty }.count,
                                     finalDocuments: index.documentCount, finalUnsearchable: unsearchable, kills: results)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try encoder.encode(campaign).write(to: URL(fileURLWithPath: out))
         }
-        // Most kills must land while the run is still working, or the campaign tests little.
+        // Most kills must land while the run is working, or the campaign tests little.
         XCTAssertLessThanOrEqual(finishedEarly, max(1, rounds / 5), "kills came too late: \(finishedEarly) runs finished first")
+        let midWork = results.filter { $0.afterKill > 0 && !$0.exitedBeforeKill }.count
+        XCTAssertGreaterThanOrEqual(midWork, rounds / 2, "too few kills landed after the first commit")
     }
 
     /// Paths of the documents committed in the index (nil-safe while it is being created).
