@@ -127,7 +127,11 @@ public final class IndexStore: @unchecked Sendable {
         do {
             _ = try connection.scalarInt("SELECT count(*) FROM sqlite_master")
             return connection
-        } catch StoreError.sqlite(_, let code, _, _) where code == SQLITE_CANTOPEN || code == SQLITE_READONLY {
+        } catch StoreError.sqlite(_, let code, _, _) where (code == SQLITE_CANTOPEN || code == SQLITE_READONLY)
+                    && access((path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent, W_OK) != 0 {
+            // Only where nobody could be writing: the folder itself is not writable (a
+            // read-only mount, where even root gets EROFS). Elsewhere an immutable open
+            // could read a file mid-write.
             let wal = (try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? NSNumber)?.intValue ?? 0
             guard wal == 0 else {
                 throw StoreError.sqlite(path: path, code: code, message: "its write-ahead log (\(path)-wal) holds changes not yet "

@@ -67,7 +67,12 @@ final class KillCampaignTests: XCTestCase {
             if round % 6 == 1 {
                 Thread.sleep(forTimeInterval: Double(rng.next() % 10_000) / 10_000 * startup)
             } else {
-                while process.isRunning, ((try? Self.committedPaths(indexPath))?.count ?? 0) < target { usleep(3_000) }
+                // A read that fails (the file being created) says nothing: keep the last count.
+                var committed = before
+                while process.isRunning, committed < target {
+                    if let c = try? Self.committedPaths(indexPath).count { committed = c }
+                    usleep(3_000)
+                }
                 usleep(UInt32(rng.next() % 40_000))
             }
             let delay = Date().timeIntervalSince(started)
