@@ -6,6 +6,8 @@
 # afterwards: Fuzz/run.sh merge
 set -euo pipefail
 cd "$(dirname "$0")"
+# Let libFuzzer, not Swift's backtracer, handle crashes, so it saves the input.
+export SWIFT_BACKTRACE=enable=no
 [ -x /opt/swift/usr/bin/swift ] && export PATH="/opt/swift/usr/bin:$PATH"
 swift build -c release --sanitize=fuzzer -Xswiftc -enable-testing >/dev/null
 declare -A binary=([safetensors]=FuzzSafeTensors [pickle]=FuzzPickle [html]=FuzzHTML [index]=FuzzIndex)

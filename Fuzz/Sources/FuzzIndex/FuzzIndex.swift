@@ -8,6 +8,14 @@ let modelFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
 let model = try! BGEM3(folder: modelFolder)
 nonisolated(unsafe) let scratch = "/dev/shm/m3fuzz-index-\(getpid()).m3index"
 
+/// Loads the model before the first input, so its load time is not charged to that input
+/// (libFuzzer's -timeout would report it as a hang).
+@_cdecl("LLVMFuzzerInitialize")
+public func initialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutableRawPointer) -> CInt {
+    _ = model.identity
+    return 0
+}
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     for suffix in ["", "-wal", "-shm", ".lock"] { unlink(scratch + suffix) }

@@ -101,6 +101,23 @@ final class CorruptIndexTests: XCTestCase {
         }
     }
 
+    /// Found by Fuzz/FuzzIndex: a chunk row whose character range runs backwards trapped
+    /// in `search` (Range with lowerBound > upperBound); one whose document is gone gave a
+    /// result with an empty path. Both are now `StoreError.corrupt`, and `check` reports them.
+    func testChunkRowsWithImpossibleRangesOrNoDocumentFailLoudly() throws {
+        for (name, damage) in [("range", "UPDATE chunks SET char_start = char_end + 5"),
+                               ("orphan", "PRAGMA foreign_keys=OFF; UPDATE chunks SET document_id = 999999")] {
+            let path = try damagedCopy("rows-\(name).m3index")
+            try SQLiteConnection(path: path, mode: .readWrite).execute(damage)
+            let index = try SearchIndex(path: path, model: try model(), create: false, readOnly: true)
+            XCTAssertFalse(try index.check().isSound, name)
+            XCTAssertThrowsError(try index.search("harbor lantern", options: SearchOptions(k: 5))) { error in
+                guard case StoreError.corrupt(_, let detail) = error else { return XCTFail("\(name): \(error)") }
+                XCTAssertTrue(detail.contains("character range") || detail.contains("belongs to no document"), detail)
+            }
+        }
+    }
+
     func testTruncatedFilesAreRefusedOrReported() throws {
         let size = try XCTUnwrap(try FileManager.default.attributesOfItem(atPath: try baseIndex().path)[.size] as? Int)
         for fraction in [0.0, 0.001, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99] {
