@@ -1,6 +1,6 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 // m3search: BGE-M3 hybrid retrieval (dense + sparse + ColBERT) in Swift.
-// Data flows one way: text → M3Tokenizer → M3Model → indexes → M3Search → m3search (CLI).
+// Data flows one way: text → M3Tokenizer → M3Model → indexes → M3Search → M3Server (HTTP) → m3search (CLI).
 import PackageDescription
 
 let package = Package(
@@ -8,10 +8,20 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .library(name: "M3Search", targets: ["M3Search"]),
+        .library(name: "M3Server", targets: ["M3Server"]),
         .executable(name: "m3search", targets: ["m3search"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // The HTTP service (M3Server). Hummingbird's swift-configuration support is not
+        // used (flags and env vars are read by the CLI), so that trait stays off.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: ["FullFoundation"]),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         // System libraries from Debian (apt) found through pkg-config.
@@ -33,9 +43,25 @@ let package = Package(
         .target(name: "M3Index", dependencies: ["CM3Kernels"]),
         .target(name: "M3Store", dependencies: ["CSQLite"]),
         .target(name: "M3Search", dependencies: ["M3Model", "M3Tokenizer", "M3Index", "M3Store"]),
+        // `m3search serve`: the JSON API over HTTP, Prometheus metrics, graceful shutdown.
+        .target(
+            name: "M3Server",
+            dependencies: ["M3Search",
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "HummingbirdCore", package: "hummingbird"),
+                           .product(name: "HTTPTypes", package: "swift-http-types"),
+                           .product(name: "Prometheus", package: "swift-prometheus"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                           .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOHTTPTypes", package: "swift-nio-extras")],
+            exclude: ["openapi.json"]),
         .executableTarget(
             name: "m3search",
-            dependencies: ["M3Search", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["M3Search", "M3Server", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Logging", package: "swift-log")]),
         // Benchmark programs (Benchmarks/, BENCHMARKS.md); built, never run, in CI.
         .executableTarget(
             name: "m3bench",
@@ -48,6 +74,7 @@ let package = Package(
         .testTarget(name: "M3IndexTests", dependencies: ["M3Index"]),
         .testTarget(name: "M3StoreTests", dependencies: ["M3Store"]),
         .testTarget(name: "M3SearchTests", dependencies: ["M3Search", "m3search"]),
+        .testTarget(name: "M3ServerTests", dependencies: ["M3Server", "M3Search", "m3search"]),
     ],
     cxxLanguageStandard: .cxx17
 )

@@ -32,7 +32,7 @@ extension SearchIndex {
         }
         try validate(options)
         let t0 = Date()
-        let w = options.effectiveWeights
+        let w = options.effectiveWeights(indexDefault: defaultWeights)
         var outputs: OutputKinds = []
         if w.dense > 0 || w.colbert > 0 { outputs.insert(.dense) }   // dense also feeds candidates
         if w.sparse > 0 || w.colbert > 0 { outputs.insert(.sparse) }
@@ -50,7 +50,7 @@ extension SearchIndex {
         if options.k < 1 { throw SearchError.invalidOptions("k must be at least 1 (got \(options.k))") }
         if options.k > 10_000 { throw SearchError.invalidOptions("k must be at most 10000 (got \(options.k))") }
         if options.candidates < 1 { throw SearchError.invalidOptions("the candidate count must be at least 1 (got \(options.candidates))") }
-        let w = options.weights
+        guard let w = options.weights else { return }
         if ![w.dense, w.sparse, w.colbert].allSatisfy({ $0.isFinite && $0 >= 0 }) || w.dense + w.sparse + w.colbert <= 0 {
             throw SearchError.invalidOptions("weights must be non-negative and not all zero (got \(w))")
         }
@@ -58,35 +58,18 @@ extension SearchIndex {
 
     /// The search pipeline on an already encoded query (benchmarks time it without the encoder).
     package func search(encoded q: Embedding, options: SearchOptions) throws -> SearchReport {
-        let w = options.effectiveWeights
+        let w = options.effectiveWeights(indexDefault: defaultWeights)
         var report = SearchReport(results: [])
         let t1 = Date()
         return try stateLock.read {
             guard hnsw.count > 0 else { throw SearchError.emptyIndex(path) }
             let n = max(options.candidates, options.k)
-            // 1. Candidates: the graph and the postings are searched at the same time (two
-            // threads; both are read-only here).
-            let dense = (w.dense > 0 || w.colbert > 0) ? q.dense : nil
-            let terms = (w.sparse > 0 || w.colbert > 0) ? q.sparse.map { zip($0.ids, $0.weights).map { (token: $0, weight: $1) } } : nil
-            var found: [Result<[IndexHit], Error>?] = [nil, nil]
-            found.withUnsafeMutableBufferPointer { out in
-                concurrently(2) { i in
-                    if i == 0, let dense {
-                        out[0] = Result { try hnsw.search(dense, k: n, ef: max(options.efSearch ?? hnsw.efSearch, n)) }
-                    } else if i == 1, let terms, !terms.isEmpty {
-                        out[1] = Result { try sparse.search(terms, k: n) }
-                    }
-                }
-            }
-            var ids = Set<Int64>()
-            if let hits = try found[0]?.get() {
-                report.denseCandidates = hits.count
-                ids.formUnion(hits.map(\.id))
-            }
-            if let hits = try found[1]?.get() {
-                report.sparseCandidates = hits.count
-                ids.formUnion(hits.map(\.id))
-            }
+            // 1. Candidates.
+            let found = try candidates(for: q, n: n, efSearch: options.efSearch,
+                                       fromGraph: w.dense > 0 || w.colbert > 0, fromPostings: w.sparse > 0 || w.colbert > 0)
+            report.denseCandidates = found.graph.count
+            report.sparseCandidates = found.postings.count
+            let ids = Set(found.graph).union(found.postings)
             report.candidates = ids.count
             let t2 = Date()
             report.candidateSeconds = t2.timeIntervalSince(t1)
@@ -95,15 +78,8 @@ extension SearchIndex {
             let t3 = Date()
             report.scoreSeconds = t3.timeIntervalSince(t2)
             // 3. Fuse, group, cut.
-            fuse(&scored, weights: w, fusion: options.mode == .hybrid ? options.fusion : .weighted)
-            scored.sort { $0.fused != $1.fused ? $0.fused > $1.fused : $0.chunkID < $1.chunkID }
-            var seen = Set<Int64>()
-            var kept: [ScoredChunk] = []
-            for c in scored {
-                if options.groupByDocument && !seen.insert(c.documentID).inserted { continue }
-                kept.append(c)
-                if kept.count == options.k { break }
-            }
+            Self.fuse(&scored, weights: w, fusion: options.mode == .hybrid ? options.fusion : .weighted)
+            var kept = Self.top(scored, k: options.k, groupByDocument: options.groupByDocument)
             try fillTexts(&kept)
             report.results = try kept.enumerated().map { i, c in
                 // Stored rows are checked before they become results: a damaged file must
@@ -121,6 +97,38 @@ extension SearchIndex {
             report.fuseSeconds = Date().timeIntervalSince(t3)
             return report
         }
+    }
+
+    /// The candidate chunk ids: HNSW's top n by dense score and the exact sparse top n,
+    /// searched at the same time (two threads; both structures are read-only here). The
+    /// caller holds `stateLock` for reading. Evaluation pools take the same candidates.
+    func candidates(for q: Embedding, n: Int, efSearch: Int?, fromGraph: Bool, fromPostings: Bool) throws -> (graph: [Int64], postings: [Int64]) {
+        let dense = fromGraph ? q.dense : nil
+        let terms = fromPostings ? q.sparse.map { zip($0.ids, $0.weights).map { (token: $0, weight: $1) } } : nil
+        var found: [Result<[IndexHit], Error>?] = [nil, nil]
+        found.withUnsafeMutableBufferPointer { out in
+            concurrently(2) { i in
+                if i == 0, let dense {
+                    out[0] = Result { try hnsw.search(dense, k: n, ef: max(efSearch ?? hnsw.efSearch, n)) }
+                } else if i == 1, let terms, !terms.isEmpty {
+                    out[1] = Result { try sparse.search(terms, k: n) }
+                }
+            }
+        }
+        return (try found[0]?.get().map(\.id) ?? [], try found[1]?.get().map(\.id) ?? [])
+    }
+
+    /// The k best fused chunks (ties: lower chunk id first), at most one per document when grouping.
+    static func top(_ scored: [ScoredChunk], k: Int, groupByDocument: Bool) -> [ScoredChunk] {
+        let sorted = scored.sorted { $0.fused != $1.fused ? $0.fused > $1.fused : $0.chunkID < $1.chunkID }
+        var seen = Set<Int64>()
+        var kept: [ScoredChunk] = []
+        for c in sorted {
+            if groupByDocument && !seen.insert(c.documentID).inserted { continue }
+            kept.append(c)
+            if kept.count == k { break }
+        }
+        return kept
     }
 
     /// Exact dense, sparse and ColBERT scores of the given chunks (modes with weight 0 skipped),
@@ -219,15 +227,17 @@ extension SearchIndex {
     }
 
     /// Weighted: Σ wᵢ·sᵢ / Σ wᵢ (FlagEmbedding). RRF: Σ wᵢ / (60 + rankᵢ), ranks within the candidates.
-    func fuse(_ chunks: inout [ScoredChunk], weights w: FusionWeights, fusion: SearchOptions.Fusion) {
+    static func fuse(_ chunks: inout [ScoredChunk], weights w: FusionWeights, fusion: SearchOptions.Fusion = .weighted) {
         switch fusion {
         case .weighted:
+            // Scores.fused's arithmetic, in its order, without two arrays per chunk
+            // (a tuning grid fuses every candidate once per grid point).
             for i in chunks.indices {
-                var scores: [Float] = [], weights: [Float] = []
-                if w.dense > 0 { scores.append(chunks[i].dense ?? 0); weights.append(w.dense) }
-                if w.sparse > 0 { scores.append(chunks[i].sparse ?? 0); weights.append(w.sparse) }
-                if w.colbert > 0 { scores.append(chunks[i].colbert ?? 0); weights.append(w.colbert) }
-                chunks[i].fused = Scores.fused(scores, weights: weights)
+                var num: Float = 0, den: Float = 0
+                if w.dense > 0 { num += (chunks[i].dense ?? 0) * w.dense; den += w.dense }
+                if w.sparse > 0 { num += (chunks[i].sparse ?? 0) * w.sparse; den += w.sparse }
+                if w.colbert > 0 { num += (chunks[i].colbert ?? 0) * w.colbert; den += w.colbert }
+                chunks[i].fused = den > 0 ? num / den : 0
             }
         case .rrf:
             for i in chunks.indices { chunks[i].fused = 0 }
@@ -244,7 +254,7 @@ extension SearchIndex {
 
     /// Exact fused scores of every chunk, no candidate generation: the oracle for tests.
     package func exhaustiveSearch(encoded q: Embedding, options: SearchOptions) throws -> [SearchResult] {
-        let w = options.effectiveWeights
+        let w = options.effectiveWeights(indexDefault: defaultWeights)
         return try stateLock.read {
             var ids: [Int64] = []
             readerLock.lock()
@@ -254,7 +264,7 @@ extension SearchIndex {
             } catch { readerLock.unlock(); throw error }
             readerLock.unlock()
             var scored = try score(ids, query: q, weights: w)
-            fuse(&scored, weights: w, fusion: .weighted)
+            Self.fuse(&scored, weights: w, fusion: .weighted)
             scored.sort { $0.fused != $1.fused ? $0.fused > $1.fused : $0.chunkID < $1.chunkID }
             var kept = Array(scored.prefix(options.k))
             try fillTexts(&kept)

@@ -33,25 +33,54 @@ extension SearchIndex {
         try commit([], removing: ids)
     }
 
-    /// A chunk whose embeddings were computed elsewhere (benchmarks, imports of stored encodings).
+    /// A chunk whose embeddings were computed elsewhere (benchmarks, `m3search import`).
     package struct EncodedChunk {
         package var text: String
         /// Tokens the encoder saw, `<s>` and `</s>` included (stored as `token_count`).
         package var tokenCount: Int
         package var embedding: Embedding
+        /// Range in the document text (Unicode scalars); nil: the chunk texts laid end to end.
+        package var charRange: Range<Int>?
 
-        package init(text: String, tokenCount: Int, embedding: Embedding) {
+        package init(text: String, tokenCount: Int, embedding: Embedding, charRange: Range<Int>? = nil) {
             self.text = text
             self.tokenCount = tokenCount
             self.embedding = embedding
+            self.charRange = charRange
         }
+    }
+
+    /// A document of precomputed chunks, with what `m3search export` keeps of its source file.
+    package struct EncodedDocument {
+        package var id: String
+        package var metadata: [String: String]?
+        package var chunks: [EncodedChunk]
+        /// The source file's size, mtime and content hash (for incremental indexing); nil:
+        /// derived from the chunk texts and the current time.
+        package var size: Int64?
+        package var mtime: Double?
+        package var contentHash: String?
+
+        package init(id: String, metadata: [String: String]? = nil, chunks: [EncodedChunk],
+                     size: Int64? = nil, mtime: Double? = nil, contentHash: String? = nil) {
+            self.id = id
+            self.metadata = metadata
+            self.chunks = chunks
+            self.size = size
+            self.mtime = mtime
+            self.contentHash = contentHash
+        }
+    }
+
+    package func add(encoded documents: [(id: String, chunks: [EncodedChunk])]) throws {
+        try add(encoded: documents.map { EncodedDocument(id: $0.id, chunks: $0.chunks) })
     }
 
     /// Adds documents from precomputed chunk embeddings, without running the model, in one
     /// transaction like `add` (same-id documents are replaced). Each embedding needs dense,
-    /// sparse and ColBERT outputs of this index's dimension; chunk character ranges are the
-    /// chunks' texts laid end to end. Not public: the model is the source of embeddings.
-    package func add(encoded documents: [(id: String, chunks: [EncodedChunk])]) throws {
+    /// sparse and ColBERT outputs of this index's dimension. Not public: the model is the
+    /// source of embeddings.
+    package func add(encoded documents: [EncodedDocument]) throws {
         let prepared = try documents.map { doc -> PreparedDocument in
             var chunks: [Chunk] = [], offset = 0
             for (ordinal, c) in doc.chunks.enumerated() {
@@ -59,15 +88,16 @@ extension SearchIndex {
                       c.embedding.colbert?.dimension == settings.dimension else {
                     throw SearchError.invalidOptions("chunk \(ordinal) of \(doc.id) lacks dense, sparse or \(settings.dimension)-d ColBERT vectors")
                 }
-                let length = c.text.unicodeScalars.count
+                let range = c.charRange ?? offset ..< offset + c.text.unicodeScalars.count
                 // Only the count of token ids is stored; the ids themselves are not needed.
                 chunks.append(Chunk(ordinal: ordinal, tokenIDs: [Int32](repeating: 0, count: c.tokenCount),
-                                    charStart: offset, charEnd: offset + length, text: c.text))
-                offset += length
+                                    charStart: range.lowerBound, charEnd: range.upperBound, text: c.text))
+                offset = range.upperBound
             }
-            let text = doc.chunks.map(\.text).joined()
-            return PreparedDocument(path: doc.id, size: Int64(text.utf8.count), mtime: Date().timeIntervalSince1970,
-                                    contentHash: DocumentReader.contentHash(Data(text.utf8)), metadata: nil,
+            let text = Data(doc.chunks.map(\.text).joined().utf8)
+            let metadata = try doc.metadata.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
+            return PreparedDocument(path: doc.id, size: doc.size ?? Int64(text.count), mtime: doc.mtime ?? Date().timeIntervalSince1970,
+                                    contentHash: doc.contentHash ?? DocumentReader.contentHash(text), metadata: metadata,
                                     chunks: chunks, embeddings: doc.chunks.map(\.embedding))
         }
         try commit(prepared, removing: [])

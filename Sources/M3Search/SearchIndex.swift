@@ -25,7 +25,8 @@ public struct SearchOptions: Sendable, Equatable {
     /// Results to return (documents, or chunks with `groupByDocument = false`).
     public var k: Int = 10
     /// Fusion weights for dense, sparse, ColBERT (used in hybrid mode). A weight of 0 skips that mode.
-    public var weights = FusionWeights()
+    /// nil: the index's default weights (`SearchIndex.defaultWeights`: tuned and saved, else 0.4/0.3/0.3).
+    public var weights: FusionWeights?
     public var mode: Mode = .hybrid
     public var fusion: Fusion = .weighted
     /// Candidates taken from HNSW and from the sparse index before exact rescoring.
@@ -35,7 +36,7 @@ public struct SearchOptions: Sendable, Equatable {
     /// HNSW search breadth; nil: max(64, candidates).
     public var efSearch: Int?
 
-    public init(k: Int = 10, weights: FusionWeights = FusionWeights(), mode: Mode = .hybrid, fusion: Fusion = .weighted,
+    public init(k: Int = 10, weights: FusionWeights? = nil, mode: Mode = .hybrid, fusion: Fusion = .weighted,
                 candidates: Int = 100, groupByDocument: Bool = true, efSearch: Int? = nil) {
         self.k = k
         self.weights = weights
@@ -46,10 +47,11 @@ public struct SearchOptions: Sendable, Equatable {
         self.efSearch = efSearch
     }
 
-    /// The weights actually applied: the mode's own weight alone outside hybrid mode.
-    var effectiveWeights: FusionWeights {
+    /// The weights actually applied: the mode's own weight alone outside hybrid mode, and
+    /// `indexDefault` in hybrid mode when no weights were given.
+    func effectiveWeights(indexDefault: FusionWeights) -> FusionWeights {
         switch mode {
-        case .hybrid: return weights
+        case .hybrid: return weights ?? indexDefault
         case .dense: return FusionWeights(dense: 1, sparse: 0, colbert: 0)
         case .sparse: return FusionWeights(dense: 0, sparse: 1, colbert: 0)
         case .colbert: return FusionWeights(dense: 0, sparse: 0, colbert: 1)
@@ -86,6 +88,8 @@ public struct SearchReport: Sendable {
     public var candidateSeconds = 0.0
     public var scoreSeconds = 0.0
     public var fuseSeconds = 0.0
+
+    public init(results: [SearchResult]) { self.results = results }
 }
 
 /// What the search engine can throw besides model and store errors.
@@ -132,6 +136,8 @@ public final class SearchIndex: @unchecked Sendable {
     var sparse: SparseIndex
     /// document id → (path, metadata), for results.
     var documentInfo: [Int64: (path: String, metadata: [String: String]?)] = [:]
+    /// Weights saved in the file (`m3search tune --save`); nil: the built-in 0.4/0.3/0.3.
+    var savedWeights: FusionWeights?
 
     /// Opens the index at `path`, creating it when absent (with `maxLength`/`overlap`).
     /// Throws `StoreError.incompatible` when it was built with another model or settings.
@@ -162,6 +168,7 @@ public final class SearchIndex: @unchecked Sendable {
         scoringReader = try IndexStore(path: path, readOnly: true)
         writeSession.loadedDataVersion = try store.db.scalarInt("PRAGMA data_version") ?? 0
         (hnsw, sparse, documentInfo) = try Self.loadState(store, settings: stored)
+        savedWeights = try Self.loadDefaultWeights(store)
     }
 
     /// Rebuilds the in-memory graph and postings from the file (never re-running HNSW

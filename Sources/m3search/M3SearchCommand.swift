@@ -3,11 +3,12 @@ import Foundation
 import M3Search
 
 @main
-struct M3SearchCommand: ParsableCommand {
+struct M3SearchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "m3search",
         abstract: "Hybrid search with BGE-M3: dense, sparse and ColBERT, natively in Swift.",
-        subcommands: [IndexCommand.self, QueryCommand.self, CheckCommand.self, Encode.self, Score.self])
+        subcommands: [IndexCommand.self, QueryCommand.self, ServeCommand.self, CheckCommand.self, Encode.self, Score.self,
+                      EvalCommand.self, TuneCommand.self, ExportCommand.self, ImportCommand.self])
 }
 
 /// Options shared by every command that loads the model.

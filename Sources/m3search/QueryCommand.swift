@@ -16,8 +16,10 @@ struct QueryCommand: ParsableCommand {
     @Option(name: .long, help: "Number of results.")
     var k: Int = 10
 
-    @Option(name: .long, help: "Fusion weights for dense,sparse,colbert; a weight of 0 skips that mode.")
-    var weights: String = "0.4,0.3,0.3"
+    @Option(name: .long, help: ArgumentHelp(
+        "Fusion weights for dense,sparse,colbert; a weight of 0 skips that mode.",
+        discussion: "Default: the index's saved weights (`m3search tune --save`), else 0.4,0.3,0.3.", valueName: "d,s,c"))
+    var weights: String?
 
     @Option(name: .long, help: "hybrid, dense, sparse or colbert.")
     var mode: SearchOptions.Mode = .hybrid
@@ -45,11 +47,11 @@ struct QueryCommand: ParsableCommand {
         if k < 1 { throw ValidationError("--k must be at least 1") }
         if candidates < 1 { throw ValidationError("--candidates must be at least 1") }
         if let efSearch, efSearch < 1 { throw ValidationError("--ef-search must be at least 1") }
-        do { _ = try FusionWeights(parsing: weights) } catch { throw ValidationError("\(error)") }
+        if let weights { do { _ = try FusionWeights(parsing: weights) } catch { throw ValidationError("\(error)") } }
     }
 
     func run() throws {
-        let w = try FusionWeights(parsing: weights)
+        let w = try weights.map { try FusionWeights(parsing: $0) }
         let index = location.index
         guard FileManager.default.fileExists(atPath: index) else {
             fail("no index at \(index). Build one with `m3search index <folders> --index \(index)`.")
@@ -62,26 +64,14 @@ struct QueryCommand: ParsableCommand {
                                                                          candidates: candidates, groupByDocument: !chunks,
                                                                          efSearch: efSearch))
         } catch { fail("\(error)") }
-        let terms = queryTerms(text)
         if json {
             var out = JSONWriter()
-            out.raw("{\"results\":[")
-            for (i, r) in report.results.enumerated() {
-                if i > 0 { out.raw(",") }
-                out.raw("{\"rank\":\(r.rank),\"score\":"); out.number(r.score)
-                out.raw(",\"scores\":{\"dense\":"); optional(r.dense, &out)
-                out.raw(",\"sparse\":"); optional(r.sparse, &out)
-                out.raw(",\"colbert\":"); optional(r.colbert, &out)
-                out.raw("},\"path\":"); out.string(r.path)
-                out.raw(",\"chunk\":\(r.chunk),\"snippet\":"); out.string(snippet(r.text, terms: terms, highlight: false))
-                out.raw("}")
-            }
-            out.raw("]")
-            if explain { out.raw(",\"explain\":"); explainJSON(report, &out) }
-            out.raw("}\n")
+            report.writeJSON(query: text, explain: explain, to: &out)
+            out.raw("\n")
             out.flush()
             return
         }
+        let terms = queryTerms(text)
         let tty = isatty(1) == 1
         if report.results.isEmpty { print("no results") }
         for r in report.results {
@@ -97,51 +87,8 @@ struct QueryCommand: ParsableCommand {
         }
     }
 
-    private func optional(_ v: Float?, _ out: inout JSONWriter) {
-        if let v { out.number(v) } else { out.raw("null") }
-    }
-
-    private func explainJSON(_ r: SearchReport, _ out: inout JSONWriter) {
-        out.raw("{\"dense_candidates\":\(r.denseCandidates),\"sparse_candidates\":\(r.sparseCandidates),\"candidates\":\(r.candidates)")
-        out.raw(",\"encode_ms\":\(r.encodeSeconds * 1000),\"candidates_ms\":\(r.candidateSeconds * 1000)")
-        out.raw(",\"score_ms\":\(r.scoreSeconds * 1000),\"fuse_ms\":\(r.fuseSeconds * 1000)}")
-    }
-
     private func isWritable(_ path: String) -> Bool { FileManager.default.isWritableFile(atPath: path) }
 }
 
 extension SearchOptions.Mode: ExpressibleByArgument {}
 extension SearchOptions.Fusion: ExpressibleByArgument {}
-
-/// Lower-cased words of the query (letters and digits, 2+ characters), for highlighting.
-func queryTerms(_ query: String) -> [String] {
-    query.lowercased().split { !$0.isLetter && !$0.isNumber }.map(String.init).filter { $0.count >= 2 }
-}
-
-/// Up to ~300 characters of the chunk, starting near the first query term, whitespace
-/// collapsed; terms in bold on a terminal.
-func snippet(_ text: String, terms: [String], highlight: Bool) -> String {
-    let flat = text.split(whereSeparator: { $0.isWhitespace }).joined(separator: " ")
-    let lower = flat.lowercased()
-    var start = flat.startIndex
-    if let first = terms.compactMap({ lower.range(of: $0)?.lowerBound }).min() {
-        let offset = lower.distance(from: lower.startIndex, to: first)
-        start = flat.index(flat.startIndex, offsetBy: max(0, offset - 60))
-    }
-    var s = String(flat[start...].prefix(300))
-    if start > flat.startIndex { s = "…" + s }
-    if flat.distance(from: start, to: flat.endIndex) > 300 { s += "…" }
-    guard highlight, !terms.isEmpty else { return s }
-    var out = ""
-    var rest = Substring(s)
-    while !rest.isEmpty {
-        let lowerRest = rest.lowercased()
-        if let t = terms.first(where: { lowerRest.hasPrefix($0) }), rest.count >= t.count {
-            out += "\u{1B}[1m" + rest.prefix(t.count) + "\u{1B}[0m"
-            rest = rest.dropFirst(t.count)
-        } else {
-            out.append(rest.removeFirst())
-        }
-    }
-    return out
-}

@@ -109,7 +109,7 @@ struct EndToEndBench: ParsableCommand {
         rec["benchmark"] = "end_to_end"
         rec["parameters"] = ["chunks": chunks, "colbert_rows_per_chunk": tokens, "queries": queries, "query_tokens": queryTokens,
                              "rounds": rounds, "seed": seed, "k": options.k, "candidates": options.candidates,
-                             "weights": options.weights.description, "index_bytes": (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0] as [String: Any]
+                             "weights": (options.weights ?? SearchIndex.builtInWeights).description, "index_bytes": (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0] as [String: Any]
         rec["median_ms"] = med.mapValues { ["p50": $0.p50, "p95": $0.p95, "mean": $0.mean] }
         rec["rounds_ms"] = stageRounds.mapValues { $0.map { ["p50": $0.p50, "p95": $0.p95, "mean": $0.mean] } }
         rec["encode16_ms_median_per_round"] = encodeMedians

@@ -2,20 +2,29 @@ import Foundation
 
 /// A small JSON writer for large float arrays: Swift's shortest round-trip float
 /// formatting, no intermediate Foundation objects, one buffered write per record.
-struct JSONWriter {
-    private(set) var bytes: [UInt8] = []
+/// Shared by the CLI's JSON outputs and the HTTP server's responses.
+package struct JSONWriter {
+    package private(set) var bytes: [UInt8] = []
 
-    init(reserving capacity: Int = 1 << 16) { bytes.reserveCapacity(capacity) }
+    package init(reserving capacity: Int = 1 << 16) { bytes.reserveCapacity(capacity) }
 
-    mutating func raw(_ s: String) { bytes.append(contentsOf: s.utf8) }
+    package mutating func raw(_ s: String) { bytes.append(contentsOf: s.utf8) }
 
-    mutating func number(_ v: Float) {
+    package mutating func number(_ v: Float) {
         if v.isFinite { raw(v.description) } else { raw("null") }
     }
 
-    mutating func number(_ v: Int) { raw(String(v)) }
+    package mutating func number(_ v: Double) {
+        if v.isFinite { raw(v.description) } else { raw("null") }
+    }
 
-    mutating func floats<C: Collection>(_ values: C) where C.Element == Float {
+    package mutating func number(_ v: Int) { raw(String(v)) }
+
+    package mutating func number(_ v: Float?) {
+        if let v { number(v) } else { raw("null") }
+    }
+
+    package mutating func floats<C: Collection>(_ values: C) where C.Element == Float {
         bytes.append(UInt8(ascii: "["))
         var first = true
         for v in values {
@@ -26,7 +35,7 @@ struct JSONWriter {
         bytes.append(UInt8(ascii: "]"))
     }
 
-    mutating func string(_ s: String) {
+    package mutating func string(_ s: String) {
         bytes.append(UInt8(ascii: "\""))
         for scalar in s.unicodeScalars {
             switch scalar {
@@ -43,7 +52,7 @@ struct JSONWriter {
         bytes.append(UInt8(ascii: "\""))
     }
 
-    mutating func flush(to handle: FileHandle = .standardOutput) {
+    package mutating func flush(to handle: FileHandle = .standardOutput) {
         handle.write(Data(bytes))
         bytes.removeAll(keepingCapacity: true)
     }

@@ -1,0 +1,89 @@
+import Foundation
+
+/// The JSON form of search results, one encoder for `m3search query --json` and the
+/// HTTP server's `POST /search`, so the two cannot drift apart:
+///
+/// ```json
+/// {"results": [{"rank": 1, "score": 0.61, "scores": {"dense": 0.7, "sparse": 0.2, "colbert": 0.8},
+///               "path": "notes/a.md", "chunk": 0, "metadata": null, "snippet": "…"}],
+///  "explain": {"dense_candidates": 100, …}}
+/// ```
+/// A mode with weight 0 has a `null` score; `metadata` is the object given when the
+/// document was added, or `null`; `explain` is present only when asked for.
+extension SearchReport {
+    package func writeJSON(query: String, explain: Bool, to out: inout JSONWriter) {
+        let terms = queryTerms(query)
+        out.raw("{\"results\":[")
+        for (i, r) in results.enumerated() {
+            if i > 0 { out.raw(",") }
+            out.raw("{\"rank\":"); out.number(r.rank)
+            out.raw(",\"score\":"); out.number(r.score)
+            out.raw(",\"scores\":{\"dense\":"); out.number(r.dense)
+            out.raw(",\"sparse\":"); out.number(r.sparse)
+            out.raw(",\"colbert\":"); out.number(r.colbert)
+            out.raw("},\"path\":"); out.string(r.path)
+            out.raw(",\"chunk\":"); out.number(r.chunk)
+            out.raw(",\"metadata\":")
+            if let metadata = r.metadata {
+                out.raw("{")
+                // Sorted keys: the same document always prints the same bytes.
+                for (j, key) in metadata.keys.sorted().enumerated() {
+                    if j > 0 { out.raw(",") }
+                    out.string(key)
+                    out.raw(":")
+                    out.string(metadata[key]!)
+                }
+                out.raw("}")
+            } else {
+                out.raw("null")
+            }
+            out.raw(",\"snippet\":"); out.string(snippet(r.text, terms: terms, highlight: false))
+            out.raw("}")
+        }
+        out.raw("]")
+        if explain {
+            out.raw(",\"explain\":{\"dense_candidates\":"); out.number(denseCandidates)
+            out.raw(",\"sparse_candidates\":"); out.number(sparseCandidates)
+            out.raw(",\"candidates\":"); out.number(candidates)
+            out.raw(",\"encode_ms\":"); out.number(encodeSeconds * 1000)
+            out.raw(",\"candidates_ms\":"); out.number(candidateSeconds * 1000)
+            out.raw(",\"score_ms\":"); out.number(scoreSeconds * 1000)
+            out.raw(",\"fuse_ms\":"); out.number(fuseSeconds * 1000)
+            out.raw("}")
+        }
+        out.raw("}")
+    }
+}
+
+/// Lower-cased words of the query (letters and digits, 2+ characters), for highlighting.
+package func queryTerms(_ query: String) -> [String] {
+    query.lowercased().split { !$0.isLetter && !$0.isNumber }.map(String.init).filter { $0.count >= 2 }
+}
+
+/// Up to ~300 characters of the chunk, starting near the first query term, whitespace
+/// collapsed; terms in bold (ANSI) when `highlight` is set, for a terminal.
+package func snippet(_ text: String, terms: [String], highlight: Bool) -> String {
+    let flat = text.split(whereSeparator: { $0.isWhitespace }).joined(separator: " ")
+    let lower = flat.lowercased()
+    var start = flat.startIndex
+    if let first = terms.compactMap({ lower.range(of: $0)?.lowerBound }).min() {
+        let offset = lower.distance(from: lower.startIndex, to: first)
+        start = flat.index(flat.startIndex, offsetBy: max(0, offset - 60))
+    }
+    var s = String(flat[start...].prefix(300))
+    if start > flat.startIndex { s = "…" + s }
+    if flat.distance(from: start, to: flat.endIndex) > 300 { s += "…" }
+    guard highlight, !terms.isEmpty else { return s }
+    var out = ""
+    var rest = Substring(s)
+    while !rest.isEmpty {
+        let lowerRest = rest.lowercased()
+        if let t = terms.first(where: { lowerRest.hasPrefix($0) }), rest.count >= t.count {
+            out += "\u{1B}[1m" + rest.prefix(t.count) + "\u{1B}[0m"
+            rest = rest.dropFirst(t.count)
+        } else {
+            out.append(rest.removeFirst())
+        }
+    }
+    return out
+}

@@ -1,0 +1,116 @@
+import ArgumentParser
+import Foundation
+import M3Search
+
+/// `m3search export`: every chunk with its vectors as JSON Lines, for other engines and for
+/// `m3search import`.
+struct ExportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Write every chunk with its dense, sparse and ColBERT vectors as JSON Lines.",
+        discussion: """
+        The first line is a header with the index settings; then one line per chunk: \
+        {"id", "doc_id", "chunk", "char_start", "char_end", "token_count", "text", "metadata", "source", \
+        "dense", "sparse", "colbert"}. Streams (one chunk in memory at a time) and needs no model. \
+        See "Scaling out" in the README for feeding Vespa, Qdrant and Milvus.
+        """)
+
+    /// The header's "format" value and version; `m3search import` accepts this version only.
+    static let formatName = "m3search-export"
+    static let formatVersion = 1
+
+    enum Format: String, ExpressibleByArgument, CaseIterable { case jsonl }
+
+    @Option(name: .long, help: "Output format (jsonl).")
+    var format: Format = .jsonl
+
+    @Option(name: .long, help: "Index file (default $M3SEARCH_INDEX or Indexes/default.m3index).")
+    var index: String = defaultIndexPath
+
+    @Option(name: .long, help: "Output file (default: stdout).")
+    var out: String?
+
+    func run() throws {
+        let handle: FileHandle
+        if let out {
+            guard FileManager.default.createFile(atPath: out, contents: nil), let h = FileHandle(forWritingAtPath: out) else {
+                fail("cannot write \(out): check the folder exists and is writable")
+            }
+            handle = h
+        } else {
+            handle = .standardOutput
+        }
+        var w = JSONWriter()
+        var written = 0
+        do {
+            try SearchIndex.export(indexAt: index, header: { snapshot in
+                w.raw("{\"format\":"); w.string(Self.formatName)
+                w.raw(",\"version\":\(Self.formatVersion),\"settings\":")
+                w.raw(String(decoding: try JSONEncoder.sorted.encode(snapshot.settings), as: UTF8.self))
+                w.raw(",\"default_weights\":")
+                if let dw = snapshot.defaultWeights {
+                    w.raw("{\"dense\":"); w.number(dw.dense); w.raw(",\"sparse\":"); w.number(dw.sparse)
+                    w.raw(",\"colbert\":"); w.number(dw.colbert); w.raw("}")
+                } else {
+                    w.raw("null")
+                }
+                w.raw(",\"documents\":\(snapshot.documents),\"chunks\":\(snapshot.chunks)}\n")
+                w.flush(to: handle)
+            }, chunk: { c in
+                Self.write(c, to: &w)
+                w.flush(to: handle)
+                written += 1
+            })
+        } catch {
+            // A partial file would look like a valid export's start; remove it.
+            if let out { try? handle.close(); try? FileManager.default.removeItem(atPath: out) }
+            fail("\(error)")
+        }
+        if out != nil {
+            try? handle.close()
+            FileHandle.standardError.write(Data("exported \(written) chunks to \(out!)\n".utf8))
+        }
+    }
+
+    /// One chunk line; see the README's "Scaling out" for the fields.
+    static func write(_ c: ExportedChunk, to w: inout JSONWriter) {
+        w.raw("{\"id\":"); w.string("\(c.documentID)#\(c.ordinal)")
+        w.raw(",\"doc_id\":"); w.string(c.documentID)
+        w.raw(",\"chunk\":\(c.ordinal),\"char_start\":\(c.charRange.lowerBound),\"char_end\":\(c.charRange.upperBound)")
+        w.raw(",\"token_count\":\(c.tokenCount),\"text\":"); w.string(c.text)
+        w.raw(",\"metadata\":")
+        if let m = c.metadata {
+            w.raw("{")
+            for (i, key) in m.keys.sorted().enumerated() {
+                if i > 0 { w.raw(",") }
+                w.string(key); w.raw(":"); w.string(m[key]!)
+            }
+            w.raw("}")
+        } else {
+            w.raw("null")
+        }
+        w.raw(",\"source\":{\"size\":\(c.size),\"mtime\":\(c.mtime.description),\"content_hash\":"); w.string(c.contentHash)
+        w.raw("},\"dense\":"); w.floats(c.dense)
+        w.raw(",\"sparse\":{")
+        for i in 0..<c.sparse.count {
+            if i > 0 { w.raw(",") }
+            w.raw("\"\(c.sparse.ids[i])\":"); w.number(c.sparse.weights[i])
+        }
+        w.raw("},\"colbert\":[")
+        let d = c.colbert.dimension
+        for row in 0..<c.colbert.count {
+            if row > 0 { w.raw(",") }
+            w.floats(c.colbert.values[row * d ..< (row + 1) * d])
+        }
+        w.raw("]}\n")
+    }
+}
+
+extension JSONEncoder {
+    /// Keys sorted, so the same settings always print the same.
+    static var sorted: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return e
+    }
+}

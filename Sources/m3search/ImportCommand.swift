@@ -1,0 +1,250 @@
+import ArgumentParser
+import Foundation
+import M3Search
+import M3Store
+
+/// `m3search import`: load an `m3search export` file into an index without encoding anything.
+struct ImportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "import",
+        abstract: "Load an `m3search export` JSON Lines file into a new or compatible index (no encoding).",
+        discussion: """
+        The header line's settings create the index (chunk length, overlap, pooling, normalisation, HNSW \
+        parameters) and its saved default weights, if any, are kept. The model is still needed: an index is \
+        bound to the model that made its vectors, so the model's identity must equal the header's modelID. \
+        The whole file is validated before anything is written; an error names the line.
+        """)
+
+    @Argument(help: "The export file (JSON Lines from `m3search export`).")
+    var file: String
+
+    @OptionGroup var location: IndexLocation
+
+    @Option(name: .long, help: "Documents per committed transaction.")
+    var batch: Int = 64
+
+    func validate() throws {
+        if batch < 1 { throw ValidationError("--batch must be at least 1") }
+    }
+
+    func run() throws {
+        do {
+            // Pass 1: validate every line, so a bad file changes nothing.
+            let header = try Self.read(file) { _ in }
+            let model = try loadModel(explicit: location.model, precision: location.precision.value)
+            guard model.identity == header.settings.modelID else {
+                fail("\(file) was exported from an index of model \(header.settings.modelID.prefix(16))…, but the model found "
+                     + "(\(location.model ?? "from $M3SEARCH_MODEL or the Hugging Face cache")) is \(model.identity.prefix(16))…. Pass --model with the model the index was built with.")
+            }
+            let s = header.settings
+            let existed = FileManager.default.fileExists(atPath: location.index)
+            let index = try SearchIndex(path: location.index, model: model, maxLength: s.maxLength, overlap: s.overlap,
+                                        pooling: Pooling(rawValue: s.pooling) ?? .cls, normalize: s.normalize,
+                                        hnswM: s.hnswM, hnswEfConstruction: s.hnswEfConstruction)
+            var ours = index.settings, theirs = s
+            ours.colbertStorage = theirs.colbertStorage  // vectors arrive as float32 and are stored the index's way
+            ours.hnswM = theirs.hnswM; ours.hnswEfConstruction = theirs.hnswEfConstruction  // graph shape, not vectors
+            if let difference = ours.firstDifference(from: theirs) {
+                fail("\(location.index) is not compatible with \(file): \(difference). Import into a new --index path.")
+            }
+            // Pass 2: add the documents in batches, each one transaction.
+            var pending: [SearchIndex.EncodedDocument] = []
+            var documents = 0, chunks = 0
+            _ = try Self.read(file) { doc in
+                pending.append(doc)
+                documents += 1
+                chunks += doc.chunks.count
+                if pending.count == batch { try index.add(encoded: pending); pending.removeAll() }
+            }
+            if !pending.isEmpty { try index.add(encoded: pending) }
+            if !existed, let w = header.defaultWeights { try index.setDefaultWeights(w) }
+            print("imported \(documents) documents, \(chunks) chunks into \(location.index)")
+        } catch { fail("\(error)") }
+    }
+
+    struct Header {
+        var settings: IndexSettings
+        var defaultWeights: FusionWeights?
+        var documents: Int
+        var chunks: Int
+    }
+
+    /// Reads and validates the whole file, calling `document` for each complete document
+    /// (its chunks are consecutive lines). Memory: one document at a time.
+    static func read(_ file: String, document: (SearchIndex.EncodedDocument) throws -> Void) throws -> Header {
+        var lines = try LineReader(path: file)
+        func problem(_ message: String) -> ValidationErrorMessage {
+            ValidationErrorMessage("\(file):\(lines.lineNumber): \(message)")
+        }
+        guard let first = try lines.next() else { throw ValidationErrorMessage("\(file) is empty; expected an `m3search export` file") }
+        let header = try parseHeader(first, problem: problem)
+        let d = header.settings.dimension
+        var current: SearchIndex.EncodedDocument?
+        var finished = Set<String>()
+        var documents = 0, chunks = 0
+        while let line = try lines.next() {
+            if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
+            let object: [String: JSONValue]
+            do {
+                guard case .object(let o) = try JSONReader.parse(line) else { throw problem("expected a JSON object") }
+                object = o
+            } catch let e as JSONReader.Failure { throw problem("invalid JSON: \(e)") }
+            let fields = try ChunkFields(object, dimension: d, problem: problem)
+            if current?.id != fields.docID {
+                if let done = current {
+                    finished.insert(done.id)
+                    documents += 1
+                    try document(done)
+                }
+                guard !finished.contains(fields.docID) else {
+                    throw problem("document \"\(fields.docID)\" appeared earlier; a document's chunks must be consecutive lines")
+                }
+                current = .init(id: fields.docID, metadata: fields.metadata, chunks: [],
+                                size: fields.size, mtime: fields.mtime, contentHash: fields.contentHash)
+            }
+            guard fields.ordinal == current!.chunks.count else {
+                throw problem("expected chunk \(current!.chunks.count) of \"\(fields.docID)\", found chunk \(fields.ordinal); chunks must be numbered 0, 1, … in order")
+            }
+            current!.chunks.append(fields.chunk)
+            chunks += 1
+        }
+        if let done = current { documents += 1; try document(done) }
+        guard documents == header.documents, chunks == header.chunks else {
+            throw ValidationErrorMessage("\(file) holds \(documents) documents and \(chunks) chunks, but its header announces "
+                                         + "\(header.documents) and \(header.chunks): the file is truncated or was edited")
+        }
+        return header
+    }
+
+    static func parseHeader(_ line: [UInt8], problem: (String) -> ValidationErrorMessage) throws -> Header {
+        guard case .object(let o)? = try? JSONReader.parse(line),
+              case .string(ExportCommand.formatName)? = o["format"] else {
+            throw problem("the first line is not an `m3search export` header ({\"format\": \"\(ExportCommand.formatName)\", …})")
+        }
+        guard case .number(let v)? = o["version"], Int(v) == ExportCommand.formatVersion else {
+            throw problem("unsupported export version (this m3search reads version \(ExportCommand.formatVersion)); use the m3search that wrote it")
+        }
+        guard case .object(let s)? = o["settings"] else { throw problem("the header has no \"settings\" object") }
+        func text(_ key: String) throws -> String {
+            guard case .string(let t)? = s[key], !t.isEmpty else { throw problem("settings.\(key) must be a non-empty string") }
+            return t
+        }
+        func int(_ key: String, min: Int) throws -> Int {
+            guard case .number(let t)? = s[key], let n = Int(t), n >= min else { throw problem("settings.\(key) must be an integer ≥ \(min)") }
+            return n
+        }
+        guard case .bool(let normalize)? = s["normalize"] else { throw problem("settings.normalize must be true or false") }
+        let pooling = try text("pooling")
+        guard ["cls", "mean", "max"].contains(pooling) else { throw problem("settings.pooling must be cls, mean or max") }
+        let settings = IndexSettings(modelID: try text("modelID"), dimension: try int("dimension", min: 1),
+                                     maxLength: try int("maxLength", min: 3), overlap: try int("overlap", min: 0),
+                                     pooling: pooling, normalize: normalize, hnswM: try int("hnswM", min: 2),
+                                     hnswEfConstruction: try int("hnswEfConstruction", min: 1),
+                                     colbertStorage: (try? text("colbertStorage")) ?? "f16")
+        var weights: FusionWeights?
+        switch o["default_weights"] {
+        case nil, .null?: weights = nil
+        case .object(let w)?:
+            guard case .number(let a)? = w["dense"], case .number(let b)? = w["sparse"], case .number(let c)? = w["colbert"],
+                  let parsed = try? FusionWeights(parsing: "\(a),\(b),\(c)") else {
+                throw problem("default_weights must be {\"dense\", \"sparse\", \"colbert\"} non-negative numbers, not all zero")
+            }
+            weights = parsed
+        default: throw problem("default_weights must be an object or null")
+        }
+        guard case .number(let docs)? = o["documents"], let documents = Int(docs), documents >= 0,
+              case .number(let ch)? = o["chunks"], let chunks = Int(ch), chunks >= 0 else {
+            throw problem("the header needs \"documents\" and \"chunks\" counts")
+        }
+        return Header(settings: settings, defaultWeights: weights, documents: documents, chunks: chunks)
+    }
+
+    /// One chunk line, checked field by field.
+    struct ChunkFields {
+        var docID: String
+        var ordinal: Int
+        var metadata: [String: String]?
+        var size: Int64?
+        var mtime: Double?
+        var contentHash: String?
+        var chunk: SearchIndex.EncodedChunk
+
+        init(_ o: [String: JSONValue], dimension d: Int, problem: (String) -> ValidationErrorMessage) throws {
+            func string(_ key: String) throws -> String {
+                guard case .string(let s)? = o[key] else { throw problem("\"\(key)\" must be a string (found \(o[key]?.kind ?? "nothing"))") }
+                return s
+            }
+            func int(_ key: String) throws -> Int {
+                guard case .number(let t)? = o[key], let n = Int(t), n >= 0 else { throw problem("\"\(key)\" must be a non-negative integer") }
+                return n
+            }
+            func float(_ v: JSONValue, _ what: String) throws -> Float {
+                guard case .number(let t) = v, let f = Float(t), f.isFinite else { throw problem("\(what) must be a finite float32 number") }
+                return f
+            }
+            let known: Set<String> = ["id", "doc_id", "chunk", "char_start", "char_end", "token_count", "text", "metadata",
+                                      "source", "dense", "sparse", "colbert"]
+            if let unknown = o.keys.first(where: { !known.contains($0) }) { throw problem("unknown field \"\(unknown)\"") }
+            docID = try string("doc_id")
+            guard !docID.isEmpty else { throw problem("\"doc_id\" is empty") }
+            ordinal = try int("chunk")
+            guard try string("id") == "\(docID)#\(ordinal)" else { throw problem("\"id\" must be \"<doc_id>#<chunk>\"") }
+            let text = try string("text")
+            let start = try int("char_start"), end = try int("char_end")
+            guard start <= end else { throw problem("char_start \(start) is after char_end \(end)") }
+            let tokenCount = try int("token_count")
+            switch o["metadata"] {
+            case nil, .null?: metadata = nil
+            case .object(let m)?:
+                var out: [String: String] = [:]
+                for (k, v) in m {
+                    guard case .string(let s) = v else { throw problem("metadata \"\(k)\" must be a string") }
+                    out[k] = s
+                }
+                metadata = out
+            default: throw problem("\"metadata\" must be an object of strings or null")
+            }
+            switch o["source"] {
+            case nil, .null?: break
+            case .object(let s)?:
+                if case .number(let t)? = s["size"] {
+                    guard let n = Int64(t), n >= 0 else { throw problem("source.size must be a non-negative integer") }
+                    size = n
+                }
+                if case .number(let t)? = s["mtime"] {
+                    guard let x = Double(t), x.isFinite else { throw problem("source.mtime must be a number") }
+                    mtime = x
+                }
+                if case .string(let h)? = s["content_hash"] { contentHash = h }
+            default: throw problem("\"source\" must be an object or null")
+            }
+
+            guard case .floats(let dense)? = o["dense"], dense.count == d else {
+                throw problem("\"dense\" must be an array of \(d) numbers")
+            }
+            guard dense.allSatisfy(\.isFinite) else { throw problem("a dense value is not a finite float32 number") }
+
+            guard case .object(let sparseObject)? = o["sparse"] else { throw problem("\"sparse\" must be an object {\"<token id>\": weight}") }
+            var pairs: [(Int32, Float)] = []
+            for (key, v) in sparseObject {
+                guard let id = Int32(key), id >= 0 else { throw problem("sparse key \"\(key)\" is not a token id") }
+                let w = try float(v, "sparse weight of token \(key)")
+                guard w > 0 else { throw problem("sparse weight of token \(key) must be positive") }
+                pairs.append((id, w))
+            }
+            pairs.sort { $0.0 < $1.0 }
+
+            guard case .array(let rows)? = o["colbert"] else { throw problem("\"colbert\" must be an array of \(d)-value rows") }
+            var values: [Float] = []
+            values.reserveCapacity(rows.count * d)
+            for (r, row) in rows.enumerated() {
+                guard case .floats(let items) = row, items.count == d else { throw problem("colbert row \(r) must hold \(d) numbers") }
+                guard items.allSatisfy(\.isFinite) else { throw problem("colbert row \(r) has a value that is not a finite float32 number") }
+                values.append(contentsOf: items)
+            }
+            let embedding = Embedding(tokenIDs: [], dense: dense, sparse: SparseVector(ids: pairs.map(\.0), weights: pairs.map(\.1)),
+                                      colbert: MultiVector(dimension: d, values: values))
+            chunk = SearchIndex.EncodedChunk(text: text, tokenCount: tokenCount, embedding: embedding, charRange: start ..< end)
+        }
+    }
+}
