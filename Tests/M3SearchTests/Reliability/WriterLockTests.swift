@@ -5,7 +5,7 @@ import XCTest
 
 /// One writer per index across processes (the `<index>.lock` writer lock), `--wait`, and
 /// readers that open while a writer commits.
-final class ConcurrencyTests: XCTestCase {
+final class WriterLockTests: XCTestCase {
     var dir: URL!
     var indexPath: String { dir.appendingPathComponent("shared.m3index").path }
     var docs: String { dir.appendingPathComponent("docs").path }
