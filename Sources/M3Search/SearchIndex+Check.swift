@@ -18,7 +18,7 @@ extension SearchIndex {
     ///
     /// It checks the file as it is now, all from one snapshot (a read transaction), so a
     /// writer committing meanwhile, in this process or another, cannot cause false reports;
-    /// a writer's in-memory graph and postings are compared with that snapshot too.
+    /// a writer's in-memory graph, postings and document table must match its sizes too.
     public func check() throws -> IntegrityReport {
         var report = IntegrityReport()
         let sqlite = try store.integrityCheck()
@@ -43,57 +43,55 @@ extension SearchIndex {
 
     private func check(hnsw: HNSWIndex, sparse: SparseIndex, documentInfo: [Int64: (path: String, metadata: [String: String]?)],
                        into report: inout IntegrityReport) throws {
-        do {
-            do { _ = try hnsw.checkIntegrity() } catch { report.problems.append("HNSW: \(error)") }
-            var chunkIDs = Set<Int64>()
-            let dim = settings.dimension
-            let s = try store.db.prepare("SELECT id, document_id, dense, sparse, colbert, token_count, char_start, char_end, text FROM chunks")
-            // Stored vectors carry no checksum, but normalised ones must have length 1: a
-            // flipped sign, exponent or high mantissa bit breaks that (a low mantissa bit
-            // moves scores by less than the tolerance). Float16 ColBERT rows get more slack.
-            let unitTolerance: (dense: Float, colbert: Float)? = settings.normalize ? (1e-3, 1e-2) : nil
-            func isUnit(_ v: ArraySlice<Float>, _ tolerance: Float) -> Bool {
-                abs(v.reduce(0) { $0 + $1 * $1 }.squareRoot() - 1) <= tolerance
+        do { _ = try hnsw.checkIntegrity() } catch { report.problems.append("HNSW: \(error)") }
+        var chunkIDs = Set<Int64>()
+        let dim = settings.dimension
+        let s = try store.db.prepare("SELECT id, document_id, dense, sparse, colbert, token_count, char_start, char_end, text FROM chunks")
+        // Stored vectors carry no checksum, but normalised ones must have length 1: a
+        // flipped sign, exponent or high mantissa bit breaks that (a low mantissa bit
+        // moves scores by less than the tolerance). Float16 ColBERT rows get more slack.
+        let unitTolerance: (dense: Float, colbert: Float)? = settings.normalize ? (1e-3, 1e-2) : nil
+        func isUnit(_ v: ArraySlice<Float>, _ tolerance: Float) -> Bool {
+            abs(v.reduce(0) { $0 + $1 * $1 }.squareRoot() - 1) <= tolerance
+        }
+        while try s.step() {
+            let id = s.int(0)
+            chunkIDs.insert(id)
+            if documentInfo[s.int(1)] == nil { report.problems.append("chunk \(id) belongs to no document") }
+            if let dense = s.withBlob(2, { VectorCoding.decodeDense($0, dimension: dim) }) {
+                if let t = unitTolerance, !isUnit(dense[...], t.dense) { report.problems.append("chunk \(id): dense vector is not unit length") }
+            } else {
+                report.problems.append("chunk \(id): dense vector has the wrong size")
             }
-            while try s.step() {
-                let id = s.int(0)
-                chunkIDs.insert(id)
-                if documentInfo[s.int(1)] == nil { report.problems.append("chunk \(id) belongs to no document") }
-                if let dense = s.withBlob(2, { VectorCoding.decodeDense($0, dimension: dim) }) {
-                    if let t = unitTolerance, !isUnit(dense[...], t.dense) { report.problems.append("chunk \(id): dense vector is not unit length") }
-                } else {
-                    report.problems.append("chunk \(id): dense vector has the wrong size")
-                }
-                if s.text(8).unicodeScalars.count != Int(s.int(7) - s.int(6)) {
-                    report.problems.append("chunk \(id): text length disagrees with its character range")
-                }
-                if !hnsw.contains(id: id) { report.problems.append("chunk \(id) is missing from the HNSW graph") }
-                guard let sv = s.withBlob(3, { VectorCoding.decodeSparse($0) }) else {
-                    report.problems.append("chunk \(id): sparse vector unreadable")
-                    continue
-                }
-                for (token, w) in zip(sv.ids, sv.weights) where sparse.weight(document: id, token: token) != w {
-                    report.problems.append("chunk \(id): posting for token \(token) disagrees with the chunk")
-                    break
-                }
-                let colbert = s.withBlob(4, { VectorCoding.decodeColBERT($0, dimension: dim) })
-                let rows = colbert?.count
-                if let t = unitTolerance, let m = colbert,
-                   let row = (0 ..< m.count).first(where: { !isUnit(m.values[$0 * dim ..< ($0 + 1) * dim], t.colbert) }) {
-                    report.problems.append("chunk \(id): ColBERT row \(row) is not unit length")
-                }
-                if rows != Int(s.int(5)) - 1 {
-                    report.problems.append("chunk \(id): \(rows.map(String.init) ?? "unreadable") ColBERT rows for \(s.int(5)) tokens")
-                }
+            if s.text(8).unicodeScalars.count != Int(s.int(7) - s.int(6)) {
+                report.problems.append("chunk \(id): text length disagrees with its character range")
             }
-            report.chunks = chunkIDs.count
-            report.documents = documentInfo.count
-            if hnsw.count != chunkIDs.count {
-                report.problems.append("HNSW holds \(hnsw.count) live nodes for \(chunkIDs.count) chunks")
+            if !hnsw.contains(id: id) { report.problems.append("chunk \(id) is missing from the HNSW graph") }
+            guard let sv = s.withBlob(3, { VectorCoding.decodeSparse($0) }) else {
+                report.problems.append("chunk \(id): sparse vector unreadable")
+                continue
             }
-            if sparse.documentCount > chunkIDs.count {
-                report.problems.append("postings reference \(sparse.documentCount) chunks, the file holds \(chunkIDs.count)")
+            for (token, w) in zip(sv.ids, sv.weights) where sparse.weight(document: id, token: token) != w {
+                report.problems.append("chunk \(id): posting for token \(token) disagrees with the chunk")
+                break
             }
+            let colbert = s.withBlob(4, { VectorCoding.decodeColBERT($0, dimension: dim) })
+            let rows = colbert?.count
+            if let t = unitTolerance, let m = colbert,
+               let row = (0 ..< m.count).first(where: { !isUnit(m.values[$0 * dim ..< ($0 + 1) * dim], t.colbert) }) {
+                report.problems.append("chunk \(id): ColBERT row \(row) is not unit length")
+            }
+            if rows != Int(s.int(5)) - 1 {
+                report.problems.append("chunk \(id): \(rows.map(String.init) ?? "unreadable") ColBERT rows for \(s.int(5)) tokens")
+            }
+        }
+        report.chunks = chunkIDs.count
+        report.documents = documentInfo.count
+        if hnsw.count != chunkIDs.count {
+            report.problems.append("HNSW holds \(hnsw.count) live nodes for \(chunkIDs.count) chunks")
+        }
+        if sparse.documentCount > chunkIDs.count {
+            report.problems.append("postings reference \(sparse.documentCount) chunks, the file holds \(chunkIDs.count)")
         }
     }
 }
