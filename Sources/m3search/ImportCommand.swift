@@ -23,6 +23,9 @@ struct ImportCommand: ParsableCommand {
     @Option(name: .long, help: "Documents per committed transaction.")
     var batch: Int = 64
 
+    @Flag(name: .long, help: "When another process is writing the index, wait for it to finish instead of failing.")
+    var wait = false
+
     func validate() throws {
         if batch < 1 { throw ValidationError("--batch must be at least 1") }
     }
@@ -41,6 +44,9 @@ struct ImportCommand: ParsableCommand {
             let index = try SearchIndex(path: location.index, model: model, maxLength: s.maxLength, overlap: s.overlap,
                                         pooling: Pooling(rawValue: s.pooling) ?? .cls, normalize: s.normalize,
                                         hnswM: s.hnswM, hnswEfConstruction: s.hnswEfConstruction)
+            try index.lockForWriting(wait: wait) { holder in
+                FileHandle.standardError.write(Data("waiting: \(location.index) is being written by \(holder?.description ?? "another process")\n".utf8))
+            }
             var ours = index.settings, theirs = s
             ours.colbertStorage = theirs.colbertStorage  // vectors arrive as float32 and are stored the index's way
             ours.hnswM = theirs.hnswM; ours.hnswEfConstruction = theirs.hnswEfConstruction  // graph shape, not vectors

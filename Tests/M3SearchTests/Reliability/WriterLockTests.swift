@@ -90,6 +90,17 @@ final class WriterLockTests: XCTestCase {
         XCTAssertEqual(try fresh.check().problems, [])
     }
 
+    func testImportTakesTheLockToo() throws {
+        let first = try open()
+        try first.add([DocumentInput(id: "a", text: "first writer")])
+        let exported = dir.appendingPathComponent("a.jsonl").path
+        let export = try runM3Search(["export", "--format", "jsonl", "--index", indexPath, "--out", exported], stdin: "")
+        XCTAssertEqual(export.status, 0, export.stderr)
+        let run = try runM3Search(["import", exported, "--index", indexPath, "--model", modelFolder], stdin: "")
+        XCTAssertEqual(run.status, 1)
+        XCTAssertTrue(run.stderr.contains("is locked by PID \(getpid()) ("), run.stderr)
+    }
+
     func testStaleLockFileOfADeadProcessDoesNotBlock() throws {
         // A lock file left by a killed writer: its flock died with it.
         try Data("pid 999999\ncommand m3search index\nstarted 2020-01-01T00:00:00Z\n".utf8)
