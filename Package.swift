@@ -46,7 +46,7 @@ let package = Package(
         // `m3search serve`: the JSON API over HTTP, Prometheus metrics, graceful shutdown.
         .target(
             name: "M3Server",
-            dependencies: ["M3Search",
+            dependencies: ["M3Search", "M3Store",
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "HummingbirdCore", package: "hummingbird"),
                            .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -23,9 +23,10 @@ struct m3_bf16_weights {
 };
 
 static int has_bf16 = -1;
-static int bf16(void) {
-    if (has_bf16 < 0) has_bf16 = m3_cpu_has_avx512_bf16();
-    return has_bf16;
+static int bf16(void) {  // detected once; relaxed atomics as in m3_kernel_level
+    int v = __atomic_load_n(&has_bf16, __ATOMIC_RELAXED);
+    if (v < 0) { v = m3_cpu_has_avx512_bf16(); __atomic_store_n(&has_bf16, v, __ATOMIC_RELAXED); }
+    return v;
 }
 
 /// float32 → bfloat16, round to nearest even (what vcvtneps2bf16 does); NaN stays NaN.

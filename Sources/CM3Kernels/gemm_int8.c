@@ -56,9 +56,10 @@ int m3_cpu_has_avx512_bf16(void) {
 }
 
 static int has_vnni = -1;
-static int vnni(void) {
-    if (has_vnni < 0) has_vnni = m3_cpu_has_avx512_vnni();
-    return has_vnni;
+static int vnni(void) {  // detected once; relaxed atomics as in m3_kernel_level
+    int v = __atomic_load_n(&has_vnni, __ATOMIC_RELAXED);
+    if (v < 0) { v = m3_cpu_has_avx512_vnni(); __atomic_store_n(&has_vnni, v, __ATOMIC_RELAXED); }
+    return v;
 }
 
 // ---------------------------------------------------------------- packing

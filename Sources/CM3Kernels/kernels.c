@@ -24,9 +24,15 @@ static int detect_level(void) {
     return 0;
 }
 
+// Concurrent first calls may both detect and store the same value: relaxed atomics make
+// that a benign race instead of a data race (ThreadSanitizer reported the plain int).
 int m3_kernel_level(void) {
-    if (kernel_level < 0) kernel_level = detect_level();
-    return kernel_level;
+    int level = __atomic_load_n(&kernel_level, __ATOMIC_RELAXED);
+    if (level < 0) {
+        level = detect_level();
+        __atomic_store_n(&kernel_level, level, __ATOMIC_RELAXED);
+    }
+    return level;
 }
 
 // ---------------------------------------------------------------- layer norm

@@ -63,6 +63,9 @@ enum SkipReason: Error, Equatable, Sendable {
     }
 }
 
+/// read(2), named apart from `DocumentReader.read`.
+private func readFile(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int) -> Int { read(fd, buffer, count) }
+
 enum DocumentReader {
     /// Reads a file: type by name, binary by content (a NUL byte in the first 8 KiB),
     /// invalid UTF-8 decoded with replacement characters.
@@ -74,14 +77,47 @@ enum DocumentReader {
         let size = (attributes[.size] as? NSNumber)?.int64Value ?? 0
         let mtime = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
         if size > maxBytes { return .failure(.tooLarge(size)) }
-        guard let data = FileManager.default.contents(atPath: path) else { return .failure(.unreadable("cannot read")) }
+        let data: Data
+        switch readBounded(path: path, maxBytes: maxBytes) {
+        case .success(let d): data = d
+        case .failure(let reason): return .failure(reason)
+        }
         if data.isEmpty { return .failure(.empty) }
-        if data.prefix(8192).contains(0) { return .failure(.binary) }
         let (text, invalid) = decodeUTF8(data)
         let body = kind == .html ? HTMLText.extract(text) : text
         if body.unicodeScalars.allSatisfy({ $0.properties.isWhitespace }) { return .failure(.empty) }
         return .success(ReadDocument(text: body, kind: kind, size: Int64(data.count), mtime: mtime,
                                      contentHash: contentHash(data), hadInvalidUTF8: invalid))
+    }
+
+    /// The file's bytes, at most `maxBytes` of them: a regular file only (a FIFO or device
+    /// would block or never end), the first 8 KiB checked for NUL before the rest is read
+    /// (a huge binary file costs 8 KiB), and a file that grows past the limit while being
+    /// read is skipped as too large rather than read without bound.
+    static func readBounded(path: String, maxBytes: Int64) -> Result<Data, SkipReason> {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { return .failure(.unreadable(String(cString: strerror(errno)))) }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { return .failure(.unreadable(String(cString: strerror(errno)))) }
+        guard info.st_mode & S_IFMT == S_IFREG else { return .failure(.unreadable("not a regular file")) }
+        var data = Data()
+        let limit = Int(max(0, maxBytes))
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let want = data.count < 8192 ? 8192 - data.count : min(chunk.count, limit + 1 - data.count)
+            guard want > 0 else { return .failure(.tooLarge(Int64(data.count))) }
+            let n = chunk.withUnsafeMutableBytes { readFile(fd, $0.baseAddress, want) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return .failure(.unreadable(String(cString: strerror(errno))))
+            }
+            if n == 0 { break }
+            data.append(contentsOf: chunk[0 ..< n])
+            if data.count <= 8192, chunk[0 ..< n].contains(0) { return .failure(.binary) }
+            if data.count > limit { return .failure(.tooLarge(Int64(data.count))) }
+        }
+        return .success(data)
     }
 
     static func decodeUTF8(_ data: Data) -> (String, Bool) {
@@ -125,16 +161,29 @@ enum HTMLText {
             }
             return nil
         }
+        func matches(_ needle: String, at j: Int) -> Bool {
+            let n = Array(needle.unicodeScalars)
+            return j + n.count <= s.count && (0 ..< n.count).allSatisfy { s[j + $0] == n[$0] }
+        }
+        // The first ">" at or after a position, remembered: "<<<<…>" would otherwise scan
+        // to the same ">" from every "<" (quadratic time on hostile pages).
+        var nextClose = -1
+        func closingBracket(from j: Int) -> Int? {
+            if nextClose >= j { return nextClose }
+            guard let k = find(">", from: j) else { nextClose = s.count; return nil }
+            nextClose = k
+            return k
+        }
         while i < s.count {
             let c = s[i]
             if c == "<" {
-                if find("<!--", from: i) == i {
+                if matches("<!--", at: i) {
                     i = (find("-->", from: i + 4).map { $0 + 3 }) ?? s.count
                     continue
                 }
                 let closing = i + 1 < s.count && s[i + 1] == "/"
                 let name = lowercasedWord(at: i + (closing ? 2 : 1))
-                guard let end = find(">", from: i) else { break }
+                guard let end = closingBracket(from: i), end < s.count else { break }
                 if !closing && (name == "script" || name == "style") {
                     i = (find("</\(name)", from: end).flatMap { find(">", from: $0) }.map { $0 + 1 }) ?? s.count
                     continue

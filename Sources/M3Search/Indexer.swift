@@ -52,6 +52,8 @@ extension SearchIndex {
     public func indexFiles(_ roots: [String], selection: FileSelection = FileSelection(),
                            progress: ((IndexProgress) -> Void)? = nil) throws -> IndexSummary {
         let start = Date()
+        // Before reading what the index holds: another writer could change it meanwhile.
+        try lockForWriting()
         var summary = IndexSummary()
         var files: [(path: String, kind: DocumentKind?)] = []
         var folderRoots: [String] = []
@@ -64,9 +66,15 @@ extension SearchIndex {
             if isDir.boolValue {
                 let base = root.hasSuffix("/") && root.count > 1 ? String(root.dropLast()) : root
                 folderRoots.append(base)
-                for rel in Self.walk(base) where Self.selected(rel, selection) {
+                let (found, undecodable) = Self.walk(base)
+                for rel in found where Self.selected(rel, selection) {
                     let path = base == "." ? rel : base + "/" + rel
                     files.append((path, DocumentKind.of(path: path)))
+                }
+                for rel in undecodable {
+                    summary.skipped += 1
+                    summary.skippedByReason["name not UTF-8", default: 0] += 1
+                    summary.warnings.append("\(base)/\(rel): skipped, its name is not valid UTF-8 (rename it to index it)")
                 }
             } else {
                 files.append((root, DocumentKind.of(path: root)))
@@ -141,21 +149,36 @@ extension SearchIndex {
         return summary
     }
 
-    /// Relative paths of regular files under `root`, sorted; hidden entries and symlinked
-    /// folders are not followed (no loops).
-    static func walk(_ root: String) -> [String] {
-        let url = URL(fileURLWithPath: root)
-        guard let e = FileManager.default.enumerator(at: url, includingPropertiesForKeys: [.isRegularFileKey, .isSymbolicLinkKey],
-                                                     options: [.skipsHiddenFiles]) else { return [] }
-        var out: [String] = []
-        let prefix = url.standardizedFileURL.path.count + 1
-        for case let file as URL in e {
-            guard let values = try? file.resourceValues(forKeys: [.isRegularFileKey, .isSymbolicLinkKey]),
-                  values.isRegularFile == true, values.isSymbolicLink != true else { continue }
-            let full = file.standardizedFileURL.path
-            if full.count > prefix { out.append(String(full.dropFirst(prefix))) }
+    /// Relative paths of the regular files under `root`, sorted, read with readdir/lstat:
+    /// hidden entries are skipped, symlinks (to files or folders) are not followed, so
+    /// loops cannot happen, and FIFOs, sockets and devices are never opened. Names that are
+    /// not UTF-8 cannot round-trip through a String path: they come back in `undecodable`
+    /// (with replacement characters) to be reported, never silently dropped.
+    static func walk(_ root: String) -> (files: [String], undecodable: [String]) {
+        var files: [String] = [], undecodable: [String] = []
+        func visit(_ relative: String) {
+            let folder = relative.isEmpty ? root : root + "/" + relative
+            guard let dir = opendir(folder) else { return }
+            defer { closedir(dir) }
+            while let entry = readdir(dir) {
+                let bytes = withUnsafeBytes(of: entry.pointee.d_name) { Array($0.prefix(while: { $0 != 0 })) }
+                guard let first = bytes.first, first != UInt8(ascii: ".") else { continue }  // hidden, ".", ".."
+                let path = { (name: String) in relative.isEmpty ? name : relative + "/" + name }
+                guard let name = String(validating: bytes, as: UTF8.self) else {
+                    undecodable.append(path(String(decoding: bytes, as: UTF8.self)))
+                    continue
+                }
+                var info = stat()
+                guard lstat(folder + "/" + name, &info) == 0 else { continue }
+                switch info.st_mode & S_IFMT {
+                case S_IFDIR: visit(path(name))
+                case S_IFREG: files.append(path(name))
+                default: continue
+                }
+            }
         }
-        return out.sorted()
+        visit("")
+        return (files.sorted(), undecodable.sorted())
     }
 
     static func selected(_ relative: String, _ s: FileSelection) -> Bool {

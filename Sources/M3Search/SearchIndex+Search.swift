@@ -81,10 +81,17 @@ extension SearchIndex {
             Self.fuse(&scored, weights: w, fusion: options.mode == .hybrid ? options.fusion : .weighted)
             var kept = Self.top(scored, k: options.k, groupByDocument: options.groupByDocument)
             try fillTexts(&kept)
-            report.results = kept.enumerated().map { i, c in
-                let info = documentInfo[c.documentID]
+            report.results = try kept.enumerated().map { i, c in
+                // Stored rows are checked before they become results: a damaged file must
+                // fail loudly, not trap or answer with an empty path (found by Fuzz/FuzzIndex).
+                guard let info = documentInfo[c.documentID] else {
+                    throw StoreError.corrupt(path: path, detail: "chunk \(c.chunkID) belongs to no document")
+                }
+                guard c.charStart >= 0, c.charStart <= c.charEnd else {
+                    throw StoreError.corrupt(path: path, detail: "chunk \(c.chunkID) has the character range \(c.charStart)..<\(c.charEnd)")
+                }
                 return SearchResult(rank: i + 1, score: c.fused, dense: c.dense, sparse: c.sparse,
-                                    colbert: c.colbert, path: info?.path ?? "", metadata: info?.metadata,
+                                    colbert: c.colbert, path: info.path, metadata: info.metadata,
                                     chunk: c.ordinal, chunkID: c.chunkID, charRange: c.charStart ..< c.charEnd, text: c.text)
             }
             report.fuseSeconds = Date().timeIntervalSince(t3)

@@ -120,6 +120,7 @@ extension SearchIndex {
     func commit(_ documents: [PreparedDocument], removing removals: [String]) throws -> Int {
         writeLock.lock()
         defer { writeLock.unlock() }
+        try takeWriterLock()
         do {
             // PQ storage: the first batch trains the codebook (outside the state lock, so
             // searches go on meanwhile; the write lock keeps other writers out).

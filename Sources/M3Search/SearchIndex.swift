@@ -146,6 +146,7 @@ public final class SearchIndex: @unchecked Sendable {
     let scoringReader: IndexStore
     let scoringReaderLock = NSLock()
     let writeLock = NSLock()       // one writer at a time
+    let writeSession = WriteSession()  // the cross-process writer lock (SearchIndex+Lock)
     let stateLock = ReadWriteLock()
     var hnsw: HNSWIndex
     var sparse: SparseIndex
@@ -185,7 +186,7 @@ public final class SearchIndex: @unchecked Sendable {
             let dir = (path as NSString).deletingLastPathComponent
             if !dir.isEmpty { try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
         }
-        store = try IndexStore(path: path, readOnly: readOnly, createWith: exists ? nil : wanted)
+        store = try IndexStore(path: path, readOnly: readOnly, createWith: create ? wanted : nil)
         let stored = try store.settings()
         if stored.modelID != wanted.modelID || stored.dimension != wanted.dimension {
             throw StoreError.incompatible(path: path, detail: stored.firstDifference(from: wanted) ?? "model differs")
@@ -213,6 +214,7 @@ public final class SearchIndex: @unchecked Sendable {
         self.colbertPruning = cp
         reader = try IndexStore(path: path, readOnly: true)
         scoringReader = try IndexStore(path: path, readOnly: true)
+        writeSession.loadedDataVersion = try store.db.scalarInt("PRAGMA data_version") ?? 0
         (hnsw, sparse, documentInfo) = try Self.loadState(store, settings: stored)
         savedWeights = try Self.loadDefaultWeights(store)
         colbertCodebook = try Self.loadCodebook(store, dimension: stored.dimension)
@@ -230,8 +232,22 @@ public final class SearchIndex: @unchecked Sendable {
         }
     }
 
-    /// Rebuilds the in-memory graph and postings from the file (never re-running HNSW construction).
+    /// Rebuilds the in-memory graph and postings from the file (never re-running HNSW
+    /// construction), all from one snapshot: a read transaction, so a writer committing
+    /// meanwhile cannot pair one commit's graph with another's chunks.
     static func loadState(_ store: IndexStore, settings: IndexSettings) throws -> (HNSWIndex, SparseIndex, [Int64: (path: String, metadata: [String: String]?)]) {
+        try store.db.transaction(immediate: false) { try loadSnapshot(store, settings: settings) }
+    }
+
+    /// `loadState` inside the caller's transaction; damage found by the graph and posting
+    /// decoders is reported as `StoreError.corrupt`, like the store's own.
+    static func loadSnapshot(_ store: IndexStore, settings: IndexSettings) throws -> (HNSWIndex, SparseIndex, [Int64: (path: String, metadata: [String: String]?)]) {
+        do { return try decodeSnapshot(store, settings: settings) } catch let error as IndexError {
+            throw StoreError.corrupt(path: store.path, detail: "\(error)")
+        }
+    }
+
+    private static func decodeSnapshot(_ store: IndexStore, settings: IndexSettings) throws -> (HNSWIndex, SparseIndex, [Int64: (path: String, metadata: [String: String]?)]) {
         var info: [Int64: (path: String, metadata: [String: String]?)] = [:]
         for d in try store.documents() { info[d.id] = (d.path, decodeMetadata(d.metadata)) }
 

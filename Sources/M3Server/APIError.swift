@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import M3Search
+import M3Store
 import NIOCore
 
 /// An error the API answers with a status and `{"error": "<message>"}`.
@@ -35,6 +36,19 @@ struct APIError: Error, CustomStringConvertible {
             return APIError(status: .contentTooLarge, message: "the request body is larger than the server's limit (--max-body-bytes)")
         case let e as SearchError:
             return .badRequest(e.description)
+        case let e as StoreError:
+            switch e {
+            // Another writer (`m3search index`, `import`) holds the lock: retry later.
+            case .locked:
+                return APIError(status: .conflict, message: e.description)
+            case .lockUnavailable:
+                return APIError(status: .forbidden, message: e.description)
+            // Nothing was committed; the index is as it was before the request.
+            case .diskFull:
+                return APIError(status: .init(code: 507, reasonPhrase: "Insufficient Storage"), message: e.description)
+            default:
+                return APIError(status: .internalServerError, message: "internal error: \(e)")
+            }
         case let e as HTTPError:
             switch e.status {
             case .notFound:

@@ -119,13 +119,15 @@ public final class IndexStore: @unchecked Sendable {
                 }
             }
         }
-        db = try SQLiteConnection(path: path, mode: readOnly ? .readOnly : (exists ? .readWrite : .create))
+        db = try Self.connect(path: path, readOnly: readOnly, create: !exists)
         if !readOnly {
             try db.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
         }
         let tables = try tableNames()
         if tables.isEmpty {
-            guard let settings, !readOnly else { throw StoreError.notAnIndex(path: path, detail: "empty database") }
+            // An empty database is an index whose creation never committed (e.g. a killed
+            // first run): creating it now loses nothing; without settings it is just absent.
+            guard let settings, !readOnly else { throw StoreError.missing(path: path) }
             try create(settings)
         } else {
             guard tables.contains("m3_meta") else {
@@ -139,6 +141,29 @@ public final class IndexStore: @unchecked Sendable {
                 throw StoreError.newerFormat(path: path, found: version, supported: Self.formatVersion)
             }
             if version < Self.formatVersion && !readOnly { try migrate(from: version) }
+        }
+    }
+
+    /// A read-only connection to a WAL index needs its `-shm` file; on read-only media
+    /// where that file is gone (SQLite deletes it when the last writer closes) and cannot
+    /// be created, the file is opened immutable instead: nobody can be writing it there.
+    private static func connect(path: String, readOnly: Bool, create: Bool) throws -> SQLiteConnection {
+        guard readOnly else { return try SQLiteConnection(path: path, mode: create ? .create : .readWrite) }
+        let connection = try SQLiteConnection(path: path, mode: .readOnly)
+        do {
+            _ = try connection.scalarInt("SELECT count(*) FROM sqlite_master")
+            return connection
+        } catch StoreError.sqlite(_, let code, _, _) where (code == SQLITE_CANTOPEN || code == SQLITE_READONLY)
+                    && access((path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent, W_OK) != 0 {
+            // Only where nobody could be writing: the folder itself is not writable (a
+            // read-only mount, where even root gets EROFS). Elsewhere an immutable open
+            // could read a file mid-write.
+            let wal = (try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? NSNumber)?.intValue ?? 0
+            guard wal == 0 else {
+                throw StoreError.sqlite(path: path, code: code, message: "its write-ahead log (\(path)-wal) holds changes not yet "
+                    + "folded into the file, and its folder is read-only; open it once where it is writable", sql: nil)
+            }
+            return try SQLiteConnection(path: path, mode: .immutable)
         }
     }
 

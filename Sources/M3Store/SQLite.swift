@@ -13,16 +13,19 @@ public enum StoreError: Error, CustomStringConvertible, Equatable, Sendable {
     case incompatible(path: String, detail: String)
     /// The index does not exist.
     case missing(path: String)
-    /// Another process holds the write lock.
-    case locked(path: String, detail: String)
+    /// Another writer holds the index's writer lock (see `WriterLock`); nil: it has not recorded itself yet.
+    case locked(path: String, holder: WriterLock.Holder?)
+    /// The writer lock file cannot be created or locked (e.g. a read-only folder).
+    case lockUnavailable(path: String, detail: String)
     /// Stored bytes fail validation.
     case corrupt(path: String, detail: String)
+    /// The filesystem holding the index is full (SQLITE_FULL, ENOSPC); the transaction rolled back.
+    case diskFull(path: String)
 
     public var description: String {
         switch self {
         case .sqlite(let path, let code, let message, let sql):
-            let full = code == SQLITE_FULL ? " (the disk is full: free space and run again; the index keeps its last committed state)" : ""
-            return "SQLite error \(code) on \(path): \(message)\(full)" + (sql.map { " [\($0.prefix(120))]" } ?? "")
+            return "SQLite error \(code) on \(path): \(message)" + (sql.map { " [\($0.prefix(120))]" } ?? "")
         case .notAnIndex(let path, let detail):
             return "\(path) is not an m3search index (\(detail)). Choose another --index path; m3search never overwrites a foreign file."
         case .newerFormat(let path, let found, let supported):
@@ -31,10 +34,15 @@ public enum StoreError: Error, CustomStringConvertible, Equatable, Sendable {
             return "\(path) was built with different settings: \(detail). Use a new --index path, or re-index with the settings it was built with."
         case .missing(let path):
             return "No index at \(path). Build one with `m3search index <folders> --index \(path)`."
-        case .locked(let path, let detail):
-            return "\(path) is locked: \(detail)"
+        case .locked(let path, let holder):
+            return "index \(path) is locked by \(holder.map(\.description) ?? "another process") while it writes. "
+                + "Wait for it to finish, or pass --wait to wait for it; searches are not blocked."
+        case .lockUnavailable(let path, let detail):
+            return "cannot take the writer lock of \(path): \(detail). Writing needs a writable folder; searching does not."
         case .corrupt(let path, let detail):
             return "\(path) is damaged: \(detail). Rebuild it with `m3search index`."
+        case .diskFull(let path):
+            return "the disk holding \(path) is full: free some space and run again (the index keeps its last committed state)."
         }
     }
 }
@@ -44,7 +52,9 @@ public final class SQLiteConnection: @unchecked Sendable {
     public let path: String
     let handle: OpaquePointer
 
-    public enum Mode: Sendable { case readOnly, readWrite, create }
+    /// `immutable`: read-only without WAL shared memory or locks, for a file on read-only
+    /// media that nobody can be writing (SQLite's `immutable=1` URI parameter).
+    public enum Mode: Sendable { case readOnly, readWrite, create, immutable }
 
     public init(path: String, mode: Mode) throws {
         self.path = path
@@ -54,8 +64,10 @@ public final class SQLiteConnection: @unchecked Sendable {
         case .readOnly: flags = SQLITE_OPEN_READONLY
         case .readWrite: flags = SQLITE_OPEN_READWRITE
         case .create: flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+        case .immutable: flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_URI
         }
-        let rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, nil)
+        let name = mode == .immutable ? URL(fileURLWithPath: path).absoluteString + "?immutable=1" : path
+        let rc = sqlite3_open_v2(name, &db, flags | SQLITE_OPEN_NOMUTEX, nil)
         guard rc == SQLITE_OK, let db else {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
             if let db { sqlite3_close_v2(db) }
@@ -73,7 +85,17 @@ public final class SQLiteConnection: @unchecked Sendable {
         if code & 0xff == SQLITE_NOTADB {
             return .notAnIndex(path: path, detail: "not an SQLite database")
         }
+        if isDiskFull(code) { return .diskFull(path: path) }
+        if code & 0xff == SQLITE_CORRUPT { return .corrupt(path: path, detail: "SQLite: \(message)") }
         return .sqlite(path: path, code: code & 0xff, message: message, sql: sql)
+    }
+
+    /// SQLITE_FULL, or an I/O error whose cause was ENOSPC/EDQUOT (how a full disk shows
+    /// up when the write-ahead log or its shared memory cannot grow).
+    private func isDiskFull(_ code: Int32) -> Bool {
+        if code & 0xff == SQLITE_FULL { return true }
+        let cause = sqlite3_system_errno(handle)
+        return code & 0xff == SQLITE_IOERR && (cause == ENOSPC || cause == EDQUOT)
     }
 
     /// Runs one or more statements that return no rows.
@@ -84,6 +106,8 @@ public final class SQLiteConnection: @unchecked Sendable {
             let text = message.map { String(cString: $0) } ?? ""
             sqlite3_free(message)
             if rc & 0xff == SQLITE_NOTADB { throw StoreError.notAnIndex(path: path, detail: "not an SQLite database") }
+            if isDiskFull(rc) { throw StoreError.diskFull(path: path) }
+            if rc & 0xff == SQLITE_CORRUPT { throw StoreError.corrupt(path: path, detail: "SQLite: \(text)") }
             throw StoreError.sqlite(path: path, code: rc & 0xff, message: text, sql: sql)
         }
     }
@@ -146,7 +170,16 @@ public final class Statement {
             case .null: rc = sqlite3_bind_null(handle, index)
             case .int(let x): rc = sqlite3_bind_int64(handle, index, x)
             case .double(let x): rc = sqlite3_bind_double(handle, index, x)
-            case .text(let s): rc = sqlite3_bind_text(handle, index, s, -1, Self.transient)
+            case .text(let s):
+                // With its byte length: a text holding U+0000 is stored whole, not cut at the NUL.
+                var text = s
+                rc = text.withUTF8 { utf8 in
+                    utf8.withMemoryRebound(to: CChar.self) { chars in
+                        // An empty text still needs a non-null pointer (null would bind NULL).
+                        chars.count == 0 ? sqlite3_bind_text(handle, index, "", 0, Self.transient)
+                            : sqlite3_bind_text64(handle, index, chars.baseAddress, sqlite3_uint64(chars.count), Self.transient, UInt8(SQLITE_UTF8))
+                    }
+                }
             case .blob(let d):
                 rc = d.withUnsafeBytes { raw in
                     sqlite3_bind_blob64(handle, index, raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1), sqlite3_uint64(raw.count), Self.transient)

@@ -23,6 +23,9 @@ struct ImportCommand: ParsableCommand {
     @Option(name: .long, help: "Documents per committed transaction.")
     var batch: Int = 64
 
+    @Flag(name: .long, help: "When another process is writing the index, wait for it to finish instead of failing.")
+    var wait = false
+
     func validate() throws {
         if batch < 1 { throw ValidationError("--batch must be at least 1") }
     }
@@ -45,6 +48,9 @@ struct ImportCommand: ParsableCommand {
                                         colbertStorage: existed ? nil : ColBERTStorage(s.colbertStorage),
                                         denseStorage: existed ? nil : DenseStorage(rawValue: s.denseStorage),
                                         colbertPruning: existed ? nil : ColBERTPruning(s.colbertPrune))
+            try index.lockForWriting(wait: wait) { holder in
+                FileHandle.standardError.write(Data("waiting: \(location.index) is being written by \(holder?.description ?? "another process")\n".utf8))
+            }
             var ours = index.settings, theirs = s
             // Vectors arrive as float32 and are stored the index's way.
             ours.colbertStorage = theirs.colbertStorage

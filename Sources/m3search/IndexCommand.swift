@@ -74,6 +74,9 @@ struct IndexCommand: ParsableCommand {
     @Option(name: .long, help: "Documents per committed batch.")
     var batch: Int = 16
 
+    @Flag(name: .long, help: "When another process is writing the index, wait for it to finish instead of failing.")
+    var wait = false
+
     func validate() throws {
         if maxLength < 8 { throw ValidationError("--max-length must be at least 8") }
         if overlap < 0 || overlap >= maxLength - 2 { throw ValidationError("--overlap must be between 0 and max-length − 3") }
@@ -100,6 +103,10 @@ struct IndexCommand: ParsableCommand {
                                           colbertStorage: colbertStorage.flatMap(ColBERTStorage.init),
                                           denseStorage: denseStorage.flatMap { DenseStorage(rawValue: $0.lowercased()) },
                                           colbertPruning: colbertPrune.flatMap(ColBERTPruning.init))
+            try searchIndex.lockForWriting(wait: wait) { holder in
+                let who = holder?.description ?? "another process"
+                FileHandle.standardError.write(Data("waiting: \(location.index) is being written by \(who)\n".utf8))
+            }
         } catch { fail("\(error)") }
         if searchIndex.settings.maxLength != maxLength || searchIndex.settings.overlap != overlap {
             FileHandle.standardError.write(Data("note: \(location.index) was created with --max-length \(searchIndex.settings.maxLength) --overlap \(searchIndex.settings.overlap); using those\n".utf8))

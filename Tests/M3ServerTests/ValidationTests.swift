@@ -100,6 +100,30 @@ final class ValidationTests: XCTestCase {
         try await s.stop()
     }
 
+    /// While another writer (here a second SearchIndex, as `m3search index` would be) holds
+    /// the index's writer lock, writes answer 409 naming the holder and change nothing;
+    /// searches go on; once the lock is released the same write succeeds.
+    func testWritesWhileAnotherWriterHoldsTheLockGet409() async throws {
+        let s = try await TestServer.start()
+        defer { s.removeFiles() }
+        let other = try SearchIndex(path: s.indexPath, model: try TinyModel.get())
+        try other.lockForWriting()
+        let body: [String: Any] = ["documents": [["id": "x", "text": "lighthouses guide ships"]]]
+        let refused = try await s.client.send("POST", "/documents", json: body)
+        XCTAssertEqual(refused.status, 409, refused.text)
+        XCTAssertTrue(refused.error?.contains("locked by PID \(getpid())") ?? false, refused.text)
+        let delete = try await s.client.send("DELETE", "/documents/x")
+        XCTAssertEqual(delete.status, 409, delete.text)
+        XCTAssertEqual(s.index.documentCount, 0)
+        let search = try await s.client.search(["query": "ships", "k": 1])
+        XCTAssertEqual(search.status, 200, search.text)
+        other.releaseWriteLock()
+        let added = try await s.client.send("POST", "/documents", json: body)
+        XCTAssertEqual(added.status, 200, added.text)
+        XCTAssertEqual(s.index.documentCount, 1)
+        try await s.stop()
+    }
+
     /// A client that sends a head and then trickles (or stops sending) its body is
     /// disconnected after the read timeout; the server keeps serving others meanwhile.
     func testSlowClientIsDisconnected() async throws {

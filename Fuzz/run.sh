@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets and runs each for SECONDS (default 600) from the committed
+# seed corpus (Fuzz/corpus/<target>), growing a working corpus under Fuzz/work/ (ignored).
+#   usage: Fuzz/run.sh [seconds] [target...]      targets: safetensors pickle html index
+# Crashes are written to Fuzz/work/<target>/artifacts/. To shrink the committed corpora
+# afterwards: Fuzz/run.sh merge
+set -euo pipefail
+cd "$(dirname "$0")"
+# Let libFuzzer, not Swift's backtracer, handle crashes, so it saves the input.
+export SWIFT_BACKTRACE=enable=no
+[ -x /opt/swift/usr/bin/swift ] && export PATH="/opt/swift/usr/bin:$PATH"
+swift build -c release --sanitize=fuzzer -Xswiftc -enable-testing >/dev/null
+declare -A binary=([safetensors]=FuzzSafeTensors [pickle]=FuzzPickle [html]=FuzzHTML [index]=FuzzIndex)
+declare -A maxlen=([safetensors]=8192 [pickle]=4096 [html]=8192 [index]=65536)
+
+if [ "${1:-}" = merge ]; then
+  # Keep a smallest set of inputs covering every feature reached (set cover), so the
+  # committed corpus stays small. The index corpus is not merged: its inputs are whole
+  # index files (~36 KB each); the committed seed regrows it in seconds.
+  shift
+  targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(safetensors pickle html)
+  for t in "${targets[@]}"; do
+    [ -d "work/$t/corpus" ] || continue
+    rm -rf "work/$t/min" && mkdir -p "work/$t/min"
+    ".build/release/${binary[$t]}" -set_cover_merge=1 -max_len="${maxlen[$t]}" "work/$t/min" "corpus/$t" "work/$t/corpus" 2>&1 | tail -n 2
+    rm -rf "corpus/$t" && mv "work/$t/min" "corpus/$t"
+  done
+  exit 0
+fi
+
+seconds="${1:-600}"; shift || true
+targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(safetensors pickle html index)
+for t in "${targets[@]}"; do
+  mkdir -p "work/$t/corpus" "work/$t/artifacts"
+  echo "== $t: ${seconds}s"
+  ".build/release/${binary[$t]}" "work/$t/corpus" "corpus/$t" -max_total_time="$seconds" -max_len="${maxlen[$t]}" \
+    -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="work/$t/artifacts/" 2>&1 | tee "work/$t/log.txt" | tail -n 25
+done
