@@ -34,7 +34,11 @@ extension SearchIndex {
                     || snapshot.2.count != documentInfo.count {
                     report.problems.append("the writer's in-memory graph or postings differ from the file")
                 }
-                try check(hnsw: snapshot.0, sparse: snapshot.1, documentInfo: snapshot.2, into: &report)
+                // A damaged schema (a renamed column, say) fails the queries themselves:
+                // that is a finding, not a reason to stop checking without a report.
+                do { try check(hnsw: snapshot.0, sparse: snapshot.1, documentInfo: snapshot.2, into: &report) } catch {
+                    report.problems.append("\(error)")
+                }
             }
         }
         if report.problems.count > 50 { report.problems = Array(report.problems.prefix(50)) + ["…"] }

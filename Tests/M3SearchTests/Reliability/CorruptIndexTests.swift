@@ -172,7 +172,7 @@ final class CorruptIndexTests: XCTestCase {
         try SQLiteConnection(path: newer, mode: .readWrite).execute("UPDATE m3_meta SET value = '99' WHERE key = 'format_version'")
         let q = try runM3Search(["query", "harbor", "--index", newer, "--model", modelFolder], stdin: "")
         XCTAssertEqual(q.status, 1)
-        XCTAssertTrue(q.stderr.contains("has index format 99, newer than this m3search supports (1). Upgrade m3search."), q.stderr)
+        XCTAssertTrue(q.stderr.contains("has index format 99, newer than this m3search supports (\(IndexStore.formatVersion)). Upgrade m3search."), q.stderr)
         // The foreign file is never touched.
         XCTAssertThrowsError(try SearchIndex(path: foreign, model: try model()))
         XCTAssertEqual(try SQLiteConnection(path: foreign, mode: .readOnly).scalarInt("SELECT count(*) FROM notes"), 1)
