@@ -31,50 +31,48 @@ import encoder as enc  # corpus_text, MODEL
 OUT = os.path.join(HERE, "work/storage")
 
 
-def stdlib_docstrings():
+def stdlib_sources():
+    """(path, text) of the standard library's .py files, in a fixed order, tests left out."""
     base = sysconfig.get_paths()["stdlib"]
-    out = []
     for dirpath, dirnames, filenames in os.walk(base):
         dirnames[:] = sorted(d for d in dirnames
                              if d not in ("test", "tests", "idle_test", "site-packages", "__pycache__"))
         for f in sorted(filenames):
-            if not f.endswith(".py"):
-                continue
-            try:
-                tree = ast.parse(open(os.path.join(dirpath, f), encoding="utf-8").read())
-            except (SyntaxError, UnicodeDecodeError):
-                continue
-            for node in ast.walk(tree):
-                if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-                    d = ast.get_docstring(node)
-                    if d and len(d) > 80:
-                        out.append(" ".join(d.split()))
+            if f.endswith(".py"):
+                try:
+                    yield os.path.join(dirpath, f), open(os.path.join(dirpath, f), encoding="utf-8").read()
+                except UnicodeDecodeError:
+                    continue
+
+
+def stdlib_docstrings():
+    out = []
+    for _, text in stdlib_sources():
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                d = ast.get_docstring(node)
+                if d and len(d) > 80:
+                    out.append(" ".join(d.split()))
     return " ".join(out)
 
 
 def stdlib_comments():
     """Comment blocks (3+ consecutive # lines) of the standard library: more English prose."""
-    base = sysconfig.get_paths()["stdlib"]
     out = []
-    for dirpath, dirnames, filenames in os.walk(base):
-        dirnames[:] = sorted(d for d in dirnames
-                             if d not in ("test", "tests", "idle_test", "site-packages", "__pycache__"))
-        for f in sorted(filenames):
-            if not f.endswith(".py"):
-                continue
-            try:
-                lines = open(os.path.join(dirpath, f), encoding="utf-8").read().splitlines()
-            except UnicodeDecodeError:
-                continue
-            block = []
-            for line in lines + [""]:
-                s = line.strip()
-                if s.startswith("#") and not s.startswith("#!"):
-                    block.append(s.lstrip("#").strip())
-                else:
-                    if len(block) >= 3:
-                        out.append(" ".join(" ".join(block).split()))
-                    block = []
+    for _, text in stdlib_sources():
+        block = []
+        for line in text.splitlines() + [""]:
+            s = line.strip()
+            if s.startswith("#") and not s.startswith("#!"):
+                block.append(s.lstrip("#").strip())
+            else:
+                if len(block) >= 3:
+                    out.append(" ".join(" ".join(block).split()))
+                block = []
     return " ".join(out)
 
 

@@ -1,4 +1,5 @@
 import Foundation
+import M3Index
 @testable import M3Search
 import M3Store
 import XCTest
@@ -185,15 +186,5 @@ final class KillCampaignTests: XCTestCase {
     }
 }
 
-/// A small seeded generator (SplitMix64) so campaigns can be replayed.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// Campaigns are replayed from their seed.
+typealias SplitMix = SplitMix64
