@@ -43,9 +43,11 @@ public struct IndexInfo: Sendable, Codable {
         let store = try IndexStore(path: path, readOnly: true)
         let settings = try store.settings()
         let z = try store.sizes()
-        let storage = ColBERTStorage(settings.colbertStorage) ?? .float16
-        let perRow = storage.bytesPerRow(dimension: settings.dimension)
         let codebook = z.pages["codebooks"] ?? z.codebookBytes
+        // A PQ index holds float16 rows until it has enough of them to train its codebook.
+        let chosen = ColBERTStorage(settings.colbertStorage) ?? .float16
+        let storage = chosen.needsCodebook && z.codebookBytes == 0 ? .float16 : chosen
+        let perRow = storage.bytesPerRow(dimension: settings.dimension)
         var c: Components
         if !z.pages.isEmpty {
             // The chunks table's own pages count as payloads; what is left of them goes to `other`.

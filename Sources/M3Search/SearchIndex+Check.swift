@@ -57,7 +57,8 @@ extension SearchIndex {
         // Quantised storage moves the norm further (int8 by up to a few percent at small
         // dimensions); sign bits and PQ centroids keep no norm, so their rows are not checked.
         let denseSlack: Float = denseStorage == .f32 ? 1e-3 : denseStorage == .f16 ? 1e-2 : 5e-2
-        let colbertSlack: Float? = colbertStorage == .float16 ? 1e-2 : colbertStorage == .int8 ? 5e-2 : nil
+        let rowStorage = colbertRowStorage
+        let colbertSlack: Float? = rowStorage == .float16 ? 1e-2 : rowStorage == .int8 ? 5e-2 : nil
         let unitTolerance: (dense: Float, colbert: Float?)? = settings.normalize ? (denseSlack, colbertSlack) : nil
         func isUnit(_ v: ArraySlice<Float>, _ tolerance: Float) -> Bool {
             abs(v.reduce(0) { $0 + $1 * $1 }.squareRoot() - 1) <= tolerance
@@ -83,9 +84,9 @@ extension SearchIndex {
                 report.problems.append("chunk \(id): posting for token \(token) disagrees with the chunk")
                 break
             }
-            let rows = s.withBlob(4, { VectorCoding.colbertRowCount($0.count, dimension: dim, storage: colbertStorage) })
+            let rows = s.withBlob(4, { VectorCoding.colbertRowCount($0.count, dimension: dim, storage: rowStorage) })
             if let slack = unitTolerance?.colbert,
-               let m = s.withBlob(4, { VectorCoding.decodeColBERT($0, dimension: dim, storage: colbertStorage) }),
+               let m = s.withBlob(4, { VectorCoding.decodeColBERT($0, dimension: dim, storage: rowStorage) }),
                let row = (0 ..< m.count).first(where: { !isUnit(m.values[$0 * dim ..< ($0 + 1) * dim], slack) }) {
                 report.problems.append("chunk \(id): ColBERT row \(row) is not unit length")
             }

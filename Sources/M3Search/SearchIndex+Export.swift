@@ -59,6 +59,8 @@ extension SearchIndex {
             throw StoreError.corrupt(path: path, detail: "unknown storage in settings (ColBERT \(settings.colbertStorage), dense \(settings.denseStorage))")
         }
         let codebook = try loadCodebook(connection, dimension: d)
+        // A PQ index still waiting for its codebook holds float16 rows.
+        let colbertRows = colbertStorage.needsCodebook && codebook == nil ? .float16 : colbertStorage
         let s = try connection.db.prepare("""
             SELECT d.path, d.metadata, d.size, d.mtime, d.content_hash,
                    c.id, c.ordinal, c.char_start, c.char_end, c.token_count, c.text, c.dense, c.sparse, c.colbert
@@ -70,7 +72,7 @@ extension SearchIndex {
             guard let dense = s.withBlob(11, { VectorCoding.decodeDense($0, dimension: d, storage: denseStorage,
                                                                                  unit: settings.normalize) }) else { throw corrupt("the dense vector") }
             guard let sparse = s.withBlob(12, { VectorCoding.decodeSparse($0) }) else { throw corrupt("the sparse vector") }
-            guard let colbert = s.withBlob(13, { VectorCoding.decodeColBERT($0, dimension: d, storage: colbertStorage,
+            guard let colbert = s.withBlob(13, { VectorCoding.decodeColBERT($0, dimension: d, storage: colbertRows,
                                                                                      codebook: codebook) }) else { throw corrupt("the ColBERT vectors") }
             guard s.int(7) >= 0, s.int(8) >= s.int(7) else { throw corrupt("the character range") }
             try body(ExportedChunk(

@@ -150,7 +150,7 @@ extension SearchIndex {
         // The query tokens' posting lists, looked up once (nil: no chunk has the token).
         let queryLists = w.sparse > 0 ? (q.sparse?.ids ?? []).map { sparse.postings[$0] } : []
         // Built once per query (PQ: the query × centroid table), shared by both halves.
-        let scorer = qColBERT.map { ColBERTScorer(query: $0, storage: colbertStorage, codebook: colbertCodebook) }
+        let scorer = qColBERT.map { ColBERTScorer(query: $0, storage: colbertRowStorage, codebook: colbertCodebook) }
         // Two halves (ids ascending, so each reads a compact part of the file), one per
         // connection and thread: reading the rows and MaxSim dominate the query.
         let parts = ids.count >= 32 ? 2 : 1
@@ -174,7 +174,7 @@ extension SearchIndex {
         let d = settings.dimension
         var out: [ScoredChunk] = []
         out.reserveCapacity(ids.count)
-        let scorer = scorer ?? qColBERT.map { ColBERTScorer(query: $0, storage: colbertStorage, codebook: colbertCodebook) }
+        let scorer = scorer ?? qColBERT.map { ColBERTScorer(query: $0, storage: colbertRowStorage, codebook: colbertCodebook) }
         let columns = "id, document_id, ordinal, char_start, char_end" + (qColBERT != nil ? ", colbert" : "")
         // SQLite limits bound parameters; 500 ids per statement is far below it.
         for start in stride(from: 0, to: ids.count, by: 500) {
@@ -197,7 +197,7 @@ extension SearchIndex {
                 }
                 if let scorer {
                     guard let score = s.withBlob(5, { scorer.score($0) }) else {
-                        throw StoreError.corrupt(path: path, detail: "ColBERT vectors of chunk \(c.chunkID) are not whole \(colbertStorage) rows of \(d) values")
+                        throw StoreError.corrupt(path: path, detail: "ColBERT vectors of chunk \(c.chunkID) are not whole \(colbertRowStorage) rows of \(d) values")
                     }
                     c.colbert = score
                 }

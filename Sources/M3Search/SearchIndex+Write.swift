@@ -122,16 +122,21 @@ extension SearchIndex {
         defer { writeLock.unlock() }
         try takeWriterLock()
         do {
-            // PQ storage: the first batch trains the codebook (outside the state lock, so
-            // searches go on meanwhile; the write lock keeps other writers out).
+            // PQ storage: the write that brings the index to `codebookMinimumRows` rows
+            // trains the codebook on all of them (outside the state lock, so searches go on
+            // meanwhile; the write lock keeps other writers out) and re-encodes the float16
+            // rows stored so far, in its transaction.
             var newCodebook: ProductQuantizer?
+            var reencoded: [(id: Int64, colbert: Data)] = []
             if colbertStorage.needsCodebook && colbertCodebook == nil {
-                newCodebook = try trainCodebook(documents)
+                (newCodebook, reencoded) = try trainCodebookIfDue(documents, replacing: Set(removals + documents.map(\.path)))
             }
             return try stateLock.write {
                 try store.db.transaction {
                     if let newCodebook {
                         try store.putCodebook(name: "colbert", data: Data(newCodebook.serialized()))
+                        let update = try store.db.prepare("UPDATE chunks SET colbert = ? WHERE id = ?")
+                        for row in reencoded { try update.run([.blob(row.colbert), .int(row.id)]) }
                         colbertCodebook = newCodebook
                     }
                     var removed = 0
@@ -151,7 +156,7 @@ extension SearchIndex {
                         for (chunk, e) in zip(doc.chunks, doc.embeddings) {
                             guard let dense = e.dense, let sv = e.sparse, let colbert = e.colbert else { continue }
                             let denseBlob = VectorCoding.encodeDense(dense, storage: denseStorage)
-                            let colbertBlob = VectorCoding.encodeColBERT(colbertPruning.apply(colbert), storage: colbertStorage,
+                            let colbertBlob = VectorCoding.encodeColBERT(colbertPruning.apply(colbert), storage: colbertRowStorage,
                                                                          codebook: colbertCodebook)
                             let chunkID = try store.insertChunk(
                                 documentID: docID, ordinal: chunk.ordinal, charStart: chunk.charStart, charEnd: chunk.charEnd,
@@ -186,15 +191,29 @@ extension SearchIndex {
     /// Rows sampled for training the ColBERT product quantiser (k-means cost grows with it).
     static let codebookTrainingRows = 16_384
 
-    /// Trains the ColBERT product quantiser on the (pruned) ColBERT rows of a batch: all rows,
-    /// or an evenly spaced sample of `codebookTrainingRows`. Nil when the batch has no rows.
-    func trainCodebook(_ documents: [PreparedDocument]) throws -> ProductQuantizer? {
-        guard case .productQuantized(let n) = colbertStorage else { return nil }
+    /// Trains the ColBERT product quantiser once the float16 rows already stored (those of
+    /// documents this write keeps) and the batch's (pruned) rows reach `codebookMinimumRows`:
+    /// on all of them, or an evenly spaced sample of `codebookTrainingRows`. Returns the
+    /// codebook and the stored chunks' rows re-encoded with it; nil while too few rows.
+    /// The stored rows are few by construction (fewer than `codebookMinimumRows`).
+    func trainCodebookIfDue(_ documents: [PreparedDocument], replacing paths: Set<String>) throws
+        -> (ProductQuantizer?, [(id: Int64, colbert: Data)]) {
+        guard case .productQuantized(let n) = colbertStorage else { return (nil, []) }
         let d = settings.dimension
-        var all: [Float] = []
+        var stored: [(id: Int64, rows: MultiVector)] = []
+        let s = try store.db.prepare("SELECT c.id, c.colbert, d.path FROM chunks c JOIN documents d ON d.id = c.document_id")
+        while try s.step() {
+            if paths.contains(s.text(2)) { continue }
+            guard let m = s.withBlob(1, { VectorCoding.decodeColBERT($0, dimension: d, storage: .float16) }) else {
+                throw StoreError.corrupt(path: path, detail: "ColBERT vectors of chunk \(s.int(0)) are not whole float16 rows of \(d) values")
+            }
+            stored.append((s.int(0), m))
+        }
+        var all: [Float] = stored.flatMap(\.rows.values)
         for doc in documents { for e in doc.embeddings { if let c = e.colbert { all += colbertPruning.apply(c).values } } }
-        guard !all.isEmpty else { return nil }
-        return try ProductQuantizer.train(rows: Self.codebookSample(all, dimension: d), dimension: d, subspaces: d / n)
+        guard !all.isEmpty, all.count / d >= codebookMinimumRows else { return (nil, []) }
+        let codebook = try ProductQuantizer.train(rows: Self.codebookSample(all, dimension: d), dimension: d, subspaces: d / n)
+        return (codebook, stored.map { ($0.id, VectorCoding.encodeColBERT($0.rows, storage: colbertStorage, codebook: codebook)) })
     }
 
     /// All rows, or `codebookTrainingRows` evenly spaced ones.

@@ -150,9 +150,18 @@ public final class SearchIndex: @unchecked Sendable {
     let stateLock = ReadWriteLock()
     var hnsw: HNSWIndex
     var sparse: SparseIndex
-    /// The ColBERT product quantiser (PQ storage only): trained on the first batch written,
-    /// then fixed; nil before that.
+    /// The ColBERT product quantiser (PQ storage only): trained by the write that brings the
+    /// index to `codebookMinimumRows` ColBERT rows, then fixed; nil before that.
     var colbertCodebook: ProductQuantizer?
+    /// ColBERT rows a PQ index waits for before training its codebook (k-means on fewer rows
+    /// than a few per centroid learns the first documents, not the corpus). Until then rows
+    /// are stored as float16 and scored exactly.
+    package var codebookMinimumRows = 4_096
+    /// How the ColBERT rows in the file are stored now: the chosen storage, except float16
+    /// while a PQ index waits for enough rows to train its codebook. Read under `stateLock`.
+    var colbertRowStorage: ColBERTStorage {
+        colbertStorage.needsCodebook && colbertCodebook == nil ? .float16 : colbertStorage
+    }
     /// document id → (path, metadata), for results.
     var documentInfo: [Int64: (path: String, metadata: [String: String]?)] = [:]
     /// Weights saved in the file (`m3search tune --save`); nil: the built-in 0.4/0.3/0.3.

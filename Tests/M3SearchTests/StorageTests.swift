@@ -116,6 +116,57 @@ final class StorageTests: XCTestCase {
         }
     }
 
+    /// A PQ index keeps float16 rows (scored exactly, like a float16 index) until it holds
+    /// `codebookMinimumRows` rows; the write that gets there trains the codebook and
+    /// re-encodes the rows already stored, which then equal the float16 index's rows
+    /// encoded with that codebook.
+    func testProductQuantizerWaitsForEnoughRowsThenReencodes() throws {
+        let model = try SearchEngineTests.model()
+        let d = model.config.hiddenSize
+        let docs = try corpusDocuments(6)
+        let pq = ColBERTStorage.productQuantized(dimensionsPerCode: 8)
+        let index = try SearchIndex(path: dir.appendingPathComponent("deferred.m3index").path, model: model,
+                                    maxLength: 48, overlap: 8, colbertStorage: pq, denseStorage: .f32)
+        let reference = try SearchIndex(path: dir.appendingPathComponent("deferred-f16.m3index").path, model: model,
+                                        maxLength: 48, overlap: 8, colbertStorage: .float16, denseStorage: .f32)
+        func blobs(_ i: SearchIndex) throws -> [String: Data] {
+            var out: [String: Data] = [:]
+            let s = try i.reader.db.prepare("SELECT d.path, c.ordinal, c.colbert FROM chunks c JOIN documents d ON d.id = c.document_id")
+            while try s.step() { out["\(s.text(0))#\(s.int(1))"] = s.blob(2) }
+            return out
+        }
+        index.codebookMinimumRows = 1_000_000
+        try index.add(Array(docs[0..<2]))
+        try reference.add(Array(docs[0..<2]))
+        XCTAssertNil(try index.store.codebook(name: "colbert"))
+        XCTAssertEqual(try blobs(index), try blobs(reference), "float16 rows while waiting")
+        XCTAssertEqual(try index.check().problems, [])
+        for query in ["the with statement", "exception handling"] {
+            let got = try index.search(query, options: SearchOptions(k: 5, groupByDocument: false)).results
+            let want = try reference.search(query, options: SearchOptions(k: 5, groupByDocument: false)).results
+            XCTAssertEqual(got.map(\.chunkID), want.map(\.chunkID))
+            XCTAssertEqual(got.map(\.colbert), want.map(\.colbert))
+        }
+        let early = try blobs(reference)
+
+        index.codebookMinimumRows = 1
+        try index.add(Array(docs[2..<6]))
+        let data = try XCTUnwrap(try index.store.codebook(name: "colbert"))
+        let codebook = try ProductQuantizer(serialized: Array(data))
+        let stored = try blobs(index)
+        XCTAssertGreaterThan(early.count, 10)
+        for (key, f16) in early {
+            let rows = try XCTUnwrap(f16.withUnsafeBytes { VectorCoding.decodeColBERT($0, dimension: d, storage: .float16) })
+            XCTAssertEqual(stored[key], VectorCoding.encodeColBERT(rows, storage: pq, codebook: codebook), key)
+        }
+        for (key, blob) in stored { XCTAssertEqual(blob.count % (d / 8), 0, key) }
+        XCTAssertLessThan(stored.values.reduce(0) { $0 + $1.count } * 2, try blobs(reference).values.reduce(0) { $0 + $1.count })
+        XCTAssertEqual(try index.check().problems, [])
+        let reopened = try SearchIndex(path: dir.appendingPathComponent("deferred.m3index").path, model: model, create: false)
+        XCTAssertEqual(try reopened.check().problems, [])
+        XCTAssertFalse(try reopened.search("exception handling", options: SearchOptions(k: 3)).results.isEmpty)
+    }
+
     /// An index of each storage: its search returns what brute-force fused scoring over the
     /// vectors it stores (decoded independently, scored with the model's scorers) returns.
     func testIndexOfEachStorageMatchesBruteForceOverItsStoredVectors() throws {
@@ -129,6 +180,7 @@ final class StorageTests: XCTestCase {
         for (cs, ds) in configs {
             let path = dir.appendingPathComponent("\(cs)-\(ds).m3index").path
             let index = try SearchIndex(path: path, model: model, maxLength: 48, overlap: 8, colbertStorage: cs, denseStorage: ds)
+            index.codebookMinimumRows = 0  // train on this first batch (the tiny corpus is below the default)
             try index.add(docs)
             XCTAssertGreaterThan(index.chunkCount, 50)
             XCTAssertEqual(try index.check().problems, [])
@@ -231,6 +283,7 @@ final class StorageTests: XCTestCase {
         for (cs, ds) in [(ColBERTStorage.productQuantized(dimensionsPerCode: 4), DenseStorage.int8), (.float16, .f32)] {
             let path = dir.appendingPathComponent("info-\(cs).m3index").path
             let index = try SearchIndex(path: path, model: model, colbertStorage: cs, denseStorage: ds)
+            index.codebookMinimumRows = 0
             var rows = 0, tokens = 0, chunks = 0
             var docs: [(id: String, chunks: [SearchIndex.EncodedChunk])] = []
             for doc in 0..<20 {
