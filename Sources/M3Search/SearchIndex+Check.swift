@@ -21,25 +21,35 @@ extension SearchIndex {
     /// a writer's in-memory graph, postings and document table must match its sizes too.
     public func check() throws -> IntegrityReport {
         var report = IntegrityReport()
-        let sqlite = try store.integrityCheck()
-        if sqlite != ["ok"] { report.problems += sqlite.prefix(20).map { "SQLite: \($0)" } }
-        try stateLock.read {
-            try store.db.transaction(immediate: false) {
-                let snapshot: (HNSWIndex, SparseIndex, [Int64: (path: String, metadata: [String: String]?)])
-                do { snapshot = try Self.loadSnapshot(store, settings: settings) } catch {
-                    report.problems.append("\(error)")
-                    return
-                }
-                if writeSession.lock != nil, snapshot.0.count != hnsw.count || snapshot.1.documentCount != sparse.documentCount
-                    || snapshot.2.count != documentInfo.count {
-                    report.problems.append("the writer's in-memory graph or postings differ from the file")
-                }
-                // A damaged schema (a renamed column, say) fails the queries themselves:
-                // that is a finding, not a reason to stop checking without a report.
-                do { try check(hnsw: snapshot.0, sparse: snapshot.1, documentInfo: snapshot.2, into: &report) } catch {
-                    report.problems.append("\(error)")
+        // A file too damaged for SQLite to walk is a finding too: report it, don't throw.
+        do {
+            let sqlite = try store.integrityCheck()
+            if sqlite != ["ok"] { report.problems += sqlite.prefix(20).map { "SQLite: \($0)" } }
+        } catch let error as StoreError {
+            report.problems.append("\(error)")
+            return report
+        }
+        do {
+            try stateLock.read {
+                try store.db.transaction(immediate: false) {
+                    let snapshot: (HNSWIndex, SparseIndex, [Int64: (path: String, metadata: [String: String]?)])
+                    do { snapshot = try Self.loadSnapshot(store, settings: settings) } catch {
+                        report.problems.append("\(error)")
+                        return
+                    }
+                    if writeSession.lock != nil, snapshot.0.count != hnsw.count || snapshot.1.documentCount != sparse.documentCount
+                        || snapshot.2.count != documentInfo.count {
+                        report.problems.append("the writer's in-memory graph or postings differ from the file")
+                    }
+                    // A damaged schema (a renamed column, say) fails the queries themselves:
+                    // that is a finding, not a reason to stop checking without a report.
+                    do { try check(hnsw: snapshot.0, sparse: snapshot.1, documentInfo: snapshot.2, into: &report) } catch {
+                        report.problems.append("\(error)")
+                    }
                 }
             }
+        } catch let error as StoreError {
+            report.problems.append("\(error)")
         }
         if report.problems.count > 50 { report.problems = Array(report.problems.prefix(50)) + ["…"] }
         return report
