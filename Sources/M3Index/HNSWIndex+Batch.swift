@@ -44,16 +44,7 @@ extension HNSWIndex {
         var work: [(slot: UInt32, level: Int)] = []
         work.reserveCapacity(newIDs.count)
         for (i, id) in newIDs.enumerated() {
-            let slot = freeSlots.popLast() ?? appendSlot()
-            let level = randomLevel()
-            vec(slot).update(from: v.baseAddress! + i * dim, count: dim)
-            states[Int(slot)] = SlotState.live.rawValue
-            ids[Int(slot)] = id
-            shapeSlot(slot, level: level)
-            slotOfID[id] = slot
-            liveCount += 1
-            dirty.insert(slot)
-            work.append((slot, level))
+            work.append(claimSlot(id: id, vector: v.baseAddress! + i * dim))
         }
         var first = 0
         if entryPoint < 0 {

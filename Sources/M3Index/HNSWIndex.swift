@@ -262,6 +262,21 @@ public final class HNSWIndex: @unchecked Sendable {
         try vector.withUnsafeBufferPointer { (v) throws(IndexError) in try insert(id: id, vector: v) }
     }
 
+    /// Takes a free slot (or a new one) for `id`, copies its vector in, draws its level and
+    /// marks it live and dirty; linking it into the graph is the caller's work.
+    func claimSlot(id: Int64, vector: UnsafePointer<Float>) -> (slot: UInt32, level: Int) {
+        let slot = freeSlots.popLast() ?? appendSlot()
+        let level = randomLevel()
+        vec(slot).update(from: vector, count: dim)
+        states[Int(slot)] = SlotState.live.rawValue
+        ids[Int(slot)] = id
+        shapeSlot(slot, level: level)
+        slotOfID[id] = slot
+        liveCount += 1
+        dirty.insert(slot)
+        return (slot, level)
+    }
+
     public func insert(id: Int64, vector v: UnsafeBufferPointer<Float>) throws(IndexError) {
         guard slotOfID[id] == nil else { throw .duplicateID(id) }
         try validateVector(v, dimension: dim)
@@ -270,15 +285,7 @@ public final class HNSWIndex: @unchecked Sendable {
         if liveCount == 0 && tombstones > 0 { compact() }
         guard !freeSlots.isEmpty || slotCount < Self.slotLimit else { throw .capacityExceeded(limit: Self.slotLimit) }
 
-        let slot = freeSlots.popLast() ?? appendSlot()
-        let level = randomLevel()
-        vec(slot).update(from: v.baseAddress!, count: dim)
-        states[Int(slot)] = SlotState.live.rawValue
-        ids[Int(slot)] = id
-        shapeSlot(slot, level: level)
-        slotOfID[id] = slot
-        liveCount += 1
-        dirty.insert(slot)
+        let (slot, level) = claimSlot(id: id, vector: v.baseAddress!)
 
         guard entryPoint >= 0 else {
             entryPoint = Int32(slot)

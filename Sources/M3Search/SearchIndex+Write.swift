@@ -200,6 +200,16 @@ extension SearchIndex {
         -> (ProductQuantizer?, [(id: Int64, colbert: Data)]) {
         guard case .productQuantized(let n) = colbertStorage else { return (nil, []) }
         let d = settings.dimension
+        // Count first: most writes of a waiting index stay below the threshold, and then
+        // nothing needs decoding.
+        var storedRows = 0
+        let sizes = try store.db.prepare("SELECT length(c.colbert), d.path FROM chunks c JOIN documents d ON d.id = c.document_id")
+        while try sizes.step() {
+            if !paths.contains(sizes.text(1)) { storedRows += Int(sizes.int(0)) / (2 * d) }
+        }
+        var batchRows = 0
+        for doc in documents { for e in doc.embeddings { if let c = e.colbert { batchRows += colbertPruning.apply(c).count } } }
+        guard batchRows > 0 || storedRows > 0, storedRows + batchRows >= codebookMinimumRows else { return (nil, []) }
         var stored: [(id: Int64, rows: MultiVector)] = []
         let s = try store.db.prepare("SELECT c.id, c.colbert, d.path FROM chunks c JOIN documents d ON d.id = c.document_id")
         while try s.step() {
@@ -211,7 +221,6 @@ extension SearchIndex {
         }
         var all: [Float] = stored.flatMap(\.rows.values)
         for doc in documents { for e in doc.embeddings { if let c = e.colbert { all += colbertPruning.apply(c).values } } }
-        guard !all.isEmpty, all.count / d >= codebookMinimumRows else { return (nil, []) }
         let codebook = try ProductQuantizer.train(rows: Self.codebookSample(all, dimension: d), dimension: d, subspaces: d / n)
         return (codebook, stored.map { ($0.id, VectorCoding.encodeColBERT($0.rows, storage: colbertStorage, codebook: codebook)) })
     }
