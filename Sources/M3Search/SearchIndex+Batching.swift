@@ -51,4 +51,15 @@ extension SearchIndex {
                                     normalize: settings.normalize, batchTokens: max(tokens, 1))
         return try model.encode(tokenIDs: queries.map(\.tokenIDs), options: options)
     }
+
+    /// Whether the encoder gives a short query the same bits alone and inside a batch,
+    /// checked by encoding one query both ways. A batching server shares forward passes
+    /// only then: otherwise a query's scores would shift in the last bits with its company.
+    package func encoderIsBatchInvariant() throws -> Bool {
+        let a = try prepareQuery("exception handling with try and finally", options: SearchOptions())
+        let b = try prepareQuery("generators", options: SearchOptions())
+        let alone = try encodeQueries([a])[0]
+        let batched = try encodeQueries([b, a, b])[1]
+        return alone == batched
+    }
 }

@@ -47,6 +47,9 @@ public final class M3Server: Sendable {
                              depth: metrics.queueDepth("search"))
         batcher = SearchBatcher(index: index, searches: searches, metrics: metrics,
                                 maxBatchTokens: configuration.maxBatchTokens, maxWait: configuration.maxBatchWait)
+        if !batcher.sharesPasses {
+            logger.notice("queries are encoded one at a time: this encoder's results depend on their batch, so batching would change scores")
+        }
         // One write thread: writes commit one at a time anyway, and a second writer would
         // only hold a thread waiting for the first.
         writes = WorkQueue(name: "write", threads: 1, limit: configuration.maxPendingWrites, depth: metrics.queueDepth("write"))

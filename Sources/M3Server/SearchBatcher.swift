@@ -33,6 +33,10 @@ final class SearchBatcher: @unchecked Sendable {
     private let metrics: ServerMetrics
     private let maxBatchTokens: Int
     private let maxWait: Duration
+    /// Queries share forward passes only when the encoder is batch-invariant (checked at
+    /// start); otherwise each is encoded alone, in arrival order, and answers exactly as
+    /// `SearchIndex.search` would.
+    let sharesPasses: Bool
     // Guards everything below; the encoder thread sleeps on it.
     private let condition = NSCondition()
     private var waiting: [Waiting] = []
@@ -51,6 +55,7 @@ final class SearchBatcher: @unchecked Sendable {
         self.metrics = metrics
         self.maxBatchTokens = max(1, maxBatchTokens)
         self.maxWait = maxWait
+        sharesPasses = (try? index.encoderIsBatchInvariant()) ?? false
         let thread = Thread { [self] in self.encodeLoop() }
         thread.name = "m3search-encoder"
         thread.start()
@@ -144,7 +149,7 @@ final class SearchBatcher: @unchecked Sendable {
         // Others are being searched: their clients may send their next query any moment.
         let deadline = Date(timeIntervalSinceNow: seconds(maxWait - (ContinuousClock.now - waiting[0].arrival)))
         var waited = false
-        while searching > 0 && waitingTokens < maxBatchTokens && !stopping && Date() < deadline {
+        while sharesPasses && searching > 0 && waitingTokens < maxBatchTokens && !stopping && Date() < deadline {
             waited = true
             condition.wait(until: deadline)
         }
@@ -154,7 +159,7 @@ final class SearchBatcher: @unchecked Sendable {
         var tokens = 0, count = 0
         for w in waiting {
             let n = w.query.tokenIDs.count
-            if count > 0 && (!w.query.sharesPass || tokens + n > maxBatchTokens) { break }
+            if count > 0 && (!sharesPasses || !w.query.sharesPass || tokens + n > maxBatchTokens) { break }
             tokens += n
             count += 1
             if !w.query.sharesPass { break }
