@@ -27,9 +27,9 @@ public struct M3SearchError: Error, CustomStringConvertible, Sendable {
         case invalidArgument
         /// A file given to the API (queries, judgments, an export) is malformed.
         case invalidInput
-        /// The index, the model or an input file does not exist.
+        /// The index, the model (or one of its files) or an input file does not exist.
         case notFound
-        /// The model folder is incomplete or its files are damaged.
+        /// The model's files are damaged or describe a model m3search does not run.
         case invalidModel
         /// The file is not an m3search index.
         case notAnIndex
@@ -83,7 +83,7 @@ public struct M3SearchError: Error, CustomStringConvertible, Sendable {
             }
         case let e as ModelError:
             switch e {
-            case .modelNotFound: self.init(.notFound, e.description, underlying: e)
+            case .modelNotFound, .missingFile: self.init(.notFound, e.description, underlying: e)
             case .invalidInput: self.init(.invalidArgument, e.description, underlying: e)
             default: self.init(.invalidModel, e.description, underlying: e)
             }

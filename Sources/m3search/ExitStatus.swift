@@ -64,9 +64,11 @@ enum ExitStatus {
     }
 
     /// Prints the error as one line on stderr and exits with its code. ArgumentParser's own
-    /// errors (usage, help, `ExitCode`) are left to ArgumentParser.
+    /// errors (usage, `--help` and `--version` requests, `ExitCode`) are left to
+    /// ArgumentParser, which prints help or usage and exits 0 or 64.
     static func exit(with error: any Error, command: ParsableCommand.Type) -> Never {
-        if error is ValidationError || error is CleanExit || error is ExitCode {
+        if error is ValidationError || error is CleanExit || error is ExitCode
+            || String(reflecting: type(of: error)).hasPrefix("ArgumentParser.") {
             command.exit(withError: error)
         }
         let e = M3SearchError(error)

@@ -8,7 +8,7 @@ struct M3SearchCommand: AsyncParsableCommand {
         commandName: "m3search",
         abstract: "Hybrid search with BGE-M3: dense, sparse and ColBERT, natively in Swift.",
         discussion: "Exit codes: 0 success, 3 `check` found problems, 64 usage, 65 bad data (damaged or foreign index, "
-            + "malformed input file, unusable model), 66 not found (no index, model or file; empty index), 70 internal "
+            + "malformed input file, damaged model files), 66 not found (no index, model, model file or input file; empty index), 70 internal "
             + "error, 74 I/O error or full disk, 75 index locked by another writer (retry), 77 permission (read-only).",
         subcommands: [IndexCommand.self, QueryCommand.self, ServeCommand.self, CheckCommand.self, InfoCommand.self,
                       EncodeCommand.self, ScoreCommand.self, EvalCommand.self, TuneCommand.self, ExportCommand.self,
@@ -18,7 +18,7 @@ struct M3SearchCommand: AsyncParsableCommand {
     /// (`ExitStatus`): every `run()` throws instead of exiting.
     static func main() async {
         let command: ParsableCommand
-        do { command = try parseAsRoot() } catch { exit(withError: error) }
+        do { command = try parseAsRoot() } catch { ExitStatus.exit(with: error, command: self) }
         do {
             if var command = command as? AsyncParsableCommand {
                 try await command.run()
