@@ -3,8 +3,9 @@ import Foundation
 import M3Search
 
 /// `m3search encode`: JSON Lines in ({"text": …}), one JSON object out per line, in order.
-struct Encode: ParsableCommand {
+struct EncodeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "encode",
         abstract: "Encode texts read as JSON Lines from stdin.",
         discussion: """
         Each input line is {"text": "…"}. Each output line is
@@ -14,6 +15,7 @@ struct Encode: ParsableCommand {
         """)
 
     @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var encoding: EncodingOptions
 
     @Option(name: .long, help: "Outputs to compute, comma-separated: dense,sparse,colbert. Heads not asked for are not run.")
     var outputs: String = "dense,sparse,colbert"
@@ -22,18 +24,16 @@ struct Encode: ParsableCommand {
 
     func run() throws {
         let kinds = try parseOutputs(outputs)
-        let model: BGEM3
-        do { model = try modelOptions.load() } catch { fail("\(error)") }
+        let model = try modelOptions.load()
         let lines = try readJSONLines(Line.self, what: "with a \"text\" string")
-        let options = modelOptions.encodeOptions(outputs: kinds)
+        let options = encoding.encodeOptions(outputs: kinds)
         var writer = JSONWriter()
         // Chunks keep memory bounded on long inputs; order is kept within and across chunks.
         let chunk = 256
         var start = 0
         while start < lines.count {
             let texts = lines[start ..< min(start + chunk, lines.count)].map(\.text)
-            let embeddings: [Embedding]
-            do { embeddings = try model.encode(texts, options: options) } catch { fail("\(error)") }
+            let embeddings = try model.encode(texts, options: options)
             for e in embeddings {
                 write(e, precision: model.precision, to: &writer)
                 writer.flush()
