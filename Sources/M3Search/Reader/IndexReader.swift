@@ -40,22 +40,38 @@ final class IndexReader: @unchecked Sendable {
 
     // MARK: - Search
 
+    /// Prepare, encode, search: the steps a batching server takes apart (`SearchIndex+Batching`).
     func search(_ query: String, options: SearchOptions) throws -> SearchReport {
+        let t0 = Date()
+        let q = try encode([try prepare(query, options: options)])[0]
+        var report = try search(encoded: q, options: options)
+        report.encodeSeconds = Date().timeIntervalSince(t0) - report.candidateSeconds - report.scoreSeconds - report.fuseSeconds
+        return report
+    }
+
+    /// Checks a query and its options and tokenizes it, with the outputs its weights need.
+    func prepare(_ query: String, options: SearchOptions) throws -> PreparedQuery {
         guard !query.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
             throw M3SearchError.invalidArgument("Invalid query: the query is empty")
         }
         try Self.validate(options)
-        let t0 = Date()
         let w = options.effectiveWeights(indexDefault: defaultWeights)
-        var encode = queryOptions
-        encode.outputs = []
-        if w.dense > 0 || w.colbert > 0 { encode.outputs.insert(.dense) }   // dense also feeds candidates
-        if w.sparse > 0 || w.colbert > 0 { encode.outputs.insert(.sparse) }
-        if w.colbert > 0 { encode.outputs.insert(.colbert) }
-        let q = try model.encode([query], options: encode)[0]
-        var report = try search(encoded: q, options: options)
-        report.encodeSeconds = Date().timeIntervalSince(t0) - report.candidateSeconds - report.scoreSeconds - report.fuseSeconds
-        return report
+        var outputs: OutputKinds = []
+        if w.dense > 0 || w.colbert > 0 { outputs.insert(.dense) }   // dense also feeds candidates
+        if w.sparse > 0 || w.colbert > 0 { outputs.insert(.sparse) }
+        if w.colbert > 0 { outputs.insert(.colbert) }
+        let maxLength = min(Self.queryMaxLength, model.config.maxSequenceLength)
+        return PreparedQuery(tokenIDs: model.tokenizer.encode(query, maxLength: maxLength), outputs: outputs)
+    }
+
+    /// Encodes prepared queries in one forward pass (a budget of their total length), with
+    /// the union of their outputs. One query gets exactly what `BGEM3.encode` gives its text.
+    func encode(_ queries: [PreparedQuery]) throws -> [Embedding] {
+        guard !queries.isEmpty else { return [] }
+        var options = queryOptions
+        options.outputs = queries.reduce(into: OutputKinds()) { $0.formUnion($1.outputs) }
+        options.batchTokens = max(1, queries.reduce(0) { $0 + $1.tokenIDs.count })
+        return try model.encode(tokenIDs: queries.map(\.tokenIDs), options: options)
     }
 
     static func validate(_ options: SearchOptions) throws {
