@@ -566,17 +566,20 @@ def check_services(path, schema, rnc_dir=None):
             raise Invalid(f"{path}: document mode {d.get('mode')!r} is not one of {sorted(DOC_MODES)}")
     if rnc_dir is None:
         return "structure only"
+    import shutil
     import tempfile
     from lxml import etree
     import rnc2rng
     with tempfile.TemporaryDirectory() as tmp:
-        # rnc2rng resolves include "x.rnc" relative to the file; write the RNG next to copies.
-        rng_path = Path(tmp) / "services.rng"
-        with open(rng_path, "w") as out:
-            out.write(rnc2rng.dumps(rnc2rng.load(str(Path(rnc_dir) / "services.rnc"))))
-        relaxng = etree.RelaxNG(etree.parse(str(rng_path)))
-        document = etree.parse(str(path))
-        if not relaxng.validate(document):
+        for rnc in Path(rnc_dir).glob("*.rnc"):
+            shutil.copy(rnc, tmp)
+        # rnc2rng does not carry a namespace declared in an included file (content.rnc
+        # declares the annotation namespace "a"): declare it in the including file too.
+        services_rnc = Path(tmp) / "services.rnc"
+        services_rnc.write_text('namespace a = "http://relaxng.org/ns/compatibility/annotations/1.0"\n'
+                                + services_rnc.read_text())
+        relaxng = etree.RelaxNG(etree.fromstring(rnc2rng.dumps(rnc2rng.load(str(services_rnc))).encode()))
+        if not relaxng.validate(etree.parse(str(path))):
             raise Invalid(f"{path}: not valid against Vespa's services.rnc: {relaxng.error_log}")
     return "RELAX NG (services.rnc)"
 
@@ -714,11 +717,80 @@ def rank(schema, profile_name, documents, query_inputs, candidates):
     return scored
 
 
+def self_test(folder, rnc_dir=None):
+    """The checker must refuse each of these damaged copies of a valid export (else it could
+    not fail): returns the mutations it accepted (should be none)."""
+    import shutil
+    import tempfile
+    folder = Path(folder)
+    sd = "application/schemas/m3chunk.sd"
+    first = json.loads(open(folder / "feed.jsonl").readline())
+    dim = len(first["fields"]["dense"])
+
+    def put(**changes):
+        fields = dict(first["fields"])
+        op = {"put": changes.pop("put", first["put"]), "fields": fields}
+        for k, v in changes.items():
+            if v is None:
+                fields.pop(k, None)
+            else:
+                fields[k] = v
+        return json.dumps(op)
+
+    schema_edits = {
+        "dense size differs from the query": ("query(q_dense) tensor<float>(x[", "query(q_dense) tensor<float>(x[1"),
+        "undeclared input": ("sum(query(q_sparse)", "sum(query(q_other)"),
+        "reduce over a missing dimension": ("max, t)", "max, tt)"),
+        "non-scalar first phase": ("expression: (query(w_dense) * dense_score", "expression: (attribute(dense) * dense_score"),
+        "reserved field name": ("field path type", "field index type"),
+        "unknown distance metric": ("distance-metric: dotproduct", "distance-metric: cosine"),
+        "bad cell type": ("field sparse type tensor<float>", "field sparse type tensor<half>"),
+        "bm25 on an attribute": ("indexing: summary | index\n", "indexing: summary | attribute\n"),
+    }
+    feed_edits = {
+        "dense with a missing value": put(dense=first["fields"]["dense"][:-1]),
+        "ColBERT row of the wrong size": put(colbert={"0": [0.5] * (dim + 1)}),
+        "sparse weight as a string": put(sparse={"5": "0.5"}),
+        "weighted-set weight not an int": put(sparse_tokens={"5": 1.5}),
+        "undeclared field": put(title="x"),
+        "control character": put(text="a\u0001b"),
+        "document type differs": put(put=first["put"].replace(":m3chunk:", ":other:")),
+        "chunk not an int32": put(chunk=2**40),
+    }
+    accepted = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, edit in [*schema_edits.items(), *feed_edits.items()]:
+            copy = Path(tmp) / "copy"
+            shutil.rmtree(copy, ignore_errors=True)
+            (copy / "application" / "schemas").mkdir(parents=True)
+            shutil.copy(folder / "application" / "services.xml", copy / "application" / "services.xml")
+            text = (folder / sd).read_text()
+            feed = [first_line := json.dumps(first)]
+            if isinstance(edit, tuple):
+                if edit[0] not in text:
+                    accepted.append(f"{name} (the schema no longer has {edit[0]!r})")
+                    continue
+                text = text.replace(edit[0], edit[1], 1)
+            else:
+                feed = [first_line, edit]
+            (copy / sd).write_text(text)
+            (copy / "feed.jsonl").write_text("\n".join(feed) + "\n")
+            try:
+                check_export(copy, None)
+                accepted.append(name)
+            except Invalid:
+                pass
+    return accepted
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder")
     parser.add_argument("--rnc", help="folder of Vespa's services.rnc and the files it includes")
     args = parser.parse_args()
+    accepted = self_test(args.folder)
+    if accepted:
+        sys.exit(f"the checker accepted damaged exports: {accepted}")
     try:
         schema, documents, services = check_export(args.folder, args.rnc)
     except Invalid as e:

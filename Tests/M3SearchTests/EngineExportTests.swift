@@ -173,8 +173,10 @@ final class EngineExportTests: XCTestCase {
                 : Dictionary(uniqueKeysWithValues: zip(sparse["indices"]!.map { String(Int($0)) }, sparse["values"]!.map(Float.init)))
             XCTAssertEqual((row["sparse"] as? [String: Double])?.mapValues(Float.init), expected)
             let colbert = vector["colbert"] as! [[Double]]
+            XCTAssertEqual(row["colbert_rows"] as? Int, colbert.count)
             for (t, values) in colbert.enumerated() {
                 let token = try XCTUnwrap(tokens.popFirst())
+                XCTAssertEqual(token["id"] as? String, "\(row["chunk_id"] as! String)/\(t)")
                 XCTAssertEqual(token["chunk_id"] as? String, row["chunk_id"] as? String)
                 XCTAssertEqual(token["token"] as? Int, t)
                 XCTAssertEqual(token["vector"] as? [Double], values)
@@ -184,8 +186,8 @@ final class EngineExportTests: XCTestCase {
         let body = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path("milvus/chunks.collection.json")))) as! [String: Any]
         let fields = ((body["schema"] as! [String: Any])["fields"] as! [[String: Any]])
         XCTAssertEqual(fields.map { $0["fieldName"] as! String },
-                       ["chunk_id", "path", "chunk", "char_start", "char_end", "token_count", "text", "metadata", "dense", "sparse"])
-        XCTAssertEqual((fields[8]["elementTypeParams"] as? [String: Int])?["dim"], 16)
+                       ["chunk_id", "path", "chunk", "char_start", "char_end", "token_count", "text", "metadata", "colbert_rows", "dense", "sparse"])
+        XCTAssertEqual((fields[9]["elementTypeParams"] as? [String: Int])?["dim"], 16)
     }
 
     // MARK: Vespa

@@ -9,11 +9,14 @@ import Foundation
 /// - `chunks.collection.json`, `colbert.collection.json`: the bodies of the REST API's
 ///   `POST /v2/vectordb/collections/create` (schema and index parameters).
 /// - `chunks/part-NNNNN.json`: `{"rows": [...]}` with one row per line: chunk_id (primary
-///   key), path, chunk, char_start, char_end, token_count, text, metadata, dense, sparse
-///   (`{"<token id>": weight}`). The row-based JSON that bulk import
+///   key), path, chunk, char_start, char_end, token_count, text, metadata, colbert_rows, dense,
+///   sparse (`{"<token id>": weight}`). The row-based JSON that bulk import
 ///   (`POST /v2/vectordb/jobs/import/create`) reads in every version since 2.2; each row is
 ///   also what `insert` takes.
-/// - `colbert/part-NNNNN.json`: the same form, one row per ColBERT vector: chunk_id, token, vector.
+/// - `colbert/part-NNNNN.json`: the same form, one row per ColBERT vector: id
+///   (`"<chunk_id>/<token>"`, the primary key), chunk_id, token, vector. A chunk's rows are
+///   fetched by primary key (`get`, ids from `colbert_rows`), the fast path in every Milvus, and
+///   feeding an export again overwrites them.
 ///
 /// A part closes once it passes `EngineExport.milvusPartBytes`, so no file nears bulk import's size limit.
 struct MilvusExport: EngineWriter {
@@ -47,14 +50,15 @@ struct MilvusExport: EngineWriter {
         let id = c.chunkID
         longestID = max(longestID, id.utf8.count)
         longestPath = max(longestPath, c.documentID.utf8.count)
-        for (field, bytes) in [("chunk id", id.utf8.count), ("text", c.text.utf8.count)] where bytes > Self.varcharLimit {
-            throw ExportError.tooLong(chunk: id, field: field, bytes: bytes, limit: Self.varcharLimit, engine: "a Milvus VARCHAR")
+        // The token rows' key is "<chunk id>/<row>": keep room for the row number.
+        for (field, bytes, limit) in [("chunk id", id.utf8.count, Self.varcharLimit - 11), ("text", c.text.utf8.count, Self.varcharLimit)] where bytes > limit {
+            throw ExportError.tooLong(chunk: id, field: field, bytes: bytes, limit: limit, engine: "a Milvus VARCHAR")
         }
         if c.sparse.isEmpty { placeholders += 1 }
         try chunkRows.row { w in
             w.raw("{")
             ExportRecord.fields(c, to: &w)
-            w.raw(",\"dense\":"); try ExportRecord.vector(c.dense, to: &w, chunk: c, name: "dense")
+            w.raw(",\"colbert_rows\":\(c.colbert.count),\"dense\":"); try ExportRecord.vector(c.dense, to: &w, chunk: c, name: "dense")
             w.raw(",\"sparse\":")
             if c.sparse.isEmpty {
                 w.raw("{\"\(Self.placeholderToken)\":"); w.number(Self.placeholderWeight); w.raw("}")
@@ -65,7 +69,8 @@ struct MilvusExport: EngineWriter {
         }
         for token in 0 ..< c.colbert.count {
             try colbertRows.row { w in
-                w.raw("{\"chunk_id\":"); w.string(id)
+                w.raw("{\"id\":"); w.string("\(id)/\(token)")
+                w.raw(",\"chunk_id\":"); w.string(id)
                 w.raw(",\"token\":\(token),\"vector\":")
                 try ExportRecord.vector(c.colbert[token], to: &w, chunk: c, name: "ColBERT")
                 w.raw("}")
@@ -93,6 +98,7 @@ struct MilvusExport: EngineWriter {
                   {"fieldName": "token_count", "dataType": "Int64"},
                   {"fieldName": "text", "dataType": "VarChar", "elementTypeParams": {"max_length": \(Self.varcharLimit)}},
                   {"fieldName": "metadata", "dataType": "JSON"},
+                  {"fieldName": "colbert_rows", "dataType": "Int64"},
                   {"fieldName": "dense", "dataType": "FloatVector", "elementTypeParams": {"dim": \(d)}},
                   {"fieldName": "sparse", "dataType": "SparseFloatVector"}
                 ]
@@ -104,16 +110,16 @@ struct MilvusExport: EngineWriter {
             }
 
             """)
-        // The token vectors are read by chunk id, never searched: a FLAT index (Milvus
-        // requires one before loading) and an inverted index on chunk_id for the lookups.
+        // The token vectors are read by primary key, never searched: a FLAT index (Milvus
+        // requires one before loading); chunk_id is indexed for deletes by filter.
         try folder.write("colbert.collection.json", """
             {
               "collectionName": "\(Self.colbertCollection)",
               "schema": {
-                "autoID": true,
+                "autoID": false,
                 "enableDynamicField": false,
                 "fields": [
-                  {"fieldName": "id", "dataType": "Int64", "isPrimary": true},
+                  {"fieldName": "id", "dataType": "VarChar", "isPrimary": true, "elementTypeParams": {"max_length": \(idLength + 11)}},
                   {"fieldName": "chunk_id", "dataType": "VarChar", "elementTypeParams": {"max_length": \(idLength)}},
                   {"fieldName": "token", "dataType": "Int64"},
                   {"fieldName": "vector", "dataType": "FloatVector", "elementTypeParams": {"dim": \(d)}}

@@ -91,7 +91,7 @@ struct VespaExport: EngineWriter {
 
     static let services = """
         <?xml version="1.0" encoding="utf-8"?>
-        <!-- Written by `m3search export --format vespa`: one node serving the m3chunk schema. -->
+        <!-- Written by m3search export (format vespa): one node serving the m3chunk schema. -->
         <services version="1.0">
             <container id="default" version="1.0">
                 <search/>
