@@ -396,6 +396,7 @@ def main():
     parser.add_argument("--model", default=str(ROOT / "Fixtures/models/tiny-safetensors"))
     parser.add_argument("--work", default=str(ROOT / "Benchmarks/work/engines"))
     parser.add_argument("--rnc", help="folder of Vespa's services.rnc (config-model/src/main/resources/schema) for a RELAX NG check")
+    parser.add_argument("--engines", default="qdrant,milvus,vespa", help="comma-separated subset to run")
     parser.add_argument("--verbose", action="store_true", help="print the two top-10s of queries that differ only a little")
     parser.add_argument("--reuse", action="store_true", help="use the index and exports an earlier run left in --work")
     parser.add_argument("--record", action="store_true", help="append the results to Benchmarks/results/engines.jsonl")
@@ -412,7 +413,10 @@ def main():
 
     recipes = {}   # name -> (engine, native?, function(q) -> chunk hits, function(q) -> document hits or None)
 
+    engines = set(args.engines.split(","))
     try:
+        if "qdrant" not in engines:
+            raise ImportError
         import qdrant_client  # noqa: F401
         qdrant = qdrant_load(work / "qdrant", work / "qdrant-local")
         recipes["qdrant: client-side fusion"] = ("qdrant", False,
@@ -424,8 +428,10 @@ def main():
         recipes["qdrant: ColBERT rerank (earlier README)"] = ("qdrant", True,
             lambda q: qdrant_colbert_rerank(qdrant, q, w, CANDIDATES, K), None)
     except ImportError:
-        print("qdrant-client is not installed: Qdrant skipped")
+        print("Qdrant skipped (not asked for, or qdrant-client is not installed)")
     try:
+        if "milvus" not in engines:
+            raise ImportError
         import pymilvus  # noqa: F401
         import milvus_lite  # noqa: F401
         milvus = milvus_load(work / "milvus", work / "milvus-lite.db")
@@ -437,7 +443,7 @@ def main():
         recipes["milvus: same, norm_score=False"] = ("milvus", True,
             lambda q: milvus_weighted(milvus, q, w, K, False), None)
     except ImportError:
-        print("pymilvus or milvus-lite is not installed: Milvus skipped")
+        print("Milvus skipped (not asked for, or pymilvus/milvus-lite is not installed)")
 
     schema, documents, services = vespa_check.check_export(work / "vespa", args.rnc)
     accepted = vespa_check.self_test(work / "vespa")

@@ -22,6 +22,8 @@ final class EngineExportTests: XCTestCase {
 
     /// The odd document: an id and text with characters Vespa refuses, no sparse weights.
     static let oddID = "odd\u{1}doc"
+    /// U+FDD0, a noncharacter (Swift refuses it in a literal).
+    static let nonCharacter = String(Unicode.Scalar(0xFDD0)!)
     /// Its vectors as given (ColBERT is stored as float16, so these are exact in float16).
     static let oddDense: [Float] = (0 ..< 16).map { Float($0 % 5) - 2 }
     static let oddColBERT: [Float] = (0 ..< 48).map { Float($0 % 7) * 0.125 - 0.375 }
@@ -37,7 +39,7 @@ final class EngineExportTests: XCTestCase {
         let odd = Embedding(tokenIDs: [0, 5, 2], dense: Self.oddDense.map { $0 / norm }, sparse: SparseVector(),
                             colbert: MultiVector(dimension: 16, values: Self.oddColBERT))
         try index.add(encoded: [SearchIndex.EncodedDocument(id: Self.oddID, metadata: ["k": "v\u{B}"], chunks: [
-            SearchIndex.EncodedChunk(text: "form\u{C}feed and \u{FDD0} noncharacter", tokenCount: 4, embedding: odd)])])
+            SearchIndex.EncodedChunk(text: "form\u{C}feed and \(Self.nonCharacter) noncharacter", tokenCount: 4, embedding: odd)])])
         return index
     }
 
