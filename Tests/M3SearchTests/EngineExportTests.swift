@@ -1,6 +1,7 @@
 import Foundation
 @testable import M3Model
 @testable import M3Search
+import M3Store
 import XCTest
 
 /// `m3search export --format qdrant|milvus|vespa`: the files hold the index's vectors (checked
@@ -30,8 +31,8 @@ final class EngineExportTests: XCTestCase {
 
     /// An index of 8 corpus files, a document with metadata and the odd document.
     func buildIndex() throws -> SearchIndex {
-        let index = try SearchIndex(path: path("a.m3index"), model: try BGEM3(folder: model), maxLength: 48, overlap: 8,
-                                    colbertStorage: .float16, denseStorage: .f32)
+        let index = try SearchIndex(path: path("a.m3index"), model: try BGEM3(folder: model),
+                                    options: IndexOptions(maxLength: 48, overlap: 8, colbertStorage: .float16, denseStorage: .f32))
         let files = try FileManager.default.contentsOfDirectory(atPath: fixture("corpus")).sorted().filter { $0 != "LICENSE.md" }
         _ = try index.indexFiles(files.prefix(8).map { fixture("corpus/" + $0) })
         try index.add([DocumentInput(id: "note-1", text: "Tabs\tand \"quotes\" and ünïcödé 🚀 in a note.", metadata: ["lang": "en", "author": "ann"])])
@@ -137,7 +138,7 @@ final class EngineExportTests: XCTestCase {
         let dns: [UInt8] = [0x6b, 0xa7, 0xb8, 0x10, 0x9d, 0xad, 0x11, 0xd1, 0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4, 0x30, 0xc8]
         XCTAssertEqual(ChunkUUID.make("python.org", namespace: dns), "886313e1-3b8a-5372-9b90-0c9aee199e5d")
         // Python: uuid.uuid5(uuid.UUID("6d3f1c1e-8b0a-5c59-9f57-3e2b8a0c5d11"), "notes/a.md#0"),
-        // the id scripts/export-convert.py gave the same chunk.
+        // the id the earlier Python converter gave the same chunk.
         XCTAssertEqual(ChunkUUID.make("notes/a.md#0"), "828c0ba2-67c5-5cb2-bbbd-75d015069fc2")
         XCTAssertEqual(ChunkUUID.make("ünï/🚀.md#12"), "a2131ce1-a4d4-5684-8007-185d0597998a")
     }
@@ -253,7 +254,7 @@ final class EngineExportTests: XCTestCase {
         try Data("keep".utf8).write(to: URL(fileURLWithPath: path("mine/notes.txt")))
         for replacing in [false, true] {
             XCTAssertThrowsError(try EngineExport.write(.qdrant, indexAt: index.path, to: path("mine"), replacing: replacing)) {
-                XCTAssertEqual($0 as? ExportError, .folderNotEmpty(path: self.path("mine")))
+                XCTAssertEqual(exportError($0), .folderNotEmpty(path: self.path("mine")))
             }
         }
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: path("mine")), ["notes.txt"])
@@ -263,20 +264,20 @@ final class EngineExportTests: XCTestCase {
         XCTAssertEqual(mkfifo(path("fifo"), 0o600), 0)
         for (name, kind) in [("file", "a file"), ("link", "a symbolic link"), ("fifo", "a FIFO")] {
             XCTAssertThrowsError(try EngineExport.write(.vespa, indexAt: index.path, to: path(name), replacing: true)) {
-                XCTAssertEqual($0 as? ExportError, .notAFolder(path: self.path(name), kind: kind))
+                XCTAssertEqual(exportError($0), .notAFolder(path: self.path(name), kind: kind))
             }
         }
         XCTAssertEqual(try String(contentsOfFile: path("file"), encoding: .utf8), "file")
         XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: path("link")), path("mine"))
         // No parent folder.
         XCTAssertThrowsError(try EngineExport.write(.milvus, indexAt: index.path, to: path("none/out"))) {
-            XCTAssertEqual($0 as? ExportError, .missingParent(path: self.path("none")))
+            XCTAssertEqual(exportError($0), .missingParent(path: self.path("none")))
         }
         // An empty folder is used; an earlier export is replaced only with --force.
         try FileManager.default.createDirectory(atPath: path("out"), withIntermediateDirectories: false)
         _ = try EngineExport.write(.qdrant, indexAt: index.path, to: path("out") + "/")
         XCTAssertThrowsError(try EngineExport.write(.vespa, indexAt: index.path, to: path("out"))) {
-            XCTAssertEqual($0 as? ExportError, .earlierExport(path: self.path("out")))
+            XCTAssertEqual(exportError($0), .earlierExport(path: self.path("out")))
         }
         XCTAssertTrue(FileManager.default.fileExists(atPath: path("out/points.jsonl")))
         _ = try EngineExport.write(.vespa, indexAt: index.path, to: path("out"), replacing: true)
@@ -291,9 +292,11 @@ final class EngineExportTests: XCTestCase {
             .map { ($0, FileManager.default.contents(atPath: path("kept/" + $0))) }
         // The last chunk's dense vector no longer decodes: the export fails after writing
         // every other chunk.
-        try index.store.db.execute("UPDATE chunks SET dense = X'00' WHERE id = (SELECT max(id) FROM chunks)")
+        try SQLiteConnection(path: index.path, mode: .readWrite)
+            .execute("UPDATE chunks SET dense = X'00' WHERE id = (SELECT max(id) FROM chunks)")
         for engine in EngineExport.Engine.allCases {
             XCTAssertThrowsError(try EngineExport.write(engine, indexAt: index.path, to: path("out"))) { error in
+                XCTAssertEqual((error as? M3SearchError)?.kind, .corrupt, "\(error)")
                 XCTAssertTrue("\(error)".contains("does not decode"), "\(error)")
             }
             XCTAssertFalse(FileManager.default.fileExists(atPath: path("out")), "\(engine)")
@@ -305,6 +308,12 @@ final class EngineExportTests: XCTestCase {
         for (name, data) in kept { XCTAssertEqual(FileManager.default.contents(atPath: path("kept/" + name)), data, name) }
     }
 
+    /// The export's own cause of a thrown `M3SearchError`.
+    func exportError(_ error: any Error) -> ExportError? {
+        guard let e = error as? M3SearchError else { XCTFail("not an M3SearchError: \(error)"); return nil }
+        return e.underlying as? ExportError
+    }
+
     // MARK: Command line
 
     func testCommandLine() throws {
@@ -314,8 +323,15 @@ final class EngineExportTests: XCTestCase {
         XCTAssertTrue(run.stderr.contains("exported \(index.chunkCount) chunks for milvus to \(path("m"))"), run.stderr)
         XCTAssertTrue(run.stderr.contains("note: 1 chunk(s) have no sparse weights"), run.stderr)
         run = try runM3Search(["export", "--format", "milvus", "--index", index.path, "--out", path("m")], stdin: "")
-        XCTAssertEqual(run.status, 1)
-        XCTAssertTrue(run.stderr.contains("holds an earlier export: pass --force"), run.stderr)
+        XCTAssertEqual(run.status, 64)
+        XCTAssertTrue(run.stderr.contains("holds an earlier export: pass --force to replace it, or choose another --out folder"), run.stderr)
+        try Data("x".utf8).write(to: URL(fileURLWithPath: path("file")))
+        run = try runM3Search(["export", "--format", "qdrant", "--index", index.path, "--out", path("file")], stdin: "")
+        XCTAssertEqual(run.status, 64)
+        XCTAssertTrue(run.stderr.contains("--out \(path("file")) is a file, not a folder: give a new or empty folder"), run.stderr)
+        run = try runM3Search(["export", "--format", "vespa", "--index", path("missing.m3index"), "--out", path("v")], stdin: "")
+        XCTAssertEqual(run.status, 66, run.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("v")))
         run = try runM3Search(["export", "--format", "milvus", "--index", index.path, "--out", path("m"), "--force"], stdin: "")
         XCTAssertEqual(run.status, 0, run.stderr)
         run = try runM3Search(["export", "--format", "vespa", "--index", index.path], stdin: "")
