@@ -25,7 +25,8 @@ public struct M3SearchError: Error, CustomStringConvertible, Sendable {
     public enum Kind: String, Sendable, CaseIterable, CustomStringConvertible {
         /// A query, option, weight or document given to the API is not acceptable.
         case invalidArgument
-        /// A file given to the API (queries, judgments, an export) is malformed.
+        /// A file given to the API (queries, judgments, an export) is malformed, or the index
+        /// holds a value an engine export cannot (a text longer than the engine's limit).
         case invalidInput
         /// The index, the model (or one of its files) or an input file does not exist.
         case notFound
@@ -95,6 +96,7 @@ public struct M3SearchError: Error, CustomStringConvertible, Sendable {
             default: self.init(.invalidInput, e.description, underlying: e)
             }
         case let e as IndexSettings.Mismatch: self.init(.incompatible, e.description, underlying: e)
+        case let e as ExportError: self.init(Self.kind(of: e), e.description, underlying: e)
         case let e as CocoaError:
             let kind: Kind
             switch e.code {
@@ -137,6 +139,22 @@ public struct M3SearchError: Error, CustomStringConvertible, Sendable {
             case 5, 6: return .locked          // SQLITE_BUSY, SQLITE_LOCKED
             case 8, 3, 23: return .readOnly    // SQLITE_READONLY, SQLITE_PERM, SQLITE_AUTH
             case 1: return .corrupt            // SQLITE_ERROR: the file's schema is not the one m3search wrote
+            default: return .io
+            }
+        }
+    }
+
+    private static func kind(of e: ExportError) -> Kind {
+        switch e {
+        case .notAFolder, .folderNotEmpty, .earlierExport: return .invalidArgument
+        case .missingParent: return .notFound
+        case .nonFinite: return .corrupt
+        case .tooLong: return .invalidInput
+        case .io(_, _, let code):
+            switch code {
+            case ENOSPC, EDQUOT: return .diskFull
+            case EACCES, EPERM, EROFS: return .readOnly
+            case ENOENT, ENOTDIR: return .notFound
             default: return .io
             }
         }

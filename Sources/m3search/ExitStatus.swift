@@ -41,6 +41,12 @@ enum ExitStatus {
             return "\(mismatch.path) was built with different settings: it was created with \(flag) \(mismatch.recorded), "
                 + "not \(mismatch.requested); storage is fixed when an index is created: omit \(flag) to use this index, "
                 + "or build a new one with another --index path."
+        case ExportError.earlierExport(let path)?:
+            return "\(path) holds an earlier export: pass --force to replace it, or choose another --out folder (nothing was written)."
+        case ExportError.notAFolder(let path, let kind)?:
+            return "--out \(path) is \(kind), not a folder: give a new or empty folder (nothing was written)."
+        case ExportError.folderNotEmpty(let path)?:
+            return "--out \(path) is not empty and holds no earlier m3search export: give a new or empty folder (nothing was written)."
         case ModelError.modelNotFound(let searched)?:
             return "No BGE-M3 model found (looked in: \((["--model"] + searched).joined(separator: ", "))). "
                 + "Download it with `huggingface-cli download BAAI/bge-m3` (or `git clone https://huggingface.co/BAAI/bge-m3`) "
