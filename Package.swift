@@ -31,6 +31,10 @@ let package = Package(
         .systemLibrary(
             name: "CSQLite", pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"]), .brew(["sqlite"])]),
+        // XXH3 digests of model files (libxxhash) and zip CRC-32s (zlib).
+        .systemLibrary(
+            name: "CChecksums", pkgConfig: "libxxhash",
+            providers: [.apt(["libxxhash-dev", "zlib1g-dev"]), .brew(["xxhash"])]),
         // libsentencepiece's C++ API behind a small C header.
         .target(
             name: "CSentencePiece",
@@ -39,7 +43,7 @@ let package = Package(
         .target(name: "CM3Kernels"),
 
         .target(name: "M3Tokenizer", dependencies: ["CSentencePiece"]),
-        .target(name: "M3Model", dependencies: ["M3Tokenizer", "COpenBLAS", "CM3Kernels"]),
+        .target(name: "M3Model", dependencies: ["M3Tokenizer", "COpenBLAS", "CM3Kernels", "CChecksums"]),
         .target(name: "M3Index", dependencies: ["CM3Kernels"]),
         .target(name: "M3Store", dependencies: ["CSQLite"]),
         .target(name: "M3Search", dependencies: ["M3Model", "M3Tokenizer", "M3Index", "M3Store"]),
