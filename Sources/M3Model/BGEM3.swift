@@ -95,9 +95,6 @@ public final class BGEM3: Sendable {
         let loaded = try TokenizerLoader(cache: cache, digests: digests)
             .load(model: spm, tokenizerJSON: fm.fileExists(atPath: tokenizerJSON) ? tokenizerJSON : nil)
         let tokenizer = loaded.tokenizer
-        if tokenizer.vocabularySize > config.vocabularySize {
-            throw ModelError.invalidConfig(path: path(File.config), detail: "vocab_size \(config.vocabularySize) is smaller than the tokenizer's \(tokenizer.vocabularySize) ids")
-        }
         timings.tokenizer = mark.secondsSince
         timings.tokenizerFromCache = loaded.fromCache
 
@@ -136,6 +133,10 @@ public final class BGEM3: Sendable {
         let (precision, fallback) = requested.resolved()
         let weights = try EncoderWeights(weightsDict, config: config, precision: precision)
         try Self.checkUnused(weightsDict, config: config)
+        // After the shape checks, so a vocab_size that disagrees with the weights names the tensor.
+        if tokenizer.vocabularySize > config.vocabularySize {
+            throw ModelError.invalidConfig(path: path(File.config), detail: "vocab_size \(config.vocabularySize) is smaller than the tokenizer's \(tokenizer.vocabularySize) ids")
+        }
         let h = config.hiddenSize
         let headWeights = HeadWeights(colbert: try Linear(heads[0].dict, "", out: h, in: h, bare: true, precision: precision),
                                       sparse: try Linear(heads[1].dict, "", out: 1, in: h, bare: true))

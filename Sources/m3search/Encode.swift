@@ -10,8 +10,14 @@ struct Encode: ParsableCommand {
         Each input line is {"text": "…"}. Each output line is
         {"input_ids": [...], "dense": [...], "sparse": {"<token id>": weight, ...}, "colbert": [[...], ...],
         "precision": "f32|bf16|int8"}, in input order; "precision" is the one actually used (float32 when \
-        the CPU lacks the instructions --precision asks for).
+        the CPU lacks the instructions --precision asks for). Input is streamed: outputs are written as \
+        inputs arrive. A line may hold at most 8 MiB (\(Encode.maxLineBytes) bytes); a longer one is refused \
+        with its line number (the model reads at most 8,192 tokens of a text anyway).
         """)
+
+    /// Longest input line: far more text than the 8,192 tokens the model reads, and
+    /// holding much more would cost memory many times its size.
+    static let maxLineBytes = 8 << 20
 
     @OptionGroup var modelOptions: ModelOptions
 
@@ -24,22 +30,40 @@ struct Encode: ParsableCommand {
         let kinds = try parseOutputs(outputs)
         let model: BGEM3
         do { model = try modelOptions.load() } catch { fail("\(error)") }
-        let lines = try readJSONLines(Line.self, what: "with a \"text\" string")
         let options = modelOptions.encodeOptions(outputs: kinds)
         var writer = JSONWriter()
-        // Chunks keep memory bounded on long inputs; order is kept within and across chunks.
-        let chunk = 256
-        var start = 0
-        while start < lines.count {
-            let texts = lines[start ..< min(start + chunk, lines.count)].map(\.text)
+        // Batches of 256 lines keep memory bounded on long inputs; order is kept.
+        var reader = LineReader(handle: .standardInput, maxLineBytes: Self.maxLineBytes)
+        var texts: [String] = []
+        func flush() {
+            guard !texts.isEmpty else { return }
             let embeddings: [Embedding]
             do { embeddings = try model.encode(texts, options: options) } catch { fail("\(error)") }
             for e in embeddings {
                 write(e, precision: model.precision, to: &writer)
                 writer.flush()
             }
-            start += chunk
+            texts.removeAll(keepingCapacity: true)
         }
+        let decoder = JSONDecoder()
+        while true {
+            let line: [UInt8]
+            do {
+                guard let next = try reader.next() else { break }
+                line = next
+            } catch let tooLong as LineReader.LineTooLong {
+                flush()
+                fail("stdin line \(tooLong.lineNumber) is longer than \(tooLong.limit) bytes (8 MiB), the limit per line; split the text")
+            }
+            if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { continue }
+            guard let item = try? decoder.decode(Line.self, from: Data(line)) else {
+                flush()
+                throw ValidationError("stdin line \(reader.lineNumber) is not a JSON object with a \"text\" string")
+            }
+            texts.append(item.text)
+            if texts.count == 256 { flush() }
+        }
+        flush()
     }
 
     private func write(_ e: Embedding, precision: Precision, to w: inout JSONWriter) {

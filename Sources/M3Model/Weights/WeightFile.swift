@@ -66,14 +66,16 @@ private final class RequestLog: @unchecked Sendable {  // guarded by lock
 
 public enum WeightFile {
     /// Reads model.safetensors, pytorch_model.bin or a head .pt file; the format is sniffed
-    /// from the bytes, not the name. Also verifies what parsing alone cannot (every zip
-    /// entry's CRC-32, every value finite), reading the whole file: `BGEM3` does that once
-    /// per version of a file and caches the result.
-    public static func load(_ path: String) throws -> StateDict {
+    /// from the bytes, not the name. `verify` also checks what parsing alone cannot (every
+    /// zip entry's CRC-32, every value finite) by reading the whole file; `BGEM3` does that
+    /// once per version of a file and caches the result.
+    public static func load(_ path: String, verify: Bool = false) throws -> StateDict {
         let file = try MappedFile(path: path)
         let dict = try load(file)
-        try verifyChecksums(file)
-        try dict.verifyFinite()
+        if verify {
+            try verifyChecksums(file)
+            try dict.verifyFinite()
+        }
         return dict
     }
 
