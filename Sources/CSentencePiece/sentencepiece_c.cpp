@@ -267,6 +267,11 @@ bool csp_tokenizer::init(const sentencepiece::SentencePieceProcessor &sp, char *
     for (int i = 3; i < n; i++) {
         pieces[size_t(i) + 1] = sp.IdToPiece(i);
         owned_scores[size_t(i) + 1] = double(sp.GetScore(i));
+        // NaN or infinite scores would make every Viterbi comparison meaningless.
+        if (!std::isfinite(owned_scores[size_t(i) + 1])) {
+            write_error(error, capacity, "piece " + std::to_string(i) + " has a score that is not a finite number");
+            return false;
+        }
     }
     pieces[size_t(n) + 1] = "<mask>";
     scores = owned_scores.data();
@@ -701,6 +706,11 @@ extern "C" int csp_set_hf_scores(csp_tokenizer *t, const uint8_t *json, size_t l
                 return -1;
             }
             size_t i = scores.size();
+            if (!std::isfinite(score)) {
+                write_error(error, error_capacity,
+                            "tokenizer.json: model.vocab entry " + std::to_string(i) + " has a score that is not a finite number");
+                return -1;
+            }
             if (i >= t->pieces.size() || piece != t->pieces[i]) {
                 write_error(error, error_capacity,
                             "tokenizer.json: model.vocab entry " + std::to_string(i) + " \"" + piece +

@@ -36,10 +36,14 @@ public final class XLMRobertaTokenizer: @unchecked Sendable {
     public static let pad: Int32 = 1
     public static let eos: Int32 = 2
     public static let unk: Int32 = 3
+    /// XLM-R's `<mask>`; in general the last id (`vocabularySize - 1`, see `maskID`).
     public static let mask: Int32 = 250001
 
     /// Number of ids (250002 for XLM-R).
     public let vocabularySize: Int
+    /// `<mask>`: fairseq puts it after the SentencePiece pieces, so it is the last id
+    /// (250001 for XLM-R, lower for a smaller SentencePiece model).
+    public var maskID: Int32 { Int32(vocabularySize - 1) }
 
     private let handle: OpaquePointer
     /// Keeps a cache image's memory alive while `handle` points into it.
@@ -190,7 +194,7 @@ public final class XLMRobertaTokenizer: @unchecked Sendable {
                                       scratch: &scratch, wantOffsets: wantOffsets, ids: &ids, offsets: &offsets)
                     }
                     if remaining > 0 {
-                        ids.append(id)
+                        ids.append(id == Self.mask ? maskID : id)
                         if wantOffsets { offsets.append(i..<(i + length)) }
                         remaining -= 1
                     }

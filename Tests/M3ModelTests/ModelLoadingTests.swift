@@ -106,6 +106,37 @@ final class ModelLoadingTests: XCTestCase {
         XCTAssertEqual(loaded.encode("intact image ✓"), tokenizer.encode("intact image ✓"))
     }
 
+    /// `<mask>` is the last id of whatever SentencePiece model is loaded (found by
+    /// FuzzTokenizer: it was XLM-R's 250001 even for a 62-piece model), from the tables
+    /// and from their image alike.
+    func testMaskIsTheLastIdOfAnyVocabulary() throws {
+        // Fixtures/tokenizer/unigram-62.model: 62 pieces trained by sentencepiece 0.2 (identity normaliser).
+        let tokenizer = try XLMRobertaTokenizer(modelPath: fixture("tokenizer/unigram-62.model"))
+        XCTAssertLessThan(tokenizer.vocabularySize, 100)
+        XCTAssertEqual(tokenizer.encode("<mask>"), [0, Int32(tokenizer.vocabularySize - 1), 2])
+        let owner = AlignedBytes(tokenizer.serializedImage())
+        let fromImage = try XLMRobertaTokenizer(image: owner.buffer, keepingAlive: owner)
+        XCTAssertEqual(fromImage.encode("a <mask> b"), tokenizer.encode("a <mask> b"))
+        XCTAssertTrue(fromImage.encode("a <mask> b").allSatisfy { $0 >= 0 && Int($0) < tokenizer.vocabularySize })
+    }
+
+    /// A SentencePiece model with a NaN or infinite score is refused when built, as its
+    /// image is when loaded (found by FuzzTokenizer: the model loaded, its image did not).
+    func testNonFiniteSentencePieceScoreIsRefused() throws {
+        var model = try Data(contentsOf: URL(fileURLWithPath: fixture("tokenizer/unigram-62.model")))
+        // The first piece with a float score after the three specials: field 2 (score), wire type 5.
+        let pieces = try sentencepiecePieces(fixture("tokenizer/unigram-62.model"))
+        let score = Float(pieces[3].1)
+        let pattern = Data([0x15]) + withUnsafeBytes(of: score.bitPattern.littleEndian) { Data($0) }
+        let at = try XCTUnwrap(model.firstRange(of: pattern)).lowerBound
+        for bits: UInt32 in [0x7FC0_0000, 0xFF80_0000] {
+            withUnsafeBytes(of: bits.littleEndian) { for (i, b) in $0.enumerated() { model[at + 1 + i] = b } }
+            XCTAssertThrowsError(try XLMRobertaTokenizer(model: [UInt8](model), modelPath: "m.model", tokenizerJSON: nil, tokenizerJSONPath: nil)) { error in
+                XCTAssertTrue("\(error)".contains("piece 3 has a score that is not a finite number"), "\(error)")
+            }
+        }
+    }
+
     /// Identity v2 covers tokenizer.json and every byte of the weights: the two changes the
     /// first-generation identity missed (issue 16 item 3) now change it, and the cached
     /// digest is not used once the file's stamp changed.

@@ -38,8 +38,11 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     if data[0] & 1 == 0 {
         let bytes = tokenizer.serializedImage()
         let image = bytes.withUnsafeBytes { Image($0) }
-        guard let reloaded = try? XLMRobertaTokenizer(image: UnsafeRawBufferPointer(start: image.buffer.baseAddress, count: bytes.count), keepingAlive: image) else {
-            fatalError("the image of a loaded tokenizer is refused")
+        let reloaded: XLMRobertaTokenizer
+        do {
+            reloaded = try XLMRobertaTokenizer(image: UnsafeRawBufferPointer(start: image.buffer.baseAddress, count: bytes.count), keepingAlive: image)
+        } catch {
+            fatalError("the image of a loaded tokenizer is refused: \(error)")
         }
         for text in texts where reloaded.encode(text, maxLength: 64) != tokenizer.encode(text, maxLength: 64) {
             fatalError("the image tokenizes \"\(text)\" differently")
