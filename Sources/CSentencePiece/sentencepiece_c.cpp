@@ -21,6 +21,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <limits>
 #include <memory>
 #include <string>
@@ -363,17 +364,26 @@ size_t csp_tokenizer::encode_word(const uint8_t *w, size_t n, Scratch &s) const 
 extern "C" {
 
 csp_tokenizer *csp_create(const uint8_t *model, size_t model_length, char *error, size_t error_capacity) {
-    // The processor is only needed while loading: the tokenizer keeps its own tables.
-    sentencepiece::SentencePieceProcessor sp;
-    auto status = sp.LoadFromSerializedProto(
-        std::string_view(reinterpret_cast<const char *>(model), model_length));
-    if (!status.ok()) {
-        write_error(error, error_capacity, status.ToString());
-        return nullptr;
+    // libsentencepiece throws on some malformed models (e.g. Darts' "zero-length key" for
+    // an empty piece, found by FuzzTokenizer); an exception must not cross into Swift.
+    try {
+        // The processor is only needed while loading: the tokenizer keeps its own tables.
+        sentencepiece::SentencePieceProcessor sp;
+        auto status = sp.LoadFromSerializedProto(
+            std::string_view(reinterpret_cast<const char *>(model), model_length));
+        if (!status.ok()) {
+            write_error(error, error_capacity, status.ToString());
+            return nullptr;
+        }
+        auto t = std::make_unique<csp_tokenizer>();
+        if (!t->init(sp, error, error_capacity)) return nullptr;
+        return t.release();
+    } catch (const std::exception &e) {
+        write_error(error, error_capacity, std::string("malformed SentencePiece model: ") + e.what());
+    } catch (...) {
+        write_error(error, error_capacity, "malformed SentencePiece model");
     }
-    auto t = std::make_unique<csp_tokenizer>();
-    if (!t->init(sp, error, error_capacity)) return nullptr;
-    return t.release();
+    return nullptr;
 }
 
 // ---------------------------------------------------------------------------------

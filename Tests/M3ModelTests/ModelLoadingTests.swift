@@ -137,6 +137,17 @@ final class ModelLoadingTests: XCTestCase {
         }
     }
 
+    /// A SentencePiece model with an empty piece made libsentencepiece throw a C++
+    /// exception through our C interface, which aborted the process (found by
+    /// FuzzTokenizer): it is now a TokenizerError.
+    func testSentencePieceExceptionIsAnError() {
+        // Fixtures/tokenizer/empty-piece.model: unigram-62.model with one piece emptied.
+        XCTAssertThrowsError(try XLMRobertaTokenizer(modelPath: fixture("tokenizer/empty-piece.model"))) { error in
+            guard case TokenizerError.cannotLoadModel(_, let message) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(message.contains("malformed SentencePiece model"), message)
+        }
+    }
+
     /// Identity v2 covers tokenizer.json and every byte of the weights: the two changes the
     /// first-generation identity missed (issue 16 item 3) now change it, and the cached
     /// digest is not used once the file's stamp changed.
