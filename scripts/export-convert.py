@@ -8,7 +8,7 @@ one batch).
     python3 scripts/export-convert.py qdrant export.jsonl points.jsonl [--batch 64]
     python3 scripts/export-convert.py milvus export.jsonl rows          # rows.chunks.jsonl, rows.colbert.jsonl
 
-The schemas these outputs fit are in the README, section "Scaling out".
+The schemas these outputs fit are in docs/engines.md.
 """
 import argparse
 import json

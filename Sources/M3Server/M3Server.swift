@@ -125,7 +125,7 @@ public final class M3Server: Sendable {
             do {
                 report = try index.search(query.query, options: query.options)
                 metrics.search(report)
-            } catch SearchError.emptyIndex {
+            } catch let error as M3SearchError where error.kind == .emptyIndex {
                 report = SearchReport(results: [])   // nothing indexed yet: no results, not an error
             }
             var out = JSONWriter(reserving: 4096)

@@ -12,7 +12,7 @@ struct ExportCommand: ParsableCommand {
         The first line is a header with the index settings; then one line per chunk: \
         {"id", "doc_id", "chunk", "char_start", "char_end", "token_count", "text", "metadata", "source", \
         "dense", "sparse", "colbert"}. Streams (one chunk in memory at a time) and needs no model. \
-        See "Scaling out" in the README for feeding Vespa, Qdrant and Milvus.
+        See docs/engines.md for feeding Vespa, Qdrant and Milvus.
         """)
 
     /// The header's "format" value and version; `m3search import` accepts this version only.
@@ -24,8 +24,7 @@ struct ExportCommand: ParsableCommand {
     @Option(name: .long, help: "Output format (jsonl).")
     var format: Format = .jsonl
 
-    @Option(name: .long, help: "Index file (default $M3SEARCH_INDEX or Indexes/default.m3index).")
-    var index: String = defaultIndexPath
+    @OptionGroup var location: IndexPathOption
 
     @Option(name: .long, help: "Output file (default: stdout).")
     var out: String?
@@ -34,7 +33,7 @@ struct ExportCommand: ParsableCommand {
         let handle: FileHandle
         if let out {
             guard FileManager.default.createFile(atPath: out, contents: nil), let h = FileHandle(forWritingAtPath: out) else {
-                fail("cannot write \(out): check the folder exists and is writable")
+                throw M3SearchError(.io, "cannot write \(out): check the folder exists and is writable")
             }
             handle = h
         } else {
@@ -43,7 +42,7 @@ struct ExportCommand: ParsableCommand {
         var w = JSONWriter()
         var written = 0
         do {
-            try SearchIndex.export(indexAt: index, header: { snapshot in
+            try SearchIndex.export(indexAt: location.index, header: { snapshot in
                 w.raw("{\"format\":"); w.string(Self.formatName)
                 w.raw(",\"version\":\(Self.formatVersion),\"settings\":")
                 w.raw(String(decoding: try JSONEncoder.sorted.encode(snapshot.settings), as: UTF8.self))
@@ -64,15 +63,15 @@ struct ExportCommand: ParsableCommand {
         } catch {
             // A partial file would look like a valid export's start; remove it.
             if let out { try? handle.close(); try? FileManager.default.removeItem(atPath: out) }
-            fail("\(error)")
+            throw error
         }
-        if out != nil {
+        if let out {
             try? handle.close()
-            FileHandle.standardError.write(Data("exported \(written) chunks to \(out!)\n".utf8))
+            FileHandle.standardError.write(Data("exported \(written) chunks to \(out)\n".utf8))
         }
     }
 
-    /// One chunk line; see the README's "Scaling out" for the fields.
+    /// One chunk line; see docs/engines.md for the fields.
     static func write(_ c: ExportedChunk, to w: inout JSONWriter) {
         w.raw("{\"id\":"); w.string("\(c.documentID)#\(c.ordinal)")
         w.raw(",\"doc_id\":"); w.string(c.documentID)
@@ -83,7 +82,7 @@ struct ExportCommand: ParsableCommand {
             w.raw("{")
             for (i, key) in m.keys.sorted().enumerated() {
                 if i > 0 { w.raw(",") }
-                w.string(key); w.raw(":"); w.string(m[key]!)
+                w.string(key); w.raw(":"); w.string(m[key] ?? "")
             }
             w.raw("}")
         } else {

@@ -1,4 +1,5 @@
 import Foundation
+import M3Search
 
 /// A JSON value as parsed by `JSONReader`. Numbers keep their text, so a float32 written
 /// with Swift's shortest digits converts back to exactly the same float32 (going through
@@ -249,7 +250,7 @@ struct LineReader {
 
     init(path: String, maxLineBytes: Int? = nil) throws {
         guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw ValidationErrorMessage("cannot read \(path): check the path and its permissions")
+            throw M3SearchError(.notFound, "cannot read \(path): check the path and its permissions")
         }
         self.init(handle: handle, maxLineBytes: maxLineBytes)
     }
@@ -293,10 +294,4 @@ struct LineReader {
     private func check(_ length: Int) throws {
         if let maxLineBytes, length > maxLineBytes { throw LineTooLong(lineNumber: lineNumber + 1, limit: maxLineBytes) }
     }
-}
-
-/// A plain error message for the command line.
-struct ValidationErrorMessage: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
 }

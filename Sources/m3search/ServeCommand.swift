@@ -116,17 +116,13 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.shutdownTimeout = .milliseconds(Int64(shutdownTimeout * 1000))
 
         let path = location.index
-        let index: SearchIndex, readOnly: Bool
-        let modelSeconds: Double, indexSeconds: Double
-        do {
-            var t = Date()
-            let model = try loadModel(explicit: location.model, precision: location.precision.value)
-            modelSeconds = Date().timeIntervalSince(t)
-            t = Date()
-            readOnly = FileManager.default.fileExists(atPath: path) && !FileManager.default.isWritableFile(atPath: path)
-            index = try SearchIndex(path: path, model: model, readOnly: readOnly)
-            indexSeconds = Date().timeIntervalSince(t)
-        } catch { fail("\(error)") }
+        var t = Date()
+        let model = try location.modelOptions.load()
+        let modelSeconds = Date().timeIntervalSince(t)
+        t = Date()
+        let readOnly = FileManager.default.fileExists(atPath: path) && !location.path.isWritable
+        let index = try SearchIndex(path: path, model: model, options: IndexOptions(readOnly: readOnly))
+        let indexSeconds = Date().timeIntervalSince(t)
         logger.info("loaded", metadata: [
             "index": "\(path)", "documents": "\(index.documentCount)", "chunks": "\(index.chunkCount)",
             "read_only": "\(readOnly)", "model_load_seconds": "\(String(format: "%.2f", modelSeconds))",
@@ -141,6 +137,8 @@ struct ServeCommand: AsyncParsableCommand {
                 let shown = host.contains(":") ? "[\(host)]" : host
                 FileHandle.standardOutput.write(Data("m3search: listening on http://\(shown):\(port)\n".utf8))
             }
-        } catch { fail("cannot serve on \(configuration.host):\(configuration.port): \(error)") }
+        } catch {
+            throw M3SearchError(.io, "cannot serve on \(configuration.host):\(configuration.port): \(error)", underlying: error)
+        }
     }
 }

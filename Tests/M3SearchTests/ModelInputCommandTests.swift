@@ -2,7 +2,8 @@ import Foundation
 import XCTest
 
 /// `m3search encode` on hostile model folders and input (issue 16 items 7–10): each must
-/// end by itself, within seconds, with exit status 1 and a message naming the problem —
+/// end by itself, within seconds, with exit status 65 (EX_DATAERR, the exit-code table's
+/// code for a bad model or input) and a message naming the problem —
 /// never a signal or a hang.
 final class ModelInputCommandTests: XCTestCase {
     func testHugeConfigNumbersAreClearErrors() throws {
@@ -17,7 +18,7 @@ final class ModelInputCommandTests: XCTestCase {
             try Data(edited.utf8).write(to: config)
             let run = try encode(folder: folder.path, stdin: "{\"text\": \"x\"}\n")
             XCTAssertEqual(run.reason, .exit, "\(key) = \(value): \(run.stderr)")
-            XCTAssertEqual(run.status, 1, "\(key) = \(value)")
+            XCTAssertEqual(run.status, 65, "\(key) = \(value)")
             XCTAssertTrue(run.stderr.contains(key), "\(key) = \(value): \(run.stderr)")
         }
     }
@@ -29,7 +30,7 @@ final class ModelInputCommandTests: XCTestCase {
         XCTAssertEqual(mkfifo(spm.path, 0o600), 0)
         let run = try encode(folder: folder.path, stdin: "{\"text\": \"x\"}\n")
         XCTAssertEqual(run.reason, .exit, run.stderr)
-        XCTAssertEqual(run.status, 1)
+        XCTAssertEqual(run.status, 65)
         XCTAssertTrue(run.stderr.contains("FIFO") && run.stderr.contains("sentencepiece.bpe.model"), run.stderr)
     }
 
@@ -39,7 +40,7 @@ final class ModelInputCommandTests: XCTestCase {
         let long = "{\"text\": \"" + String(repeating: "a", count: 9 << 20) + "\"}\n"
         let run = try encode(folder: fixture("models/tiny-safetensors"), stdin: "{\"text\": \"first\"}\n\n" + long + "{\"text\": \"after\"}\n")
         XCTAssertEqual(run.reason, .exit, run.stderr)
-        XCTAssertEqual(run.status, 1)
+        XCTAssertEqual(run.status, 65)
         XCTAssertTrue(run.stderr.contains("line 3") && run.stderr.contains("8 MiB"), run.stderr)
         XCTAssertEqual(run.stdout.split(separator: "\n").count, 1, "the line before is encoded")
     }

@@ -77,7 +77,7 @@ final class ServeCommandTests: XCTestCase {
         // The WAL was folded into the file, and the index is whole.
         let wal = (try? FileManager.default.attributesOfItem(atPath: index + "-wal")[.size] as? Int) ?? 0
         XCTAssertEqual(wal, 0, "checkpoint(TRUNCATE) leaves an empty WAL")
-        let reopened = try SearchIndex(path: index, model: try TinyModel.get(), create: false)
+        let reopened = try SearchIndex(path: index, model: try TinyModel.get(), options: .existing())
         let report = try reopened.check()
         XCTAssertTrue(report.isSound, "\(report.problems)")
         XCTAssertEqual(report.documents, 12 + bulk.count)

@@ -69,7 +69,7 @@ final class TestServer: @unchecked Sendable {
                       configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> TestServer {
         let dir = try temporaryDirectory()
         let path = dir.appendingPathComponent("server.m3index").path
-        let index = try SearchIndex(path: path, model: try TinyModel.get(), maxLength: 64, overlap: 8)
+        let index = try SearchIndex(path: path, model: try TinyModel.get(), options: IndexOptions(maxLength: 64, overlap: 8))
         if !documents.isEmpty { try await index.add(documents) }
         var configuration = ServerConfiguration()
         configuration.port = 0

@@ -24,7 +24,8 @@ public struct EvaluationSet: Sendable {
         self.qrels = qrels
     }
 
-    /// Reads both files. Throws `EvaluationError` naming the file and line of the first problem.
+    /// Reads both files. Throws `M3SearchError` (`.invalidInput`, `.notFound`) whose
+    /// `underlying` `EvaluationError` names the file and line of the first problem.
     public init(queriesFile: String, qrelsFile: String) throws {
         self.init(queries: try Self.readQueries(file: queriesFile), qrels: try Self.readQrels(file: qrelsFile))
     }
@@ -41,6 +42,10 @@ public struct EvaluationSet: Sendable {
     /// other fields (BEIR's "metadata") are ignored, blank lines skipped. `_id` may be a
     /// string or an integer. Duplicate ids and empty texts are errors.
     public static func readQueries(file: String) throws -> [Query] {
+        try M3SearchError.boundary { try queries(file: file) }
+    }
+
+    private static func queries(file: String) throws -> [Query] {
         let data = try readFile(file)
         var queries: [Query] = []
         var seen = Set<String>()
@@ -76,6 +81,10 @@ public struct EvaluationSet: Sendable {
     /// `query-id  iteration  doc-id  relevance` (whitespace-separated) is read too. Scores are
     /// integer grades ≥ 0. A pair judged twice is an error.
     public static func readQrels(file: String) throws -> [String: [String: Int]] {
+        try M3SearchError.boundary { try qrels(file: file) }
+    }
+
+    private static func qrels(file: String) throws -> [String: [String: Int]] {
         let data = try readFile(file)
         var qrels: [String: [String: Int]] = [:]
         var count = 0
@@ -158,13 +167,18 @@ public enum RankingMetric: Hashable, Sendable, CustomStringConvertible {
     public static let standard: [RankingMetric] = [.ndcg(10), .recall(100), .mrr(10)]
 
     /// Parses "ndcg@10", "recall@100", "mrr@10" (case-insensitive).
+    /// Throws `M3SearchError.invalidArgument` (`underlying`: `EvaluationError.invalidMetric`).
     public init(parsing text: String) throws {
+        self = try M3SearchError.boundary { try Self.parse(text) }
+    }
+
+    private static func parse(_ text: String) throws -> RankingMetric {
         let parts = text.lowercased().split(separator: "@", omittingEmptySubsequences: false)
         guard parts.count == 2, let k = Int(parts[1]), k >= 1, k <= 10_000 else { throw EvaluationError.invalidMetric(text) }
         switch parts[0] {
-        case "ndcg": self = .ndcg(k)
-        case "recall": self = .recall(k)
-        case "mrr": self = .mrr(k)
+        case "ndcg": return .ndcg(k)
+        case "recall": return .recall(k)
+        case "mrr": return .mrr(k)
         default: throw EvaluationError.invalidMetric(text)
         }
     }

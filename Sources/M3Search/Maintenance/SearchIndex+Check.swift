@@ -17,98 +17,109 @@ extension SearchIndex {
     /// chunk's vectors decodable with the right sizes.
     ///
     /// It checks the file as it is now, all from one snapshot (a read transaction), so a
-    /// writer committing meanwhile, in this process or another, cannot cause false reports;
-    /// a writer's in-memory graph, postings and document table must match its sizes too.
+    /// writer committing meanwhile, in another process, cannot cause false reports; this
+    /// process's writes wait for it. A writer's in-memory graph, postings and document table
+    /// must match its sizes too. Problems are reported, not thrown; throws `M3SearchError`
+    /// only when the file cannot be read at all.
     public func check() throws -> IntegrityReport {
+        try M3SearchError.boundary { try writer.check() }
+    }
+}
+
+extension IndexWriter {
+    func check() throws -> IntegrityReport {
         var report = IntegrityReport()
-        // A file too damaged for SQLite to walk is a finding too: report it, don't throw.
-        do {
-            let sqlite = try store.integrityCheck()
-            if sqlite != ["ok"] { report.problems += sqlite.prefix(20).map { "SQLite: \($0)" } }
-        } catch let error as StoreError {
-            report.problems.append("\(error)")
-            return report
-        }
-        do {
-            try stateLock.read {
-                try store.db.transaction(immediate: false) {
-                    let snapshot: (HNSWIndex, SparseIndex, [Int64: (path: String, metadata: [String: String]?)])
-                    do { snapshot = try Self.loadSnapshot(store, settings: settings) } catch {
-                        report.problems.append("\(error)")
-                        return
-                    }
-                    if writeSession.lock != nil, snapshot.0.count != hnsw.count || snapshot.1.documentCount != sparse.documentCount
-                        || snapshot.2.count != documentInfo.count {
-                        report.problems.append("the writer's in-memory graph or postings differ from the file")
-                    }
-                    // A damaged schema (a renamed column, say) fails the queries themselves:
-                    // that is a finding, not a reason to stop checking without a report.
-                    do { try check(hnsw: snapshot.0, sparse: snapshot.1, documentInfo: snapshot.2, into: &report) } catch {
-                        report.problems.append("\(error)")
+        try exclusively {
+            // A file too damaged for SQLite to walk is a finding too: report it, don't throw.
+            do {
+                let sqlite = try store.integrityCheck()
+                if sqlite != ["ok"] { report.problems += sqlite.prefix(20).map { "SQLite: \($0)" } }
+            } catch let error as StoreError {
+                report.problems.append("\(error)")
+                return
+            }
+            do {
+                try shared.read { current in
+                    try store.read {
+                        let snapshot: IndexState
+                        do { snapshot = try IndexState.load(from: store, settings: settings) } catch {
+                            report.problems.append("\(error)")
+                            return
+                        }
+                        if writerLock != nil, snapshot.hnsw.count != current.hnsw.count
+                            || snapshot.sparse.documentCount != current.sparse.documentCount
+                            || snapshot.documents.count != current.documents.count {
+                            report.problems.append("the writer's in-memory graph or postings differ from the file")
+                        }
+                        // A damaged schema (a renamed column, say) fails the queries themselves:
+                        // that is a finding, not a reason to stop checking without a report.
+                        do { try check(snapshot, into: &report) } catch {
+                            report.problems.append("\(error)")
+                        }
                     }
                 }
+            } catch let error as StoreError {
+                report.problems.append("\(error)")
             }
-        } catch let error as StoreError {
-            report.problems.append("\(error)")
         }
         if report.problems.count > 50 { report.problems = Array(report.problems.prefix(50)) + ["…"] }
         return report
     }
 
-    private func check(hnsw: HNSWIndex, sparse: SparseIndex, documentInfo: [Int64: (path: String, metadata: [String: String]?)],
-                       into report: inout IntegrityReport) throws {
+    private func check(_ state: IndexState, into report: inout IntegrityReport) throws {
+        let hnsw = state.hnsw, sparse = state.sparse, codec = state.codec
         do { _ = try hnsw.checkIntegrity() } catch { report.problems.append("HNSW: \(error)") }
         var chunkIDs = Set<Int64>()
         let dim = settings.dimension
-        let s = try store.db.prepare("SELECT id, document_id, dense, sparse, colbert, token_count, char_start, char_end, text FROM chunks")
         // Stored vectors carry no checksum, but normalised ones must have length 1: a
         // flipped sign, exponent or high mantissa bit breaks that (a low mantissa bit
         // moves scores by less than the tolerance). Float16 ColBERT rows get more slack.
         // Quantised storage moves the norm further (int8 by up to a few percent at small
         // dimensions); sign bits and PQ centroids keep no norm, so their rows are not checked.
-        let denseSlack: Float = denseStorage == .f32 ? 1e-3 : denseStorage == .f16 ? 1e-2 : 5e-2
-        let rowStorage = colbertRowStorage
+        let denseSlack: Float = codec.dense == .f32 ? 1e-3 : codec.dense == .f16 ? 1e-2 : 5e-2
+        let rowStorage = codec.colbertRows
         let colbertSlack: Float? = rowStorage == .float16 ? 1e-2 : rowStorage == .int8 ? 5e-2 : nil
         let unitTolerance: (dense: Float, colbert: Float?)? = settings.normalize ? (denseSlack, colbertSlack) : nil
         func isUnit(_ v: ArraySlice<Float>, _ tolerance: Float) -> Bool {
             abs(v.reduce(0) { $0 + $1 * $1 }.squareRoot() - 1) <= tolerance
         }
-        while try s.step() {
-            let id = s.int(0)
+        try store.forEachChunk { row in
+            let c = row.chunk
+            let id = c.id
             chunkIDs.insert(id)
-            if documentInfo[s.int(1)] == nil { report.problems.append("chunk \(id) belongs to no document") }
-            if let dense = s.withBlob(2, { VectorCoding.decodeDense($0, dimension: dim, storage: denseStorage) }) {
+            if state.documents[c.documentID] == nil { report.problems.append("chunk \(id) belongs to no document") }
+            // Decoded as stored (not rescaled to unit length): the norm is what is checked.
+            if let dense = VectorCoding.decodeDense(row.dense, dimension: dim, storage: codec.dense) {
                 if let t = unitTolerance, !isUnit(dense[...], t.dense) { report.problems.append("chunk \(id): dense vector is not unit length") }
             } else {
                 report.problems.append("chunk \(id): dense vector has the wrong size")
             }
-            if s.text(8).unicodeScalars.count != Int(s.int(7) - s.int(6)) {
+            if c.text.unicodeScalars.count != c.charEnd &- c.charStart {
                 report.problems.append("chunk \(id): text length disagrees with its character range")
             }
             if !hnsw.contains(id: id) { report.problems.append("chunk \(id) is missing from the HNSW graph") }
-            guard let sv = s.withBlob(3, { VectorCoding.decodeSparse($0) }) else {
+            guard let sv = VectorCoding.decodeSparse(row.sparse) else {
                 report.problems.append("chunk \(id): sparse vector unreadable")
-                continue
+                return
             }
             for (token, w) in zip(sv.ids, sv.weights) where sparse.weight(document: id, token: token) != w {
                 report.problems.append("chunk \(id): posting for token \(token) disagrees with the chunk")
                 break
             }
-            let rows = s.withBlob(4, { VectorCoding.colbertRowCount($0.count, dimension: dim, storage: rowStorage) })
-            if let slack = unitTolerance?.colbert,
-               let m = s.withBlob(4, { VectorCoding.decodeColBERT($0, dimension: dim, storage: rowStorage) }),
-               let row = (0 ..< m.count).first(where: { !isUnit(m.values[$0 * dim ..< ($0 + 1) * dim], slack) }) {
-                report.problems.append("chunk \(id): ColBERT row \(row) is not unit length")
+            let rows = codec.colbertRowCount(row.colbert)
+            if let slack = unitTolerance?.colbert, let m = codec.decodeColBERT(row.colbert),
+               let bad = (0 ..< m.count).first(where: { !isUnit(m.values[$0 * dim ..< ($0 + 1) * dim], slack) }) {
+                report.problems.append("chunk \(id): ColBERT row \(bad) is not unit length")
             }
-            let tokens = Int(s.int(5))
+            let tokens = c.tokenCount
             // Pruning drops rows; without it there is one per token after <s>.
-            let expected = colbertPruning == .none ? (tokens - 1)...(tokens - 1) : min(1, tokens - 1)...(tokens - 1)
+            let expected = codec.pruning == .none ? (tokens - 1)...(tokens - 1) : min(1, tokens - 1)...(tokens - 1)
             if !(rows.map { expected.contains($0) } ?? false) {
                 report.problems.append("chunk \(id): \(rows.map(String.init) ?? "unreadable") ColBERT rows for \(tokens) tokens")
             }
         }
         report.chunks = chunkIDs.count
-        report.documents = documentInfo.count
+        report.documents = state.documents.count
         if hnsw.count != chunkIDs.count {
             report.problems.append("HNSW holds \(hnsw.count) live nodes for \(chunkIDs.count) chunks")
         }

@@ -1,4 +1,5 @@
 import Foundation
+import M3Index
 import M3Store
 
 /// What an index holds and where its bytes go (`m3search info`). Read from the file alone,
@@ -38,14 +39,19 @@ public struct IndexInfo: Sendable, Codable {
     public var bytesPerToken: Double { tokens > 0 ? Double(fileBytes) / Double(tokens) : 0 }
     public var colbertBytesPerRow: Double { colbertRows > 0 ? Double(components.colbert) / Double(colbertRows) : 0 }
 
-    /// Reads the index at `path` (read-only). Throws `StoreError` for a missing or foreign file.
+    /// Reads the index at `path` (read-only). Throws `M3SearchError` (`.notFound`,
+    /// `.notAnIndex`, `.corrupt`) for a missing, foreign or damaged file.
     public static func read(path: String) throws -> IndexInfo {
+        try M3SearchError.boundary { try measure(path: path) }
+    }
+
+    private static func measure(path: String) throws -> IndexInfo {
         let store = try IndexStore(path: path, readOnly: true)
-        let settings = try store.settings()
+        let settings = try IndexSettings(stored: try store.settings(), path: path)
         let z = try store.sizes()
         let codebook = z.pages["codebooks"] ?? z.codebookBytes
         // A PQ index holds float16 rows until it has enough of them to train its codebook.
-        let chosen = ColBERTStorage(settings.colbertStorage) ?? .float16
+        let chosen = settings.colbertStorage
         let storage = chosen.needsCodebook && z.codebookBytes == 0 ? .float16 : chosen
         let perRow = storage.bytesPerRow(dimension: settings.dimension)
         var c: Components

@@ -1,4 +1,5 @@
 import Foundation
+import M3Model
 import M3Store
 
 /// What `indexFiles` did.
@@ -43,17 +44,66 @@ public struct FileSelection: Sendable {
     }
 }
 
-extension SearchIndex {
+/// Turns texts and files into prepared documents, and hands them to the writer: walking
+/// folders, reading files (DocumentReader), chunking (Chunker) and encoding. It changes
+/// the index only through the writer's `add`, `remove` and `touch`.
+///
+/// Lock story: none of its own. Encoding runs outside every lock; `indexFiles` takes the
+/// writer lock first, so the index cannot change underneath its comparison of the files
+/// with the stored documents, and commits through the writer in batches.
+struct Ingestion {
+    let model: BGEM3
+    let settings: IndexSettings
+    let writer: IndexWriter
+
+    /// Chunks and encodes one document's text.
+    func prepare(path: String, text: String, size: Int64, mtime: Double, contentHash: String, metadata: String?) throws -> PreparedDocument {
+        let chunks = Chunker.chunks(of: text, tokenizer: model.tokenizer, maxLength: settings.maxLength, overlap: settings.overlap)
+        let options = EncodeOptions(maxLength: settings.maxLength, outputs: .all, pooling: settings.pooling, normalize: settings.normalize)
+        let embeddings = try model.encode(tokenIDs: chunks.map(\.tokenIDs), options: options)
+        return PreparedDocument(path: path, size: size, mtime: mtime, contentHash: contentHash, metadata: metadata,
+                                chunks: chunks, embeddings: embeddings)
+    }
+
+    /// A document given through the library: its id, text and metadata, stamped now.
+    func prepare(_ doc: DocumentInput) throws -> PreparedDocument {
+        let data = Data(doc.text.utf8)
+        let metadata = try doc.metadata.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
+        return try prepare(path: doc.id, text: doc.text, size: Int64(data.count), mtime: Date().timeIntervalSince1970,
+                           contentHash: DocumentReader.contentHash(data), metadata: metadata)
+    }
+
+    /// A document of precomputed chunk embeddings (no model run). Each needs dense, sparse
+    /// and ColBERT outputs of the index's dimension.
+    func prepare(_ doc: SearchIndex.EncodedDocument) throws -> PreparedDocument {
+        var chunks: [Chunk] = [], offset = 0
+        for (ordinal, c) in doc.chunks.enumerated() {
+            guard c.embedding.dense?.count == settings.dimension, c.embedding.sparse != nil,
+                  c.embedding.colbert?.dimension == settings.dimension else {
+                throw M3SearchError.invalidArgument("Invalid search options: chunk \(ordinal) of \(doc.id) lacks dense, sparse or \(settings.dimension)-d ColBERT vectors")
+            }
+            let range = c.charRange ?? offset ..< offset + c.text.unicodeScalars.count
+            // Only the count of token ids is stored; the ids themselves are not needed.
+            chunks.append(Chunk(ordinal: ordinal, tokenIDs: [Int32](repeating: 0, count: c.tokenCount),
+                                charStart: range.lowerBound, charEnd: range.upperBound, text: c.text))
+            offset = range.upperBound
+        }
+        let text = Data(doc.chunks.map(\.text).joined().utf8)
+        let metadata = try doc.metadata.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
+        return PreparedDocument(path: doc.id, size: doc.size ?? Int64(text.count), mtime: doc.mtime ?? Date().timeIntervalSince1970,
+                                contentHash: doc.contentHash ?? DocumentReader.contentHash(text), metadata: metadata,
+                                chunks: chunks, embeddings: doc.chunks.map(\.embedding))
+    }
+
     /// Indexes files and folders incrementally: new and changed files are encoded,
     /// unchanged ones skipped without encoding, and files deleted under a given folder
     /// removed. Work is committed in batches, so an interrupted run keeps what it finished
     /// and the next run resumes. Document paths are the roots as given joined with each
     /// file's relative path.
-    public func indexFiles(_ roots: [String], selection: FileSelection = FileSelection(),
-                           progress: ((IndexProgress) -> Void)? = nil) throws -> IndexSummary {
+    func indexFiles(_ roots: [String], selection: FileSelection, progress: ((IndexProgress) -> Void)?) throws -> IndexSummary {
         let start = Date()
         // Before reading what the index holds: another writer could change it meanwhile.
-        try lockForWriting()
+        try writer.lockForWriting(wait: false, onWait: nil)
         var summary = IndexSummary()
         var files: [(path: String, kind: DocumentKind?)] = []
         var folderRoots: [String] = []
@@ -61,7 +111,7 @@ extension SearchIndex {
         for root in roots {
             var isDir: ObjCBool = false
             guard fm.fileExists(atPath: root, isDirectory: &isDir) else {
-                throw SearchError.invalidOptions("\(root) does not exist")
+                throw M3SearchError(.notFound, "\(root) does not exist")
             }
             if isDir.boolValue {
                 let base = root.hasSuffix("/") && root.count > 1 ? String(root.dropLast()) : root
@@ -83,18 +133,18 @@ extension SearchIndex {
 
         // Removals: indexed documents under a given folder that are no longer there.
         let present = Set(files.map(\.path))
-        let known = try store.documents()
+        let known = try writer.storedDocuments()
         let gone = known.filter { doc in
             !present.contains(doc.path) && folderRoots.contains { root in root == "." ? !doc.path.hasPrefix("/") : doc.path.hasPrefix(root + "/") }
         }
-        if !gone.isEmpty { summary.removed = try remove(gone.map(\.path)) }
+        if !gone.isEmpty { summary.removed = try writer.remove(gone.map(\.path)) }
         let knownByPath = Dictionary(known.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
 
         var batch: [PreparedDocument] = []
         var done = 0
         func flush() throws {
             guard !batch.isEmpty else { return }
-            try commit(batch, removing: [])
+            try writer.add(batch)
             batch.removeAll()
         }
         for (path, kind) in files {
@@ -125,11 +175,11 @@ extension SearchIndex {
                     if case .tooLarge = reason { summary.warnings.append("\(path): skipped, \(reason.summary)") }
                 }
                 // A file that became unreadable or empty no longer matches its old entry.
-                if knownByPath[path] != nil { summary.removed += try remove([path]) }
+                if knownByPath[path] != nil { summary.removed += try writer.remove([path]) }
             case .success(let doc):
                 if doc.hadInvalidUTF8 { summary.warnings.append("\(path): invalid UTF-8, decoded with replacement characters") }
                 if let old = knownByPath[path], old.contentHash == doc.contentHash {
-                    try store.touchDocument(id: old.id, size: doc.size, mtime: doc.mtime)
+                    try writer.touch(old, size: doc.size, mtime: doc.mtime)
                     summary.unchanged += 1
                     continue
                 }
@@ -144,7 +194,7 @@ extension SearchIndex {
         }
         try flush()
         // Everything is committed; a failed checkpoint only leaves the log for SQLite to fold later.
-        try? store.checkpoint()
+        try? writer.checkpoint()
         summary.seconds = Date().timeIntervalSince(start)
         return summary
     }

@@ -1,16 +1,16 @@
 import CM3Kernels
+import Foundation
 import XCTest
-import M3Index
 
 /// Every kernel version this CPU has, against a plain Swift loop in double precision.
-final class KernelTests: XCTestCase {
+final class IndexKernelTests: XCTestCase {
     let lengths = [0, 1, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 100, 128, 1000, 1024, 1031]
 
     var levels: [Int32] { Array(0...m3ix_isa_level()) }
 
     func testDotF32MatchesReferenceAtEveryLevel() {
         var rng = TestRNG(seed: 11)
-        print("index kernels: best level \(m3ix_isa_level()) (\(Similarity.instructionSet))")
+        print("index kernels: best level \(m3ix_isa_level())")
         for level in levels {
             var worst: Double = 0
             for n in lengths {
@@ -103,13 +103,6 @@ final class KernelTests: XCTestCase {
             }
         }
         XCTAssertEqual(m3ix_maxsim_f16(nil, 0, nil, 0, 8), 0)
-    }
-
-    func testSwiftWrappers() {
-        let a: [Float] = [1, 2, 3], b: [Float] = [4, 5, 6]
-        XCTAssertEqual(Similarity.dot(a, b), 32)
-        XCTAssertEqual(Similarity.dot(a, float16Bits: [0x3C00, 0x4000, 0xBC00]), 1 + 4 - 3)  // 1, 2, −1
-        XCTAssertEqual(Similarity.dot([], []), 0)
     }
 }
 

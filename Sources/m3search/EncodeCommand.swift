@@ -3,15 +3,16 @@ import Foundation
 import M3Search
 
 /// `m3search encode`: JSON Lines in ({"text": …}), one JSON object out per line, in order.
-struct Encode: ParsableCommand {
+struct EncodeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "encode",
         abstract: "Encode texts read as JSON Lines from stdin.",
         discussion: """
         Each input line is {"text": "…"}. Each output line is
         {"input_ids": [...], "dense": [...], "sparse": {"<token id>": weight, ...}, "colbert": [[...], ...],
         "precision": "f32|bf16|int8"}, in input order; "precision" is the one actually used (float32 when \
         the CPU lacks the instructions --precision asks for). Input is streamed: outputs are written as \
-        inputs arrive. A line may hold at most 8 MiB (\(Encode.maxLineBytes) bytes); a longer one is refused \
+        inputs arrive. A line may hold at most 8 MiB (\(EncodeCommand.maxLineBytes) bytes); a longer one is refused \
         with its line number (the model reads at most 8,192 tokens of a text anyway).
         """)
 
@@ -20,6 +21,7 @@ struct Encode: ParsableCommand {
     static let maxLineBytes = 8 << 20
 
     @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var encoding: EncodingOptions
 
     @Option(name: .long, help: "Outputs to compute, comma-separated: dense,sparse,colbert. Heads not asked for are not run.")
     var outputs: String = "dense,sparse,colbert"
@@ -28,18 +30,15 @@ struct Encode: ParsableCommand {
 
     func run() throws {
         let kinds = try parseOutputs(outputs)
-        let model: BGEM3
-        do { model = try modelOptions.load() } catch { fail("\(error)") }
-        let options = modelOptions.encodeOptions(outputs: kinds)
+        let model = try modelOptions.load()
+        let options = encoding.encodeOptions(outputs: kinds)
         var writer = JSONWriter()
         // Batches of 256 lines keep memory bounded on long inputs; order is kept.
         var reader = LineReader(handle: .standardInput, maxLineBytes: Self.maxLineBytes)
         var texts: [String] = []
-        func flush() {
+        func flush() throws {
             guard !texts.isEmpty else { return }
-            let embeddings: [Embedding]
-            do { embeddings = try model.encode(texts, options: options) } catch { fail("\(error)") }
-            for e in embeddings {
+            for e in try model.encode(texts, options: options) {
                 write(e, precision: model.precision, to: &writer)
                 writer.flush()
             }
@@ -52,18 +51,19 @@ struct Encode: ParsableCommand {
                 guard let next = try reader.next() else { break }
                 line = next
             } catch let tooLong as LineReader.LineTooLong {
-                flush()
-                fail("stdin line \(tooLong.lineNumber) is longer than \(tooLong.limit) bytes (8 MiB), the limit per line; split the text")
+                try flush()
+                throw M3SearchError(.invalidInput, "stdin line \(tooLong.lineNumber) is longer than \(tooLong.limit) bytes (8 MiB), "
+                                    + "the limit per line; split the text")
             }
             if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { continue }
             guard let item = try? decoder.decode(Line.self, from: Data(line)) else {
-                flush()
-                throw ValidationError("stdin line \(reader.lineNumber) is not a JSON object with a \"text\" string")
+                try flush()
+                throw M3SearchError(.invalidInput, "stdin line \(reader.lineNumber) is not a JSON object with a \"text\" string")
             }
             texts.append(item.text)
-            if texts.count == 256 { flush() }
+            if texts.count == 256 { try flush() }
         }
-        flush()
+        try flush()
     }
 
     private func write(_ e: Embedding, precision: Precision, to w: inout JSONWriter) {

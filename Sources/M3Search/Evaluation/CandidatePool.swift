@@ -1,52 +1,5 @@
 import Foundation
 import M3Model
-import M3Store
-
-// MARK: - Default weights
-
-extension SearchIndex {
-    /// The fusion weights used when none are given: 0.4 / 0.3 / 0.3 (FlagEmbedding's
-    /// example), unless `setDefaultWeights` saved others in the file.
-    public static let builtInWeights = FusionWeights(dense: 0.4, sparse: 0.3, colbert: 0.3)
-
-    /// The weights a hybrid search uses when `SearchOptions.weights` is nil: those saved in
-    /// the index (`m3search tune --save`), else `builtInWeights`.
-    public var defaultWeights: FusionWeights { stateLock.read { savedWeights ?? Self.builtInWeights } }
-
-    /// Whether `defaultWeights` come from the file rather than `builtInWeights`.
-    public var hasSavedWeights: Bool { stateLock.read { savedWeights != nil } }
-
-    /// Saves `weights` in the index's meta table as its default weights; nil removes them
-    /// (back to `builtInWeights`). Throws `SearchError.invalidOptions` for negative,
-    /// non-finite or all-zero weights, and store errors (e.g. a read-only index).
-    public func setDefaultWeights(_ weights: FusionWeights?) throws {
-        if let w = weights {
-            guard [w.dense, w.sparse, w.colbert].allSatisfy({ $0.isFinite && $0 >= 0 }), w.dense + w.sparse + w.colbert > 0 else {
-                throw SearchError.invalidOptions("weights must be non-negative and not all zero (got \(w))")
-            }
-        }
-        writeLock.lock()
-        defer { writeLock.unlock() }
-        if let w = weights {
-            try store.setMeta(Self.weightsKey, "\(w.dense),\(w.sparse),\(w.colbert)")
-        } else {
-            try store.db.prepare("DELETE FROM m3_meta WHERE key = ?").run([.text(Self.weightsKey)])
-        }
-        stateLock.write { savedWeights = weights }
-    }
-
-    /// Meta key: "dense,sparse,colbert" as decimal text (Swift's shortest float32 digits).
-    static let weightsKey = "default_weights"
-
-    static func loadDefaultWeights(_ store: IndexStore) throws -> FusionWeights? {
-        guard let text = try store.meta(weightsKey) else { return nil }
-        do { return try FusionWeights(parsing: text) } catch {
-            throw StoreError.corrupt(path: store.path, detail: "meta \(weightsKey) \"\(text)\" is not three weights (\(error))")
-        }
-    }
-}
-
-// MARK: - Evaluation
 
 /// Every query of an evaluation set encoded once and its candidates scored once in all
 /// three modes; `rankings(weights:)` then re-fuses them for any weights without touching
@@ -94,8 +47,8 @@ public struct CandidatePool: Sendable {
         let graph = weights.dense > 0 || weights.colbert > 0, postings = weights.sparse > 0 || weights.colbert > 0
         for q in queries {
             var chunks = q.candidates(graph: graph, postings: postings)
-            SearchIndex.fuse(&chunks, weights: weights)
-            out[q.id] = SearchIndex.top(chunks, k: depth, groupByDocument: true).map { documentPaths[$0.documentID] ?? "" }
+            Fusion.fuse(&chunks, weights: weights)
+            out[q.id] = Fusion.top(chunks, k: depth, groupByDocument: true).map { documentPaths[$0.documentID] ?? "" }
         }
         return out
     }
@@ -121,16 +74,24 @@ extension SearchIndex {
     /// graph and the postings (`candidates` each, at least `depth`), and scores every
     /// candidate once in all three modes.
     ///
-    /// Throws `EvaluationError.noJudgedQueries` when no query has a relevant judgment,
-    /// `SearchError.emptyIndex` for an empty index, and model or store errors.
+    /// Lock story: none of its own; each query's candidates are read and scored through the
+    /// reader on one state, so a writer waits for one query at most.
+    ///
+    /// Throws `M3SearchError`: `.invalidInput` when no query has a relevant judgment
+    /// (`underlying`: `EvaluationError.noJudgedQueries`), `.invalidArgument` for a depth or
+    /// candidate count below 1, `.emptyIndex` for an empty index, and model or store errors.
     public func candidatePool(for set: EvaluationSet, depth: Int = 100, candidates: Int = 100, efSearch: Int? = nil) throws -> CandidatePool {
+        try M3SearchError.boundary { try reader.candidatePool(for: set, depth: depth, candidates: candidates, efSearch: efSearch) }
+    }
+}
+
+extension IndexReader {
+    func candidatePool(for set: EvaluationSet, depth: Int, candidates: Int, efSearch: Int?) throws -> CandidatePool {
         let queries = set.judgedQueries
         guard !queries.isEmpty else {
             throw EvaluationError.noJudgedQueries("none of the \(set.queries.count) queries has a judgment with score > 0 in the qrels (are the query ids the same in both files?)")
         }
-        guard depth >= 1, candidates >= 1 else { throw SearchError.invalidOptions("depth and candidates must be at least 1") }
-        let options = EncodeOptions(maxLength: Self.queryMaxLength, outputs: .all,
-                                    pooling: Pooling(rawValue: settings.pooling) ?? .cls, normalize: settings.normalize)
+        guard depth >= 1, candidates >= 1 else { throw M3SearchError.invalidArgument("Invalid search options: depth and candidates must be at least 1") }
         let all = FusionWeights(dense: 1, sparse: 1, colbert: 1)
         let n = max(candidates, depth)
         var out: [CandidatePool.QueryCandidates] = []
@@ -139,22 +100,21 @@ extension SearchIndex {
         for start in stride(from: 0, to: queries.count, by: 256) {
             let batch = queries[start ..< min(start + 256, queries.count)]
             let t0 = Date()
-            let encoded = try model.encode(batch.map(\.text), options: options)
+            let encoded = try model.encode(batch.map(\.text), options: queryOptions)
             let t1 = Date()
             for (query, q) in zip(batch, encoded) {
-                // The read lock is taken per query, so a writer waits for one query at most.
-                out.append(try stateLock.read {
-                    guard hnsw.count > 0 else { throw SearchError.emptyIndex(path) }
-                    let found = try self.candidates(for: q, n: n, efSearch: efSearch, fromGraph: true, fromPostings: true)
+                out.append(try shared.read { state in
+                    guard state.hnsw.count > 0 else { throw M3SearchError.emptyIndex(path) }
+                    let found = try self.candidates(state, for: q, n: n, efSearch: efSearch, fromGraph: true, fromPostings: true)
                     let ids = Set(found.graph).union(found.postings)
-                    return .init(id: query.id, scored: try score(ids.sorted(), query: q, weights: all),
+                    return .init(id: query.id, scored: try score(state, ids.sorted(), query: q, weights: all),
                                  graph: Set(found.graph), postings: Set(found.postings))
                 })
             }
             encodeSeconds += t1.timeIntervalSince(t0)
             scoreSeconds += Date().timeIntervalSince(t1)
         }
-        var pool = CandidatePool(queries: out, documentPaths: stateLock.read { documentInfo.mapValues(\.path) }, depth: depth)
+        var pool = CandidatePool(queries: out, documentPaths: shared.read { $0.documents.mapValues(\.path) }, depth: depth)
         pool.encodeSeconds = encodeSeconds
         pool.scoreSeconds = scoreSeconds
         return pool
@@ -162,12 +122,12 @@ extension SearchIndex {
 }
 
 /// The points of the weight simplex {(d, s, c) : d + s + c = 1, each a multiple of `step`}.
-/// Step 0.1 gives 66 points. Throws `EvaluationError.invalidGrid` unless 1/step is a whole
-/// number from 1 to 100.
+/// Step 0.1 gives 66 points. Throws `M3SearchError.invalidArgument` (`underlying`:
+/// `EvaluationError.invalidGrid`) unless 1/step is a whole number from 1 to 100.
 public func weightGrid(step: Double) throws -> [FusionWeights] {
     let n = (1 / step).rounded()
     guard step > 0, step.isFinite, abs(1 / step - n) < 1e-6, n >= 1, n <= 100 else {
-        throw EvaluationError.invalidGrid("--step must divide 1 into 1 to 100 equal parts (e.g. 0.1, 0.05, 0.25), got \(step)")
+        throw M3SearchError(EvaluationError.invalidGrid("the step must divide 1 into 1 to 100 equal parts (e.g. 0.1, 0.05, 0.25), got \(step)"))
     }
     let parts = Int(n)
     var out: [FusionWeights] = []

@@ -3,8 +3,9 @@ import Foundation
 import M3Search
 
 /// `m3search score`: {"query", "passage"} lines in, FlagEmbedding's five scores out.
-struct Score: ParsableCommand {
+struct ScoreCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "score",
         abstract: "Score query/passage pairs read as JSON Lines from stdin.",
         discussion: """
         Each input line is {"query": "…", "passage": "…"}. Each output line is
@@ -13,6 +14,7 @@ struct Score: ParsableCommand {
         """)
 
     @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var encoding: EncodingOptions
 
     @Option(name: .long, help: "Fusion weights for dense,sparse,colbert.")
     var weights: String = "0.4,0.3,0.3"
@@ -22,18 +24,16 @@ struct Score: ParsableCommand {
     func run() throws {
         let w: FusionWeights
         do { w = try FusionWeights(parsing: weights) } catch { throw ValidationError("\(error)") }
-        let model: BGEM3
-        do { model = try modelOptions.load() } catch { fail("\(error)") }
+        let model = try modelOptions.load()
         let pairs = try readJSONLines(Pair.self, what: "with \"query\" and \"passage\" strings")
-        let options = modelOptions.encodeOptions(outputs: .all)
+        let options = encoding.encodeOptions(outputs: .all)
         var writer = JSONWriter()
         let chunk = 128
         var start = 0
         while start < pairs.count {
             let slice = Array(pairs[start ..< min(start + chunk, pairs.count)])
             let texts = slice.map(\.query) + slice.map(\.passage)
-            let e: [Embedding]
-            do { e = try model.encode(texts, options: options) } catch { fail("\(error)") }
+            let e = try model.encode(texts, options: options)
             for i in slice.indices {
                 let q = e[i], p = e[slice.count + i]
                 let dense = Scores.dense(q.dense!, p.dense!)
