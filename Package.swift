@@ -76,13 +76,15 @@ let package = Package(
             path: "Benchmarks/Sources/m3bench"),
 
         // A test target per module: each module's fast paths against its references.
+        // M3TestSupport: what several test targets share (a model cache outside ~/.cache).
+        .target(name: "M3TestSupport", path: "Tests/M3TestSupport"),
         .testTarget(name: "CM3KernelsTests", dependencies: ["CM3Kernels"]),
         .testTarget(name: "M3TokenizerTests", dependencies: ["M3Tokenizer"]),
-        .testTarget(name: "M3ModelTests", dependencies: ["M3Model", "M3Tokenizer", "CM3Kernels"]),
+        .testTarget(name: "M3ModelTests", dependencies: ["M3Model", "M3Tokenizer", "CM3Kernels", "M3TestSupport"]),
         .testTarget(name: "M3IndexTests", dependencies: ["M3Index", "M3Model"]),
         .testTarget(name: "M3StoreTests", dependencies: ["M3Store"]),
-        .testTarget(name: "M3SearchTests", dependencies: ["M3Search", "m3search"]),
-        .testTarget(name: "M3ServerTests", dependencies: ["M3Server", "M3Search", "m3search"]),
+        .testTarget(name: "M3SearchTests", dependencies: ["M3Search", "m3search", "M3TestSupport"]),
+        .testTarget(name: "M3ServerTests", dependencies: ["M3Server", "M3Search", "m3search", "M3TestSupport"]),
     ],
     cxxLanguageStandard: .cxx17
 )

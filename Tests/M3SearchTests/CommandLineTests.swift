@@ -1,4 +1,5 @@
 import Foundation
+import M3TestSupport
 import XCTest
 
 /// The `m3search` binary end to end: its JSON Lines contract against FlagEmbedding's
@@ -46,6 +47,19 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(f32.stdout.contains("\"precision\":\"f32\""), f32.stdout)
         let bad = try runM3Search(["encode", "--model", fixture("models/tiny-bin"), "--precision", "int4"], stdin: input)
         XCTAssertNotEqual(bad.status, 0)
+    }
+
+    /// Every m3search a test spawns caches the model's tokenizer image and digests in the
+    /// test run's folder (`TestModelCache`), never in ~/.cache.
+    func testSpawnedCommandsCacheInTheTestRunsFolder() throws {
+        let folder = TestModelCache.install()
+        XCTAssertEqual(ProcessInfo.processInfo.environment["M3SEARCH_CACHE_DIR"], folder)
+        let run = try runM3Search(["encode", "--model", fixture("models/tiny-bin"), "--outputs", "dense"], stdin: jsonLine(["text": "cache"]))
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let names = try FileManager.default.contentsOfDirectory(atPath: folder)
+        XCTAssertTrue(names.contains { $0.hasPrefix("tokenizer-") }, "\(names)")
+        let digests = try String(contentsOfFile: folder + "/file-digests", encoding: .utf8)
+        XCTAssertTrue(digests.contains("tiny-bin/pytorch_model.bin"), digests)
     }
 
     func testScoreMatchesFlagEmbedding() throws {
@@ -99,7 +113,10 @@ final class CommandLineTests: XCTestCase {
 
 // MARK: - Helpers
 
+/// A path under Fixtures/. Also installs the test run's model cache (`TestModelCache`), so
+/// that loading a fixture model, here or in a spawned m3search, never writes into ~/.cache.
 func fixture(_ path: String) -> String {
+    TestModelCache.install()
     var url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     while !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) {
         url = url.deletingLastPathComponent()
@@ -120,8 +137,10 @@ func maxDiff(_ a: Any?, _ b: Any?) -> Double {
     return zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) }
 }
 
-/// The m3search binary SwiftPM built next to the test bundle.
+/// The m3search binary SwiftPM built next to the test bundle. Spawned processes inherit
+/// the test run's model cache (`TestModelCache`), installed here before any of them runs.
 var m3searchBinary: URL {
+    TestModelCache.install()
     let testBinary = URL(fileURLWithPath: CommandLine.arguments[0])
     for dir in [testBinary.deletingLastPathComponent(), Bundle.main.bundleURL, Bundle.main.bundleURL.deletingLastPathComponent()] {
         let candidate = dir.appendingPathComponent("m3search")
