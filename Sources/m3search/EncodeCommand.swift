@@ -26,11 +26,15 @@ struct EncodeCommand: ParsableCommand {
     @Option(name: .long, help: "Outputs to compute, comma-separated: dense,sparse,colbert. Heads not asked for are not run.")
     var outputs: String = "dense,sparse,colbert"
 
+    @Flag(name: .long, help: "Print the model's load times on stderr (stdout holds only the encodings).")
+    var explain = false
+
     struct Line: Decodable { let text: String }
 
     func run() throws {
         let kinds = try parseOutputs(outputs)
         let model = try modelOptions.load()
+        if explain { FileHandle.standardError.write(Data((model.loadTimings.description + "\n").utf8)) }
         let options = encoding.encodeOptions(outputs: kinds)
         var writer = JSONWriter()
         // Batches of 256 lines keep memory bounded on long inputs; order is kept.

@@ -62,6 +62,19 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(digests.contains("tiny-bin/pytorch_model.bin"), digests)
     }
 
+    /// `encode --explain` writes the model's load times on stderr; stdout keeps only the encodings.
+    func testEncodeExplainWritesLoadTimesOnStderr() throws {
+        let run = try runM3Search(["encode", "--model", fixture("models/tiny-bin"), "--outputs", "dense", "--explain"],
+                                  stdin: jsonLine(["text": "load times"]))
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertTrue(run.stderr.hasPrefix("model load "), run.stderr)
+        XCTAssertTrue(run.stderr.contains("verification"), run.stderr)
+        let lines = run.stdout.split(separator: "\n")
+        XCTAssertEqual(lines.count, 1, run.stdout)
+        let out = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: Any]
+        XCTAssertFalse((out?["dense"] as? [Double] ?? []).isEmpty, run.stdout)
+    }
+
     func testScoreMatchesFlagEmbedding() throws {
         let reference = try loadJSON("reference/tiny-bin.json")
         let pairs = reference["scores"] as! [[String: Any]]
@@ -217,6 +230,24 @@ final class IndexQueryCommandTests: XCTestCase {
         let denseJSON = try JSONSerialization.jsonObject(with: Data(dense.stdout.utf8)) as! [String: Any]
         let denseScores = ((denseJSON["results"] as! [[String: Any]])[0]["scores"] as! [String: Any])
         XCTAssertTrue(denseScores["sparse"] is NSNull && denseScores["colbert"] is NSNull)
+        XCTAssertNil(json["explain"], "explain only when asked for")
+
+        // --explain: stage times, then the model's load times; the tokenizer and the digests
+        // came from the test run's cache, which the runs above filled.
+        let explained = try runM3Search(["query", "volcano", "--index", index, "--model", model, "--explain"], stdin: "")
+        XCTAssertEqual(explained.status, 0, explained.stderr)
+        let loadLine = try XCTUnwrap(explained.stdout.split(separator: "\n").last)
+        XCTAssertTrue(loadLine.hasPrefix("model load "), explained.stdout)
+        XCTAssertTrue(loadLine.contains("tokenizer") && loadLine.contains("(cached)"), explained.stdout)
+        let explainedJSON = try runM3Search(["query", "volcano", "--index", index, "--model", model, "--json", "--explain"], stdin: "")
+        let explainObject = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(explainedJSON.stdout.utf8)) as? [String: Any])?["explain"] as? [String: Any])
+        let load = try XCTUnwrap(explainObject["model_load"] as? [String: Any], explainedJSON.stdout)
+        for key in ["total_ms", "config_ms", "tokenizer_ms", "weights_ms", "verification_ms", "packing_ms"] {
+            XCTAssertGreaterThanOrEqual(load[key] as? Double ?? -1, 0, key)
+        }
+        XCTAssertGreaterThan(load["total_ms"] as? Double ?? 0, 0)
+        XCTAssertEqual(load["tokenizer_cached"] as? Bool, true)
+        XCTAssertEqual(load["identity_cached"] as? Bool, true)
     }
 
     func testQueryErrors() throws {
