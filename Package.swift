@@ -31,6 +31,10 @@ let package = Package(
         .systemLibrary(
             name: "CSQLite", pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"]), .brew(["sqlite"])]),
+        // XXH3 digests of model files (libxxhash) and zip CRC-32s (zlib).
+        .systemLibrary(
+            name: "CChecksums", pkgConfig: "libxxhash",
+            providers: [.apt(["libxxhash-dev", "zlib1g-dev"]), .brew(["xxhash"])]),
         // libsentencepiece's C++ API behind a small C header.
         .target(
             name: "CSentencePiece",
@@ -39,7 +43,7 @@ let package = Package(
         .target(name: "CM3Kernels"),
 
         .target(name: "M3Tokenizer", dependencies: ["CSentencePiece"]),
-        .target(name: "M3Model", dependencies: ["M3Tokenizer", "COpenBLAS", "CM3Kernels"]),
+        .target(name: "M3Model", dependencies: ["M3Tokenizer", "COpenBLAS", "CM3Kernels", "CChecksums"]),
         // In-memory indexes and the byte forms of vectors; the model's output types (MultiVector,
         // SparseVector) are what they store.
         .target(name: "M3Index", dependencies: ["M3Model", "CM3Kernels"]),
@@ -73,13 +77,15 @@ let package = Package(
             path: "Benchmarks/Sources/m3bench"),
 
         // A test target per module: each module's fast paths against its references.
+        // M3TestSupport: what several test targets share (a model cache outside ~/.cache).
+        .target(name: "M3TestSupport", path: "Tests/M3TestSupport"),
         .testTarget(name: "CM3KernelsTests", dependencies: ["CM3Kernels"]),
         .testTarget(name: "M3TokenizerTests", dependencies: ["M3Tokenizer"]),
-        .testTarget(name: "M3ModelTests", dependencies: ["M3Model", "M3Tokenizer", "CM3Kernels"]),
+        .testTarget(name: "M3ModelTests", dependencies: ["M3Model", "M3Tokenizer", "CM3Kernels", "M3TestSupport"]),
         .testTarget(name: "M3IndexTests", dependencies: ["M3Index", "M3Model"]),
         .testTarget(name: "M3StoreTests", dependencies: ["M3Store"]),
-        .testTarget(name: "M3SearchTests", dependencies: ["M3Search", "m3search"]),
-        .testTarget(name: "M3ServerTests", dependencies: ["M3Server", "M3Search", "m3search"]),
+        .testTarget(name: "M3SearchTests", dependencies: ["M3Search", "m3search", "M3TestSupport"]),
+        .testTarget(name: "M3ServerTests", dependencies: ["M3Server", "M3Search", "m3search", "M3TestSupport"]),
     ],
     cxxLanguageStandard: .cxx17
 )

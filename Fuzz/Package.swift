@@ -14,6 +14,10 @@ let package = Package(
         .executableTarget(name: "FuzzPickle", dependencies: [.product(name: "M3Search", package: "m3search")]),
         // HTML to visible text.
         .executableTarget(name: "FuzzHTML", dependencies: [.product(name: "M3Search", package: "m3search")]),
+        // config.json: strict JSON, every size bounded.
+        .executableTarget(name: "FuzzConfig", dependencies: [.product(name: "M3Search", package: "m3search")]),
+        // sentencepiece.bpe.model bytes or a cached tokenizer image, then tokenizing.
+        .executableTarget(name: "FuzzTokenizer", dependencies: [.product(name: "M3Search", package: "m3search")]),
         // Arbitrary bytes opened as an index, checked and searched.
         .executableTarget(name: "FuzzIndex", dependencies: [.product(name: "M3Search", package: "m3search")]),
     ]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages m3search builds against, when they are missing.
 set -euo pipefail
-pkgs=(libopenblas-dev libsentencepiece-dev libsqlite3-dev pkg-config)
+pkgs=(libopenblas-dev libsentencepiece-dev libsqlite3-dev libxxhash-dev zlib1g-dev pkg-config)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

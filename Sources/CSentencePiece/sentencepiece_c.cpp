@@ -18,8 +18,10 @@
 #include <sentencepiece_processor.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <limits>
 #include <memory>
 #include <string>
@@ -92,23 +94,31 @@ bool walk_message(const uint8_t *p, const uint8_t *end, Visit visit) {
 // NUL-terminated replacement strings].
 
 struct CharsMap {
-    std::vector<uint32_t> units;
-    std::string pool;
+    // Views: into `owned_*` after parse(), or into a cache image.
+    const uint32_t *units = nullptr;
+    size_t unit_count = 0;
+    const char *pool = nullptr;
+    size_t pool_size = 0;
+    std::vector<uint32_t> owned_units;
+    std::string owned_pool;
 
     bool parse(std::string_view blob) {
-        units.clear();
-        pool.clear();
+        owned_units.clear();
+        owned_pool.clear();
+        units = nullptr; unit_count = 0; pool = nullptr; pool_size = 0;
         if (blob.empty()) return true;  // identity
         if (blob.size() < 4) return false;
         uint32_t trie_size = uint32_t(uint8_t(blob[0])) | uint32_t(uint8_t(blob[1])) << 8 |
                              uint32_t(uint8_t(blob[2])) << 16 | uint32_t(uint8_t(blob[3])) << 24;
         if (trie_size % 4 != 0 || trie_size > blob.size() - 4 || trie_size == 0) return false;
-        units.resize(trie_size / 4);
-        for (size_t i = 0; i < units.size(); i++) {
+        owned_units.resize(trie_size / 4);
+        for (size_t i = 0; i < owned_units.size(); i++) {
             const uint8_t *q = reinterpret_cast<const uint8_t *>(blob.data()) + 4 + 4 * i;
-            units[i] = uint32_t(q[0]) | uint32_t(q[1]) << 8 | uint32_t(q[2]) << 16 | uint32_t(q[3]) << 24;
+            owned_units[i] = uint32_t(q[0]) | uint32_t(q[1]) << 8 | uint32_t(q[2]) << 16 | uint32_t(q[3]) << 24;
         }
-        pool.assign(blob.substr(4 + trie_size));
+        owned_pool.assign(blob.substr(4 + trie_size));
+        units = owned_units.data(); unit_count = owned_units.size();
+        pool = owned_pool.data(); pool_size = owned_pool.size();
         return true;
     }
 
@@ -120,24 +130,24 @@ struct CharsMap {
     // spm_precompiled `transform`: the replacement of the first (shortest) key that is a
     // prefix of s; the search stops at a NUL byte.
     bool transform(const uint8_t *s, size_t n, const uint8_t *&out, size_t &out_len) const {
-        if (units.empty()) return false;
+        if (unit_count == 0) return false;
         size_t pos = offset(units[0]);
         for (size_t i = 0; i < n; i++) {
             uint8_t c = s[i];
             if (c == 0) return false;
             pos ^= c;
-            if (pos >= units.size()) return false;
+            if (pos >= unit_count) return false;
             uint32_t u = units[pos];
             if (label(u) != c) return false;
             pos ^= offset(u);
             if (has_leaf(u)) {
-                if (pos >= units.size()) return false;
+                if (pos >= unit_count) return false;
                 size_t v = value(units[pos]);
-                if (v >= pool.size()) return false;
-                const char *start = pool.data() + v;
-                const void *nul = std::memchr(start, 0, pool.size() - v);
+                if (v >= pool_size) return false;
+                const char *start = pool + v;
+                const void *nul = std::memchr(start, 0, pool_size - v);
                 out = reinterpret_cast<const uint8_t *>(start);
-                out_len = nul ? size_t(static_cast<const char *>(nul) - start) : pool.size() - v;
+                out_len = nul ? size_t(static_cast<const char *>(nul) - start) : pool_size - v;
                 return true;
             }
         }
@@ -149,40 +159,54 @@ struct CharsMap {
 // Byte trie over the Hugging Face vocabulary.
 
 struct VocabTrie {
+    // A node's children are edges [first, first + count): sorted labels and target nodes.
     struct Node { uint32_t first = 0, count = 0; int32_t id = -1; };
-    std::vector<Node> nodes;
-    std::vector<uint8_t> labels;
-    std::vector<uint32_t> targets;
+    // Views: into `owned_*` after build(), or into a cache image.
+    const Node *nodes = nullptr;
+    size_t node_count = 0;
+    const uint8_t *labels = nullptr;
+    const uint32_t *targets = nullptr;
+    size_t edge_count = 0;
     uint32_t root_child[256];
+    std::vector<Node> owned_nodes;
+    std::vector<uint8_t> owned_labels;
+    std::vector<uint32_t> owned_targets;
 
     void build(std::vector<std::pair<std::string_view, int32_t>> keys) {
         std::sort(keys.begin(), keys.end());
-        nodes.assign(1, Node());
-        labels.clear();
-        targets.clear();
+        auto &ns = owned_nodes;
+        ns.assign(1, Node());
+        owned_labels.clear();
+        owned_targets.clear();
         struct Job { uint32_t node; size_t lo, hi, depth; };
         std::vector<Job> queue{{0, 0, keys.size(), 0}};
         for (size_t q = 0; q < queue.size(); q++) {
             Job job = queue[q];
             size_t lo = job.lo;
             while (lo < job.hi && keys[lo].first.size() == job.depth) {
-                if (nodes[job.node].id < 0) nodes[job.node].id = keys[lo].second;  // duplicates: first
+                if (ns[job.node].id < 0) ns[job.node].id = keys[lo].second;  // duplicates: first
                 lo++;
             }
-            nodes[job.node].first = uint32_t(labels.size());
+            ns[job.node].first = uint32_t(owned_labels.size());
             while (lo < job.hi) {
                 uint8_t c = uint8_t(keys[lo].first[job.depth]);
                 size_t hi = lo;
                 while (hi < job.hi && uint8_t(keys[hi].first[job.depth]) == c) hi++;
-                uint32_t child = uint32_t(nodes.size());
-                nodes.emplace_back();
-                labels.push_back(c);
-                targets.push_back(child);
+                uint32_t child = uint32_t(ns.size());
+                ns.emplace_back();
+                owned_labels.push_back(c);
+                owned_targets.push_back(child);
                 queue.push_back({child, lo, hi, job.depth + 1});
                 lo = hi;
             }
-            nodes[job.node].count = uint32_t(labels.size()) - nodes[job.node].first;
+            ns[job.node].count = uint32_t(owned_labels.size()) - ns[job.node].first;
         }
+        attach(ns.data(), ns.size(), owned_labels.data(), owned_targets.data(), owned_labels.size());
+    }
+
+    // Points the trie at node and edge arrays (already validated) and fills root_child.
+    void attach(const Node *n, size_t nn, const uint8_t *l, const uint32_t *t, size_t ne) {
+        nodes = n; node_count = nn; labels = l; targets = t; edge_count = ne;
         std::fill(std::begin(root_child), std::end(root_child), UINT32_MAX);
         for (uint32_t i = 0; i < nodes[0].count; i++)
             root_child[labels[nodes[0].first + i]] = targets[nodes[0].first + i];
@@ -191,7 +215,7 @@ struct VocabTrie {
     uint32_t child(uint32_t node, uint8_t c) const {
         if (node == 0) return root_child[c];
         const Node &n = nodes[node];
-        const uint8_t *b = labels.data() + n.first, *e = b + n.count;
+        const uint8_t *b = labels + n.first, *e = b + n.count;
         const uint8_t *it = std::lower_bound(b, e, c);
         if (it == e || *it != c) return UINT32_MAX;
         return targets[n.first + uint32_t(it - b)];
@@ -212,15 +236,17 @@ struct Scratch {
 struct csp_tokenizer {
     CharsMap charsmap;
     VocabTrie trie;
-    std::vector<std::string> pieces;  // by Hugging Face id
-    std::vector<double> scores;       // by Hugging Face id
+    // Scores by Hugging Face id: a view into `owned_scores`, or into a cache image.
+    const double *scores = nullptr;
+    std::vector<double> owned_scores;
+    std::vector<std::string> pieces;  // by Hugging Face id; only when built from a model
     double unk_score = 0;
     int32_t vocab_size = 0;
 
     bool init(const sentencepiece::SentencePieceProcessor &sp, char *error, size_t capacity);
     void update_unk_score() {
         double lowest = std::numeric_limits<double>::infinity();
-        for (double s : scores) lowest = std::min(lowest, s);
+        for (int32_t i = 0; i < vocab_size; i++) lowest = std::min(lowest, scores[i]);
         unk_score = lowest - kUnkPenalty;
     }
     size_t encode_word(const uint8_t *w, size_t n, Scratch &s) const;
@@ -237,13 +263,19 @@ bool csp_tokenizer::init(const sentencepiece::SentencePieceProcessor &sp, char *
     // fairseq / Hugging Face layout: <s> <pad> </s> <unk>, SentencePiece id + 1, <mask>.
     vocab_size = n + 2;
     pieces.resize(size_t(vocab_size));
-    scores.assign(size_t(vocab_size), 0.0);
+    owned_scores.assign(size_t(vocab_size), 0.0);
     pieces[0] = "<s>"; pieces[1] = "<pad>"; pieces[2] = "</s>"; pieces[3] = "<unk>";
     for (int i = 3; i < n; i++) {
         pieces[size_t(i) + 1] = sp.IdToPiece(i);
-        scores[size_t(i) + 1] = double(sp.GetScore(i));
+        owned_scores[size_t(i) + 1] = double(sp.GetScore(i));
+        // NaN or infinite scores would make every Viterbi comparison meaningless.
+        if (!std::isfinite(owned_scores[size_t(i) + 1])) {
+            write_error(error, capacity, "piece " + std::to_string(i) + " has a score that is not a finite number");
+            return false;
+        }
     }
     pieces[size_t(n) + 1] = "<mask>";
+    scores = owned_scores.data();
     update_unk_score();
 
     std::vector<std::pair<std::string_view, int32_t>> keys;
@@ -331,16 +363,126 @@ size_t csp_tokenizer::encode_word(const uint8_t *w, size_t n, Scratch &s) const 
 
 extern "C" {
 
-csp_tokenizer *csp_create(const char *path, size_t path_length, char *error, size_t error_capacity) {
-    // The processor is only needed while loading: the tokenizer keeps its own tables.
-    sentencepiece::SentencePieceProcessor sp;
-    auto status = sp.Load(std::string_view(path, path_length));
-    if (!status.ok()) {
-        write_error(error, error_capacity, status.ToString());
-        return nullptr;
+csp_tokenizer *csp_create(const uint8_t *model, size_t model_length, char *error, size_t error_capacity) {
+    // libsentencepiece throws on some malformed models (e.g. Darts' "zero-length key" for
+    // an empty piece, found by FuzzTokenizer); an exception must not cross into Swift.
+    try {
+        // The processor is only needed while loading: the tokenizer keeps its own tables.
+        sentencepiece::SentencePieceProcessor sp;
+        auto status = sp.LoadFromSerializedProto(
+            std::string_view(reinterpret_cast<const char *>(model), model_length));
+        if (!status.ok()) {
+            write_error(error, error_capacity, status.ToString());
+            return nullptr;
+        }
+        auto t = std::make_unique<csp_tokenizer>();
+        if (!t->init(sp, error, error_capacity)) return nullptr;
+        return t.release();
+    } catch (const std::exception &e) {
+        write_error(error, error_capacity, std::string("malformed SentencePiece model: ") + e.what());
+    } catch (...) {
+        write_error(error, error_capacity, "malformed SentencePiece model");
     }
+    return nullptr;
+}
+
+// ---------------------------------------------------------------------------------
+// Cache image: the tables encode() reads, laid out so they can be used in place from a
+// memory map. Little-endian; every section starts 8-byte aligned:
+//   header   48 bytes: "CSPIMG01", u32 vocab_size, node_count, edge_count, unit_count,
+//            pool_size, reserved 0, u64 reserved 0, u64 total size
+//   scores   f64 × vocab_size                  (Hugging Face id order)
+//   nodes    {u32 first, u32 count, i32 id} × node_count   (trie, root first)
+//   labels   u8 × edge_count, targets u32 × edge_count       (each node's edges, sorted)
+//   units    u32 × unit_count, pool u8 × pool_size           (precompiled charsmap)
+// The image is untrusted when read back: every count and index is checked before use.
+
+namespace {
+
+constexpr char kImageMagic[8] = {'C', 'S', 'P', 'I', 'M', 'G', '0', '1'};
+constexpr size_t kImageHeader = 48;
+
+inline uint64_t align8(uint64_t n) { return (n + 7) & ~uint64_t(7); }
+
+struct ImageLayout {
+    uint64_t scores, nodes, labels, targets, units, pool, total;
+    ImageLayout(uint64_t vocab, uint64_t node_count, uint64_t edges, uint64_t unit_count, uint64_t pool_size) {
+        scores = kImageHeader;
+        nodes = scores + align8(8 * vocab);
+        labels = nodes + align8(sizeof(VocabTrie::Node) * node_count);
+        targets = labels + align8(edges);
+        units = targets + align8(4 * edges);
+        pool = units + align8(4 * unit_count);
+        total = pool + align8(pool_size);
+    }
+};
+
+inline void put32(uint8_t *p, uint32_t v) { std::memcpy(p, &v, 4); }
+inline void put64(uint8_t *p, uint64_t v) { std::memcpy(p, &v, 8); }
+inline uint32_t get32(const uint8_t *p) { uint32_t v; std::memcpy(&v, p, 4); return v; }
+inline uint64_t get64(const uint8_t *p) { uint64_t v; std::memcpy(&v, p, 8); return v; }
+
+static_assert(sizeof(VocabTrie::Node) == 12, "trie nodes are stored as three 32-bit fields");
+
+}  // namespace
+
+size_t csp_serialize(const csp_tokenizer *t, uint8_t *out, size_t capacity) {
+    const ImageLayout at(uint64_t(t->vocab_size), t->trie.node_count, t->trie.edge_count,
+                         t->charsmap.unit_count, t->charsmap.pool_size);
+    if (out == nullptr || capacity < at.total) return size_t(at.total);
+    std::memset(out, 0, size_t(at.total));
+    std::memcpy(out, kImageMagic, 8);
+    put32(out + 8, uint32_t(t->vocab_size));
+    put32(out + 12, uint32_t(t->trie.node_count));
+    put32(out + 16, uint32_t(t->trie.edge_count));
+    put32(out + 20, uint32_t(t->charsmap.unit_count));
+    put32(out + 24, uint32_t(t->charsmap.pool_size));
+    put64(out + 40, at.total);
+    std::memcpy(out + at.scores, t->scores, 8 * size_t(t->vocab_size));
+    std::memcpy(out + at.nodes, t->trie.nodes, sizeof(VocabTrie::Node) * t->trie.node_count);
+    std::memcpy(out + at.labels, t->trie.labels, t->trie.edge_count);
+    std::memcpy(out + at.targets, t->trie.targets, 4 * t->trie.edge_count);
+    if (t->charsmap.unit_count) std::memcpy(out + at.units, t->charsmap.units, 4 * t->charsmap.unit_count);
+    if (t->charsmap.pool_size) std::memcpy(out + at.pool, t->charsmap.pool, t->charsmap.pool_size);
+    return size_t(at.total);
+}
+
+csp_tokenizer *csp_create_from_image(const uint8_t *image, size_t length, char *error, size_t error_capacity) {
+    auto fail = [&](const char *why) -> csp_tokenizer * {
+        write_error(error, error_capacity, std::string("tokenizer cache image: ") + why);
+        return nullptr;
+    };
+    if (image == nullptr || reinterpret_cast<uintptr_t>(image) % 8 != 0) return fail("not 8-byte aligned");
+    if (length < kImageHeader || std::memcmp(image, kImageMagic, 8) != 0) return fail("bad magic");
+    const uint64_t vocab = get32(image + 8), node_count = get32(image + 12), edges = get32(image + 16);
+    const uint64_t unit_count = get32(image + 20), pool_size = get32(image + 24);
+    // XLM-R has 250,002 ids; 2^25 bounds anything sentencepiece could describe.
+    if (vocab < 5 || vocab > (uint64_t(1) << 25)) return fail("vocabulary size out of range");
+    if (node_count < 1 || edges != node_count - 1) return fail("trie node and edge counts disagree");
+    const ImageLayout at(vocab, node_count, edges, unit_count, pool_size);
+    if (at.total != length || get64(image + 40) != length) return fail("size does not match its counts");
+
     auto t = std::make_unique<csp_tokenizer>();
-    if (!t->init(sp, error, error_capacity)) return nullptr;
+    t->vocab_size = int32_t(vocab);
+    t->scores = reinterpret_cast<const double *>(image + at.scores);
+    for (uint64_t i = 0; i < vocab; i++)
+        if (!std::isfinite(t->scores[i])) return fail("a score is not finite");
+    const auto *nodes = reinterpret_cast<const VocabTrie::Node *>(image + at.nodes);
+    const auto *targets = reinterpret_cast<const uint32_t *>(image + at.targets);
+    for (uint64_t i = 0; i < node_count; i++) {
+        const VocabTrie::Node &n = nodes[i];
+        if (uint64_t(n.first) + n.count > edges) return fail("a trie node's edges lie outside the edge table");
+        if (n.id < -1 || int64_t(n.id) >= int64_t(vocab)) return fail("a trie node's id is outside the vocabulary");
+    }
+    if (nodes[0].count > 256) return fail("the trie root has more than 256 edges");
+    for (uint64_t e = 0; e < edges; e++)
+        if (targets[e] == 0 || targets[e] >= node_count) return fail("a trie edge points outside the trie");
+    t->trie.attach(nodes, size_t(node_count), image + at.labels, targets, size_t(edges));
+    t->charsmap.units = unit_count ? reinterpret_cast<const uint32_t *>(image + at.units) : nullptr;
+    t->charsmap.unit_count = size_t(unit_count);
+    t->charsmap.pool = pool_size ? reinterpret_cast<const char *>(image + at.pool) : nullptr;
+    t->charsmap.pool_size = size_t(pool_size);
+    t->update_unk_score();
     return t.release();
 }
 
@@ -554,8 +696,12 @@ extern "C" int csp_set_hf_scores(csp_tokenizer *t, const uint8_t *json, size_t l
         return -1;
     }
     JsonCursor c{vocab + 7, e};
+    if (t->pieces.empty()) {
+        write_error(error, error_capacity, "tokenizer.json scores can only be set on a tokenizer built from its model");
+        return -1;
+    }
     std::vector<double> scores;
-    scores.reserve(t->scores.size());
+    scores.reserve(t->pieces.size());
     std::string piece;
     if (!c.eat(':') || !c.eat('[')) {
         write_error(error, error_capacity, "tokenizer.json: model.vocab is not a list");
@@ -570,6 +716,11 @@ extern "C" int csp_set_hf_scores(csp_tokenizer *t, const uint8_t *json, size_t l
                 return -1;
             }
             size_t i = scores.size();
+            if (!std::isfinite(score)) {
+                write_error(error, error_capacity,
+                            "tokenizer.json: model.vocab entry " + std::to_string(i) + " has a score that is not a finite number");
+                return -1;
+            }
             if (i >= t->pieces.size() || piece != t->pieces[i]) {
                 write_error(error, error_capacity,
                             "tokenizer.json: model.vocab entry " + std::to_string(i) + " \"" + piece +
@@ -589,7 +740,8 @@ extern "C" int csp_set_hf_scores(csp_tokenizer *t, const uint8_t *json, size_t l
                         " entries, the SentencePiece model " + std::to_string(t->pieces.size()));
         return -1;
     }
-    t->scores = std::move(scores);
+    t->owned_scores = std::move(scores);
+    t->scores = t->owned_scores.data();
     t->update_unk_score();
     return 0;
 }

@@ -14,15 +14,21 @@ public final class BGEM3: Sendable {
     public let folder: String
     public let config: ModelConfig
     public let tokenizer: XLMRobertaTokenizer
-    /// Identifies the model's numbers: a hash of config.json, both head files, and the
-    /// weights file's size and sampled contents. Indexes record it to refuse another model.
+    /// Identifies the model's numbers: "m3id2:" and a digest of every file that changes
+    /// token ids or vectors (config.json, the weights, both heads, sentencepiece.bpe.model,
+    /// tokenizer.json), each hashed whole. Indexes record it to refuse another model; see
+    /// `matchIdentity(_:)` for identities recorded by older versions.
     public let identity: String
+    /// Where the load's time went (for `--explain` and benchmarks).
+    public let loadTimings: LoadTimings
     /// The precision the linear layers run in: the one asked for, or float32 when the CPU
     /// lacks the instructions (then `precisionFallback` says why).
     public var precision: Precision { encoder.precision }
     /// Why the asked-for precision was replaced by float32, or nil.
     public let precisionFallback: String?
     let encoder: Encoder
+    /// model.safetensors or pytorch_model.bin, whichever was loaded.
+    let weightsPath: String
 
     /// The files of a model folder, as downloaded from Hugging Face.
     public enum File {
@@ -32,16 +38,25 @@ public final class BGEM3: Sendable {
         public static let colbertHead = "colbert_linear.pt"
         public static let sparseHead = "sparse_linear.pt"
         public static let sentencepiece = "sentencepiece.bpe.model"
+        public static let tokenizerJSON = "tokenizer.json"
     }
 
     /// Loads config, weights (model.safetensors, else pytorch_model.bin), both heads and
-    /// the tokenizer. Throws `ModelError` naming the file (and tensor) at fault; unlike
-    /// FlagEmbedding, a missing head file is an error, never a silent random head.
+    /// the tokenizer. Throws `ModelError` (or `TokenizerError`) naming the file (and
+    /// tensor) at fault; unlike FlagEmbedding, a missing head file is an error, never a
+    /// silent random head.
     ///
     /// `precision` packs the linear layers for the int8 (AVX512-VNNI) or bf16 (AVX512-BF16)
     /// kernels at load; on a CPU without them the model runs float32 and `precisionFallback`
     /// says why.
-    public init(folder: String, precision requested: Precision = .float32) throws {
+    ///
+    /// `cache` keeps what the first load derives (file digests, the verification of every
+    /// weight, the tokenizer's tables) so later loads only map the files: see `ModelCache`.
+    /// A cache that is missing, unwritable or damaged only makes the load slower.
+    public init(folder: String, precision requested: Precision = .float32,
+                cache: ModelCache = .fromEnvironment()) throws {
+        let started = DispatchTime.now()
+        var timings = LoadTimings()
         self.folder = folder
         func path(_ name: String) -> String { (folder as NSString).appendingPathComponent(name) }
         let fm = FileManager.default
@@ -49,7 +64,9 @@ public final class BGEM3: Sendable {
         guard fm.fileExists(atPath: folder, isDirectory: &isDir), isDir.boolValue else {
             throw ModelError.missingFile(path: folder, hint: "the model folder does not exist or is not a folder")
         }
-        let config = try ModelConfig.load(path(File.config))
+        let configBytes = try ModelFiles.read(path(File.config), limit: ModelConfig.maxFileBytes,
+                                              missingHint: "every Hugging Face model folder has a config.json")
+        let config = try ModelConfig.parse(configBytes, path: path(File.config))
 
         let weightsPath: String
         if fm.fileExists(atPath: path(File.safetensors)) {
@@ -67,29 +84,80 @@ public final class BGEM3: Sendable {
         guard fm.fileExists(atPath: spm) else {
             throw ModelError.missingFile(path: spm, hint: "the XLM-R SentencePiece model ships with BAAI/bge-m3")
         }
+        timings.config = started.secondsSince
 
-        let (precision, fallback) = requested.resolved()
-        let weights = try EncoderWeights(WeightFile.load(weightsPath), config: config, precision: precision)
-        let h = config.hiddenSize
-        let colbertDict = try WeightFile.load(path(File.colbertHead))
-        let sparseDict = try WeightFile.load(path(File.sparseHead))
-        let heads = HeadWeights(colbert: try Linear(colbertDict, "", out: h, in: h, bare: true, precision: precision),
-                                sparse: try Linear(sparseDict, "", out: 1, in: h, bare: true))
         // tokenizer.json (shipped with BAAI/bge-m3) carries the unigram scores in double
         // precision, which decides exact Viterbi ties the way the Hugging Face tokenizer does;
         // without it the float32 scores of sentencepiece.bpe.model are used.
-        let tokenizerJSON = path("tokenizer.json")
-        let tokenizer = try XLMRobertaTokenizer(modelPath: spm,
-                                                tokenizerJSONPath: fm.fileExists(atPath: tokenizerJSON) ? tokenizerJSON : nil)
+        var mark = DispatchTime.now()
+        let digests = DigestCache(cache)
+        let tokenizerJSON = path(File.tokenizerJSON)
+        let loaded = try TokenizerLoader(cache: cache, digests: digests)
+            .load(model: spm, tokenizerJSON: fm.fileExists(atPath: tokenizerJSON) ? tokenizerJSON : nil)
+        let tokenizer = loaded.tokenizer
+        timings.tokenizer = mark.secondsSince
+        timings.tokenizerFromCache = loaded.fromCache
+
+        // Weights: mapped; hashed and verified (finite values, zip CRCs) only when the
+        // digest cache has not seen this version of the file.
+        mark = DispatchTime.now()
+        let weightsFile = try MappedFile(path: weightsPath)
+        let weightsDict = try WeightFile.load(weightsFile)
+        let heads = try [File.colbertHead, File.sparseHead].map { name in
+            let file = try MappedFile(path: path(name))
+            return (file: file, dict: try WeightFile.load(file))
+        }
+        timings.weights = mark.secondsSince
+
+        mark = DispatchTime.now()
+        let weightsKey = ModelFiles.cacheKey(weightsPath)
+        let known = digests.lookup(weightsKey, stamp: weightsFile.stamp)
+        let weightsDigest: Digest128
+        if let known, known.verified {
+            weightsDigest = known.digest
+            timings.identityFromCache = true
+        } else {
+            try WeightFile.verifyChecksums(weightsFile)
+            try weightsDict.verifyFinite()
+            weightsDigest = ContentHash.digest(weightsFile.bytes)
+            digests.store(weightsKey, FileRecord(stamp: weightsFile.stamp, digest: weightsDigest, verified: true))
+        }
+        // The heads are small (4 MB for BGE-M3): always hashed and verified.
+        for head in heads {
+            try WeightFile.verifyChecksums(head.file)
+            try head.dict.verifyFinite()
+        }
+        timings.verification = mark.secondsSince
+
+        mark = DispatchTime.now()
+        let (precision, fallback) = requested.resolved()
+        let weights = try EncoderWeights(weightsDict, config: config, precision: precision)
+        try Self.checkUnused(weightsDict, config: config)
+        // After the shape checks, so a vocab_size that disagrees with the weights names the tensor.
         if tokenizer.vocabularySize > config.vocabularySize {
             throw ModelError.invalidConfig(path: path(File.config), detail: "vocab_size \(config.vocabularySize) is smaller than the tokenizer's \(tokenizer.vocabularySize) ids")
         }
+        let h = config.hiddenSize
+        let headWeights = HeadWeights(colbert: try Linear(heads[0].dict, "", out: h, in: h, bare: true, precision: precision),
+                                      sparse: try Linear(heads[1].dict, "", out: 1, in: h, bare: true))
+        timings.packing = mark.secondsSince
+
+        self.identity = Self.identity(parts: [
+            (File.config, ContentHash.digest(configBytes)),
+            ((weightsPath as NSString).lastPathComponent, weightsDigest),
+            (File.colbertHead, ContentHash.digest(heads[0].file.bytes)),
+            (File.sparseHead, ContentHash.digest(heads[1].file.bytes)),
+            (File.sentencepiece, loaded.modelDigest),
+            (File.tokenizerJSON, loaded.tokenizerJSONDigest),
+        ])
+        digests.save()
         self.config = config
         self.tokenizer = tokenizer
-        self.encoder = Encoder(config: config, weights: weights, heads: heads, precision: precision)
+        self.weightsPath = weightsPath
+        self.encoder = Encoder(config: config, weights: weights, heads: headWeights, precision: precision)
         self.precisionFallback = fallback
-        self.identity = try Self.identity(files: [path(File.config), path(File.colbertHead), path(File.sparseHead), spm],
-                                          weights: weightsPath)
+        timings.total = started.secondsSince
+        self.loadTimings = timings
     }
 
     /// Encodes texts: tokenize, sort by length, pack into batches, run, restore order.
@@ -129,7 +197,24 @@ public final class BGEM3: Sendable {
             batchTokens += n
         }
         flush()
-        return results.map { $0! }
+        let embeddings = results.map { $0! }
+        for (i, e) in embeddings.enumerated() { try Self.checkFinite(e, sequence: i) }
+        return embeddings
+    }
+
+    /// NaN or infinity in an output means the arithmetic overflowed (weights far outside
+    /// what training produces) or a weight was damaged after the load verified it: an
+    /// index must never store such a vector, and scores computed from it are meaningless.
+    static func checkFinite(_ e: Embedding, sequence: Int) throws {
+        if let dense = e.dense, !dense.allSatisfy(\.isFinite) {
+            throw ModelError.nonFiniteOutput(detail: "dense vector of text \(sequence)")
+        }
+        if let sparse = e.sparse, !sparse.weights.allSatisfy(\.isFinite) {
+            throw ModelError.nonFiniteOutput(detail: "sparse weights of text \(sequence)")
+        }
+        if let colbert = e.colbert, !colbert.values.allSatisfy(\.isFinite) {
+            throw ModelError.nonFiniteOutput(detail: "ColBERT vectors of text \(sequence)")
+        }
     }
 
     /// Runs the encoder (no heads) on one packed batch and returns wall seconds per stage.
@@ -151,37 +236,32 @@ public final class BGEM3: Sendable {
             throw ModelError.invalidInput("batch size \(options.batchTokens) tokens must be positive")
         }
     }
+
+    /// `folder`/`name`.
+    func path(_ name: String) -> String { (folder as NSString).appendingPathComponent(name) }
+
+    /// Tensors of the encoder the config does not account for (layers beyond
+    /// num_hidden_layers, misspelled names) mean config.json and the weights disagree:
+    /// running would silently drop them. Other extras (a pooler, an LM head) are unused by
+    /// BGE-M3 and ignored.
+    static func checkUnused(_ dict: StateDict, config: ModelConfig) throws {
+        let unused = dict.unrequestedNames.filter { name in
+            let bare = name.hasPrefix("roberta.") ? String(name.dropFirst("roberta.".count)) : name
+            return bare.hasPrefix("encoder.") || bare.hasPrefix("embeddings.")
+        }
+        guard !unused.isEmpty else { return }
+        let layers = unused.compactMap { name -> Int? in
+            guard let r = name.range(of: "encoder.layer.") else { return nil }
+            return Int(name[r.upperBound...].prefix { $0.isNumber })
+        }
+        let hint = layers.max().map {
+            "config.json says num_hidden_layers \(config.layerCount) but the weights have layers up to \($0); use the config.json that came with these weights"
+        } ?? "check that config.json belongs to these weights"
+        throw ModelError.unexpectedTensors(path: dict.path, names: unused, hint: hint)
+    }
 }
 
 extension BGEM3 {
-    /// FNV-1a 64 over small files whole and over 64 evenly spaced 64 KiB blocks of the
-    /// weights file (hashing 2.3 GB on every start would cost seconds).
-    static func identity(files: [String], weights: String) throws -> String {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        func mix<C: Collection>(_ bytes: C) where C.Element == UInt8 {
-            for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
-        }
-        for f in files {
-            guard let data = FileManager.default.contents(atPath: f) else {
-                throw ModelError.missingFile(path: f, hint: "cannot read it")
-            }
-            mix(data)
-        }
-        guard let handle = FileHandle(forReadingAtPath: weights) else {
-            throw ModelError.missingFile(path: weights, hint: "cannot read it")
-        }
-        defer { try? handle.close() }
-        let size = (try? handle.seekToEnd()) ?? 0
-        withUnsafeBytes(of: size.littleEndian) { mix($0) }
-        let block: UInt64 = 65536, samples: UInt64 = 64
-        for i in 0..<samples {
-            let offset = size > block ? (size - block) * i / (samples - 1) : 0
-            try? handle.seek(toOffset: offset)
-            if let data = try? handle.read(upToCount: Int(block)) { mix(data) }
-        }
-        return String(format: "%016llx", h)
-    }
-
     /// The model folder to use: `explicit`, else $M3SEARCH_MODEL, else the
     /// Hugging Face cache's BAAI/bge-m3 snapshot. Throws `ModelError.modelNotFound`
     /// listing every place it looked, with how to download the model.

@@ -25,6 +25,19 @@ public enum ModelError: Error, Equatable, CustomStringConvertible, Sendable {
     case unsupportedDType(path: String, name: String, dtype: String)
     /// Input the encoder cannot take.
     case invalidInput(String)
+    /// A model file is a folder, FIFO, device or socket: it is refused unread (reading a
+    /// FIFO would wait forever, a device could be endless).
+    case notRegularFile(path: String, kind: String)
+    /// A file that is read whole is larger than any genuine one.
+    case fileTooLarge(path: String, size: Int64, limit: Int)
+    /// A zip entry's bytes do not match the CRC-32 its central directory records.
+    case checksumMismatch(path: String, entry: String)
+    /// Tensors the file holds but config.json does not describe (e.g. more layers).
+    case unexpectedTensors(path: String, names: [String], hint: String)
+    /// A weight is NaN or infinite.
+    case nonFiniteWeight(path: String, name: String, index: Int)
+    /// The encoder produced NaN or infinity (weights too large for float32 arithmetic).
+    case nonFiniteOutput(detail: String)
 
     public var description: String {
         switch self {
@@ -50,6 +63,19 @@ public enum ModelError: Error, Equatable, CustomStringConvertible, Sendable {
             return "Tensor '\(name)' in \(path) has dtype \(dtype); only float32, float16 and bfloat16 are supported."
         case .invalidInput(let detail):
             return "Invalid input: \(detail)"
+        case .notRegularFile(let path, let kind):
+            return "Model file \(path) is \(kind), not a regular file; point it at the real file."
+        case .fileTooLarge(let path, let size, let limit):
+            return "Model file \(path) has \(size) bytes, more than the \(limit)-byte limit for this kind of file; it is not a genuine one."
+        case .checksumMismatch(let path, let entry):
+            return "Damaged weight file \(path): entry '\(entry)' does not match its CRC-32. Download it again."
+        case .unexpectedTensors(let path, let names, let hint):
+            let shown = names.prefix(5).map { "'\($0)'" }.joined(separator: ", ") + (names.count > 5 ? " and \(names.count - 5) more" : "")
+            return "\(path) holds tensors config.json does not describe: \(shown); \(hint)"
+        case .nonFiniteWeight(let path, let name, let index):
+            return "Tensor '\(name)' in \(path) holds NaN or infinity (element \(index)); the weights are damaged. Download them again."
+        case .nonFiniteOutput(let detail):
+            return "The model produced NaN or infinity (\(detail)); its weights are damaged or too large for float32."
         }
     }
 }

@@ -22,6 +22,23 @@ public final class SearchIndex: @unchecked Sendable {
     public let model: BGEM3
     /// The settings the index was created with (read from the file).
     public let settings: IndexSettings
+    /// Set when the index recorded the first-generation identity of this model (m3search
+    /// before identity v2): what opening did about it. nil when it records `model.identity`.
+    public let identityUpgrade: IdentityUpgrade?
+
+    /// An index created before identity v2 records a model identity that sampled the
+    /// weights and ignored tokenizer.json (`BGEM3.matchIdentity(_:)` recognises it as
+    /// `.legacy`). Such an index is accepted, and its record is upgraded to
+    /// `model.identity` on the first writable open; from then on the strong identity
+    /// protects it (and m3search releases before v2 refuse it as another model's).
+    public enum IdentityUpgrade: Sendable, Equatable {
+        /// Opening replaced the recorded identity with `model.identity` (once: the next open
+        /// finds identity v2).
+        case upgraded
+        /// Opened read-only: accepted as it is, nothing written; the first writable open
+        /// upgrades it.
+        case pendingWritableOpen
+    }
 
     let reader: IndexReader
     let writer: IndexWriter
@@ -55,8 +72,9 @@ public final class SearchIndex: @unchecked Sendable {
         self.path = path
         self.model = model
         do {
-            let (store, settings) = try Self.open(path: path, model: model, options: options)
+            let (store, settings, upgrade) = try Self.open(path: path, model: model, options: options)
             self.settings = settings
+            identityUpgrade = upgrade
             let shared = SharedState(try IndexState.load(from: store, settings: settings))
             writer = try IndexWriter(path: path, settings: settings, store: store, shared: shared)
             reader = try IndexReader(path: path, model: model, settings: settings, shared: shared)
@@ -66,8 +84,10 @@ public final class SearchIndex: @unchecked Sendable {
     }
 
     /// Creates the file when needed and checks the recorded settings against the model and
-    /// the options; returns the writer's connection and the settings the index has.
-    private static func open(path: String, model: BGEM3, options o: IndexOptions) throws -> (IndexStore, IndexSettings) {
+    /// the options; returns the writer's connection, the settings the index has and what was
+    /// done about a first-generation model identity.
+    private static func open(path: String, model: BGEM3, options o: IndexOptions)
+        throws -> (IndexStore, IndexSettings, IdentityUpgrade?) {
         let dimension = model.config.hiddenSize
         if let why = o.colbertStorage?.unsupportedReason(dimension: dimension) {
             throw M3SearchError.invalidArgument("Invalid search options: \(why)")
@@ -83,9 +103,10 @@ public final class SearchIndex: @unchecked Sendable {
             if !dir.isEmpty { try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
         }
         let store = try IndexStore(path: path, readOnly: o.readOnly, createWith: o.create ? wanted.stored : nil)
-        let stored = try IndexSettings(stored: try store.settings(), path: path)
-        if stored.modelID != wanted.modelID || stored.dimension != wanted.dimension {
-            throw StoreError.incompatible(path: path, detail: stored.firstDifference(from: wanted) ?? "model differs")
+        var stored = try IndexSettings(stored: try store.settings(), path: path)
+        let upgrade = try acceptIdentity(of: &stored, model: model, store: store)
+        if stored.dimension != wanted.dimension {
+            throw StoreError.incompatible(path: path, detail: "dimension \(stored.dimension) vs \(wanted.dimension)")
         }
         // Chunking, pooling and normalisation come from the file: an existing index keeps
         // the settings it was built with. Storage choices asked for explicitly must match,
@@ -99,7 +120,32 @@ public final class SearchIndex: @unchecked Sendable {
                 throw IndexSettings.Mismatch(path: path, setting: setting, recorded: recorded, requested: value)
             }
         }
-        return (store, stored)
+        return (store, stored, upgrade)
+    }
+
+    /// Compares the recorded model identity with `model`'s (`BGEM3.matchIdentity`): the same
+    /// identity passes; this model's first-generation identity is accepted and, on a writable
+    /// store, replaced by `model.identity` in one transaction (`settings` then records it);
+    /// anything else is another model: `StoreError.incompatible`.
+    private static func acceptIdentity(of settings: inout IndexSettings, model: BGEM3, store: IndexStore) throws -> IdentityUpgrade? {
+        let recorded = settings.modelID
+        switch model.matchIdentity(recorded) {
+        case .same:
+            return nil
+        case .legacy where store.readOnly:
+            return .pendingWritableOpen
+        case .legacy:
+            let replaced = try store.write { try store.replaceModelID(recorded, with: model.identity) }
+            // Not replaced: another process changed the record meanwhile; accept only its upgrade.
+            if !replaced, try store.settings().modelID != model.identity {
+                throw StoreError.incompatible(path: store.path, detail: "model identity changed while the index was opened")
+            }
+            settings.modelID = model.identity
+            return replaced ? .upgraded : nil
+        case .different:
+            throw StoreError.incompatible(path: store.path,
+                                          detail: "model \(recorded.prefix(16))… vs \(model.identity.prefix(16))…")
+        }
     }
 
     // MARK: - Documents

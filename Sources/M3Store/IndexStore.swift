@@ -242,6 +242,19 @@ package final class IndexStore: @unchecked Sendable {
         return s
     }
 
+    /// Replaces the model identity in the settings record when it still is `old` (the
+    /// first-generation identity older m3search recorded, which the model has recognised as
+    /// its own); every other setting keeps its value. Returns false, changing nothing, when
+    /// the record holds another identity by now (another process replaced it first). Call
+    /// it inside `write`, so that reading and replacing the record are one transaction.
+    package func replaceModelID(_ old: String, with new: String) throws -> Bool {
+        var record = try settings()
+        guard record.modelID == old else { return false }
+        record.modelID = new
+        try setMeta(MetaKey.settings, String(decoding: try JSONEncoder().encode(record), as: UTF8.self))
+        return true
+    }
+
     /// The default fusion weights saved in the file ("dense,sparse,colbert"), or nil.
     package func savedWeights() throws -> String? { try meta(MetaKey.defaultWeights) }
 

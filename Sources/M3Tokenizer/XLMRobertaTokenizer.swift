@@ -2,11 +2,13 @@ import CSentencePiece
 import Foundation
 
 /// An error raised while loading the tokenizer.
-public enum TokenizerError: Error, CustomStringConvertible, Equatable {
+public enum TokenizerError: Error, CustomStringConvertible, Equatable, Sendable {
     /// The SentencePiece model file is missing, unreadable or not an XLM-R model.
     case cannotLoadModel(path: String, message: String)
     /// The tokenizer.json given for exact Hugging Face scores cannot be used.
     case cannotLoadScores(path: String, message: String)
+    /// A cached image of the tokenizer's tables is damaged (it is rebuilt).
+    case invalidImage(message: String)
 
     public var description: String {
         switch self {
@@ -14,6 +16,8 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
             return "cannot load SentencePiece model \(path): \(message)"
         case let .cannotLoadScores(path, message):
             return "cannot load Unigram scores from \(path): \(message)"
+        case let .invalidImage(message):
+            return "cannot use the cached tokenizer tables: \(message)"
         }
     }
 }
@@ -32,14 +36,25 @@ public final class XLMRobertaTokenizer: @unchecked Sendable {
     public static let pad: Int32 = 1
     public static let eos: Int32 = 2
     public static let unk: Int32 = 3
+    /// XLM-R's `<mask>`; in general the last id (`vocabularySize - 1`, see `maskID`).
     public static let mask: Int32 = 250001
 
     /// Number of ids (250002 for XLM-R).
     public let vocabularySize: Int
+    /// `<mask>`: fairseq puts it after the SentencePiece pieces, so it is the last id
+    /// (250001 for XLM-R, lower for a smaller SentencePiece model).
+    public var maskID: Int32 { Int32(vocabularySize - 1) }
 
     private let handle: OpaquePointer
+    /// Keeps a cache image's memory alive while `handle` points into it.
+    private let imageOwner: AnyObject?
 
-    /// Loads `sentencepiece.bpe.model`.
+    /// sentencepiece.bpe.model is 5 MB for XLM-R, tokenizer.json 17 MB for BAAI/bge-m3.
+    package static let modelFileLimit = 64 << 20
+    package static let tokenizerJSONLimit = 128 << 20
+
+    /// Loads `sentencepiece.bpe.model`. Only regular files are read (a FIFO or device is
+    /// refused), and none larger than any genuine one.
     ///
     /// - Parameter tokenizerJSONPath: optional Hugging Face `tokenizer.json` of the same
     ///   model. Its Unigram scores are float32 scores rounded through decimal text, one
@@ -47,33 +62,65 @@ public final class XLMRobertaTokenizer: @unchecked Sendable {
     ///   matter where two segmentations tie exactly (long runs of the same punctuation
     ///   after other characters, e.g. "x//////////////"). Pass it for bit-exact agreement
     ///   with Hugging Face there.
-    public init(modelPath: String, tokenizerJSONPath: String? = nil) throws {
+    public convenience init(modelPath: String, tokenizerJSONPath: String? = nil) throws {
+        let model: [UInt8]
+        do { model = try RegularFile.read(modelPath, limit: Self.modelFileLimit).bytes } catch {
+            throw TokenizerError.cannotLoadModel(path: modelPath, message: error.message)
+        }
+        var json: [UInt8]?
+        if let jsonPath = tokenizerJSONPath {
+            do { json = try RegularFile.read(jsonPath, limit: Self.tokenizerJSONLimit).bytes } catch {
+                throw TokenizerError.cannotLoadScores(path: jsonPath, message: error.message)
+            }
+        }
+        try self.init(model: model, modelPath: modelPath, tokenizerJSON: json, tokenizerJSONPath: tokenizerJSONPath)
+    }
+
+    /// Builds the tokenizer from the bytes of sentencepiece.bpe.model (and tokenizer.json);
+    /// the paths only name the files in errors.
+    package init(model: [UInt8], modelPath: String, tokenizerJSON: [UInt8]?, tokenizerJSONPath: String?) throws {
         var error = [CChar](repeating: 0, count: 1024)
-        let created: OpaquePointer? = modelPath.utf8CString.withUnsafeBufferPointer { path in
-            csp_create(path.baseAddress, path.count - 1, &error, error.count)
+        let created: OpaquePointer? = model.withUnsafeBufferPointer { bytes in
+            csp_create(bytes.baseAddress, bytes.count, &error, error.count)
         }
         guard let created else {
             throw TokenizerError.cannotLoadModel(path: modelPath, message: Self.message(error))
         }
-        if let jsonPath = tokenizerJSONPath {
-            let data: Data
-            do {
-                data = try Data(contentsOf: URL(fileURLWithPath: jsonPath))
-            } catch {
-                csp_free(created)
-                throw TokenizerError.cannotLoadScores(path: jsonPath, message: "\(error)")
-            }
-            let status = data.withUnsafeBytes { raw in
-                csp_set_hf_scores(created, raw.bindMemory(to: UInt8.self).baseAddress, raw.count,
-                                  &error, error.count)
+        if let json = tokenizerJSON {
+            let status = json.withUnsafeBufferPointer { bytes in
+                csp_set_hf_scores(created, bytes.baseAddress, bytes.count, &error, error.count)
             }
             if status != 0 {
                 csp_free(created)
-                throw TokenizerError.cannotLoadScores(path: jsonPath, message: Self.message(error))
+                throw TokenizerError.cannotLoadScores(path: tokenizerJSONPath ?? "tokenizer.json", message: Self.message(error))
             }
         }
         handle = created
+        imageOwner = nil
         vocabularySize = Int(csp_vocab_size(created))
+    }
+
+    /// A tokenizer over tables written by `serializedImage()`, used in place. `image` must
+    /// be 8-byte aligned and stay valid while `owner` lives (e.g. a memory map `owner`
+    /// unmaps when released). Every count and index is validated; a damaged image throws
+    /// `TokenizerError.invalidImage`.
+    package init(image: UnsafeRawBufferPointer, keepingAlive owner: AnyObject) throws {
+        var error = [CChar](repeating: 0, count: 256)
+        guard let created = csp_create_from_image(image.baseAddress?.assumingMemoryBound(to: UInt8.self), image.count,
+                                                  &error, error.count) else {
+            throw TokenizerError.invalidImage(message: Self.message(error))
+        }
+        handle = created
+        imageOwner = owner
+        vocabularySize = Int(csp_vocab_size(created))
+    }
+
+    /// The tables `encode` reads, as one image for a cache file (see `init(image:keepingAlive:)`).
+    package func serializedImage() -> [UInt8] {
+        let size = csp_serialize(handle, nil, 0)
+        var image = [UInt8](repeating: 0, count: size)
+        image.withUnsafeMutableBufferPointer { _ = csp_serialize(handle, $0.baseAddress, size) }
+        return image
     }
 
     deinit { csp_free(handle) }
@@ -147,7 +194,7 @@ public final class XLMRobertaTokenizer: @unchecked Sendable {
                                       scratch: &scratch, wantOffsets: wantOffsets, ids: &ids, offsets: &offsets)
                     }
                     if remaining > 0 {
-                        ids.append(id)
+                        ids.append(id == Self.mask ? maskID : id)
                         if wantOffsets { offsets.append(i..<(i + length)) }
                         remaining -= 1
                     }

@@ -11,8 +11,14 @@ struct EncodeCommand: ParsableCommand {
         Each input line is {"text": "…"}. Each output line is
         {"input_ids": [...], "dense": [...], "sparse": {"<token id>": weight, ...}, "colbert": [[...], ...],
         "precision": "f32|bf16|int8"}, in input order; "precision" is the one actually used (float32 when \
-        the CPU lacks the instructions --precision asks for).
+        the CPU lacks the instructions --precision asks for). Input is streamed: outputs are written as \
+        inputs arrive. A line may hold at most 8 MiB (\(EncodeCommand.maxLineBytes) bytes); a longer one is refused \
+        with its line number (the model reads at most 8,192 tokens of a text anyway).
         """)
+
+    /// Longest input line: far more text than the 8,192 tokens the model reads, and
+    /// holding much more would cost memory many times its size.
+    static let maxLineBytes = 8 << 20
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var encoding: EncodingOptions
@@ -20,26 +26,48 @@ struct EncodeCommand: ParsableCommand {
     @Option(name: .long, help: "Outputs to compute, comma-separated: dense,sparse,colbert. Heads not asked for are not run.")
     var outputs: String = "dense,sparse,colbert"
 
+    @Flag(name: .long, help: "Print the model's load times on stderr (stdout holds only the encodings).")
+    var explain = false
+
     struct Line: Decodable { let text: String }
 
     func run() throws {
         let kinds = try parseOutputs(outputs)
         let model = try modelOptions.load()
-        let lines = try readJSONLines(Line.self, what: "with a \"text\" string")
+        if explain { FileHandle.standardError.write(Data((model.loadTimings.description + "\n").utf8)) }
         let options = encoding.encodeOptions(outputs: kinds)
         var writer = JSONWriter()
-        // Chunks keep memory bounded on long inputs; order is kept within and across chunks.
-        let chunk = 256
-        var start = 0
-        while start < lines.count {
-            let texts = lines[start ..< min(start + chunk, lines.count)].map(\.text)
-            let embeddings = try model.encode(texts, options: options)
-            for e in embeddings {
+        // Batches of 256 lines keep memory bounded on long inputs; order is kept.
+        var reader = LineReader(handle: .standardInput, maxLineBytes: Self.maxLineBytes)
+        var texts: [String] = []
+        func flush() throws {
+            guard !texts.isEmpty else { return }
+            for e in try model.encode(texts, options: options) {
                 write(e, precision: model.precision, to: &writer)
                 writer.flush()
             }
-            start += chunk
+            texts.removeAll(keepingCapacity: true)
         }
+        let decoder = JSONDecoder()
+        while true {
+            let line: [UInt8]
+            do {
+                guard let next = try reader.next() else { break }
+                line = next
+            } catch let tooLong as LineReader.LineTooLong {
+                try flush()
+                throw M3SearchError(.invalidInput, "stdin line \(tooLong.lineNumber) is longer than \(tooLong.limit) bytes (8 MiB), "
+                                    + "the limit per line; split the text")
+            }
+            if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { continue }
+            guard let item = try? decoder.decode(Line.self, from: Data(line)) else {
+                try flush()
+                throw M3SearchError(.invalidInput, "stdin line \(reader.lineNumber) is not a JSON object with a \"text\" string")
+            }
+            texts.append(item.text)
+            if texts.count == 256 { try flush() }
+        }
+        try flush()
     }
 
     private func write(_ e: Embedding, precision: Precision, to w: inout JSONWriter) {

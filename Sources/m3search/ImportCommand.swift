@@ -10,7 +10,8 @@ struct ImportCommand: ParsableCommand {
         discussion: """
         The header line's settings create the index (chunk length, overlap, pooling, normalisation, HNSW \
         parameters) and its saved default weights, if any, are kept. The model is still needed: an index is \
-        bound to the model that made its vectors, so the model's identity must equal the header's modelID. \
+        bound to the model that made its vectors, so the model's identity must equal the header's modelID \
+        (an export written before identity v2 records the model's first-generation identity, which is accepted). \
         The whole file is validated before anything is written; an error names the line.
         """)
 
@@ -33,12 +34,20 @@ struct ImportCommand: ParsableCommand {
         // Pass 1: validate every line, so a bad file changes nothing.
         let header = try Self.read(file) { _ in }
         let model = try location.modelOptions.load()
-        guard model.identity == header.settings.modelID else {
-            throw M3SearchError(.incompatible, "\(file) was exported from an index of model \(header.settings.modelID.prefix(16))…, but the model found "
+        var s = header.settings
+        switch model.matchIdentity(s.modelID) {
+        case .same:
+            break
+        case .legacy:
+            // Written before identity v2 by this model's files as the old identity saw them:
+            // compared, and recorded in the index, as this model's identity v2.
+            note("\(file) records the model identity of m3search before v2; it is this model's, accepted")
+            s.modelID = model.identity
+        case .different:
+            throw M3SearchError(.incompatible, "\(file) was exported from an index of model \(s.modelID.prefix(16))…, but the model found "
                 + "(\(location.modelOptions.model ?? "from $M3SEARCH_MODEL or the Hugging Face cache")) is \(model.identity.prefix(16))…. "
                 + "Pass --model with the model the index was built with.")
         }
-        let s = header.settings
         let existed = FileManager.default.fileExists(atPath: location.index)
         // A new index takes the exported index's storage; an existing one keeps its own.
         let index = try SearchIndex(path: location.index, model: model, options: IndexOptions(
@@ -46,6 +55,7 @@ struct ImportCommand: ParsableCommand {
             hnswM: s.hnswM, hnswEfConstruction: s.hnswEfConstruction,
             colbertStorage: existed ? nil : s.colbertStorage, denseStorage: existed ? nil : s.denseStorage,
             colbertPruning: existed ? nil : s.colbertPruning))
+        noteIdentityUpgrade(index)
         try index.lockForWriting(wait: wait) { holder in
             FileHandle.standardError.write(Data("waiting: \(location.index) is being written by \(holder?.description ?? "another process")\n".utf8))
         }

@@ -49,8 +49,17 @@ struct IndexLocation: ParsableArguments {
 
     /// Opens the index with its model (created when absent, unless `options.create` is false).
     func open(_ options: IndexOptions = IndexOptions()) throws -> SearchIndex {
-        try SearchIndex(path: index, model: try modelOptions.load(), options: options)
+        let opened = try SearchIndex(path: index, model: try modelOptions.load(), options: options)
+        noteIdentityUpgrade(opened)
+        return opened
     }
+}
+
+/// Says on stderr when opening replaced the index's first-generation model identity with
+/// identity v2 (`SearchIndex.identityUpgrade`); it happens once per index.
+func noteIdentityUpgrade(_ index: SearchIndex) {
+    guard index.identityUpgrade == .upgraded else { return }
+    note("upgraded the index's model identity to v2 (\(index.path)); m3search releases before v2 will refuse it as another model's")
 }
 
 /// How `encode` and `score` run the model on texts.

@@ -39,7 +39,7 @@ struct QueryCommand: ParsableCommand {
     @Flag(name: .long, help: "Machine-readable JSON output.")
     var json = false
 
-    @Flag(name: .long, help: "Show candidate counts and time per stage.")
+    @Flag(name: .long, help: "Show candidate counts, time per stage and the model's load times.")
     var explain = false
 
     func validate() throws {
@@ -59,7 +59,7 @@ struct QueryCommand: ParsableCommand {
                                                                          efSearch: efSearch))
         if json {
             var out = JSONWriter()
-            report.writeJSON(query: text, explain: explain, to: &out)
+            report.writeJSON(query: text, explain: explain, modelLoad: searchIndex.model.loadTimings, to: &out)
             out.raw("\n")
             out.flush()
             return
@@ -77,6 +77,7 @@ struct QueryCommand: ParsableCommand {
             print(String(format: "candidates: %d dense + %d sparse → %d unique; encode %.1f ms, candidates %.1f ms, scoring %.1f ms, fusion %.1f ms",
                          report.denseCandidates, report.sparseCandidates, report.candidates, report.encodeSeconds * 1000,
                          report.candidateSeconds * 1000, report.scoreSeconds * 1000, report.fuseSeconds * 1000))
+            print(searchIndex.model.loadTimings.description)
         }
     }
 }

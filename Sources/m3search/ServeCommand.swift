@@ -164,6 +164,9 @@ struct ServeCommand: AsyncParsableCommand {
         let readOnly = FileManager.default.fileExists(atPath: path) && !location.path.isWritable
         let index = try SearchIndex(path: path, model: model, options: IndexOptions(readOnly: readOnly))
         let indexSeconds = Date().timeIntervalSince(t)
+        if index.identityUpgrade == .upgraded {
+            logger.notice("upgraded the index's model identity to v2", metadata: ["index": "\(path)"])
+        }
         logger.info("loaded", metadata: [
             "index": "\(path)", "documents": "\(index.documentCount)", "chunks": "\(index.chunkCount)",
             "read_only": "\(readOnly)", "model_load_seconds": "\(String(format: "%.2f", modelSeconds))",

@@ -4,6 +4,7 @@
 // clear ModelError, with nothing executed and memory bounded by the file's size.
 import Foundation
 @testable import M3Model
+import M3TestSupport
 import XCTest
 
 final class HostileModelTests: XCTestCase {
@@ -123,7 +124,9 @@ final class HostileModelTests: XCTestCase {
 
     // MARK: Helpers
 
+    /// A file under Fixtures/weights (and the test run's model cache installed: `TestModelCache`).
     func weightsFixture(_ name: String) -> String {
+        TestModelCache.install()
         var folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         while !FileManager.default.fileExists(atPath: folder.appendingPathComponent("Package.swift").path), folder.path != "/" {
             folder.deleteLastPathComponent()

@@ -1,5 +1,6 @@
 import Foundation
 import M3Model
+import M3TestSupport
 import XCTest
 
 /// The encoder against FlagEmbedding's outputs for the committed tiny models
@@ -102,7 +103,10 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
 
 /// Paths to, and readers of, the committed fixtures.
 enum Fixtures {
+    /// The Fixtures folder. Also installs the test run's model cache (`TestModelCache`):
+    /// loads of fixture models never write into ~/.cache.
     static let root: URL = {
+        TestModelCache.install()
         var url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         while !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) {
             url = url.deletingLastPathComponent()

@@ -1,4 +1,5 @@
 import Foundation
+import M3TestSupport
 import XCTest
 
 /// The `m3search` binary end to end: its JSON Lines contract against FlagEmbedding's
@@ -46,6 +47,32 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(f32.stdout.contains("\"precision\":\"f32\""), f32.stdout)
         let bad = try runM3Search(["encode", "--model", fixture("models/tiny-bin"), "--precision", "int4"], stdin: input)
         XCTAssertNotEqual(bad.status, 0)
+    }
+
+    /// Every m3search a test spawns caches the model's tokenizer image and digests in the
+    /// test run's folder (`TestModelCache`), never in ~/.cache.
+    func testSpawnedCommandsCacheInTheTestRunsFolder() throws {
+        let folder = TestModelCache.install()
+        XCTAssertEqual(ProcessInfo.processInfo.environment["M3SEARCH_CACHE_DIR"], folder)
+        let run = try runM3Search(["encode", "--model", fixture("models/tiny-bin"), "--outputs", "dense"], stdin: jsonLine(["text": "cache"]))
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let names = try FileManager.default.contentsOfDirectory(atPath: folder)
+        XCTAssertTrue(names.contains { $0.hasPrefix("tokenizer-") }, "\(names)")
+        let digests = try String(contentsOfFile: folder + "/file-digests", encoding: .utf8)
+        XCTAssertTrue(digests.contains("tiny-bin/pytorch_model.bin"), digests)
+    }
+
+    /// `encode --explain` writes the model's load times on stderr; stdout keeps only the encodings.
+    func testEncodeExplainWritesLoadTimesOnStderr() throws {
+        let run = try runM3Search(["encode", "--model", fixture("models/tiny-bin"), "--outputs", "dense", "--explain"],
+                                  stdin: jsonLine(["text": "load times"]))
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertTrue(run.stderr.hasPrefix("model load "), run.stderr)
+        XCTAssertTrue(run.stderr.contains("verification"), run.stderr)
+        let lines = run.stdout.split(separator: "\n")
+        XCTAssertEqual(lines.count, 1, run.stdout)
+        let out = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: Any]
+        XCTAssertFalse((out?["dense"] as? [Double] ?? []).isEmpty, run.stdout)
     }
 
     func testScoreMatchesFlagEmbedding() throws {
@@ -99,7 +126,10 @@ final class CommandLineTests: XCTestCase {
 
 // MARK: - Helpers
 
+/// A path under Fixtures/. Also installs the test run's model cache (`TestModelCache`), so
+/// that loading a fixture model, here or in a spawned m3search, never writes into ~/.cache.
 func fixture(_ path: String) -> String {
+    TestModelCache.install()
     var url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     while !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) {
         url = url.deletingLastPathComponent()
@@ -120,8 +150,10 @@ func maxDiff(_ a: Any?, _ b: Any?) -> Double {
     return zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) }
 }
 
-/// The m3search binary SwiftPM built next to the test bundle.
+/// The m3search binary SwiftPM built next to the test bundle. Spawned processes inherit
+/// the test run's model cache (`TestModelCache`), installed here before any of them runs.
 var m3searchBinary: URL {
+    TestModelCache.install()
     let testBinary = URL(fileURLWithPath: CommandLine.arguments[0])
     for dir in [testBinary.deletingLastPathComponent(), Bundle.main.bundleURL, Bundle.main.bundleURL.deletingLastPathComponent()] {
         let candidate = dir.appendingPathComponent("m3search")
@@ -198,6 +230,24 @@ final class IndexQueryCommandTests: XCTestCase {
         let denseJSON = try JSONSerialization.jsonObject(with: Data(dense.stdout.utf8)) as! [String: Any]
         let denseScores = ((denseJSON["results"] as! [[String: Any]])[0]["scores"] as! [String: Any])
         XCTAssertTrue(denseScores["sparse"] is NSNull && denseScores["colbert"] is NSNull)
+        XCTAssertNil(json["explain"], "explain only when asked for")
+
+        // --explain: stage times, then the model's load times; the tokenizer and the digests
+        // came from the test run's cache, which the runs above filled.
+        let explained = try runM3Search(["query", "volcano", "--index", index, "--model", model, "--explain"], stdin: "")
+        XCTAssertEqual(explained.status, 0, explained.stderr)
+        let loadLine = try XCTUnwrap(explained.stdout.split(separator: "\n").last)
+        XCTAssertTrue(loadLine.hasPrefix("model load "), explained.stdout)
+        XCTAssertTrue(loadLine.contains("tokenizer") && loadLine.contains("(cached)"), explained.stdout)
+        let explainedJSON = try runM3Search(["query", "volcano", "--index", index, "--model", model, "--json", "--explain"], stdin: "")
+        let explainObject = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(explainedJSON.stdout.utf8)) as? [String: Any])?["explain"] as? [String: Any])
+        let load = try XCTUnwrap(explainObject["model_load"] as? [String: Any], explainedJSON.stdout)
+        for key in ["total_ms", "config_ms", "tokenizer_ms", "weights_ms", "verification_ms", "packing_ms"] {
+            XCTAssertGreaterThanOrEqual(load[key] as? Double ?? -1, 0, key)
+        }
+        XCTAssertGreaterThan(load["total_ms"] as? Double ?? 0, 0)
+        XCTAssertEqual(load["tokenizer_cached"] as? Bool, true)
+        XCTAssertEqual(load["identity_cached"] as? Bool, true)
     }
 
     func testQueryErrors() throws {

@@ -1,5 +1,6 @@
 import Foundation
 import M3Search
+import M3TestSupport
 import XCTest
 
 /// `m3search serve` as a process: it answers `POST /search` exactly as `m3search query
@@ -166,8 +167,10 @@ func startServe(_ arguments: [String], environment: [String: String] = [:], stde
     return (serve, port)
 }
 
-/// The m3search binary SwiftPM built next to the test bundle.
+/// The m3search binary SwiftPM built next to the test bundle. Spawned processes inherit
+/// the test run's model cache (`TestModelCache`), installed here before any of them runs.
 var m3searchBinary: URL {
+    TestModelCache.install()
     let testBinary = URL(fileURLWithPath: CommandLine.arguments[0])
     for dir in [testBinary.deletingLastPathComponent(), Bundle.main.bundleURL, Bundle.main.bundleURL.deletingLastPathComponent()] {
         let candidate = dir.appendingPathComponent("m3search")

@@ -5,14 +5,18 @@ import FoundationNetworking
 import Logging
 import M3Search
 import M3Server
+import M3TestSupport
 import XCTest
 
 // Test support: a server on a free loopback port over a temporary index, a real HTTP
 // client (URLSession, libcurl underneath: nothing shared with the server's NIO stack),
 // and checks of every response against the committed OpenAPI document.
 
+/// A path under Fixtures/. Also installs the test run's model cache (`TestModelCache`), so
+/// that loading a fixture model, here or in a spawned m3search, never writes into ~/.cache.
 func fixture(_ path: String) -> String {
-    repositoryRoot.appendingPathComponent("Fixtures").appendingPathComponent(path).path
+    TestModelCache.install()
+    return repositoryRoot.appendingPathComponent("Fixtures").appendingPathComponent(path).path
 }
 
 var repositoryRoot: URL {

@@ -23,11 +23,22 @@ extern "C" {
 
 typedef struct csp_tokenizer csp_tokenizer;
 
-/// Loads a SentencePiece model file (XLM-R layout: id 0 <unk>, 1 <s>, 2 </s>, then
-/// pieces). On failure returns NULL and writes a NUL-terminated message (truncated to
-/// error_capacity bytes) to `error`.
-csp_tokenizer *csp_create(const char *path, size_t path_length,
+/// Builds a tokenizer from the bytes of a SentencePiece model file (XLM-R layout: id 0
+/// <unk>, 1 <s>, 2 </s>, then pieces). The caller reads the file (bounded, regular files
+/// only); the bytes are not needed afterwards. On failure returns NULL and writes a
+/// NUL-terminated message (truncated to error_capacity bytes) to `error`.
+csp_tokenizer *csp_create(const uint8_t *model, size_t model_length,
                           char *error, size_t error_capacity);
+
+/// The tokenizer's tables as one cache image (see sentencepiece_c.cpp for the layout).
+/// Returns the image's size; writes it to `out` only when `capacity` is at least that.
+size_t csp_serialize(const csp_tokenizer *tokenizer, uint8_t *out, size_t capacity);
+
+/// A tokenizer over a cache image written by csp_serialize, used in place: `image` must be
+/// 8-byte aligned and outlive the tokenizer. Every count and index is checked first; a
+/// damaged image gives NULL and a message in `error`, never an out-of-bounds read.
+csp_tokenizer *csp_create_from_image(const uint8_t *image, size_t length,
+                                     char *error, size_t error_capacity);
 
 void csp_free(csp_tokenizer *tokenizer);
 
@@ -38,8 +49,8 @@ int32_t csp_vocab_size(const csp_tokenizer *tokenizer);
 /// tokenizer.json (its model.vocab must list the same pieces in fairseq order). Hugging
 /// Face's scores differ from the model file's float32 scores by one double ulp for a
 /// quarter of the pieces, which decides some exact ties (e.g. "ع///////////////").
-/// Call before sharing the handle between threads. Returns 0 on success, otherwise -1
-/// and a message in `error` (scores unchanged).
+/// Call before sharing the handle between threads, and only on a tokenizer from
+/// csp_create. Returns 0 on success, otherwise -1 and a message in `error` (scores unchanged).
 int csp_set_hf_scores(csp_tokenizer *tokenizer, const uint8_t *json, size_t length,
                       char *error, size_t error_capacity);
 

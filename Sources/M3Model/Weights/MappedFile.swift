@@ -20,26 +20,17 @@ final class MappedFile: @unchecked Sendable {  // immutable after init
     /// The file's bytes; an empty buffer (no mapping) for an empty file.
     let bytes: UnsafeRawBufferPointer
 
-    init(path: String) throws {
+    /// (device, inode, size, mtime, ctime) of the mapped file, for the identity cache.
+    let stamp: FileStamp
+
+    /// Maps `path`, which must be a regular file (a FIFO or device is refused unread).
+    /// `adviseWillNeed` starts reading the whole file ahead (weights: every byte is used).
+    init(path: String, adviseWillNeed: Bool = true) throws {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            let code = errno
-            if code == ENOENT || code == ENOTDIR {
-                throw ModelError.missingFile(path: path, hint: "no such file; check the path or download the model again")
-            }
-            throw ModelError.invalidFormat(path: path, detail: "cannot open: \(Self.describe(code))")
-        }
+        let (fd, info) = try ModelFiles.open(path)
         // The mapping stays valid after close.
         defer { close(fd) }
-
-        var info = stat()
-        guard fstat(fd, &info) == 0 else {
-            throw ModelError.invalidFormat(path: path, detail: "cannot stat: \(Self.describe(errno))")
-        }
-        guard (info.st_mode & S_IFMT) == S_IFREG else {
-            throw ModelError.invalidFormat(path: path, detail: "not a regular file")
-        }
+        stamp = FileStamp(info)
         let size = Int(info.st_size)
         // mmap rejects length 0, and there is nothing to map anyway.
         guard size > 0 else {
@@ -53,7 +44,7 @@ final class MappedFile: @unchecked Sendable {  // immutable after init
         bytes = UnsafeRawBufferPointer(start: address, count: size)
         // Every weight is read soon (converted now, or by the first forward pass): start
         // the kernel's read-ahead of the whole file instead of faulting it in page by page.
-        _ = madvise(address, size, MADV_WILLNEED)
+        if adviseWillNeed { _ = madvise(address, size, MADV_WILLNEED) }
     }
 
     deinit {
@@ -64,6 +55,29 @@ final class MappedFile: @unchecked Sendable {  // immutable after init
 
     private static func describe(_ code: Int32) -> String {
         String(cString: strerror(code))
+    }
+}
+
+/// What identifies one version of a file without reading it: if any field changed, the
+/// contents may have. ctime moves on every write and on `touch -d`, which sets mtime back.
+struct FileStamp: Equatable, Sendable {
+    var device: UInt64, inode: UInt64, size: Int64, mtimeNanoseconds: Int64, ctimeNanoseconds: Int64
+
+    init(device: UInt64, inode: UInt64, size: Int64, mtimeNanoseconds: Int64, ctimeNanoseconds: Int64) {
+        (self.device, self.inode, self.size) = (device, inode, size)
+        (self.mtimeNanoseconds, self.ctimeNanoseconds) = (mtimeNanoseconds, ctimeNanoseconds)
+    }
+
+    init(_ info: stat) {
+        #if canImport(Darwin)
+        let (m, c) = (info.st_mtimespec, info.st_ctimespec)
+        #else
+        let (m, c) = (info.st_mtim, info.st_ctim)
+        #endif
+        self.init(device: UInt64(truncatingIfNeeded: info.st_dev), inode: UInt64(truncatingIfNeeded: info.st_ino),
+                  size: Int64(info.st_size),
+                  mtimeNanoseconds: Int64(m.tv_sec) &* 1_000_000_000 &+ Int64(m.tv_nsec),
+                  ctimeNanoseconds: Int64(c.tv_sec) &* 1_000_000_000 &+ Int64(c.tv_nsec))
     }
 }
 

@@ -8,7 +8,6 @@
 //
 // Validated before any tensor is made: sane N, well-formed entries, end - begin equal to
 // product(shape) × dtype size, ranges inside the file and not overlapping.
-import Foundation
 
 enum SafeTensors {
     /// The reference implementation's limit; real headers are a few hundred KB at most.
@@ -44,25 +43,13 @@ enum SafeTensors {
         let dataStart = 8 + headerLength
         let dataLength = bytes.count - dataStart
 
-        let entries: [(name: String, entry: Result<Entry, Error>)]
-        do {
-            entries = try JSONDecoder().decode(Header.self, from: Data(header)).entries
-        } catch {
-            throw invalid("the safetensors header is not valid JSON of the expected form (\(describe(error)))")
-        }
+        let entries = try parseHeader(header, invalid: invalid)
 
         var tensors: [String: Tensor] = [:]
         var unsupported: [String: String] = [:]
         var ranges: [(begin: Int, end: Int, name: String)] = []
-        for (name, result) in entries {
-            let entry: Entry
-            do { entry = try result.get() } catch {
-                throw invalid("tensor '\(name)' has a malformed header entry (\(describe(error)))")
-            }
-            guard entry.data_offsets.count == 2 else {
-                throw invalid("tensor '\(name)' has \(entry.data_offsets.count) data_offsets, expected 2")
-            }
-            let begin = entry.data_offsets[0], end = entry.data_offsets[1]
+        for (name, entry) in entries {
+            let begin = entry.dataOffsets.begin, end = entry.dataOffsets.end
             guard begin >= 0, end >= begin else {
                 throw invalid("tensor '\(name)' has invalid data_offsets [\(begin), \(end)]")
             }
@@ -113,39 +100,41 @@ enum SafeTensors {
         return count
     }
 
-    private struct Entry: Decodable {
+    private struct Entry {
         let dtype: String
         let shape: [Int]
-        let data_offsets: [Int]
+        let dataOffsets: (begin: Int, end: Int)
     }
 
-    /// Every key but "__metadata__", each entry decoded on its own so errors can name it.
-    private struct Header: Decodable {
-        let entries: [(name: String, entry: Result<Entry, Error>)]
-
-        init(from decoder: Decoder) throws {
-            let container = try decoder.container(keyedBy: Key.self)
-            entries = container.allKeys.filter { $0.stringValue != "__metadata__" }.map { key in
-                (key.stringValue, Result { try container.decode(Entry.self, forKey: key) })
+    /// Every entry but "__metadata__", in file order. A repeated name is an error (the
+    /// strict parser refuses duplicate keys): which copy a reader keeps is undefined.
+    private static func parseHeader(_ header: UnsafeRawBufferPointer, invalid: (String) -> ModelError) throws -> [(name: String, entry: Entry)] {
+        let json: StrictJSON
+        do { json = try StrictJSON.parse(header) } catch {
+            throw invalid("the safetensors header is not valid JSON (\(error))")
+        }
+        guard case .object(let members) = json else {
+            throw invalid("the safetensors header is not valid JSON of the expected form (\(json.kind), not an object)")
+        }
+        func ints(_ value: StrictJSON?, _ what: String, _ name: String) throws -> [Int] {
+            guard case .array(let items)? = value else { throw invalid("tensor '\(name)' has a malformed header entry (\(what) is not a list)") }
+            return try items.map {
+                guard let v = $0.exactInt else { throw invalid("tensor '\(name)' has a malformed header entry (\(what) holds \($0.kind) that is not a whole number in range)") }
+                return v
             }
         }
-
-        private struct Key: CodingKey {
-            let stringValue: String
-            init(stringValue: String) { self.stringValue = stringValue }
-            var intValue: Int? { nil }
-            init?(intValue: Int) { nil }
+        var entries: [(name: String, entry: Entry)] = []
+        entries.reserveCapacity(members.count)
+        for (name, value) in members where name != "__metadata__" {
+            guard case .object = value else { throw invalid("tensor '\(name)' has a malformed header entry (\(value.kind), not an object)") }
+            guard case .string(let dtype)? = value["dtype"] else { throw invalid("tensor '\(name)' has a malformed header entry (missing \"dtype\")") }
+            let shape = try ints(value["shape"], "shape", name)
+            let offsets = try ints(value["data_offsets"], "data_offsets", name)
+            guard offsets.count == 2 else {
+                throw invalid("tensor '\(name)' has \(offsets.count) data_offsets, expected 2")
+            }
+            entries.append((name, Entry(dtype: dtype, shape: shape, dataOffsets: (offsets[0], offsets[1]))))
         }
-    }
-
-    private static func describe(_ error: Error) -> String {
-        switch error {
-        case DecodingError.keyNotFound(let key, _): return "missing \"\(key.stringValue)\""
-        case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
-            let at = context.codingPath.map(\.stringValue).joined(separator: ".")
-            return at.isEmpty ? "wrong type" : "wrong type at \(at)"
-        case DecodingError.dataCorrupted(let context): return context.debugDescription
-        default: return "\(error)"
-        }
+        return entries
     }
 }

@@ -4,6 +4,8 @@
 //   UInt64 N, then "{"…              safetensors
 //   0x80 0x02 (pickle PROTO 2)…      legacy torch.save format: rejected, asks for a re-save
 
+import Foundation
+
 /// The tensors of one file by name, and the file they came from.
 public struct StateDict: Sendable {
     public let path: String
@@ -11,6 +13,10 @@ public struct StateDict: Sendable {
     /// Tensors of dtypes we do not convert (e.g. an int64 `position_ids` buffer). They only
     /// fail when asked for, so a file that carries them still loads.
     private let unsupported: [String: String]
+
+    /// Names asked for through `tensor(_:shape:)`, so that a loader can find the tensors
+    /// nothing used (a config with fewer layers than the file).
+    private let requested = RequestLog()
 
     init(path: String, tensors: [String: Tensor], unsupported: [String: String]) {
         self.path = path
@@ -21,10 +27,22 @@ public struct StateDict: Sendable {
     /// The names of the float tensors, sorted.
     public var names: [String] { tensors.keys.sorted() }
 
+    /// The float tensors, sorted by name.
+    var sortedTensors: [(name: String, tensor: Tensor)] {
+        tensors.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+    }
+
+    /// Float tensors never asked for through `tensor(_:shape:)`, sorted.
+    var unrequestedNames: [String] {
+        let asked = requested.names
+        return tensors.keys.filter { !asked.contains($0) }.sorted()
+    }
+
     public subscript(name: String) -> Tensor? { tensors[name] }
 
     /// The tensor, checked against the expected shape; throws .missingTensor / .shapeMismatch naming file and tensor.
     public func tensor(_ name: String, shape: [Int]) throws -> Tensor {
+        requested.insert(name)
         guard let tensor = tensors[name] else {
             if let dtype = unsupported[name] {
                 throw ModelError.unsupportedDType(path: path, name: name, dtype: dtype)
@@ -38,10 +56,32 @@ public struct StateDict: Sendable {
     }
 }
 
+/// The names a StateDict was asked for; layers are built on several threads at once.
+private final class RequestLog: @unchecked Sendable {  // guarded by lock
+    private let lock = NSLock()
+    private var set = Set<String>()
+    func insert(_ name: String) { lock.lock(); set.insert(name); lock.unlock() }
+    var names: Set<String> { lock.lock(); defer { lock.unlock() }; return set }
+}
+
 public enum WeightFile {
-    /// Reads model.safetensors, pytorch_model.bin or a head .pt file; the format is sniffed from the bytes, not the name.
-    public static func load(_ path: String) throws -> StateDict {
+    /// Reads model.safetensors, pytorch_model.bin or a head .pt file; the format is sniffed
+    /// from the bytes, not the name. `verify` also checks what parsing alone cannot (every
+    /// zip entry's CRC-32, every value finite) by reading the whole file; `BGEM3` does that
+    /// once per version of a file and caches the result.
+    public static func load(_ path: String, verify: Bool = false) throws -> StateDict {
         let file = try MappedFile(path: path)
+        let dict = try load(file)
+        if verify {
+            try verifyChecksums(file)
+            try dict.verifyFinite()
+        }
+        return dict
+    }
+
+    /// Parses the tensor directory of a mapped weight file; no whole-file checks.
+    static func load(_ file: MappedFile) throws -> StateDict {
+        let path = file.path
         let bytes = file.bytes
         if ZipArchive.looksLike(bytes) {
             return try PyTorchCheckpoint.load(file)

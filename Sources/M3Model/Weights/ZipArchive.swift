@@ -16,6 +16,8 @@ struct ZipArchive {
     struct Entry {
         let offset: Int
         let size: Int
+        /// The CRC-32 of the entry's bytes, from the central directory.
+        let crc32: UInt32
     }
 
     /// Entries by name (e.g. "archive/data/0").
@@ -83,7 +85,7 @@ struct ZipArchive {
             guard at <= directoryEnd - 46, try u32(at) == Self.centralSignature else {
                 throw invalid("bad central directory header at byte \(at)")
             }
-            let flags = try u16(at + 8), method = try u16(at + 10)
+            let flags = try u16(at + 8), method = try u16(at + 10), crc = UInt32(try u32(at + 16))
             var compressedSize = try u32(at + 20), size = try u32(at + 24)
             let nameLength = try u16(at + 28), extraLength = try u16(at + 30), commentLength = try u16(at + 32)
             var localOffset = try u32(at + 42)
@@ -128,7 +130,7 @@ struct ZipArchive {
             guard dataOffset <= directoryOffset, size <= directoryOffset - dataOffset else {
                 throw invalid("entry '\(name)' (\(size) bytes at byte \(dataOffset)) extends past the archive's data")
             }
-            guard entries.updateValue(Entry(offset: dataOffset, size: size), forKey: name) == nil else {
+            guard entries.updateValue(Entry(offset: dataOffset, size: size, crc32: crc), forKey: name) == nil else {
                 throw invalid("entry '\(name)' appears twice")
             }
             at = headerEnd

@@ -9,9 +9,11 @@ import Foundation
 ///  "explain": {"dense_candidates": 100, …}}
 /// ```
 /// A mode with weight 0 has a `null` score; `metadata` is the object given when the
-/// document was added, or `null`; `explain` is present only when asked for.
+/// document was added, or `null`; `explain` is present only when asked for, and holds
+/// `model_load` when `modelLoad` is given (the command line loads the model per query;
+/// a server loaded it once, long before).
 extension SearchReport {
-    package func writeJSON(query: String, explain: Bool, to out: inout JSONWriter) {
+    package func writeJSON(query: String, explain: Bool, modelLoad: LoadTimings? = nil, to out: inout JSONWriter) {
         let terms = queryTerms(query)
         out.raw("{\"results\":[")
         for (i, r) in results.enumerated() {
@@ -49,6 +51,10 @@ extension SearchReport {
             out.raw(",\"candidates_ms\":"); out.number(candidateSeconds * 1000)
             out.raw(",\"score_ms\":"); out.number(scoreSeconds * 1000)
             out.raw(",\"fuse_ms\":"); out.number(fuseSeconds * 1000)
+            if let modelLoad {
+                out.raw(",\"model_load\":")
+                modelLoad.writeJSON(to: &out)
+            }
             out.raw("}")
         }
         out.raw("}")
@@ -86,4 +92,21 @@ package func snippet(_ text: String, terms: [String], highlight: Bool) -> String
         }
     }
     return out
+}
+
+extension LoadTimings {
+    /// `{"total_ms": …, "config_ms": …, "tokenizer_ms": …, "tokenizer_cached": true, "weights_ms": …,
+    /// "verification_ms": …, "identity_cached": true, "packing_ms": …}`: the fields of
+    /// `description`, for `--explain --json`.
+    package func writeJSON(to out: inout JSONWriter) {
+        out.raw("{\"total_ms\":"); out.number(total * 1000)
+        out.raw(",\"config_ms\":"); out.number(config * 1000)
+        out.raw(",\"tokenizer_ms\":"); out.number(tokenizer * 1000)
+        out.raw(",\"tokenizer_cached\":\(tokenizerFromCache)")
+        out.raw(",\"weights_ms\":"); out.number(weights * 1000)
+        out.raw(",\"verification_ms\":"); out.number(verification * 1000)
+        out.raw(",\"identity_cached\":\(identityFromCache)")
+        out.raw(",\"packing_ms\":"); out.number(packing * 1000)
+        out.raw("}")
+    }
 }
