@@ -52,7 +52,9 @@ int m3_kernel_level(void);
 #include "CM3IndexKernels.h"
 // MaxSim over compressed ColBERT rows (int8, sign bits, product quantisation).
 #include "CM3CompressedKernels.h"
-// Likewise the int8 / bfloat16 linear-layer kernels (M3Model's --precision).
+// Likewise the int8 / bfloat16 linear-layer kernels (M3Model's --precision)
 #include "CM3LowPrecision.h"
+// and the float32 linear layer of short inputs.
+#include "CM3Linear.h"
 // Per-node spin locks of the parallel HNSW construction.
 #include "CM3Sync.h"
