@@ -74,7 +74,7 @@ struct EncoderLayer: @unchecked Sendable {
         value = try Linear(d, p + "attention.self.value", out: h, in: h, precision: precision)
         attentionOutput = try Linear(d, p + "attention.output.dense", out: h, in: h, precision: precision)
         attentionNorm = try LayerNorm(d, p + "attention.output.LayerNorm", size: h)
-        intermediate = try Linear(d, p + "intermediate.dense", out: i, in: h, precision: precision.feedForwardUp)
+        intermediate = try Linear(d, p + "intermediate.dense", out: i, in: h, precision: precision.feedForwardUp())
         output = try Linear(d, p + "output.dense", out: h, in: i, precision: precision)
         outputNorm = try LayerNorm(d, p + "output.LayerNorm", size: h)
     }
