@@ -198,6 +198,82 @@ void m3_bias_gelu(float *x, const float *bias, size_t rows, size_t cols) {
     m3_bias_gelu_reference(x, bias, rows, cols);
 }
 
+// ---------------------------------------------------------------- attention of short sequences
+// One (sequence, head) pair by dot products: no BLAS call (whose set-up costs more than a
+// 16 × 16 × 64 product) and the scores of one query row at a time.
+void m3_attention_head_reference(const float *q, const float *k, const float *v, size_t ld, size_t len,
+                                 size_t d, float scale, float *out, float *scores) {
+    for (size_t i = 0; i < len; i++) {
+        for (size_t j = 0; j < len; j++) {
+            float dot = 0;
+            for (size_t c = 0; c < d; c++) dot += q[i * ld + c] * k[j * ld + c];
+            scores[j] = scale * dot;
+        }
+        m3_softmax_rows(scores, 1, len);
+        for (size_t c = 0; c < d; c++) {
+            float acc = 0;
+            for (size_t j = 0; j < len; j++) acc += scores[j] * v[j * ld + c];
+            out[i * ld + c] = acc;
+        }
+    }
+}
+
+#if M3_X86
+__attribute__((target("avx2,fma")))
+static inline float hsum256(__m256 v) {
+    __m128 t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    t = _mm_add_ps(t, _mm_movehl_ps(t, t));
+    return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
+}
+
+// d a multiple of 8 (BGE-M3: 64).
+__attribute__((target("avx2,fma")))
+static void attention_head_avx2(const float *q, const float *k, const float *v, size_t ld, size_t len,
+                                size_t d, float scale, float *out, float *scores) {
+    for (size_t i = 0; i < len; i++) {
+        const float *qi = q + i * ld;
+        for (size_t j = 0; j < len; j++) {
+            const float *kj = k + j * ld;
+            __m256 acc = _mm256_setzero_ps();
+            for (size_t c = 0; c < d; c += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(qi + c), _mm256_loadu_ps(kj + c), acc);
+            scores[j] = scale * hsum256(acc);
+        }
+        m3_softmax_rows(scores, 1, len);
+        // out_i = Σ_j p_j · v_j, 64 columns (8 accumulators) at a time.
+        for (size_t c0 = 0; c0 < d; c0 += 64) {
+            size_t w = d - c0 < 64 ? d - c0 : 64;
+            __m256 acc[8];
+            for (int t = 0; t < 8; t++) acc[t] = _mm256_setzero_ps();
+            for (size_t j = 0; j < len; j++) {
+                __m256 p = _mm256_set1_ps(scores[j]);
+                const float *vj = v + j * ld + c0;
+                for (size_t t = 0; t < w / 8; t++) acc[t] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 8 * t), acc[t]);
+            }
+            for (size_t t = 0; t < w / 8; t++) _mm256_storeu_ps(out + i * ld + c0 + 8 * t, acc[t]);
+        }
+    }
+}
+
+static int has_avx2_fma = -1;
+static int avx2_fma(void) {  // detected once; relaxed atomics as in m3_kernel_level
+    int v = __atomic_load_n(&has_avx2_fma, __ATOMIC_RELAXED);
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        __atomic_store_n(&has_avx2_fma, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+#endif
+
+void m3_attention_head(const float *q, const float *k, const float *v, size_t ld, size_t len,
+                       size_t d, float scale, float *out, float *scores) {
+#if M3_X86
+    if (d % 8 == 0 && avx2_fma()) { attention_head_avx2(q, k, v, ld, len, d, scale, out, scores); return; }
+#endif
+    m3_attention_head_reference(q, k, v, ld, len, d, scale, out, scores);
+}
+
 // ---------------------------------------------------------------- normalise, dot
 float m3_dot(const float *a, const float *b, size_t n) {
     float acc = 0;

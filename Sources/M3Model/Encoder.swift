@@ -410,7 +410,10 @@ final class Encoder: @unchecked Sendable {
             }
             clock?.lap("qkv")
             // context = softmax(q·kᵀ/√d)·v per sequence and head   (T, H)
-            attention(sequences, q: q.buffer, k: k.buffer, v: v.buffer, into: context.buffer, scratch: scores)
+            switch path {
+            case .long: attention(sequences, q: q.buffer, k: k.buffer, v: v.buffer, into: context.buffer, scratch: scores)
+            case .short: attentionShort(sequences, q: q.buffer, k: k.buffer, v: v.buffer, into: context.buffer)
+            }
             clock?.lap("attention")
             // x = LayerNorm(context·Woᵀ + bo + x)
             switch path {
@@ -499,6 +502,37 @@ final class Encoder: @unchecked Sendable {
                     r0 += rows
                 }
             }
+        }
+    }
+
+    /// The short path's attention: m3_attention_head per (sequence, head), on the calling
+    /// thread when there is little of it (one query: ~16 K multiply-adds per head, less than
+    /// handing work to another core costs), else spread over the cores.
+    private func attentionShort(_ sequences: [[Int32]], q: UnsafePointer<Float>, k: UnsafePointer<Float>,
+                                v: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) {
+        let h = config.hiddenSize, d = config.headDim, heads = config.headCount
+        let scale = 1 / Float(d).squareRoot()
+        var items: [(first: Int, length: Int, column: Int)] = [], start = 0
+        for seq in sequences {
+            for head in 0..<heads { items.append((start, seq.count, head * d)) }
+            start += seq.count
+        }
+        let longest = sequences.map(\.count).max() ?? 0
+        let work = sequences.reduce(0) { $0 + $1.count * $1.count } * h
+        // The items write disjoint (rows, head) slices of `out`.
+        let shared = UncheckedSendable((q: q, k: k, v: v, out: out, items: items))
+        let run: @Sendable (Int) -> Void = { i in
+            let (q, k, v, out, items) = shared.value
+            let (first, len, col) = items[i]
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: max(longest, 1)) { scores in
+                let o = first * h + col
+                m3_attention_head(q + o, k + o, v + o, h, len, d, scale, out + o, scores.baseAddress)
+            }
+        }
+        if work >= 1 << 21 && ProcessInfo.processInfo.activeProcessorCount > 1 {
+            DispatchQueue.concurrentPerform(iterations: items.count, execute: run)
+        } else {
+            for i in items.indices { run(i) }
         }
     }
 

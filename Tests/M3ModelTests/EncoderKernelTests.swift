@@ -143,3 +143,34 @@ final class ShortLinearKernelTests: XCTestCase {
                               portable: true, fill: 7).map(\.bitPattern))
     }
 }
+
+/// m3_attention_head (the short path's attention) against softmax attention in double.
+final class ShortAttentionKernelTests: XCTestCase {
+    func testMatchesDoublePrecisionAttention() {
+        for (len, d, ld) in [(1, 8, 8), (3, 8, 24), (16, 64, 1024), (37, 64, 130), (5, 12, 12)] {
+            var state = UInt64(len * 1000 + d)
+            func next() -> Float {
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                return Float(state >> 40) / Float(1 << 24) * 4 - 2
+            }
+            let q = (0..<len * ld).map { _ in next() }, k = (0..<len * ld).map { _ in next() }
+            let v = (0..<len * ld).map { _ in next() }
+            let scale = 1 / Float(d).squareRoot()
+            var fast = [Float](repeating: .nan, count: len * ld), slow = fast
+            var scores = [Float](repeating: 0, count: len)
+            m3_attention_head(q, k, v, ld, len, d, scale, &fast, &scores)
+            m3_attention_head_reference(q, k, v, ld, len, d, scale, &slow, &scores)
+            for i in 0..<len {
+                let s = (0..<len).map { j in (0..<d).reduce(0.0) { $0 + Double(q[i * ld + $1]) * Double(k[j * ld + $1]) } * Double(scale) }
+                let mx = s.max()!, e = s.map { exp($0 - mx) }, sum = e.reduce(0, +)
+                for c in 0..<d {
+                    let exact = (0..<len).reduce(0.0) { $0 + e[$1] / sum * Double(v[$1 * ld + c]) }
+                    XCTAssertEqual(Double(fast[i * ld + c]), exact, accuracy: 1e-5, "len \(len) d \(d) (\(i), \(c))")
+                    XCTAssertEqual(Double(slow[i * ld + c]), exact, accuracy: 1e-5, "len \(len) d \(d) (\(i), \(c)) reference")
+                }
+                // Columns outside the head are never written.
+                if d < ld { XCTAssertTrue(fast[i * ld + d].isNaN) }
+            }
+        }
+    }
+}

@@ -14,6 +14,19 @@ final class ShortPathTests: XCTestCase {
         return seen
     }
 
+    /// Models are loaded once per (folder, precision) for all tests (loading dominates them).
+    nonisolated(unsafe) static var loaded: [String: BGEM3] = [:]
+    static let lock = NSLock()
+    func model(_ name: String, _ precision: Precision = .float32) throws -> BGEM3 {
+        Self.lock.lock()
+        defer { Self.lock.unlock() }
+        let key = "\(name) \(precision)"
+        if let m = Self.loaded[key] { return m }
+        let m = try BGEM3(folder: Fixtures.model(name), precision: precision)
+        Self.loaded[key] = m
+        return m
+    }
+
     func texts() throws -> [String] {
         try Fixtures.reference("tiny-safetensors").encodings[0].items.map(\.text)
     }
@@ -23,7 +36,7 @@ final class ShortPathTests: XCTestCase {
     func testShortPathMatchesLongPath() throws {
         for name in ["tiny-safetensors", "tiny-bin"] {
             for precision in precisions {
-                let model = try BGEM3(folder: Fixtures.model(name), precision: precision)
+                let model = try model(name, precision)
                 let ids = try texts().map { model.tokenizer.encode($0, maxLength: Encoder.shortSequenceLimit) }
                 let total = ids.reduce(0) { $0 + $1.count }
                 let h = model.config.hiddenSize
@@ -31,10 +44,12 @@ final class ShortPathTests: XCTestCase {
                 long.withUnsafeMutableBufferPointer { model.encoder.forward(ids, total: total, into: $0.baseAddress!, path: .long) }
                 short.withUnsafeMutableBufferPointer { model.encoder.forward(ids, total: total, into: $0.baseAddress!, path: .short) }
                 XCTAssertFalse(short.contains { !$0.isFinite })
-                // LayerNorm'd states of order 1; float32 sums in another order differ by ~1e-7.
-                // In int8 a rounding difference can move one activation by a quantization step.
+                // float32 sums in another order differ by a few ulps per layer (relative to
+                // max(1, |x|): LayerNorm'd states reach ~10 here). In int8 a rounding difference
+                // can move one activation by a quantization step.
                 let tolerance: Float = precision == .int8 ? 2e-2 : precision == .bfloat16 ? 1e-3 : 1e-5
-                XCTAssertLessThanOrEqual(maxAbsDiff(long, short), tolerance, "\(name) \(precision)")
+                let worst = zip(long, short).reduce(Float(0)) { max($0, abs($1.0 - $1.1) / max(1, abs($1.0))) }
+                XCTAssertLessThanOrEqual(worst, tolerance, "\(name) \(precision)")
             }
         }
     }
@@ -43,7 +58,7 @@ final class ShortPathTests: XCTestCase {
     func testBatchedShortTextsAreIdenticalToEachAlone() throws {
         let all = try texts()
         for precision in precisions {
-            let model = try BGEM3(folder: Fixtures.model("tiny-safetensors"), precision: precision)
+            let model = try model("tiny-safetensors", precision)
             let options = EncodeOptions(maxLength: 512)
             let lengths = try all.map { try model.encode([$0], options: options)[0].tokenIDs.count }
             let short = all.indices.filter { lengths[$0] <= Encoder.shortSequenceLimit }
@@ -69,7 +84,7 @@ final class ShortPathTests: XCTestCase {
     /// Concurrent calls on one model (a server's batches) give what sequential calls give.
     func testConcurrentBatchesMatchSequential() throws {
         let all = try texts()
-        let model = try BGEM3(folder: Fixtures.model("tiny-bin"))
+        let model = try model("tiny-bin")
         let batches = (0..<8).map { b in (0..<(b % 4 + 1) * 3).map { all[(b * 7 + $0 * 5) % all.count] } }
         let sequential = try batches.map { try model.encode($0) }
         // Each batch three times, all at once; every run writes its own slot.

@@ -24,6 +24,16 @@ void m3_bias_gelu(float *x, const float *bias, size_t rows, size_t cols);
 /// s (rows, cols) ← softmax over each row, in place (max-subtracted, float accumulation).
 void m3_softmax_rows(float *s, size_t rows, size_t cols);
 
+/// Scaled dot-product attention of one head of one short sequence:
+/// out[i] (d) = Σ_j p_ij · v[j],  p_i = softmax_j(scale · q[i]·k[j]),  i, j < len.
+/// q, k, v, out: len rows of d floats, row stride ld (a head's columns of the packed (T, H)
+/// matrices). scores: len floats of scratch. Rows of out depend on their own q row only.
+void m3_attention_head(const float *q, const float *k, const float *v, size_t ld, size_t len,
+                       size_t d, float scale, float *out, float *scores);
+/// Plain loops, the reference m3_attention_head is tested against.
+void m3_attention_head_reference(const float *q, const float *k, const float *v, size_t ld, size_t len,
+                                 size_t d, float scale, float *out, float *scores);
+
 /// Each row of x (rows, cols) scaled to unit L2 norm (rows of norm 0 stay 0, like torch's
 /// F.normalize with eps 1e-12).
 void m3_l2_normalize_rows(float *x, size_t rows, size_t cols);
