@@ -107,17 +107,28 @@ static inline void f32_tile(int mr, int nb, const float *x, size_t ldx, const fl
     }
 }
 
-#define F32_TILE_CASE(MR, NB) \
-    case (MR) * 4 + (NB): f32_tile(MR, NB, x, ldx, w, ldw, k, bias, y, ldy, next); break;
+// Every (mr, nb) tile shape up to (F32_MR, F32_NB) as its own inlined instance.
+#define F32_NB_CASES(MR)                                                                      \
+    switch (nb) {                                                                            \
+    case 1: f32_tile(MR, 1, x, ldx, w, ldw, k, bias, y, ldy, next); break;                  \
+    case 2: f32_tile(MR, 2 <= F32_NB ? 2 : F32_NB, x, ldx, w, ldw, k, bias, y, ldy, next); break; \
+    case 3: f32_tile(MR, 3 <= F32_NB ? 3 : F32_NB, x, ldx, w, ldw, k, bias, y, ldy, next); break; \
+    case 4: f32_tile(MR, 4 <= F32_NB ? 4 : F32_NB, x, ldx, w, ldw, k, bias, y, ldy, next); break; \
+    case 5: f32_tile(MR, 5 <= F32_NB ? 5 : F32_NB, x, ldx, w, ldw, k, bias, y, ldy, next); break; \
+    case 6: f32_tile(MR, 6 <= F32_NB ? 6 : F32_NB, x, ldx, w, ldw, k, bias, y, ldy, next); break; \
+    default: break;                                                                          \
+    }
 
 F32_TARGET
 static void f32_tile_any(int mr, int nb, const float *x, size_t ldx, const float *w, size_t ldw, size_t k,
                          const float *bias, float *y, size_t ldy, const float *next) {
-    switch (mr * 4 + nb) {
-    F32_TILE_CASE(4, 3) F32_TILE_CASE(4, 2) F32_TILE_CASE(4, 1)
-    F32_TILE_CASE(3, 3) F32_TILE_CASE(3, 2) F32_TILE_CASE(3, 1)
-    F32_TILE_CASE(2, 3) F32_TILE_CASE(2, 2) F32_TILE_CASE(2, 1)
-    F32_TILE_CASE(1, 3) F32_TILE_CASE(1, 2) F32_TILE_CASE(1, 1)
+    switch (mr) {
+    case 1: F32_NB_CASES(1) break;
+    case 2: F32_NB_CASES(2 <= F32_MR ? 2 : F32_MR) break;
+    case 3: F32_NB_CASES(3 <= F32_MR ? 3 : F32_MR) break;
+    case 4: F32_NB_CASES(4 <= F32_MR ? 4 : F32_MR) break;
+    case 5: F32_NB_CASES(5 <= F32_MR ? 5 : F32_MR) break;
+    case 6: F32_NB_CASES(6 <= F32_MR ? 6 : F32_MR) break;
     default: break;
     }
 }

@@ -171,6 +171,8 @@ private func linearShort(_ x: UnsafePointer<Float>, rows: Int, _ outputs: [Short
                          scratch: ConversionScratch?) {
     guard rows > 0, let first = outputs.first?.layer else { return }
     let k = first.inFeatures
+    precondition(outputs.allSatisfy { $0.layer.inFeatures == k && $0.layer.packed?.precision == first.packed?.precision },
+                 "outputs of one short linear step share x and its conversion")
     // (output, first column, end column) per chunk; packed chunks are whole panels.
     var chunks: [(output: Int, j0: Int, j1: Int)] = []
     let cores = ProcessInfo.processInfo.activeProcessorCount
