@@ -47,6 +47,35 @@ final class EncoderKernelTests: XCTestCase {
         }
     }
 
+    func testLayerNormMatchesDoublePrecision() {
+        for cols in [1, 7, 8, 20, 1024, 1030] {
+            let rows = 3
+            let x = randomValues(rows * cols, scale: 6, seed: UInt64(cols) + 7).map { $0 + 3 }  // off-centre rows
+            let residual = randomValues(rows * cols, scale: 2, seed: UInt64(cols) + 8)
+            let gamma = randomValues(cols, scale: 1, seed: 9).map { $0 + 1 }, beta = randomValues(cols, scale: 0.5, seed: 10)
+            for withResidual in [true, false] {
+                var fast = x, slow = x
+                if withResidual {
+                    m3_add_layernorm(&fast, residual, rows, cols, gamma, beta, 1e-5)
+                    m3_add_layernorm_reference(&slow, residual, rows, cols, gamma, beta, 1e-5)
+                } else {
+                    m3_add_layernorm(&fast, nil, rows, cols, gamma, beta, 1e-5)
+                    m3_add_layernorm_reference(&slow, nil, rows, cols, gamma, beta, 1e-5)
+                }
+                for r in 0..<rows {
+                    let v = (0..<cols).map { Double(x[r * cols + $0]) + (withResidual ? Double(residual[r * cols + $0]) : 0) }
+                    let mean = v.reduce(0, +) / Double(cols)
+                    let variance = v.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(cols)
+                    for c in 0..<cols {
+                        let exact = (v[c] - mean) / (variance + 1e-5).squareRoot() * Double(gamma[c]) + Double(beta[c])
+                        XCTAssertEqual(Double(fast[r * cols + c]), exact, accuracy: 2e-6 * max(1, abs(exact)), "cols \(cols) (\(r), \(c))")
+                        XCTAssertEqual(Double(slow[r * cols + c]), exact, accuracy: 2e-6 * max(1, abs(exact)), "cols \(cols) reference")
+                    }
+                }
+            }
+        }
+    }
+
     func testReportsKernelLevel() {
         XCTAssertTrue((0...2).contains(m3_kernel_level()))
     }

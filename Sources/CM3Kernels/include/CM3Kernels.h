@@ -12,8 +12,12 @@ extern "C" {
 #endif
 
 /// x (rows, cols) ← LayerNorm(x + residual) · gamma + beta, per row; residual may be NULL.
+/// Mean and variance are summed in double.
 void m3_add_layernorm(float *x, const float *residual, size_t rows, size_t cols,
                       const float *gamma, const float *beta, float eps);
+/// Its portable version (the reference the SIMD one is tested against).
+void m3_add_layernorm_reference(float *x, const float *residual, size_t rows, size_t cols,
+                                const float *gamma, const float *beta, float eps);
 
 /// x (rows, cols) += bias (cols) on every row.
 void m3_add_bias(float *x, const float *bias, size_t rows, size_t cols);
