@@ -18,7 +18,7 @@ struct ShortQueryBench: ParsableCommand {
     @Option(help: "Timed repetitions per batch size (fresh queries each time).") var repeats: Int = 5
     @Option(help: "Forward path: auto, short (dot-product kernels) or long (sgemm, the path before the short one).")
     var path: String = "auto"
-    @Flag(help: "Read JSON lines {\"ids\": [[token ids]]} on stdin; answer {\"seconds\": …} per line.") var serve = false
+    @Flag(help: "Read JSON lines {\"ids\": [[token ids]]} on stdin; answer {\"seconds\": …} per line (with \"check\": true, whether each query's outputs are bit-identical alone and in the batch).") var serve = false
 
     func run() throws {
         guard let requested = Precision(precision) else { throw ValidationError("unknown precision \(precision)") }
@@ -45,6 +45,20 @@ struct ShortQueryBench: ParsableCommand {
             print(String(format: "%5d %12.1f %11.1f %15.1f %9.2f×", b, median * 1e3, Double(b) / median, oneByOne * 1e3,
                          single > 0 ? oneByOne / median : 0))
         }
+        if let largest = sizes.max() {
+            let differ = try batchDifferences(m3, queries(largest))
+            print("batch invariance: \(largest - differ.count) of \(largest) queries bit-identical alone and in the batch")
+        }
+    }
+
+    /// Indices of the queries whose outputs (dense, sparse, ColBERT) are not bit for bit the
+    /// same encoded alone as in `sequences` together: the promise dynamic batching relies on.
+    private func batchDifferences(_ m3: BGEM3, _ sequences: [[Int32]]) throws -> [Int] {
+        let together = try m3.encode(tokenIDs: sequences)
+        return try sequences.indices.filter { i in
+            let alone = try m3.encode(tokenIDs: [sequences[i]])[0]
+            return !sameBits(alone, together[i])
+        }
     }
 
     /// Wall seconds of one encode call on `sequences` (valid ids, so the path is the only choice).
@@ -59,15 +73,37 @@ struct ShortQueryBench: ParsableCommand {
     }
 
     private func answer(_ m3: BGEM3) throws {
-        struct Request: Decodable { let ids: [[Int32]] }
+        struct Request: Decodable { let ids: [[Int32]]; var check: Bool? }
         // Unbuffered writes: the driver waits for each line.
         func reply(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
         reply("{\"ready\": true, \"precision\": \"\(m3.precision)\"}")
         while let line = readLine() {
             guard !line.isEmpty else { continue }
             let request = try JSONDecoder().decode(Request.self, from: Data(line.utf8))
+            if request.check == true {
+                let differ = try batchDifferences(m3, request.ids)
+                reply("{\"checked\": \(request.ids.count), \"differ\": \(differ)}")
+                continue
+            }
+            let cpu0 = cpuSeconds()
             let seconds = try encode(m3, request.ids)
-            reply("{\"seconds\": \(seconds)}")
+            reply("{\"seconds\": \(seconds), \"cpu_seconds\": \(cpuSeconds() - cpu0)}")
         }
     }
+}
+
+/// Equal bit patterns throughout (Float's == would take -0 for +0).
+private func sameBits(_ a: Embedding, _ b: Embedding) -> Bool {
+    func bits(_ v: [Float]?) -> [UInt32]? { v?.map(\.bitPattern) }
+    return a.tokenIDs == b.tokenIDs && bits(a.dense) == bits(b.dense)
+        && a.sparse?.ids == b.sparse?.ids && bits(a.sparse?.weights) == bits(b.sparse?.weights)
+        && a.colbert?.dimension == b.colbert?.dimension && bits(a.colbert?.values) == bits(b.colbert?.values)
+}
+
+/// User + system CPU seconds of this process so far (all threads).
+private func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
