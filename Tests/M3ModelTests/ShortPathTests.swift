@@ -61,8 +61,8 @@ final class ShortPathTests: XCTestCase {
             let model = try model("tiny-safetensors", precision)
             let options = EncodeOptions(maxLength: 512)
             let lengths = try all.map { try model.encode([$0], options: options)[0].tokenIDs.count }
-            let short = all.indices.filter { lengths[$0] <= Encoder.shortSequenceLimit }
-            let long = all.indices.filter { lengths[$0] > Encoder.shortSequenceLimit }
+            let short = all.indices.filter { lengths[$0] <= BGEM3.batchInvariantMaxTokens }
+            let long = all.indices.filter { lengths[$0] > BGEM3.batchInvariantMaxTokens }
             XCTAssertGreaterThan(short.count, 20)
             XCTAssertGreaterThan(long.count, 0)
             let alone = try all.map { try model.encode([$0], options: options)[0] }
@@ -70,13 +70,18 @@ final class ShortPathTests: XCTestCase {
             // A batch of short texts only, then every text together (short and long packed in
             // one call, split into a short and a long pass).
             let batch = try model.encode(short.map { all[$0] }, options: options)
-            for (i, e) in zip(short, batch) { XCTAssertEqual(e, alone[i], "\(precision) short batch, text \(i)") }
+            for (i, e) in zip(short, batch) { XCTAssertEqual(bits(e), bits(alone[i]), "\(precision) short batch, text \(i)") }
             let mixed = try model.encode(all, options: EncodeOptions(maxLength: 512, batchTokens: 100_000))
-            for i in short { XCTAssertEqual(mixed[i], alone[i], "\(precision) mixed batch, short text \(i)") }
+            for i in short { XCTAssertEqual(bits(mixed[i]), bits(alone[i]), "\(precision) mixed batch, short text \(i)") }
+            // Long texts go through sgemm, whose sums depend on the batch's shape: equal within
+            // rounding. In int8 such a rounding difference can move an activation across a
+            // quantization step (seen: 1.3e-5 on one ColBERT value).
+            let tolerance: Float = precision == .int8 ? 1e-3 : 1e-5
             for i in long {
                 XCTAssertEqual(mixed[i].tokenIDs, alone[i].tokenIDs)
-                XCTAssertLessThanOrEqual(maxAbsDiff(mixed[i].dense!, alone[i].dense!), 1e-5, "\(precision) long text \(i)")
-                XCTAssertLessThanOrEqual(maxAbsDiff(mixed[i].colbert!.values, alone[i].colbert!.values), 1e-5)
+                XCTAssertLessThanOrEqual(maxAbsDiff(mixed[i].dense!, alone[i].dense!), tolerance, "\(precision) long text \(i)")
+                XCTAssertLessThanOrEqual(maxAbsDiff(mixed[i].colbert!.values, alone[i].colbert!.values), tolerance,
+                                         "\(precision) long text \(i) ColBERT")
             }
         }
     }
@@ -100,6 +105,15 @@ final class ShortPathTests: XCTestCase {
             runs.values[i] = out
             runs.lock.unlock()
         }
-        for (i, out) in runs.values.enumerated() { XCTAssertEqual(out, sequential[i % batches.count], "run \(i)") }
+        for (i, out) in runs.values.enumerated() {
+            XCTAssertEqual(out?.map(bits), sequential[i % batches.count].map(bits), "run \(i)")
+        }
+    }
+
+    /// An embedding's every bit (Float's == would take -0 for +0).
+    func bits(_ e: Embedding) -> [UInt32] {
+        e.tokenIDs.map { UInt32(bitPattern: $0) } + [0xFFFF_FFFF] + (e.dense ?? []).map(\.bitPattern) + [0xFFFF_FFFF]
+            + (e.sparse?.ids ?? []).map { UInt32(bitPattern: $0) } + (e.sparse?.weights ?? []).map(\.bitPattern)
+            + [0xFFFF_FFFF] + (e.colbert?.values ?? []).map(\.bitPattern)
     }
 }
