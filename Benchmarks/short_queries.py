@@ -119,7 +119,8 @@ def main():
 
     record = {"benchmark": "short_queries", "date": datetime.datetime.now().isoformat(timespec="seconds"),
               "commit": commit, "cpu": cpu_name(), "threads": THREADS, "length": args.length,
-              "rounds": args.rounds, "batches": batches, "phases": {}}
+              "rounds": args.rounds, "batches": batches, "phases": {},
+              "load_average_start": os.getloadavg()}  # the machine is shared: how busy it was
     for phase in args.phases.split(","):
         engines = [M3Search(phase, args.model)]
         if phase in ONNX:
@@ -136,6 +137,7 @@ def main():
         print_phase(phase, ran, times, batches, args.length)
         print(f"batch invariance: {batches[-1] - len(differ)} of {batches[-1]} queries bit-identical alone and in one batch")
 
+    record["load_average_end"] = os.getloadavg()
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
     with open(RESULTS, "a") as f:
         f.write(json.dumps(record) + "\n")
