@@ -278,6 +278,128 @@ static void i8_gemm_vnni(const m3_i8_weights *w, const uint8_t *q, size_t ldq, c
 }
 #endif
 
+// ---------------------------------------------------------------- gemm, AVX2
+// Without VNNI: the same packed weights and the same exact int32 sums, from vpmaddwd on
+// 16-bit values. A 16-byte load of a panel row (4 columns × 4 k) sign-extends to 16 int16;
+// against x's 4 values of those k (u8 widened to int16, the qword broadcast) vpmaddwd gives
+// each column's two pair sums, which hadd folds at the end. |u8·s8 pair| ≤ 64 770 fits int32.
+#if M3_X86
+#define I8_AVX2_TARGET __attribute__((target("avx2,fma")))
+enum { I8_AVX2_MR = 6, I8_AVX2_NC = 8 };
+
+static int has_avx2 = -1;
+static int avx2(void) {  // detected once; relaxed atomics as in m3_kernel_level
+    int v = __atomic_load_n(&has_avx2, __ATOMIC_RELAXED);
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        __atomic_store_n(&has_avx2, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
+// One mr×8 tile: rows x16[0..<mr] (int16, row stride ldx) against 8 columns of one panel
+// (`cols` points at their 32 bytes in the panel's first k group), all k4 groups; then the
+// same dequantization as the VNNI tile. `mr` is a constant after inlining (12 accumulators).
+I8_AVX2_TARGET __attribute__((always_inline))
+static inline void i8_tile_avx2(int mr, const int16_t *x16, size_t ldx, const int8_t *cols, size_t k4,
+                                const float *sx, const int32_t *zx, const float *sw, const int32_t *colsum,
+                                const float *bias, float *y, size_t ldy, size_t ncols) {
+    __m256i acc[I8_AVX2_MR][2];
+    for (int i = 0; i < I8_AVX2_MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
+    const int8_t *b = cols;
+    for (size_t s = 0; s < k4; s++, b += I8_NR * 4) {
+        __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b));
+        __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + 16)));
+        for (int i = 0; i < I8_AVX2_MR; i++) {
+            if (i >= mr) break;
+            int64_t x4;
+            memcpy(&x4, x16 + i * ldx + 4 * s, 8);
+            __m256i a = _mm256_set1_epi64x(x4);
+            acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(w0, a));
+            acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(w1, a));
+        }
+    }
+    __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)ncols), lanes);
+    __m256 bv = bias ? _mm256_maskload_ps(bias, m) : _mm256_setzero_ps();
+    __m256 swv = _mm256_loadu_ps(sw);
+    __m256i cs = _mm256_loadu_si256((const __m256i *)colsum);
+    for (int i = 0; i < I8_AVX2_MR; i++) {
+        if (i >= mr) break;
+        // hadd gives columns (0 1 4 5 | 2 3 6 7); the qword permute puts them in order.
+        __m256i sums = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[i][0], acc[i][1]), 0xD8);
+        __m256i corrected = _mm256_sub_epi32(sums, _mm256_mullo_epi32(_mm256_set1_epi32(zx[i]), cs));
+        __m256 scale = _mm256_mul_ps(_mm256_set1_ps(sx[i]), swv);
+        _mm256_maskstore_ps(y + i * ldy, m, _mm256_fmadd_ps(_mm256_cvtepi32_ps(corrected), scale, bv));
+    }
+}
+
+I8_AVX2_TARGET
+static void i8_tile_avx2_any(int mr, const int16_t *x16, size_t ldx, const int8_t *cols, size_t k4,
+                             const float *sx, const int32_t *zx, const float *sw, const int32_t *colsum,
+                             const float *bias, float *y, size_t ldy, size_t ncols) {
+    switch (mr) {
+    case 6: i8_tile_avx2(6, x16, ldx, cols, k4, sx, zx, sw, colsum, bias, y, ldy, ncols); break;
+    case 5: i8_tile_avx2(5, x16, ldx, cols, k4, sx, zx, sw, colsum, bias, y, ldy, ncols); break;
+    case 4: i8_tile_avx2(4, x16, ldx, cols, k4, sx, zx, sw, colsum, bias, y, ldy, ncols); break;
+    case 3: i8_tile_avx2(3, x16, ldx, cols, k4, sx, zx, sw, colsum, bias, y, ldy, ncols); break;
+    case 2: i8_tile_avx2(2, x16, ldx, cols, k4, sx, zx, sw, colsum, bias, y, ldy, ncols); break;
+    case 1: i8_tile_avx2(1, x16, ldx, cols, k4, sx, zx, sw, colsum, bias, y, ldy, ncols); break;
+    default: break;
+    }
+}
+
+/// Returns 0 when the widened-activation buffer cannot be allocated (the caller falls back).
+I8_AVX2_TARGET
+static int i8_gemm_avx2(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
+                        const int32_t *zero, size_t rows, const float *bias, float *y, size_t ldy,
+                        size_t panel_begin, size_t panel_end) {
+    size_t k4 = w->k4, kk = k4 * 4;
+    // Blocks of rows whose int16 activations (≤ 256 KB) stay in L2 while every panel of the
+    // range streams past them once per block (a short query's rows are one block).
+    size_t block = (256 * 1024 / (kk * 2)) / I8_AVX2_MR * I8_AVX2_MR;
+    if (block < I8_AVX2_MR) block = I8_AVX2_MR;
+    if (block > rows) block = rows;
+    int16_t *x16 = aligned_alloc(32, (block * kk * 2 + 31) & ~(size_t)31);
+    if (!x16) return 0;
+    for (size_t r0 = 0; r0 < rows; r0 += block) {
+        size_t rend = r0 + block < rows ? r0 + block : rows;
+        for (size_t r = r0; r < rend; r++) {
+            const uint8_t *qr = q + r * ldq;
+            int16_t *xr = x16 + (r - r0) * kk;
+            size_t c = 0;
+            for (; c + 16 <= kk; c += 16)
+                _mm256_storeu_si256((__m256i *)(xr + c), _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(qr + c))));
+            for (; c < kk; c++) xr[c] = qr[c];
+        }
+        for (size_t p = panel_begin; p < panel_end; p++) {
+            const int8_t *panel = w->packed + p * k4 * I8_NR * 4;
+            size_t j0 = p * I8_NR, ncols = w->n - j0 < I8_NR ? w->n - j0 : I8_NR;
+            for (size_t g = 0; g * I8_AVX2_NC < ncols; g++) {
+                size_t c0 = g * I8_AVX2_NC, nc = ncols - c0 < I8_AVX2_NC ? ncols - c0 : I8_AVX2_NC;
+                const float *b = bias ? bias + j0 + c0 : NULL;
+                for (size_t r = r0; r < rend; r += I8_AVX2_MR) {
+                    int mr = rend - r < I8_AVX2_MR ? (int)(rend - r) : I8_AVX2_MR;
+                    i8_tile_avx2_any(mr, x16 + (r - r0) * kk, kk, panel + c0 * 4, k4, scale + r, zero + r,
+                                     w->scale + j0 + c0, w->colsum + j0 + c0, b, y + r * ldy + j0 + c0, ldy, nc);
+                }
+            }
+        }
+    }
+    free(x16);
+    return 1;
+}
+#endif
+
+int m3_i8_gemm_is_fast(void) {
+#if M3_X86
+    return vnni() || avx2();
+#else
+    return 0;
+#endif
+}
+
 void m3_i8_gemm(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
                 const int32_t *zero, size_t rows, const float *bias, float *y, size_t ldy,
                 size_t panel_begin, size_t panel_end) {
@@ -285,6 +407,7 @@ void m3_i8_gemm(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const floa
     if (panel_begin >= panel_end || rows == 0) return;
 #if M3_X86
     if (vnni()) { i8_gemm_vnni(w, q, ldq, scale, zero, rows, bias, y, ldy, panel_begin, panel_end); return; }
+    if (avx2() && i8_gemm_avx2(w, q, ldq, scale, zero, rows, bias, y, ldy, panel_begin, panel_end)) return;
 #endif
     m3_i8_gemm_reference(w, q, ldq, scale, zero, rows, bias, y, ldy, panel_begin, panel_end);
 }

@@ -30,6 +30,13 @@ public final class BGEM3: Sendable {
     /// model.safetensors or pytorch_model.bin, whichever was loaded.
     let weightsPath: String
 
+    /// Sequences of at most this many tokens (with `<s>` and `</s>`) take the short-query
+    /// path, which computes each row from that row alone: their outputs are bit for bit the
+    /// same encoded alone or in any batch, in every precision. Longer ones take the packed
+    /// sgemm path, whose last bits may depend on their batch. (A dynamic batcher groups the
+    /// former and encodes the latter alone.)
+    public static let batchInvariantMaxTokens = Encoder.shortSequenceLimit
+
     /// The files of a model folder, as downloaded from Hugging Face.
     public enum File {
         public static let config = "config.json"

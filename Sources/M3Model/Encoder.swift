@@ -7,6 +7,13 @@
 // matrix, T = Σ lengths, with no padding at all. Every linear layer is then one large
 // sgemm over all T rows, and attention runs per sequence, so a text's outputs never
 // depend on what it is batched with.
+//
+// Short sequences (queries, ≤ `Encoder.shortSequenceLimit` tokens) take the *short path*:
+// the same forward pass with linear layers that stream each weight once as dot products of
+// x rows and W rows (m3_f32_linear, or the int8 / bf16 kernels on their packed weights),
+// where sgemm would spend more time packing the weights than multiplying them. Every kernel
+// of the short path computes a row's outputs from that row alone, in a fixed order, so a
+// query's outputs are bit for bit the same alone or in any batch of short queries.
 import CM3Kernels
 import COpenBLAS
 import Foundation
@@ -67,7 +74,7 @@ struct EncoderLayer: @unchecked Sendable {
         value = try Linear(d, p + "attention.self.value", out: h, in: h, precision: precision)
         attentionOutput = try Linear(d, p + "attention.output.dense", out: h, in: h, precision: precision)
         attentionNorm = try LayerNorm(d, p + "attention.output.LayerNorm", size: h)
-        intermediate = try Linear(d, p + "intermediate.dense", out: i, in: h, precision: precision.feedForwardUp)
+        intermediate = try Linear(d, p + "intermediate.dense", out: i, in: h, precision: precision.feedForwardUp())
         output = try Linear(d, p + "output.dense", out: h, in: i, precision: precision)
         outputNorm = try LayerNorm(d, p + "output.LayerNorm", size: h)
     }
@@ -146,6 +153,66 @@ private func linear(_ x: UnsafePointer<Float>, rows: Int, _ l: Linear, into y: U
         return
     }
     linearFloat32(x, rows: rows, l.weight!, bias: addingBias ? bias : nil, into: y)
+}
+
+/// One output of a short-path linear step: y (rows, out) = x·Wᵀ + b, or GELU(x·Wᵀ + b).
+private struct ShortOutput {
+    let layer: Linear
+    let y: UnsafeMutablePointer<Float>
+    var gelu = false
+}
+
+/// The short path's linear step: every output of `outputs` (layers sharing x (rows, in))
+/// in one parallel step. Their columns are cut into chunks that the cores take in turn, so
+/// a core slowed by another process takes fewer. float32 weights run m3_f32_linear in place;
+/// packed weights convert x once for all outputs (q, k and v share it) and run their kernel on
+/// panel ranges. Each chunk adds its bias (and GELU) while its columns are in cache.
+private func linearShort(_ x: UnsafePointer<Float>, rows: Int, _ outputs: [ShortOutput],
+                         scratch: ConversionScratch?) {
+    guard rows > 0, let first = outputs.first?.layer else { return }
+    let k = first.inFeatures
+    precondition(outputs.allSatisfy { $0.layer.inFeatures == k && $0.layer.packed?.precision == first.packed?.precision },
+                 "outputs of one short linear step share x and its conversion")
+    // (output, first column, end column) per chunk; packed chunks are whole panels.
+    var chunks: [(output: Int, j0: Int, j1: Int)] = []
+    let cores = ProcessInfo.processInfo.activeProcessorCount
+    let totalColumns = outputs.reduce(0) { $0 + $1.layer.outFeatures }
+    // ~8 chunks per core: fine enough to balance, coarse enough that each streams ≥ 48 rows of W.
+    let target = max(48, totalColumns / max(8 * cores, 1))
+    for (i, o) in outputs.enumerated() {
+        let n = o.layer.outFeatures
+        let width = o.layer.packed == nil ? (target + 2) / 3 * 3 : max(1, target / 64) * 64
+        var j = 0
+        while j < n { chunks.append((i, j, min(j + width, n))); j += width }
+    }
+    let conversion = first.packed == nil ? nil : scratch ?? ConversionScratch(rows: rows, inFeatures: k)
+    defer { withExtendedLifetime(conversion) {} }
+    var converted: UnsafeMutableRawPointer? = nil
+    if let packed = first.packed, let conversion {
+        converted = conversion.bytes(rows: rows, inFeatures: k)
+        packed.convert(x, rows: rows, into: converted!)
+    }
+    // Chunks write disjoint columns of their outputs.
+    let shared = UncheckedSendable((x: x, converted: converted, outputs: outputs, chunks: chunks))
+    let run: @Sendable (Int) -> Void = { c in
+        let (x, converted, outputs, chunks) = shared.value
+        let (i, j0, j1) = chunks[c]
+        let o = outputs[i], l = o.layer, n = l.outFeatures
+        let bias = l.bias.pointer
+        if let packed = l.packed, let converted {
+            packed.multiplyConverted(rows: rows, scratch: converted, bias: o.gelu ? nil : bias,
+                                     into: o.y, panels: j0 / 64 ..< (j1 + 63) / 64)
+        } else if let w = l.weight {
+            m3_f32_linear(x, rows, k, k, w.pointer, k, o.gelu ? nil : bias, o.y, n, j0, j1)
+        }
+        if o.gelu { for r in 0..<rows { m3_bias_gelu(o.y + r * n + j0, bias + j0, 1, j1 - j0) } }
+    }
+    // Below ~1 M multiply-adds the hand-off to a second core costs more than it saves.
+    if cores > 1 && rows * totalColumns * k >= 1 << 20 {
+        DispatchQueue.concurrentPerform(iterations: chunks.count, execute: run)
+    } else {
+        for c in chunks.indices { run(c) }
+    }
 }
 
 /// Runs a row-wise kernel over `rows` rows in blocks, on all cores when the work is
@@ -254,23 +321,53 @@ final class Encoder: @unchecked Sendable {
         self.precision = precision
     }
 
-    /// Runs the encoder on a packed batch and returns each sequence's outputs.
+    /// Sequences of at most this many tokens (with `<s>` and `</s>`: queries) run the short
+    /// path, in a forward pass of their own when batched with longer ones.
+    static let shortSequenceLimit = 64
+
+    /// The linear-layer kernels of a forward pass (see the file header).
+    enum Path { case long, short }
+
+    /// The path a packed batch takes when not told: short when every sequence is short.
+    static func path(for sequences: [[Int32]]) -> Path {
+        sequences.allSatisfy { $0.count <= shortSequenceLimit } ? .short : .long
+    }
+
+    /// Runs the encoder on a batch and returns each sequence's outputs, in order.
     /// `sequences` hold token ids with specials, each at most `config.maxSequenceLength` long.
+    /// Short and long sequences run in separate packed passes, so a short sequence always
+    /// takes the short path and its outputs never depend on its batch.
     func encode(_ sequences: [[Int32]], options: EncodeOptions) -> [Embedding] {
+        let short = sequences.indices.filter { sequences[$0].count <= Self.shortSequenceLimit }
+        if short.count == sequences.count || short.isEmpty {
+            return encodePacked(sequences, path: short.isEmpty ? .long : .short, options: options)
+        }
+        let long = sequences.indices.filter { sequences[$0].count > Self.shortSequenceLimit }
+        var results = [Embedding?](repeating: nil, count: sequences.count)
+        for (indices, path) in [(long, Path.long), (short, .short)] {
+            let outputs = encodePacked(indices.map { sequences[$0] }, path: path, options: options)
+            for (i, out) in zip(indices, outputs) { results[i] = out }
+        }
+        return results.map { $0! }
+    }
+
+    /// One packed forward pass on `path`, then the heads.
+    func encodePacked(_ sequences: [[Int32]], path: Path, options: EncodeOptions) -> [Embedding] {
         let total = sequences.reduce(0) { $0 + $1.count }
         guard total > 0 else { return sequences.map { Embedding(tokenIDs: $0) } }
         let h = config.hiddenSize
         let hidden = Scratch(total * h)                       // (T, H) last hidden state
-        forward(sequences, total: total, into: hidden.buffer)
-        return runHeads(sequences, hidden: hidden.buffer, options: options)
+        forward(sequences, total: total, into: hidden.buffer, path: path)
+        return runHeads(sequences, hidden: hidden.buffer, path: path, options: options)
     }
 
     /// The encoder: embeddings, then `layerCount` post-LayerNorm transformer blocks.
-    /// hiddenOut: (T, H).
+    /// hiddenOut: (T, H). `path` defaults to `Encoder.path(for:)`.
     func forward(_ sequences: [[Int32]], total t: Int, into x: UnsafeMutablePointer<Float>,
-                 clock: StageClock? = nil) {
+                 path: Path? = nil, clock: StageClock? = nil) {
         let c = config, h = c.hiddenSize, inter = c.intermediateSize
         let w = weights
+        let path = path ?? Self.path(for: sequences)
         clock?.start()
 
         // Embeddings: word[id] + position[pos] + token_type[0], then LayerNorm.
@@ -304,24 +401,44 @@ final class Encoder: @unchecked Sendable {
 
         for layer in w.layers {
             // q, k, v = x·Wqᵀ + bq, …                        each (T, H)
-            linear(x, rows: t, layer.query, into: q.buffer, scratch: converted)
-            linear(x, rows: t, layer.key, into: k.buffer, scratch: converted)
-            linear(x, rows: t, layer.value, into: v.buffer, scratch: converted)
+            switch path {
+            case .long:
+                linear(x, rows: t, layer.query, into: q.buffer, scratch: converted)
+                linear(x, rows: t, layer.key, into: k.buffer, scratch: converted)
+                linear(x, rows: t, layer.value, into: v.buffer, scratch: converted)
+            case .short:
+                linearShort(x, rows: t, [ShortOutput(layer: layer.query, y: q.buffer), ShortOutput(layer: layer.key, y: k.buffer),
+                                         ShortOutput(layer: layer.value, y: v.buffer)], scratch: converted)
+            }
             clock?.lap("qkv")
             // context = softmax(q·kᵀ/√d)·v per sequence and head   (T, H)
-            attention(sequences, q: q.buffer, k: k.buffer, v: v.buffer, into: context.buffer, scratch: scores)
+            switch path {
+            case .long: attention(sequences, q: q.buffer, k: k.buffer, v: v.buffer, into: context.buffer, scratch: scores)
+            case .short: attentionShort(sequences, q: q.buffer, k: k.buffer, v: v.buffer, into: context.buffer)
+            }
             clock?.lap("attention")
             // x = LayerNorm(context·Woᵀ + bo + x)
-            linear(context.buffer, rows: t, layer.attentionOutput, into: projected.buffer, scratch: converted)
+            switch path {
+            case .long: linear(context.buffer, rows: t, layer.attentionOutput, into: projected.buffer, scratch: converted)
+            case .short: linearShort(context.buffer, rows: t, [ShortOutput(layer: layer.attentionOutput, y: projected.buffer)], scratch: converted)
+            }
             layerNorm(x, residual: projected.buffer, rows: t, layer.attentionNorm)
             clock?.lap("attention output + norm")
             // ffn = gelu(x·Wiᵀ + bi)                           (T, I)
-            linear(x, rows: t, layer.intermediate, into: ffn.buffer, addingBias: false, scratch: converted)
-            let ffnOut = ffn.buffer, ffnBias = layer.intermediate.bias.pointer
-            forRowBlocks(t, cols: inter) { r0, n in m3_bias_gelu(ffnOut + r0 * inter, ffnBias, n, inter) }
+            switch path {
+            case .long:
+                linear(x, rows: t, layer.intermediate, into: ffn.buffer, addingBias: false, scratch: converted)
+                let ffnOut = ffn.buffer, ffnBias = layer.intermediate.bias.pointer
+                forRowBlocks(t, cols: inter) { r0, n in m3_bias_gelu(ffnOut + r0 * inter, ffnBias, n, inter) }
+            case .short:
+                linearShort(x, rows: t, [ShortOutput(layer: layer.intermediate, y: ffn.buffer, gelu: true)], scratch: converted)
+            }
             clock?.lap("ffn up + gelu")
             // x = LayerNorm(ffn·Wo2ᵀ + bo2 + x)
-            linear(ffn.buffer, rows: t, layer.output, into: projected.buffer, scratch: converted)
+            switch path {
+            case .long: linear(ffn.buffer, rows: t, layer.output, into: projected.buffer, scratch: converted)
+            case .short: linearShort(ffn.buffer, rows: t, [ShortOutput(layer: layer.output, y: projected.buffer)], scratch: converted)
+            }
             layerNorm(x, residual: projected.buffer, rows: t, layer.outputNorm)
             clock?.lap("ffn down + norm")
         }
@@ -390,23 +507,63 @@ final class Encoder: @unchecked Sendable {
         }
     }
 
+    /// The short path's attention: m3_attention_head per (sequence, head), on the calling
+    /// thread when there is little of it (one query: ~16 K multiply-adds per head, less than
+    /// handing work to another core costs), else spread over the cores.
+    private func attentionShort(_ sequences: [[Int32]], q: UnsafePointer<Float>, k: UnsafePointer<Float>,
+                                v: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) {
+        let h = config.hiddenSize, d = config.headDim, heads = config.headCount
+        let scale = 1 / Float(d).squareRoot()
+        var items: [(first: Int, length: Int, column: Int)] = [], start = 0
+        for seq in sequences {
+            for head in 0..<heads { items.append((start, seq.count, head * d)) }
+            start += seq.count
+        }
+        let longest = sequences.map(\.count).max() ?? 0
+        let work = sequences.reduce(0) { $0 + $1.count * $1.count } * h
+        // The items write disjoint (rows, head) slices of `out`.
+        let shared = UncheckedSendable((q: q, k: k, v: v, out: out, items: items))
+        let run: @Sendable (Int) -> Void = { i in
+            let (q, k, v, out, items) = shared.value
+            let (first, len, col) = items[i]
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: max(longest, 1)) { scores in
+                let o = first * h + col
+                m3_attention_head(q + o, k + o, v + o, h, len, d, scale, out + o, scores.baseAddress)
+            }
+        }
+        if work >= 1 << 21 && ProcessInfo.processInfo.activeProcessorCount > 1 {
+            DispatchQueue.concurrentPerform(iterations: items.count, execute: run)
+        } else {
+            for i in items.indices { run(i) }
+        }
+    }
+
     // MARK: - Heads
 
     /// Dense, sparse and ColBERT outputs from the last hidden state x (T, H).
-    private func runHeads(_ sequences: [[Int32]], hidden x: UnsafeMutablePointer<Float>,
-                       options: EncodeOptions) -> [Embedding] {
+    private func runHeads(_ sequences: [[Int32]], hidden x: UnsafeMutablePointer<Float>, path: Path,
+                          options: EncodeOptions) -> [Embedding] {
         let h = config.hiddenSize, t = sequences.reduce(0) { $0 + $1.count }
 
-        // Sparse: w (T) = relu(x·wsᵀ + bs), computed for all rows in one pass.
+        // Sparse: w (T) = relu(x·wsᵀ + bs), computed for all rows in one pass (a row's weight
+        // from that row alone, which sgemv does not promise).
         var tokenWeights: [Float] = []
         if options.outputs.contains(.sparse) {
             tokenWeights = [Float](repeating: 0, count: t)
             tokenWeights.withUnsafeMutableBufferPointer { wt in
-                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(t), Int32(h), 1, x, Int32(h),
-                            heads.sparse.weight!.pointer, 1, 0, wt.baseAddress, 1)
+                m3_f32_linear(x, t, h, h, heads.sparse.weight!.pointer, h, nil, wt.baseAddress, 1, 0, 1)
                 let b = heads.sparse.bias.pointer[0]
                 for i in 0..<t { wt[i] = max(wt[i] + b, 0) }
             }
+        }
+
+        // Short path: ColBERT's linear for all rows at once (one pass over its weight; the
+        // `<s>` rows are computed and dropped), row by row identical to a call per sequence.
+        var colbertRows: Scratch? = nil
+        if path == .short && options.outputs.contains(.colbert) {
+            let all = Scratch(t * h)
+            linearShort(x, rows: t, [ShortOutput(layer: heads.colbert, y: all.buffer)], scratch: nil)
+            colbertRows = all
         }
 
         var results: [Embedding] = []
@@ -423,7 +580,8 @@ final class Encoder: @unchecked Sendable {
                 out.sparse = sparseVector(ids: seq, weights: tokenWeights[start ..< start + len])
             }
             if options.outputs.contains(.colbert) {
-                out.colbert = colbertVectors(rows, length: len, normalize: options.normalize)
+                out.colbert = colbertVectors(rows, length: len, projected: colbertRows.map { $0.buffer + start * h },
+                                             normalize: options.normalize)
             }
             results.append(out)
             start += len
@@ -464,12 +622,18 @@ final class Encoder: @unchecked Sendable {
     static let unusedTokens: Set<Int32> = [0, 1, 2, 3]
 
     /// colbert_linear(h[1..<len]) (drops `<s>`, keeps `</s>`), each row L2-normalised.
-    private func colbertVectors(_ rows: UnsafePointer<Float>, length len: Int, normalize: Bool) -> MultiVector {
+    /// `projected`: the sequence's rows (len, H) already through colbert_linear, or nil.
+    private func colbertVectors(_ rows: UnsafePointer<Float>, length len: Int, projected: UnsafePointer<Float>?,
+                                normalize: Bool) -> MultiVector {
         let h = config.hiddenSize, n = max(len - 1, 0)
         var values = [Float](repeating: 0, count: n * h)
         if n > 0 {
             values.withUnsafeMutableBufferPointer { out in
-                linear(rows + h, rows: n, heads.colbert, into: out.baseAddress!)
+                if let projected {
+                    out.baseAddress!.update(from: projected + h, count: n * h)
+                } else {
+                    linear(rows + h, rows: n, heads.colbert, into: out.baseAddress!)
+                }
                 if normalize { m3_l2_normalize_rows(out.baseAddress, n, h) }
             }
         }
@@ -477,3 +641,11 @@ final class Encoder: @unchecked Sendable {
     }
 }
 
+
+extension BGEM3 {
+    /// Encodes valid token ids with every sequence forced onto one path (benchmarks' A/B of
+    /// the short path; `encode(tokenIDs:)` chooses per sequence).
+    package func encode(tokenIDs sequences: [[Int32]], shortPath: Bool, options: EncodeOptions = EncodeOptions()) -> [Embedding] {
+        encoder.encodePacked(sequences, path: shortPath ? .short : .long, options: options)
+    }
+}

@@ -61,35 +61,72 @@ package final class PackedMatrix: @unchecked Sendable {  // immutable after init
     /// `scratch` holds at least `scratchBytes(rows:inFeatures:)` bytes.
     package func multiply(_ x: UnsafePointer<Float>, rows: Int, bias: UnsafePointer<Float>?,
                   into y: UnsafeMutablePointer<Float>, scratch: UnsafeMutableRawPointer) {
-        let k = inFeatures, n = outFeatures
         let panels = self.panels
         // Below ~2 M multiply-adds the hand-off to a second core costs more than it saves.
-        let workers = rows * n * k >= 1 << 21 ? min(ProcessInfo.processInfo.activeProcessorCount, panels) : 1
+        let workers = rows * outFeatures * inFeatures >= 1 << 21 ? min(ProcessInfo.processInfo.activeProcessorCount, panels) : 1
+        convert(x, rows: rows, into: scratch)
+        splitRange(panels, workers: workers) { p0, p1 in
+            multiplyConverted(rows: rows, scratch: scratch, bias: bias, into: y, panels: p0 ..< p1)
+        }
+    }
+
+    /// Column panels of 64 outputs (the last one possibly partial): the unit of work split.
+    package var panelCount: Int { panels }
+
+    /// .int8 or .bfloat16: matrices of one precision and inFeatures share a conversion of x.
+    package var precision: Precision {
         switch storage {
-        case .int8(let w):
-            let ldq = m3_i8_row_stride(k)
-            let q = scratch.assumingMemoryBound(to: UInt8.self)
-            let scaleRaw = scratch + rows * ldq, zeroRaw = scaleRaw + rows * 4
-            let scale = scaleRaw.assumingMemoryBound(to: Float.self), zero = zeroRaw.assumingMemoryBound(to: Int32.self)
+        case .int8: .int8
+        case .bfloat16: .bfloat16
+        }
+    }
+
+    /// Converts x (rows, in) into `scratch` for `multiplyConverted`: per-row uint8 with scale
+    /// and zero point (int8), or bfloat16. Rows are split across cores when large. Matrices of
+    /// the same precision and inFeatures read the same conversion.
+    package func convert(_ x: UnsafePointer<Float>, rows: Int, into scratch: UnsafeMutableRawPointer) {
+        let k = inFeatures
+        switch storage {
+        case .int8:
+            let (q, ldq, scale, zero) = Self.int8Layout(scratch, rows: rows, inFeatures: k)
             splitRows(rows, cols: k) { r0, count in
                 // Asymmetric (zero point) per row: GELU outputs span about [-0.17, max]. On the
                 // full random model it kept more accuracy than symmetric ±max (dense cosine
                 // vs float32 0.9986 against 0.9982).
                 m3_i8_quantize_rows(x + r0 * k, count, k, k, q + r0 * ldq, ldq, scale + r0, zero + r0, 1)
             }
-            splitRange(panels, workers: workers) { p0, p1 in
-                m3_i8_gemm(w, q, ldq, scale, zero, rows, bias, y, n, p0, p1)
-            }
-        case .bfloat16(let w):
+        case .bfloat16:
             let ldb = m3_bf16_row_stride(k)
             let xb = scratch.assumingMemoryBound(to: UInt16.self)
             splitRows(rows, cols: k) { r0, count in
                 m3_bf16_convert_rows(x + r0 * k, count, k, k, xb + r0 * ldb, ldb)
             }
-            splitRange(panels, workers: workers) { p0, p1 in
-                m3_bf16_gemm(w, xb, ldb, rows, bias, y, n, p0, p1)
-            }
         }
+    }
+
+    /// y[:, columns of `panels`] = converted x · Wᵀ + bias, on the calling thread. Disjoint
+    /// panel ranges may run concurrently on one conversion.
+    package func multiplyConverted(rows: Int, scratch: UnsafeRawPointer, bias: UnsafePointer<Float>?,
+                                   into y: UnsafeMutablePointer<Float>, panels: Range<Int>) {
+        let k = inFeatures, n = outFeatures
+        switch storage {
+        case .int8(let w):
+            let (q, ldq, scale, zero) = Self.int8Layout(UnsafeMutableRawPointer(mutating: scratch), rows: rows, inFeatures: k)
+            m3_i8_gemm(w, q, ldq, scale, zero, rows, bias, y, n, panels.lowerBound, panels.upperBound)
+        case .bfloat16(let w):
+            let xb = scratch.assumingMemoryBound(to: UInt16.self)
+            m3_bf16_gemm(w, xb, m3_bf16_row_stride(k), rows, bias, y, n, panels.lowerBound, panels.upperBound)
+        }
+    }
+
+    /// Where the int8 conversion keeps its parts in the scratch: q (rows, ldq), then the
+    /// per-row scales and zero points.
+    private static func int8Layout(_ scratch: UnsafeMutableRawPointer, rows: Int, inFeatures k: Int)
+        -> (q: UnsafeMutablePointer<UInt8>, ldq: Int, scale: UnsafeMutablePointer<Float>, zero: UnsafeMutablePointer<Int32>) {
+        let ldq = m3_i8_row_stride(k)
+        let scaleRaw = scratch + rows * ldq, zeroRaw = scaleRaw + rows * 4
+        return (scratch.assumingMemoryBound(to: UInt8.self), ldq,
+                scaleRaw.assumingMemoryBound(to: Float.self), zeroRaw.assumingMemoryBound(to: Int32.self))
     }
 
     /// Row-wise conversion, on all cores when large enough (the gemm that follows is ~n× more work).

@@ -12,8 +12,9 @@ public enum Precision: String, Sendable, CaseIterable, CustomStringConvertible {
     case float32
     /// Weights and activations rounded to bfloat16, float32 sums (AVX512-BF16).
     case bfloat16
-    /// Per-channel int8 weights, per-token dynamic uint8 activations, int32 sums (AVX512-VNNI);
-    /// the feed-forward up-projection runs bf16 (see `feedForwardUp`).
+    /// Per-channel int8 weights, per-token dynamic uint8 activations, exact int32 sums
+    /// (AVX512-VNNI, else AVX2 with the same results); the feed-forward up-projection runs
+    /// bf16 or float32 (see `feedForwardUp(on:)`).
     case int8
 
     /// Parses "f32" / "fp32" / "float32", "bf16" / "bfloat16", "int8" (case-insensitive).
@@ -35,12 +36,12 @@ public enum Precision: String, Sendable, CaseIterable, CustomStringConvertible {
         }
     }
 
-    /// The precision of the feed-forward up-projection (intermediate.dense): bf16 in int8 mode
-    /// when the CPU has AVX512-BF16. On the full-size model that one layer caused half of
-    /// int8's error (dense cosine vs float32: 0.9986 all int8, 0.9993 with it in bf16), for a
-    /// third of the linear-layer work.
-    var feedForwardUp: Precision {
-        self == .int8 && CPUFeatures.current.avx512BF16 ? .bfloat16 : self
+    /// The precision of the feed-forward up-projection (intermediate.dense) in int8 mode: bf16
+    /// when the CPU has AVX512-BF16, else float32. On the full-size model that one layer caused
+    /// half of int8's error (dense cosine vs float32: 0.9986 all int8, 0.9993 with it in bf16),
+    /// for a third of the linear-layer work.
+    func feedForwardUp(on cpu: CPUFeatures = .current) -> Precision {
+        self == .int8 ? (cpu.avx512BF16 ? .bfloat16 : .float32) : self
     }
 
     /// The precision this CPU runs when `self` is asked for: `self`, or float32 with the reason.
@@ -50,8 +51,8 @@ public enum Precision: String, Sendable, CaseIterable, CustomStringConvertible {
             return (.float32, nil)
         case .bfloat16 where !cpu.avx512BF16:
             return (.float32, "bf16 needs AVX512-BF16, which this CPU lacks; running float32")
-        case .int8 where !cpu.avx512VNNI:
-            return (.float32, "int8 needs AVX512-VNNI, which this CPU lacks; running float32")
+        case .int8 where !cpu.avx512VNNI && !cpu.avx2:
+            return (.float32, "int8 needs AVX512-VNNI or AVX2, which this CPU lacks; running float32")
         default:
             return (self, nil)
         }
@@ -63,12 +64,18 @@ public enum Precision: String, Sendable, CaseIterable, CustomStringConvertible {
 package struct CPUFeatures: Sendable {
     package var avx512VNNI: Bool
     package var avx512BF16: Bool
+    /// AVX2 + FMA: the int8 kernel without VNNI. Same results; per multiply-add about as fast
+    /// as float32 there (vpmaddwd does no more per cycle than FMA), with a quarter of the
+    /// weight bytes to read and hold.
+    package var avx2: Bool
 
-    package init(avx512VNNI: Bool, avx512BF16: Bool) {
+    package init(avx512VNNI: Bool, avx512BF16: Bool, avx2: Bool = false) {
         self.avx512VNNI = avx512VNNI
         self.avx512BF16 = avx512BF16
+        self.avx2 = avx2
     }
 
     package static let current = CPUFeatures(avx512VNNI: m3_cpu_has_avx512_vnni() != 0,
-                                             avx512BF16: m3_cpu_has_avx512_bf16() != 0)
+                                             avx512BF16: m3_cpu_has_avx512_bf16() != 0,
+                                             avx2: m3_i8_gemm_is_fast() != 0)
 }

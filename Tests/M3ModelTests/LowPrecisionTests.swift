@@ -136,6 +136,14 @@ final class LowPrecisionTests: XCTestCase {
         let vnniOnly = CPUFeatures(avx512VNNI: true, avx512BF16: false)
         XCTAssertEqual(Precision.int8.resolved(on: vnniOnly).precision, .int8)
         XCTAssertEqual(Precision.bfloat16.resolved(on: vnniOnly).precision, .float32)
+        // AVX2 alone runs int8 (the vpmaddwd kernel), its up-projection in float32, not bf16.
+        let avx2 = CPUFeatures(avx512VNNI: false, avx512BF16: false, avx2: true)
+        XCTAssertEqual(Precision.int8.resolved(on: avx2).precision, .int8)
+        XCTAssertNil(Precision.int8.resolved(on: avx2).fallback)
+        XCTAssertEqual(Precision.bfloat16.resolved(on: avx2).precision, .float32)
+        XCTAssertEqual(Precision.int8.feedForwardUp(on: avx2), .float32)
+        XCTAssertEqual(Precision.int8.feedForwardUp(on: CPUFeatures(avx512VNNI: true, avx512BF16: true)), .bfloat16)
+        XCTAssertEqual(Precision.bfloat16.feedForwardUp(on: bare), .bfloat16)
     }
 
     // MARK: - Helpers

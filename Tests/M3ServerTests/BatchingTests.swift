@@ -29,10 +29,10 @@ final class BatchingTests: XCTestCase {
     }()
 
     /// Whether this build's encoder gives a short sequence the same bits alone and in a
-    /// batch. The short-query path (encoder branch, "a row's outputs never depend on its
-    /// batch") guarantees it; OpenBLAS sgemm over a packed batch does not (its result for
-    /// a row shifts by an ulp with the batch's row count). Checked, not assumed, so these
-    /// tests demand bit equality wherever the encoder promises it.
+    /// batch. The short-query path (sequences of ≤ `BGEM3.batchInvariantMaxTokens`: "a
+    /// row's outputs never depend on its batch") guarantees it; OpenBLAS sgemm over a
+    /// packed batch, the long path, does not (its result for a row shifts by an ulp with the
+    /// batch's row count). Checked independently of the server's probe.
     static func encoderIsBatchInvariant(_ model: BGEM3) throws -> Bool {
         let a = model.tokenizer.encode("exception handling with try and finally", maxLength: 64)
         let b = model.tokenizer.encode("generators", maxLength: 64)
@@ -42,7 +42,10 @@ final class BatchingTests: XCTestCase {
 
     /// Equal floats, or (when the encoder is not batch-invariant) within 2e-6 of each other.
     static func assertClose(_ a: [Float]?, _ b: [Float]?, exact: Bool, _ message: String, file: StaticString = #filePath, line: UInt = #line) {
-        if exact { XCTAssertEqual(a, b, message, file: file, line: line); return }
+        if exact {  // every bit (Float's == would take -0 for +0)
+            XCTAssertEqual(a?.map(\.bitPattern), b?.map(\.bitPattern), message, file: file, line: line)
+            return
+        }
         guard let a, let b, a.count == b.count else { XCTAssertEqual(a?.count, b?.count, message, file: file, line: line); return }
         let worst = zip(a, b).map { abs($0 - $1) }.max() ?? 0
         XCTAssertLessThanOrEqual(worst, 2e-6, message, file: file, line: line)
@@ -55,7 +58,8 @@ final class BatchingTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         let index = try SearchIndex(path: dir.appendingPathComponent("e.m3index").path, model: try TinyModel.get())
         let exact = try Self.encoderIsBatchInvariant(index.model)
-        print("encoder batch-invariant: \(exact) (\(exact ? "bit equality" : "within 2e-6") demanded)")
+        XCTAssertTrue(exact, "short queries take the encoder's batch-invariant path")
+        XCTAssertTrue(try index.encoderIsBatchInvariant(), "the server's start-up probe finds it")
         let prepared = try Self.queries.map { try index.prepareQuery($0.0, options: $0.2) }
         XCTAssertGreaterThan(Set(prepared.map(\.tokenIDs.count)).count, 5, "queries of many lengths")
         let batched = try index.encodeQueries(prepared)
@@ -100,7 +104,8 @@ final class BatchingTests: XCTestCase {
             return try await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
         }
         let after = PrometheusText(try await s.client.send("GET", "/metrics").text)
-        // One pass for all, when the encoder allows sharing (else one per query, exactly).
+        // One pass for all: the encoder allows sharing (else one per query, exactly).
+        XCTAssertTrue(s.server.batcher.sharesPasses, "the start-up probe finds the encoder batch-invariant")
         XCTAssertEqual(s.server.batcher.sharesPasses, try Self.encoderIsBatchInvariant(s.index.model))
         XCTAssertEqual(after.value("m3search_search_batch_size_count") - before.value("m3search_search_batch_size_count"),
                        s.server.batcher.sharesPasses ? 1 : Double(Self.queries.count))

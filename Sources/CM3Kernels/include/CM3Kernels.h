@@ -12,8 +12,12 @@ extern "C" {
 #endif
 
 /// x (rows, cols) ← LayerNorm(x + residual) · gamma + beta, per row; residual may be NULL.
+/// Mean and variance are summed in double.
 void m3_add_layernorm(float *x, const float *residual, size_t rows, size_t cols,
                       const float *gamma, const float *beta, float eps);
+/// Its portable version (the reference the SIMD one is tested against).
+void m3_add_layernorm_reference(float *x, const float *residual, size_t rows, size_t cols,
+                                const float *gamma, const float *beta, float eps);
 
 /// x (rows, cols) += bias (cols) on every row.
 void m3_add_bias(float *x, const float *bias, size_t rows, size_t cols);
@@ -23,6 +27,16 @@ void m3_bias_gelu(float *x, const float *bias, size_t rows, size_t cols);
 
 /// s (rows, cols) ← softmax over each row, in place (max-subtracted, float accumulation).
 void m3_softmax_rows(float *s, size_t rows, size_t cols);
+
+/// Scaled dot-product attention of one head of one short sequence:
+/// out[i] (d) = Σ_j p_ij · v[j],  p_i = softmax_j(scale · q[i]·k[j]),  i, j < len.
+/// q, k, v, out: len rows of d floats, row stride ld (a head's columns of the packed (T, H)
+/// matrices). scores: len floats of scratch. Rows of out depend on their own q row only.
+void m3_attention_head(const float *q, const float *k, const float *v, size_t ld, size_t len,
+                       size_t d, float scale, float *out, float *scores);
+/// Plain loops, the reference m3_attention_head is tested against.
+void m3_attention_head_reference(const float *q, const float *k, const float *v, size_t ld, size_t len,
+                                 size_t d, float scale, float *out, float *scores);
 
 /// Each row of x (rows, cols) scaled to unit L2 norm (rows of norm 0 stay 0, like torch's
 /// F.normalize with eps 1e-12).
@@ -52,7 +66,9 @@ int m3_kernel_level(void);
 #include "CM3IndexKernels.h"
 // MaxSim over compressed ColBERT rows (int8, sign bits, product quantisation).
 #include "CM3CompressedKernels.h"
-// Likewise the int8 / bfloat16 linear-layer kernels (M3Model's --precision).
+// Likewise the int8 / bfloat16 linear-layer kernels (M3Model's --precision)
 #include "CM3LowPrecision.h"
+// and the float32 linear layer of short inputs.
+#include "CM3Linear.h"
 // Per-node spin locks of the parallel HNSW construction.
 #include "CM3Sync.h"

@@ -9,8 +9,9 @@
 //
 // Threading is the caller's: convert x once (m3_*_quantize_rows / m3_bf16_convert_rows, any
 // row split), then call m3_*_gemm on disjoint ranges of column panels (m3_*_panels()), one per
-// core. Without VNNI / BF16 the gemm functions run a portable scalar loop: correct, slow,
-// meant for tests; the encoder then stays in float32 (m3_cpu_has_*).
+// core. Without VNNI the int8 gemm runs an AVX2 kernel with the same results; without BF16
+// (or, for int8, AVX2) the gemm functions run a portable scalar loop: correct, slow, meant
+// for tests; the encoder then stays in float32 (m3_cpu_has_*, m3_i8_gemm_is_fast).
 #ifndef CM3LOWPRECISION_H
 #define CM3LOWPRECISION_H
 
@@ -53,10 +54,14 @@ void m3_i8_quantize_rows(const float *x, size_t rows, size_t k, size_t ldx,
                          uint8_t *q, size_t ldq, float *scale, int32_t *zero, int asymmetric);
 
 /// y[:, panels begin..<end] (rows, n; row stride ldy) = dequant(q · Wqᵀ) + bias (n, or NULL).
+/// AVX512-VNNI when the CPU has it, else AVX2 (vpmaddwd on widened values): the same exact
+/// int32 sums and the same dequantization, so the same bits.
 void m3_i8_gemm(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
                 const int32_t *zero, size_t rows, const float *bias, float *y, size_t ldy,
                 size_t panel_begin, size_t panel_end);
-/// The portable loop m3_i8_gemm falls back to (the reference the VNNI kernel is tested against).
+/// 1 when m3_i8_gemm runs a SIMD kernel on this CPU (AVX512-VNNI or AVX2), 0 for the portable loop.
+int m3_i8_gemm_is_fast(void);
+/// The portable loop m3_i8_gemm falls back to (the reference the SIMD kernels are tested against).
 void m3_i8_gemm_reference(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
                           const int32_t *zero, size_t rows, const float *bias, float *y, size_t ldy,
                           size_t panel_begin, size_t panel_end);

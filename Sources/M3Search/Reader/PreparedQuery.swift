@@ -9,10 +9,10 @@ package struct PreparedQuery: Sendable {
     /// The encoder outputs its search needs (the fusion weights decide).
     package let outputs: OutputKinds
 
-    /// Queries of at most this many tokens may share a forward pass. A batch-invariant
-    /// encoder computes such a row from that row alone, so the query gets the same bits in
-    /// any batch; a longer one runs the packed sgemm path, whose rounding depends on the
-    /// batch, and is encoded in a pass of its own.
-    package static let sharedPassMaxTokens = 64
+    /// Queries of at most this many tokens may share a forward pass. The encoder computes
+    /// such a row from that row alone (its short-query path), so the query gets the same
+    /// bits in any batch; a longer one runs the packed sgemm path, whose rounding depends on
+    /// the batch, and is encoded in a pass of its own.
+    package static let sharedPassMaxTokens = BGEM3.batchInvariantMaxTokens
     package var sharesPass: Bool { tokenIDs.count <= Self.sharedPassMaxTokens }
 }

@@ -1,0 +1,176 @@
+// float32 linear layer for short inputs (CM3Linear.h): dot products of x rows and W rows,
+// W in its stored (n, k) layout, streamed once per block of x rows.
+//
+// Loop order, per core (its columns j0 ..< j1):
+//   for each block of x rows small enough to stay in L2 (all of a short query's rows)
+//     for each group of NB = 3 W rows (streamed from memory, the next group prefetched)
+//       for each tile of MR = 4 x rows: 12 ymm accumulators over all of k
+// A 4×3 tile holds 12 accumulators, 3 W vectors and 1 x vector: the 16 ymm registers of
+// AVX2, with 7 loads per 12 FMAs. The W group is re-read from L1/L2 by each row tile.
+#include "CM3Linear.h"
+
+#include <math.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define M3_X86 1
+#endif
+
+enum { F32_MR = 4, F32_NB = 3 };
+
+/// The fixed reduction of the 8 lane sums (the SIMD kernel's shuffle tree, written out).
+static inline float reduce8(const float s[8]) {
+    float t0 = s[0] + s[4], t1 = s[1] + s[5], t2 = s[2] + s[6], t3 = s[3] + s[7];
+    return (t0 + t2) + (t1 + t3);
+}
+
+void m3_f32_linear_reference(const float *x, size_t m, size_t k, size_t ldx, const float *w, size_t ldw,
+                             const float *bias, float *y, size_t ldy, size_t j0, size_t j1) {
+    for (size_t r = 0; r < m; r++) {
+        for (size_t j = j0; j < j1; j++) {
+            float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (size_t c = 0; c < k; c++) s[c % 8] = fmaf(x[r * ldx + c], w[j * ldw + c], s[c % 8]);
+            float v = reduce8(s);
+            y[r * ldy + j] = bias ? v + bias[j] : v;
+        }
+    }
+}
+
+#if M3_X86
+#define F32_TARGET __attribute__((target("avx2,fma")))
+
+static int has_avx2 = -1;
+static int avx2(void) {  // detected once; relaxed atomics as in m3_kernel_level
+    int v = __atomic_load_n(&has_avx2, __ATOMIC_RELAXED);
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        __atomic_store_n(&has_avx2, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
+/// reduce8 on a vector: lanes l + l+4, then l + l+2, then l + l+1.
+F32_TARGET static inline float hsum8(__m256 v) {
+    __m128 t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    __m128 u = _mm_add_ps(t, _mm_movehl_ps(t, t));
+    return _mm_cvtss_f32(_mm_add_ss(u, _mm_shuffle_ps(u, u, 1)));
+}
+
+/// One mr×nb tile (mr ≤ 4 rows of x against nb ≤ 3 rows of W) over all of k. `mr` and `nb`
+/// are constants after inlining. `next` (or NULL): the W group after this one, prefetched
+/// one 64-byte line per row every 16 floats so it streams in while this group computes.
+F32_TARGET __attribute__((always_inline))
+static inline void f32_tile(int mr, int nb, const float *x, size_t ldx, const float *w, size_t ldw, size_t k,
+                            const float *bias, float *y, size_t ldy, const float *next) {
+    __m256 acc[F32_MR][F32_NB];
+    for (int i = 0; i < F32_MR; i++)
+        for (int j = 0; j < F32_NB; j++) acc[i][j] = _mm256_setzero_ps();
+    size_t c = 0;
+    for (; c + 16 <= k; c += 16) {
+        if (next)
+            for (int j = 0; j < nb; j++) _mm_prefetch((const char *)(next + j * ldw + c), _MM_HINT_T0);
+        for (int h = 0; h < 16; h += 8) {
+            __m256 wv[F32_NB];
+            for (int j = 0; j < F32_NB; j++)
+                if (j < nb) wv[j] = _mm256_loadu_ps(w + j * ldw + c + h);
+            for (int i = 0; i < F32_MR; i++) {
+                if (i >= mr) break;
+                __m256 xv = _mm256_loadu_ps(x + i * ldx + c + h);
+                for (int j = 0; j < F32_NB; j++)
+                    if (j < nb) acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
+            }
+        }
+    }
+    // The tail: whole vectors, then a masked one (zeros add nothing to the lane sums).
+    for (; c < k; c += 8) {
+        size_t left = k - c;
+        __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(left >= 8 ? 8 : (int)left), lanes);
+        __m256 wv[F32_NB];
+        for (int j = 0; j < F32_NB; j++)
+            if (j < nb) wv[j] = _mm256_maskload_ps(w + j * ldw + c, mask);
+        for (int i = 0; i < F32_MR; i++) {
+            if (i >= mr) break;
+            __m256 xv = _mm256_maskload_ps(x + i * ldx + c, mask);
+            for (int j = 0; j < F32_NB; j++)
+                if (j < nb) acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
+        }
+    }
+    for (int i = 0; i < F32_MR; i++) {
+        if (i >= mr) break;
+        for (int j = 0; j < F32_NB; j++) {
+            if (j >= nb) break;
+            float v = hsum8(acc[i][j]);
+            y[i * ldy + j] = bias ? v + bias[j] : v;
+        }
+    }
+}
+
+// Every (mr, nb) tile shape up to (F32_MR, F32_NB) as its own inlined instance.
+#define F32_NB_CASES(MR)                                                                      \
+    switch (nb) {                                                                            \
+    case 1: f32_tile(MR, 1, x, ldx, w, ldw, k, bias, y, ldy, next); break;                  \
+    case 2: f32_tile(MR, 2 <= F32_NB ? 2 : F32_NB, x, ldx, w, ldw, k, bias, y, ldy, next); break; \
+    case 3: f32_tile(MR, 3 <= F32_NB ? 3 : F32_NB, x, ldx, w, ldw, k, bias, y, ldy, next); break; \
+    case 4: f32_tile(MR, 4 <= F32_NB ? 4 : F32_NB, x, ldx, w, ldw, k, bias, y, ldy, next); break; \
+    case 5: f32_tile(MR, 5 <= F32_NB ? 5 : F32_NB, x, ldx, w, ldw, k, bias, y, ldy, next); break; \
+    case 6: f32_tile(MR, 6 <= F32_NB ? 6 : F32_NB, x, ldx, w, ldw, k, bias, y, ldy, next); break; \
+    default: break;                                                                          \
+    }
+
+F32_TARGET
+static void f32_tile_any(int mr, int nb, const float *x, size_t ldx, const float *w, size_t ldw, size_t k,
+                         const float *bias, float *y, size_t ldy, const float *next) {
+    switch (mr) {
+    case 1: F32_NB_CASES(1) break;
+    case 2: F32_NB_CASES(2 <= F32_MR ? 2 : F32_MR) break;
+    case 3: F32_NB_CASES(3 <= F32_MR ? 3 : F32_MR) break;
+    case 4: F32_NB_CASES(4 <= F32_MR ? 4 : F32_MR) break;
+    case 5: F32_NB_CASES(5 <= F32_MR ? 5 : F32_MR) break;
+    case 6: F32_NB_CASES(6 <= F32_MR ? 6 : F32_MR) break;
+    default: break;
+    }
+}
+
+F32_TARGET
+static void f32_linear_avx2(const float *x, size_t m, size_t k, size_t ldx, const float *w, size_t ldw,
+                            const float *bias, float *y, size_t ldy, size_t j0, size_t j1) {
+    // Rows per block: x's block (≤ 192 KB) stays in L2 while the W groups stream past it;
+    // every block streams this core's W range once more.
+    size_t block = (192 * 1024 / (k * sizeof(float) + 1)) / F32_MR * F32_MR;
+    if (block < F32_MR) block = F32_MR;
+    for (size_t r0 = 0; r0 < m; r0 += block) {
+        size_t rend = r0 + block < m ? r0 + block : m;
+        for (size_t j = j0; j < j1; j += F32_NB) {
+            int nb = j1 - j < F32_NB ? (int)(j1 - j) : F32_NB;
+            const float *wj = w + j * ldw, *bj = bias ? bias + j : NULL;
+            const float *next = j + F32_NB < j1 ? wj + F32_NB * ldw : NULL;
+            int nextRows = next ? (j1 - j - F32_NB < F32_NB ? (int)(j1 - j - F32_NB) : F32_NB) : 0;
+            for (size_t r = r0; r < rend; r += F32_MR) {
+                int mr = rend - r < F32_MR ? (int)(rend - r) : F32_MR;
+                // Prefetch during the first row tile only; later tiles find the lines in cache.
+                const float *pf = r == r0 && nextRows >= nb ? next : NULL;
+                f32_tile_any(mr, nb, x + r * ldx, ldx, wj, ldw, k, bj, y + r * ldy + j, ldy, pf);
+            }
+        }
+    }
+}
+#endif
+
+int m3_f32_linear_is_simd(void) {
+#if M3_X86
+    return avx2();
+#else
+    return 0;
+#endif
+}
+
+void m3_f32_linear(const float *x, size_t m, size_t k, size_t ldx, const float *w, size_t ldw,
+                   const float *bias, float *y, size_t ldy, size_t j0, size_t j1) {
+    if (j0 >= j1 || m == 0) return;
+#if M3_X86
+    if (avx2()) { f32_linear_avx2(x, m, k, ldx, w, ldw, bias, y, ldy, j0, j1); return; }
+#endif
+    m3_f32_linear_reference(x, m, k, ldx, w, ldw, bias, y, ldy, j0, j1);
+}
