@@ -105,6 +105,87 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(m3ix_maxsim_f16(nil, 0, nil, 0, 8), 0)
     }
 
+    /// The int8 dot products are exact integers: every level must equal the plain loop.
+    func testInt8DotsAreExactAtEveryLevel() {
+        var rng = TestRNG(seed: 14)
+        print("int8 kernels: best level \(m3ix_i8_isa_level())")
+        for level in 0...m3ix_i8_isa_level() {
+            for n in lengths + [64, 65, 127, 255, 256, 257, 1024, 1088] {
+                // One extra byte in front so the SIMD loads are unaligned; extremes included.
+                let a = (0...n).map { _ in UInt8(rng.int(0..<256)) }
+                let b = (0...n).map { i in i % 7 == 0 ? Int8(-127) : Int8(rng.int(0..<255) - 127) }
+                let c = (0...n).map { _ in Int8(rng.int(0..<255) - 127) }
+                var refUS: Int32 = 0, refSS: Int32 = 0
+                for i in stride(from: 1, through: n, by: 1) {
+                    refUS += Int32(a[i]) * Int32(b[i])
+                    refSS += Int32(c[i]) * Int32(b[i])
+                }
+                let us = a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in
+                    m3ix_dot_u8s8_isa(level, pa.baseAddress! + 1, pb.baseAddress! + 1, n) } }
+                let ss = c.withUnsafeBufferPointer { pc in b.withUnsafeBufferPointer { pb in
+                    m3ix_dot_s8s8_isa(level, pc.baseAddress! + 1, pb.baseAddress! + 1, n) } }
+                XCTAssertEqual(us, refUS, "u8·s8 level \(level) n \(n)")
+                XCTAssertEqual(ss, refSS, "s8·s8 level \(level) n \(n)")
+            }
+        }
+    }
+
+    /// Rows and queries: the quantiser matches the store's int8 rule (scale max|v|/127,
+    /// round half away from zero); scores equal the exact math on the codes at every level;
+    /// a query made from a row scores exactly as that row does; and the recorded errors are
+    /// the real ones.
+    func testInt8RowsAndQueries() {
+        var rng = TestRNG(seed: 15)
+        for d in [1, 3, 16, 63, 64, 100, 1024] {
+            let bytes = m3ix_q8_row_bytes(d), meta = m3ix_q8_meta_offset(d)
+            XCTAssertEqual(bytes % 64, 0)
+            XCTAssertGreaterThanOrEqual(bytes, meta + 12)
+            let x = normalized((0..<d).map { _ in rng.gaussian() })
+            let y = normalized((0..<d).map { _ in rng.gaussian() })
+            let q = (0..<d).map { _ in 0.5 * rng.gaussian() }
+            var rx = [UInt8](repeating: 0xAA, count: bytes), ry = rx, rq = rx, rqx = rx
+            XCTAssertEqual(m3ix_q8_encode_row(x, d, &rx), 0)
+            XCTAssertEqual(m3ix_q8_encode_row(y, d, &ry), 0)
+            let queryError = m3ix_q8_encode_query(q, d, &rq)
+            m3ix_q8_query_from_row(rx, d, &rqx)
+
+            func codes(_ v: [Float]) -> (scale: Float, c: [Int]) {
+                let peak = v.map(abs).max()!
+                let scale = peak / 127
+                return (scale, v.map { Int(max(-127, min(127, ($0 / scale).rounded()))) })
+            }
+            let (_, cx) = codes(x), (_, cy) = codes(y), (sq, cq) = codes(q)
+            XCTAssertEqual(rx.prefix(d).map { Int(Int8(bitPattern: $0)) }, cx, "d \(d) row codes")
+            XCTAssertEqual(rq.prefix(d).map { Int($0) - 128 }, cq, "d \(d) query codes")
+            func f32(_ r: [UInt8], _ o: Int) -> Float { r.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: o, as: Float.self) } }
+            let fx = 1 / Double(cx.reduce(0) { $0 + $1 * $1 }).squareRoot()
+            let fy = 1 / Double(cy.reduce(0) { $0 + $1 * $1 }).squareRoot()
+            XCTAssertEqual(Double(f32(rx, meta)), fx, accuracy: fx * 1e-6)
+            XCTAssertEqual(rx.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: meta + 4, as: Int32.self) }, Int32(cx.reduce(0, +)))
+            let residual = zip(x, cx).reduce(0.0) { $0 + pow(Double($1.0) - fx * Double($1.1), 2) }.squareRoot()
+            XCTAssertEqual(Double(f32(rx, meta + 8)), residual, accuracy: 1e-6)
+            let qErr = zip(q, cq).reduce(0.0) { $0 + pow(Double($1.0) - Double(sq) * Double($1.1), 2) }.squareRoot()
+            XCTAssertEqual(Double(queryError), qErr, accuracy: 1e-5)
+
+            let dotQX = Double(zip(cq, cx).reduce(0) { $0 + $1.0 * $1.1 })
+            let dotXY = Double(zip(cx, cy).reduce(0) { $0 + $1.0 * $1.1 })
+            var previous: (Float, Float)?
+            for level in 0...m3ix_i8_isa_level() {
+                let sQX = m3ix_score_q8_isa(level, rq, rx, d)
+                let sXY = m3ix_score_q8_rows_isa(level, rx, ry, d)
+                XCTAssertEqual(Double(sQX), dotQX * Double(sq) * fx, accuracy: 1e-5 * max(1, abs(dotQX * Double(sq) * fx)))
+                XCTAssertEqual(Double(sXY), dotXY * fx * fy, accuracy: 1e-6)
+                // A query made from row x scores y exactly as x does, and the order does not matter.
+                XCTAssertEqual(m3ix_score_q8_isa(level, rqx, ry, d), sXY, "d \(d) level \(level)")
+                XCTAssertEqual(m3ix_score_q8_rows_isa(level, ry, rx, d), sXY, "d \(d) level \(level)")
+                if let previous { XCTAssertTrue(previous == (sQX, sXY), "levels disagree at d \(d)") }
+                previous = (sQX, sXY)
+            }
+        }
+        var zero = [UInt8](repeating: 0, count: m3ix_q8_row_bytes(8))
+        XCTAssertEqual(m3ix_q8_encode_row([Float](repeating: 0, count: 8), 8, &zero), -1)
+    }
+
     func testSwiftWrappers() {
         let a: [Float] = [1, 2, 3], b: [Float] = [4, 5, 6]
         XCTAssertEqual(Similarity.dot(a, b), 32)
