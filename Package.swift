@@ -40,13 +40,15 @@ let package = Package(
 
         .target(name: "M3Tokenizer", dependencies: ["CSentencePiece"]),
         .target(name: "M3Model", dependencies: ["M3Tokenizer", "COpenBLAS", "CM3Kernels"]),
-        .target(name: "M3Index", dependencies: ["CM3Kernels"]),
+        // In-memory indexes and the byte forms of vectors; the model's output types (MultiVector,
+        // SparseVector) are what they store.
+        .target(name: "M3Index", dependencies: ["M3Model", "CM3Kernels"]),
         .target(name: "M3Store", dependencies: ["CSQLite"]),
         .target(name: "M3Search", dependencies: ["M3Model", "M3Tokenizer", "M3Index", "M3Store"]),
         // `m3search serve`: the JSON API over HTTP, Prometheus metrics, graceful shutdown.
         .target(
             name: "M3Server",
-            dependencies: ["M3Search", "M3Store",
+            dependencies: ["M3Search",
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "HummingbirdCore", package: "hummingbird"),
                            .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -56,6 +58,7 @@ let package = Package(
                            .product(name: "Logging", package: "swift-log"),
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOHTTP1", package: "swift-nio"),
                            .product(name: "NIOHTTPTypes", package: "swift-nio-extras")],
             exclude: ["openapi.json"]),
         .executableTarget(
@@ -65,13 +68,15 @@ let package = Package(
         // Benchmark programs (Benchmarks/, BENCHMARKS.md); built, never run, in CI.
         .executableTarget(
             name: "m3bench",
-            dependencies: ["M3Search", "M3Model", "M3Index", "M3Store", "CM3Kernels", "COpenBLAS",
+            dependencies: ["M3Search", "M3Model", "M3Index", "CM3Kernels", "COpenBLAS",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/Sources/m3bench"),
 
+        // A test target per module: each module's fast paths against its references.
+        .testTarget(name: "CM3KernelsTests", dependencies: ["CM3Kernels"]),
         .testTarget(name: "M3TokenizerTests", dependencies: ["M3Tokenizer"]),
         .testTarget(name: "M3ModelTests", dependencies: ["M3Model", "M3Tokenizer", "CM3Kernels"]),
-        .testTarget(name: "M3IndexTests", dependencies: ["M3Index"]),
+        .testTarget(name: "M3IndexTests", dependencies: ["M3Index", "M3Model"]),
         .testTarget(name: "M3StoreTests", dependencies: ["M3Store"]),
         .testTarget(name: "M3SearchTests", dependencies: ["M3Search", "m3search"]),
         .testTarget(name: "M3ServerTests", dependencies: ["M3Server", "M3Search", "m3search"]),

@@ -4,6 +4,7 @@
 // then dispatch. AVX2 machines run the portable versions, which -O2 vectorises for SSE2.
 #include "CM3CompressedKernels.h"
 #include "CM3IndexKernels.h"
+#include "maxsim_block.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -98,52 +99,8 @@ static void maxsim_pq_portable(const float *table, size_t nq, size_t m, const ui
 
 #if M3CX_X86
 // ---------------------------------------------------------------- AVX-512F
-// 4 query rows × 4 passage rows per block (16 accumulators), as the float16 MaxSim kernel:
-// 8 loads per 16 FMAs. LOAD16(j, k) gives 16 passage values of row j from dimension k as
-// float32; TAIL16(j, k) the d − k < 16 values left (zeros beyond d are harmless because the
-// query lanes beyond d are masked to zero). SCALE(j) multiplies row j's dot product.
-#define M3CX_BLOCKED_MAXSIM(LOAD16, TAIL16, SCALE)                                              \
-    for (size_t i = 0; i < nq; i++) best[i] = -INFINITY;                                        \
-    size_t full = d & ~(size_t)15, tail = d - full;                                             \
-    __mmask16 tm = (__mmask16)((1u << tail) - 1);                                               \
-    for (size_t i0 = 0; i0 < nq; i0 += 4) {                                                     \
-        const float *q0 = q + (i0 < nq ? i0 : nq - 1) * d;                                      \
-        const float *q1 = q + (i0 + 1 < nq ? i0 + 1 : nq - 1) * d;                              \
-        const float *q2 = q + (i0 + 2 < nq ? i0 + 2 : nq - 1) * d;                              \
-        const float *q3 = q + (i0 + 3 < nq ? i0 + 3 : nq - 1) * d;                              \
-        float b[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};                              \
-        for (size_t j0 = 0; j0 < np; j0 += 4) {                                                 \
-            size_t j[4] = {j0, j0 + 1 < np ? j0 + 1 : np - 1, j0 + 2 < np ? j0 + 2 : np - 1,    \
-                           j0 + 3 < np ? j0 + 3 : np - 1};                                      \
-            __m512 a[16];                                                                       \
-            for (int t = 0; t < 16; t++) a[t] = _mm512_setzero_ps();                            \
-            for (size_t k = 0; k < full; k += 16) {                                             \
-                __m512 x0 = _mm512_loadu_ps(q0 + k), x1 = _mm512_loadu_ps(q1 + k);              \
-                __m512 x2 = _mm512_loadu_ps(q2 + k), x3 = _mm512_loadu_ps(q3 + k);              \
-                __m512 y0 = LOAD16(j[0], k), y1 = LOAD16(j[1], k);                              \
-                __m512 y2 = LOAD16(j[2], k), y3 = LOAD16(j[3], k);                              \
-                a[0] += x0 * y0; a[1] += x0 * y1; a[2] += x0 * y2; a[3] += x0 * y3;             \
-                a[4] += x1 * y0; a[5] += x1 * y1; a[6] += x1 * y2; a[7] += x1 * y3;             \
-                a[8] += x2 * y0; a[9] += x2 * y1; a[10] += x2 * y2; a[11] += x2 * y3;           \
-                a[12] += x3 * y0; a[13] += x3 * y1; a[14] += x3 * y2; a[15] += x3 * y3;         \
-            }                                                                                   \
-            if (tail) {                                                                         \
-                __m512 x[4] = {_mm512_maskz_loadu_ps(tm, q0 + full), _mm512_maskz_loadu_ps(tm, q1 + full), \
-                               _mm512_maskz_loadu_ps(tm, q2 + full), _mm512_maskz_loadu_ps(tm, q3 + full)}; \
-                __m512 y[4] = {TAIL16(j[0], full), TAIL16(j[1], full), TAIL16(j[2], full),      \
-                               TAIL16(j[3], full)};                                             \
-                for (int r = 0; r < 4; r++)                                                     \
-                    for (int c = 0; c < 4; c++) a[r * 4 + c] += x[r] * y[c];                    \
-            }                                                                                   \
-            for (int r = 0; r < 4; r++)                                                         \
-                for (int c = 0; c < 4; c++) {                                                   \
-                    float s = _mm512_reduce_add_ps(a[r * 4 + c]) * SCALE(j[c]);                 \
-                    if (s > b[r]) b[r] = s;                                                     \
-                }                                                                               \
-        }                                                                                       \
-        for (size_t r = 0; r < 4 && i0 + r < nq; r++) best[i0 + r] = b[r];                     \
-    }
-
+// The blocked loop of maxsim_block.h, shared with the float16/float32 kernels; int8 and
+// sign-bit rows differ only in how 16 values are loaded and in the per-row SCALE.
 __attribute__((target("avx512f")))
 static inline __m512 i8x16_to_ps(const int8_t *p) {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
@@ -162,7 +119,7 @@ static void maxsim_i8_avx512(const float *q, size_t nq, const int8_t *c, const f
 #define LOAD16(row, k) i8x16_to_ps(c + (row) * d + (k))
 #define TAIL16(row, k) i8_tail_to_ps(c + (row) * d + (k), tail)
 #define SCALE(row) scales[row]
-    M3CX_BLOCKED_MAXSIM(LOAD16, TAIL16, SCALE)
+    M3_BLOCKED_MAXSIM(LOAD16, TAIL16, SCALE)
 #undef LOAD16
 #undef TAIL16
 #undef SCALE
@@ -183,7 +140,7 @@ static void maxsim_bits_avx512(const float *q, size_t nq, const uint8_t *bits, c
 #define LOAD16(row, k) bits16_to_ps(bits + (row) * row_bytes + (k) / 8, 2)
 #define TAIL16(row, k) bits16_to_ps(bits + (row) * row_bytes + (k) / 8, tail / 8)
 #define SCALE(row) factors[row]
-    M3CX_BLOCKED_MAXSIM(LOAD16, TAIL16, SCALE)
+    M3_BLOCKED_MAXSIM(LOAD16, TAIL16, SCALE)
 #undef LOAD16
 #undef TAIL16
 #undef SCALE

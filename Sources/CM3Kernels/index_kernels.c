@@ -7,6 +7,7 @@
 // allow for that (relative error ~1e-6 for n ≤ 4096).
 #include "CM3IndexKernels.h"
 #include "half.h"
+#include "maxsim_block.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -147,73 +148,41 @@ static float dot_f32_f16_avx512(const float *q, const uint16_t *h, size_t n) {
     return s;
 }
 
-// 4 query rows × 4 passage rows per block: 16 accumulators, 8 loads per 16 FMAs, so the
-// loop runs at FMA throughput from L1/L2. Rows past the end repeat the last row: a repeated
-// passage row leaves the max unchanged, a repeated query row is computed and not stored.
-// The d tail (< 16) goes through zero-padded copies (no AVX-512BW masked 16-bit loads).
-#define M3IX_MAXSIM_BODY(LOADP)                                                              \
-    for (size_t i = 0; i < nq; i++) best[i] = -INFINITY;                                     \
-    size_t full = d & ~(size_t)15, tail = d - full;                                          \
-    for (size_t i0 = 0; i0 < nq; i0 += 4) {                                                  \
-        const float *q0 = q + (i0 < nq ? i0 : nq - 1) * d;                                   \
-        const float *q1 = q + (i0 + 1 < nq ? i0 + 1 : nq - 1) * d;                           \
-        const float *q2 = q + (i0 + 2 < nq ? i0 + 2 : nq - 1) * d;                           \
-        const float *q3 = q + (i0 + 3 < nq ? i0 + 3 : nq - 1) * d;                           \
-        float b[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};                           \
-        for (size_t j0 = 0; j0 < np; j0 += 4) {                                              \
-            const PT *p0 = p + (j0 < np ? j0 : np - 1) * d;                                  \
-            const PT *p1 = p + (j0 + 1 < np ? j0 + 1 : np - 1) * d;                          \
-            const PT *p2 = p + (j0 + 2 < np ? j0 + 2 : np - 1) * d;                          \
-            const PT *p3 = p + (j0 + 3 < np ? j0 + 3 : np - 1) * d;                          \
-            __m512 a[16];                                                                    \
-            for (int t = 0; t < 16; t++) a[t] = _mm512_setzero_ps();                         \
-            for (size_t k = 0; k < full; k += 16) {                                          \
-                __m512 x0 = _mm512_loadu_ps(q0 + k), x1 = _mm512_loadu_ps(q1 + k);           \
-                __m512 x2 = _mm512_loadu_ps(q2 + k), x3 = _mm512_loadu_ps(q3 + k);           \
-                __m512 y0 = LOADP(p0 + k), y1 = LOADP(p1 + k);                               \
-                __m512 y2 = LOADP(p2 + k), y3 = LOADP(p3 + k);                               \
-                a[0] += x0 * y0; a[1] += x0 * y1; a[2] += x0 * y2; a[3] += x0 * y3;          \
-                a[4] += x1 * y0; a[5] += x1 * y1; a[6] += x1 * y2; a[7] += x1 * y3;          \
-                a[8] += x2 * y0; a[9] += x2 * y1; a[10] += x2 * y2; a[11] += x2 * y3;        \
-                a[12] += x3 * y0; a[13] += x3 * y1; a[14] += x3 * y2; a[15] += x3 * y3;      \
-            }                                                                                \
-            if (tail) {                                                                      \
-                __mmask16 m = (__mmask16)((1u << tail) - 1);                                 \
-                PT pt[4][16];                                                                \
-                memset(pt, 0, sizeof pt);                                                    \
-                memcpy(pt[0], p0 + full, tail * sizeof(PT));                                 \
-                memcpy(pt[1], p1 + full, tail * sizeof(PT));                                 \
-                memcpy(pt[2], p2 + full, tail * sizeof(PT));                                 \
-                memcpy(pt[3], p3 + full, tail * sizeof(PT));                                 \
-                __m512 x[4] = {_mm512_maskz_loadu_ps(m, q0 + full), _mm512_maskz_loadu_ps(m, q1 + full), \
-                               _mm512_maskz_loadu_ps(m, q2 + full), _mm512_maskz_loadu_ps(m, q3 + full)}; \
-                __m512 y[4] = {LOADP(pt[0]), LOADP(pt[1]), LOADP(pt[2]), LOADP(pt[3])};      \
-                for (int r = 0; r < 4; r++)                                                  \
-                    for (int c = 0; c < 4; c++) a[r * 4 + c] += x[r] * y[c];                 \
-            }                                                                                \
-            for (int r = 0; r < 4; r++)                                                      \
-                for (int c = 0; c < 4; c++) {                                                \
-                    float s = _mm512_reduce_add_ps(a[r * 4 + c]);                            \
-                    if (s > b[r]) b[r] = s;                                                  \
-                }                                                                            \
-        }                                                                                    \
-        for (size_t r = 0; r < 4 && i0 + r < nq; r++) best[i0 + r] = b[r];                  \
-    }
+// MaxSim of float16 and float32 rows: the blocked loop of maxsim_block.h. float32 tails
+// load under a mask; float16 tails go through a zero-padded copy (no AVX-512BW masked
+// 16-bit loads).
+__attribute__((target("avx512f")))
+static inline __m512 half16_to_ps(const uint16_t *p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
 
-#define M3IX_LOAD_HALF(ptr) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ptr)))
+__attribute__((target("avx512f")))
+static inline __m512 half_tail_to_ps(const uint16_t *p, size_t n) {
+    uint16_t buf[16] = {0};
+    memcpy(buf, p, n * sizeof(uint16_t));
+    return half16_to_ps(buf);
+}
 
 __attribute__((target("avx512f")))
 static void maxsim_f16_avx512(const float *q, size_t nq, const uint16_t *p, size_t np, size_t d, float *best) {
-#define PT uint16_t
-    M3IX_MAXSIM_BODY(M3IX_LOAD_HALF)
-#undef PT
+#define LOAD16(row, k) half16_to_ps(p + (row) * d + (k))
+#define TAIL16(row, k) half_tail_to_ps(p + (row) * d + (k), tail)
+#define SCALE(row) 1.0f
+    M3_BLOCKED_MAXSIM(LOAD16, TAIL16, SCALE)
+#undef LOAD16
+#undef TAIL16
+#undef SCALE
 }
 
 __attribute__((target("avx512f")))
 static void maxsim_f32_avx512(const float *q, size_t nq, const float *p, size_t np, size_t d, float *best) {
-#define PT float
-    M3IX_MAXSIM_BODY(_mm512_loadu_ps)
-#undef PT
+#define LOAD16(row, k) _mm512_loadu_ps(p + (row) * d + (k))
+#define TAIL16(row, k) _mm512_maskz_loadu_ps(tm, p + (row) * d + (k))
+#define SCALE(row) 1.0f
+    M3_BLOCKED_MAXSIM(LOAD16, TAIL16, SCALE)
+#undef LOAD16
+#undef TAIL16
+#undef SCALE
 }
 #endif
 

@@ -182,14 +182,14 @@ extension BGEM3 {
         return String(format: "%016llx", h)
     }
 
-    /// The model folder to use: `explicit` (--model), else $M3SEARCH_MODEL, else the
+    /// The model folder to use: `explicit`, else $M3SEARCH_MODEL, else the
     /// Hugging Face cache's BAAI/bge-m3 snapshot. Throws `ModelError.modelNotFound`
     /// listing every place it looked, with how to download the model.
     public static func locate(explicit: String? = nil,
                               environment: [String: String] = ProcessInfo.processInfo.environment) throws -> String {
         if let explicit { return explicit }
         if let env = environment["M3SEARCH_MODEL"], !env.isEmpty { return env }
-        var searched = ["--model", "$M3SEARCH_MODEL"]
+        var searched = ["$M3SEARCH_MODEL"]
         let hubRoots: [String] = {
             if let hub = environment["HF_HUB_CACHE"] ?? environment["HUGGINGFACE_HUB_CACHE"] { return [hub] }
             if let home = environment["HF_HOME"] { return [(home as NSString).appendingPathComponent("hub")] }

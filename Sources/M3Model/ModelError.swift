@@ -31,7 +31,7 @@ public enum ModelError: Error, Equatable, CustomStringConvertible, Sendable {
         case .modelNotFound(let searched):
             return "No BGE-M3 model found (looked in: \(searched.joined(separator: ", "))). "
                 + "Download it with `huggingface-cli download BAAI/bge-m3` (or `git clone https://huggingface.co/BAAI/bge-m3`) "
-                + "and pass --model DIR or set M3SEARCH_MODEL=DIR."
+                + "and pass its folder, or set M3SEARCH_MODEL=DIR."
         case .missingFile(let path, let hint):
             return "Missing model file \(path): \(hint)"
         case .invalidConfig(let path, let detail):

@@ -3,110 +3,6 @@ import M3Index
 import M3Model
 import M3Store
 
-/// A document to add through the library: an id (a path, or any unique string), its
-/// text, and optional metadata kept as JSON.
-public struct DocumentInput: Sendable {
-    public var id: String
-    public var text: String
-    public var metadata: [String: String]?
-
-    public init(id: String, text: String, metadata: [String: String]? = nil) {
-        self.id = id
-        self.text = text
-        self.metadata = metadata
-    }
-}
-
-/// How `search` ranks.
-public struct SearchOptions: Sendable, Equatable {
-    public enum Mode: String, Sendable, CaseIterable { case hybrid, dense, sparse, colbert }
-    public enum Fusion: String, Sendable, CaseIterable { case weighted, rrf }
-
-    /// Results to return (documents, or chunks with `groupByDocument = false`).
-    public var k: Int = 10
-    /// Fusion weights for dense, sparse, ColBERT (used in hybrid mode). A weight of 0 skips that mode.
-    /// nil: the index's default weights (`SearchIndex.defaultWeights`: tuned and saved, else 0.4/0.3/0.3).
-    public var weights: FusionWeights?
-    public var mode: Mode = .hybrid
-    public var fusion: Fusion = .weighted
-    /// Candidates taken from HNSW and from the sparse index before exact rescoring.
-    public var candidates: Int = 100
-    /// One result per document (its best chunk); false: one result per chunk.
-    public var groupByDocument = true
-    /// HNSW search breadth; nil: max(64, candidates).
-    public var efSearch: Int?
-
-    public init(k: Int = 10, weights: FusionWeights? = nil, mode: Mode = .hybrid, fusion: Fusion = .weighted,
-                candidates: Int = 100, groupByDocument: Bool = true, efSearch: Int? = nil) {
-        self.k = k
-        self.weights = weights
-        self.mode = mode
-        self.fusion = fusion
-        self.candidates = candidates
-        self.groupByDocument = groupByDocument
-        self.efSearch = efSearch
-    }
-
-    /// The weights actually applied: the mode's own weight alone outside hybrid mode, and
-    /// `indexDefault` in hybrid mode when no weights were given.
-    func effectiveWeights(indexDefault: FusionWeights) -> FusionWeights {
-        switch mode {
-        case .hybrid: return weights ?? indexDefault
-        case .dense: return FusionWeights(dense: 1, sparse: 0, colbert: 0)
-        case .sparse: return FusionWeights(dense: 0, sparse: 1, colbert: 0)
-        case .colbert: return FusionWeights(dense: 0, sparse: 0, colbert: 1)
-        }
-    }
-}
-
-/// One ranked result.
-public struct SearchResult: Sendable, Equatable {
-    public var rank: Int
-    /// The fused score (weighted: Σ wᵢ·sᵢ / Σ wᵢ; rrf: Σ wᵢ / (60 + rankᵢ)).
-    public var score: Float
-    /// Each mode's exact score; nil when its weight is 0 (not computed).
-    public var dense: Float?
-    public var sparse: Float?
-    public var colbert: Float?
-    /// The document's path (or the id given when it was added).
-    public var path: String
-    public var metadata: [String: String]?
-    public var chunk: Int
-    public var chunkID: Int64
-    /// Character range (Unicode scalars) of the chunk in the document text.
-    public var charRange: Range<Int>
-    public var text: String
-}
-
-/// What a search did: candidate counts and time per stage (for `--explain`).
-public struct SearchReport: Sendable {
-    public var results: [SearchResult]
-    public var denseCandidates = 0
-    public var sparseCandidates = 0
-    public var candidates = 0
-    public var encodeSeconds = 0.0
-    public var candidateSeconds = 0.0
-    public var scoreSeconds = 0.0
-    public var fuseSeconds = 0.0
-
-    public init(results: [SearchResult]) { self.results = results }
-}
-
-/// What the search engine can throw besides model and store errors.
-public enum SearchError: Error, CustomStringConvertible, Equatable, Sendable {
-    case invalidQuery(String)
-    case invalidOptions(String)
-    case emptyIndex(String)
-
-    public var description: String {
-        switch self {
-        case .invalidQuery(let s): return "Invalid query: \(s)"
-        case .invalidOptions(let s): return "Invalid search options: \(s)"
-        case .emptyIndex(let path): return "The index \(path) holds no documents yet. Add some with `m3search index <folders> --index \(path)`."
-        }
-    }
-}
-
 /// An m3search index: one SQLite file with the documents, their chunks and vectors, the
 /// HNSW graph and the sparse postings, plus the model that encodes queries.
 ///
@@ -116,222 +12,218 @@ public enum SearchError: Error, CustomStringConvertible, Equatable, Sendable {
 /// try index.add([DocumentInput(id: "a.md", text: "BGE-M3 is multilingual.")])
 /// for r in try index.search("multilingual embeddings").results { print(r.rank, r.path, r.score) }
 /// ```
-/// One writer and any number of concurrent searches: searches run under a shared lock
-/// and only wait for the short moment a write changes the in-memory graph and postings.
+///
+/// Every call throws `M3SearchError`. One writer and any number of concurrent searches: the
+/// entry is built from a snapshot reader (`IndexReader`), a single writer (`IndexWriter`),
+/// ingestion of texts and files (`Ingestion`) and evaluation (`CandidatePool`); each part
+/// documents its lock story where it lives.
 public final class SearchIndex: @unchecked Sendable {
     public let path: String
     public let model: BGEM3
+    /// The settings the index was created with (read from the file).
     public let settings: IndexSettings
-    /// How this index stores ColBERT rows and dense vectors, and which ColBERT rows it keeps
-    /// (from `settings`, fixed at creation).
-    public let colbertStorage: ColBERTStorage
-    public let denseStorage: DenseStorage
-    public let colbertPruning: ColBERTPruning
+
+    let reader: IndexReader
+    let writer: IndexWriter
+    var ingestion: Ingestion { Ingestion(model: model, settings: settings, writer: writer) }
 
     /// Storage of new indexes when the caller names none, the best trade-off measured on
-    /// 5,000 full-size-model chunks (README "Index size and storage", BENCHMARKS.md "Storage"):
-    /// ColBERT pq16 (64 bytes per row, 32× smaller than float16, hybrid top-10 agreement 0.999)
-    /// and int8 dense (1,028 bytes, agreement 1.000). pq16 needs a dimension divisible by 16;
-    /// other models get int8 ColBERT.
+    /// 5,000 full-size-model chunks (docs/storage.md, BENCHMARKS.md "Storage"): ColBERT pq16
+    /// (64 bytes per row, 32× smaller than float16, hybrid top-10 agreement 0.999) and int8
+    /// dense (1,028 bytes, agreement 1.000). pq16 needs a dimension divisible by 16; other
+    /// models get int8 ColBERT.
     public static func defaultColBERTStorage(dimension: Int) -> ColBERTStorage {
         let pq16 = ColBERTStorage.productQuantized(dimensionsPerCode: 16)
         return pq16.unsupportedReason(dimension: dimension) == nil ? pq16 : .int8
     }
     public static let defaultDenseStorage: DenseStorage = .int8
 
-    let store: IndexStore          // the writer's connection
-    let reader: IndexStore         // searches' connection (WAL: sees committed state)
-    let readerLock = NSLock()
-    /// A second read connection: rescoring splits the candidates over both, one thread each.
-    let scoringReader: IndexStore
-    let scoringReaderLock = NSLock()
-    let writeLock = NSLock()       // one writer at a time
-    let writeSession = WriteSession()  // the cross-process writer lock (SearchIndex+Lock)
-    let stateLock = ReadWriteLock()
-    var hnsw: HNSWIndex
-    var sparse: SparseIndex
-    /// The ColBERT product quantiser (PQ storage only): trained by the write that brings the
-    /// index to `codebookMinimumRows` ColBERT rows, then fixed; nil before that.
-    var colbertCodebook: ProductQuantizer?
-    /// ColBERT rows a PQ index waits for before training its codebook (k-means on fewer rows
-    /// than a few per centroid learns the first documents, not the corpus). Until then rows
-    /// are stored as float16 and scored exactly.
-    package var codebookMinimumRows = 4_096
-    /// How the ColBERT rows in the file are stored now: the chosen storage, except float16
-    /// while a PQ index waits for enough rows to train its codebook. Read under `stateLock`.
-    var colbertRowStorage: ColBERTStorage {
-        colbertStorage.needsCodebook && colbertCodebook == nil ? .float16 : colbertStorage
-    }
-    /// document id → (path, metadata), for results.
-    var documentInfo: [Int64: (path: String, metadata: [String: String]?)] = [:]
-    /// Weights saved in the file (`m3search tune --save`); nil: the built-in 0.4/0.3/0.3.
-    var savedWeights: FusionWeights?
+    /// The fusion weights used when none are given: 0.4 / 0.3 / 0.3 (FlagEmbedding's
+    /// example), unless `setDefaultWeights` saved others in the file.
+    public static let builtInWeights = FusionWeights(dense: 0.4, sparse: 0.3, colbert: 0.3)
 
-    /// Opens the index at `path`, creating it when absent (with `maxLength`/`overlap`).
-    /// Throws `StoreError.incompatible` when it was built with another model or settings.
-    /// HNSW's M and efConstruction are fixed at creation too (defaults 16 and 200), and so are
-    /// the storage choices: nil takes the defaults for a new index and the recorded choice for
-    /// an existing one; a choice that differs from an existing index's throws
-    /// `StoreError.incompatible` (its stored vectors cannot change form).
-    public init(path: String, model: BGEM3, create: Bool = true, maxLength: Int = 512, overlap: Int = 64,
-                pooling: Pooling = .cls, normalize: Bool = true, hnswM: Int = 16, hnswEfConstruction: Int = 200,
-                colbertStorage: ColBERTStorage? = nil, denseStorage: DenseStorage? = nil,
-                colbertPruning: ColBERTPruning? = nil, readOnly: Bool = false) throws {
+    /// Opens the index at `path`, creating it when absent (unless `options.create` is false).
+    ///
+    /// An existing index keeps the settings it was created with, whatever `options` say,
+    /// except that a storage choice given explicitly must match the recorded one.
+    ///
+    /// Throws `M3SearchError`: `.notFound` (no file and `create` false, or read-only),
+    /// `.incompatible` (another model, or a storage choice that differs; `underlying` is an
+    /// `IndexSettings.Mismatch` for the latter), `.notAnIndex`, `.newerFormat`, `.corrupt`,
+    /// `.invalidArgument` (a storage the model's dimension cannot use).
+    public init(path: String, model: BGEM3, options: IndexOptions = IndexOptions()) throws {
         self.path = path
         self.model = model
-        let dimension = model.config.hiddenSize
-        if let why = colbertStorage?.unsupportedReason(dimension: dimension) {
-            throw SearchError.invalidOptions(why)
+        do {
+            let (store, settings) = try Self.open(path: path, model: model, options: options)
+            self.settings = settings
+            let shared = SharedState(try IndexState.load(from: store, settings: settings))
+            writer = try IndexWriter(path: path, settings: settings, store: store, shared: shared)
+            reader = try IndexReader(path: path, model: model, settings: settings, shared: shared)
+        } catch {
+            throw M3SearchError(error)
         }
-        let wanted = IndexSettings(modelID: model.identity, dimension: dimension, maxLength: maxLength,
-                                   overlap: overlap, pooling: pooling.rawValue, normalize: normalize,
-                                   hnswM: hnswM, hnswEfConstruction: hnswEfConstruction,
-                                   colbertStorage: (colbertStorage ?? Self.defaultColBERTStorage(dimension: dimension)).description,
-                                   denseStorage: (denseStorage ?? Self.defaultDenseStorage).rawValue,
-                                   colbertPrune: (colbertPruning ?? .none).description)
+    }
+
+    /// Creates the file when needed and checks the recorded settings against the model and
+    /// the options; returns the writer's connection and the settings the index has.
+    private static func open(path: String, model: BGEM3, options o: IndexOptions) throws -> (IndexStore, IndexSettings) {
+        let dimension = model.config.hiddenSize
+        if let why = o.colbertStorage?.unsupportedReason(dimension: dimension) {
+            throw M3SearchError.invalidArgument("Invalid search options: \(why)")
+        }
+        let wanted = IndexSettings(modelID: model.identity, dimension: dimension, maxLength: o.maxLength, overlap: o.overlap,
+                                   pooling: o.pooling, normalize: o.normalize, hnswM: o.hnswM, hnswEfConstruction: o.hnswEfConstruction,
+                                   colbertStorage: o.colbertStorage ?? defaultColBERTStorage(dimension: dimension),
+                                   denseStorage: o.denseStorage ?? defaultDenseStorage, colbertPruning: o.colbertPruning ?? .none)
         let exists = FileManager.default.fileExists(atPath: path)
-        if !exists && (!create || readOnly) { throw StoreError.missing(path: path) }
+        if !exists && (!o.create || o.readOnly) { throw StoreError.missing(path: path) }
         if !exists {
             let dir = (path as NSString).deletingLastPathComponent
             if !dir.isEmpty { try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
         }
-        store = try IndexStore(path: path, readOnly: readOnly, createWith: create ? wanted : nil)
-        let stored = try store.settings()
+        let store = try IndexStore(path: path, readOnly: o.readOnly, createWith: o.create ? wanted.stored : nil)
+        let stored = try IndexSettings(stored: try store.settings(), path: path)
         if stored.modelID != wanted.modelID || stored.dimension != wanted.dimension {
             throw StoreError.incompatible(path: path, detail: stored.firstDifference(from: wanted) ?? "model differs")
         }
         // Chunking, pooling and normalisation come from the file: an existing index keeps
-        // the settings it was built with, whatever the caller passed. Storage choices asked
-        // for explicitly must match, since nothing can convert the stored vectors.
-        let asked: [(String, String?, String)] = [
-            ("--colbert-storage", colbertStorage?.description, stored.colbertStorage),
-            ("--dense-storage", denseStorage?.rawValue, stored.denseStorage),
-            ("--colbert-prune", colbertPruning?.description, stored.colbertPrune)]
-        for (option, value, recorded) in asked {
+        // the settings it was built with. Storage choices asked for explicitly must match,
+        // since nothing can convert the stored vectors.
+        let asked: [(IndexSettings.Mismatch.Setting, String?, String)] = [
+            (.colbertStorage, o.colbertStorage?.description, stored.colbertStorage.description),
+            (.denseStorage, o.denseStorage?.description, stored.denseStorage.description),
+            (.colbertPruning, o.colbertPruning?.description, stored.colbertPruning.description)]
+        for (setting, value, recorded) in asked {
             if let value, value != recorded {
-                throw StoreError.incompatible(path: path, detail: "it was created with \(option) \(recorded), not \(value); "
-                    + "storage is fixed when an index is created: omit \(option) to use this index, or build a new one")
+                throw IndexSettings.Mismatch(path: path, setting: setting, recorded: recorded, requested: value)
             }
         }
-        guard let cs = ColBERTStorage(stored.colbertStorage), let ds = DenseStorage(rawValue: stored.denseStorage),
-              let cp = ColBERTPruning(stored.colbertPrune) else {
-            throw StoreError.corrupt(path: path, detail: "unknown storage in settings (ColBERT \(stored.colbertStorage), dense \(stored.denseStorage), pruning \(stored.colbertPrune)); a newer m3search wrote it")
-        }
-        settings = stored
-        self.colbertStorage = cs
-        self.denseStorage = ds
-        self.colbertPruning = cp
-        reader = try IndexStore(path: path, readOnly: true)
-        scoringReader = try IndexStore(path: path, readOnly: true)
-        writeSession.loadedDataVersion = try store.db.scalarInt("PRAGMA data_version") ?? 0
-        (hnsw, sparse, documentInfo) = try Self.loadState(store, settings: stored)
-        savedWeights = try Self.loadDefaultWeights(store)
-        colbertCodebook = try Self.loadCodebook(store, dimension: stored.dimension)
+        return (store, stored)
     }
 
-    /// The ColBERT product quantiser stored in the index, if any.
-    static func loadCodebook(_ store: IndexStore, dimension: Int) throws -> ProductQuantizer? {
-        guard let data = try store.codebook(name: "colbert") else { return nil }
-        do {
-            let pq = try ProductQuantizer(serialized: Array(data))
-            guard pq.dimension == dimension else { throw IndexError.dimensionMismatch(expected: dimension, actual: pq.dimension) }
-            return pq
-        } catch {
-            throw StoreError.corrupt(path: store.path, detail: "ColBERT codebook: \(error)")
+    // MARK: - Documents
+
+    /// Adds documents, replacing any with the same id. Encoding happens before the writer
+    /// runs; the store and the in-memory indexes change in one transaction.
+    ///
+    /// Throws `M3SearchError`: `.invalidArgument` (metadata that cannot be encoded), `.locked`
+    /// (another process writes the index), `.readOnly`, `.diskFull` (nothing was kept).
+    public func add(_ documents: [DocumentInput]) throws {
+        try M3SearchError.boundary {
+            let ingestion = ingestion
+            try writer.add(try documents.map { try ingestion.prepare($0) })
         }
     }
 
-    /// Rebuilds the in-memory graph and postings from the file (never re-running HNSW
-    /// construction), all from one snapshot: a read transaction, so a writer committing
-    /// meanwhile cannot pair one commit's graph with another's chunks.
-    static func loadState(_ store: IndexStore, settings: IndexSettings) throws -> (HNSWIndex, SparseIndex, [Int64: (path: String, metadata: [String: String]?)]) {
-        try store.db.transaction(immediate: false) { try loadSnapshot(store, settings: settings) }
+    /// Removes documents by id (path). Returns how many were present.
+    @discardableResult
+    public func remove(_ ids: [String]) throws -> Int {
+        try M3SearchError.boundary { try writer.remove(ids) }
     }
 
-    /// `loadState` inside the caller's transaction; damage found by the graph and posting
-    /// decoders is reported as `StoreError.corrupt`, like the store's own.
-    static func loadSnapshot(_ store: IndexStore, settings: IndexSettings) throws -> (HNSWIndex, SparseIndex, [Int64: (path: String, metadata: [String: String]?)]) {
-        do { return try decodeSnapshot(store, settings: settings) } catch let error as IndexError {
-            throw StoreError.corrupt(path: store.path, detail: "\(error)")
-        }
+    /// Indexes files and folders incrementally: new and changed files are encoded,
+    /// unchanged ones skipped without encoding, and files deleted under a given folder
+    /// removed. Work is committed in batches, so an interrupted run keeps what it finished
+    /// and the next run resumes. Document paths are the roots as given joined with each
+    /// file's relative path.
+    ///
+    /// Throws `M3SearchError`: `.notFound` for a root that does not exist, `.locked`, and
+    /// the model's and store's errors; files that cannot be read are counted in the summary.
+    public func indexFiles(_ roots: [String], selection: FileSelection = FileSelection(),
+                           progress: ((IndexProgress) -> Void)? = nil) throws -> IndexSummary {
+        try M3SearchError.boundary { try ingestion.indexFiles(roots, selection: selection, progress: progress) }
     }
 
-    private static func decodeSnapshot(_ store: IndexStore, settings: IndexSettings) throws -> (HNSWIndex, SparseIndex, [Int64: (path: String, metadata: [String: String]?)]) {
-        var info: [Int64: (path: String, metadata: [String: String]?)] = [:]
-        for d in try store.documents() { info[d.id] = (d.path, decodeMetadata(d.metadata)) }
+    // MARK: - Search
 
-        var sparseLoader = SparseIndex.Loader()
-        try store.forEachPosting { token, bytes in try sparseLoader.add(token: token, bytes: Array(bytes)) }
-        let sparse = sparseLoader.finish()
+    /// Searches the index: encode the query, gather candidates (HNSW top-N ∪ exact sparse
+    /// top-N), score every candidate exactly in each mode, fuse, and return the top k.
+    ///
+    /// Throws `M3SearchError`: `.invalidArgument` for an empty query, k outside 1…10000, a
+    /// non-positive candidate count or invalid weights; `.emptyIndex` when nothing is
+    /// indexed; `.corrupt` when a stored row is damaged.
+    public func search(_ query: String, options: SearchOptions = SearchOptions()) throws -> SearchReport {
+        try M3SearchError.boundary { try reader.search(query, options: options) }
+    }
 
-        let hnsw: HNSWIndex
-        if let meta = try store.meta("hnsw_header"), let header = Data(base64Encoded: meta) {
-            var dense: [Int64: [Float]] = [:]
-            try store.forEachChunkVectors { id, _, d, _ in
-                guard let v = VectorCoding.decodeDense(d, dimension: settings.dimension,
-                                                       storage: DenseStorage(rawValue: settings.denseStorage) ?? .f32,
-                                                       unit: settings.normalize) else {
-                    throw StoreError.corrupt(path: store.path, detail: "dense vector of chunk \(id) has \(d.count) bytes")
+    /// The search pipeline on an already encoded query (benchmarks time it without the encoder).
+    package func search(encoded q: Embedding, options: SearchOptions) throws -> SearchReport {
+        try M3SearchError.boundary { try reader.search(encoded: q, options: options) }
+    }
+
+    /// Exact fused scores of every chunk, no candidate generation: the oracle for tests.
+    package func exhaustiveSearch(encoded q: Embedding, options: SearchOptions) throws -> [SearchResult] {
+        try M3SearchError.boundary { try reader.exhaustiveSearch(encoded: q, options: options) }
+    }
+
+    // MARK: - Counts and weights
+
+    public var documentCount: Int { reader.shared.read { $0.documents.count } }
+    public var chunkCount: Int { reader.shared.read { $0.hnsw.count } }
+
+    /// The weights a hybrid search uses when `SearchOptions.weights` is nil: those saved in
+    /// the index (`setDefaultWeights`, `m3search tune --save`), else `builtInWeights`.
+    public var defaultWeights: FusionWeights { reader.defaultWeights }
+
+    /// Whether `defaultWeights` come from the file rather than `builtInWeights`.
+    public var hasSavedWeights: Bool { reader.shared.read { $0.savedWeights != nil } }
+
+    /// Saves `weights` in the index as its default weights; nil removes them (back to
+    /// `builtInWeights`). Throws `M3SearchError.invalidArgument` for negative, non-finite or
+    /// all-zero weights, and the store's errors (e.g. `.readOnly`).
+    public func setDefaultWeights(_ weights: FusionWeights?) throws {
+        try M3SearchError.boundary {
+            if let w = weights {
+                guard [w.dense, w.sparse, w.colbert].allSatisfy({ $0.isFinite && $0 >= 0 }), w.dense + w.sparse + w.colbert > 0 else {
+                    throw M3SearchError.invalidArgument("Invalid search options: weights must be non-negative and not all zero (got \(w))")
                 }
-                dense[id] = v
             }
-            var loader = try HNSWIndex.Loader(meta: Array(header))
-            var failure: Error?
-            try store.forEachHNSWNode { slot, bytes in
-                guard failure == nil else { return }
-                guard bytes.count >= 8 else { failure = StoreError.corrupt(path: store.path, detail: "HNSW node \(slot) is \(bytes.count) bytes"); return }
-                let record = HNSWNodeRecord(slot: slot, id: Self.recordID(bytes), bytes: Array(bytes[8...]))
-                let vector = record.state == .live ? (dense[record.id] ?? []) : []
-                do { try loader.add(record, vector: vector) } catch { failure = error }
-            }
-            if let failure { throw StoreError.corrupt(path: store.path, detail: "\(failure)") }
-            hnsw = try loader.finish()
-        } else {
-            hnsw = try HNSWIndex(parameters: .init(dimension: settings.dimension, m: settings.hnswM,
-                                                   efConstruction: settings.hnswEfConstruction))
+            try writer.setDefaultWeights(weights)
         }
-        return (hnsw, sparse, info)
     }
 
-    static func recordID(_ bytes: UnsafeRawBufferPointer) -> Int64 {
-        // Node records are stored with their chunk id in front (see persist()).
-        bytes.count >= 8 ? Int64(littleEndian: bytes.loadUnaligned(as: Int64.self)) : 0
+    // MARK: - Writing across processes
+
+    /// Takes the index's writer lock for this SearchIndex (a no-op when it already holds
+    /// it). Writes take it themselves without waiting; call this first to wait instead, or
+    /// to fail before any work is done. Searches never need it.
+    ///
+    /// ```swift
+    /// try index.lockForWriting(wait: true) { holder in print("waiting for \(holder?.description ?? "another writer")") }
+    /// ```
+    /// - Throws: `M3SearchError.locked` naming the holder's PID, command and start time (when
+    ///   not waiting; `underlying` is `StoreError.locked`), `.readOnly` when the lock file
+    ///   cannot be created.
+    public func lockForWriting(wait: Bool = false, onWait: ((WriterLock.Holder?) -> Void)? = nil) throws {
+        try M3SearchError.boundary { try writer.lockForWriting(wait: wait, onWait: onWait) }
     }
 
-    static func decodeMetadata(_ json: String?) -> [String: String]? {
-        guard let json, let data = json.data(using: .utf8) else { return nil }
-        return try? JSONDecoder().decode([String: String].self, from: data)
+    /// Lets other processes write the index again; the next write takes the lock anew
+    /// (and reloads the graph and postings if another writer changed the file meanwhile).
+    public func releaseWriteLock() {
+        writer.releaseWriteLock()
     }
 
-    // MARK: - Counts
-
-    public var documentCount: Int { stateLock.read { documentInfo.count } }
-    public var chunkCount: Int { stateLock.read { hnsw.count } }
-}
-
-/// Runs body(0), …, body(n − 1) on up to n threads and waits for all. The body may capture
-/// pointers and inout state: callers give each index disjoint memory to write.
-func concurrently(_ n: Int, _ body: (Int) -> Void) {
-    guard n > 1 else { if n == 1 { body(0) }; return }
-    withoutActuallyEscaping(body) { escaping in
-        nonisolated(unsafe) let run = escaping
-        DispatchQueue.concurrentPerform(iterations: n) { run($0) }
+    /// Folds the write-ahead log into the index file and truncates it, so the file alone
+    /// holds every committed write (call it when closing a long-running writer, such as
+    /// the HTTP server at shutdown). Waits for a write in progress to finish first.
+    ///
+    /// Throws `M3SearchError` when SQLite cannot checkpoint (a read-only index has no log to fold).
+    public func checkpoint() throws {
+        try M3SearchError.boundary { try writer.checkpoint() }
     }
-}
 
-/// A readers–writer lock over pthread_rwlock.
-final class ReadWriteLock: @unchecked Sendable {
-    private var lock = pthread_rwlock_t()
-    init() { pthread_rwlock_init(&lock, nil) }
-    deinit { pthread_rwlock_destroy(&lock) }
-    func read<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_rwlock_rdlock(&lock)
-        defer { pthread_rwlock_unlock(&lock) }
-        return try body()
-    }
-    func write<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_rwlock_wrlock(&lock)
-        defer { pthread_rwlock_unlock(&lock) }
-        return try body()
+    // MARK: - Test hooks
+
+    /// The writer's connection.
+    var store: IndexStore { writer.store }
+    var hnsw: HNSWIndex { reader.shared.read { $0.hnsw } }
+    var sparse: SparseIndex { reader.shared.read { $0.sparse } }
+    var colbertCodebook: ProductQuantizer? { reader.shared.read { $0.codec.codebook } }
+    /// ColBERT rows a PQ index waits for before training its codebook.
+    package var codebookMinimumRows: Int {
+        get { writer.codebookMinimumRows }
+        set { writer.codebookMinimumRows = newValue }
     }
 }

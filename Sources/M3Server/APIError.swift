@@ -2,7 +2,6 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import M3Search
-import M3Store
 import NIOCore
 
 /// An error the API answers with a status and `{"error": "<message>"}`.
@@ -34,18 +33,18 @@ struct APIError: Error, CustomStringConvertible {
             return e
         case is NIOTooManyBytesError:
             return APIError(status: .contentTooLarge, message: "the request body is larger than the server's limit (--max-body-bytes)")
-        case let e as SearchError:
-            return .badRequest(e.description)
-        case let e as StoreError:
-            switch e {
+        case let e as M3SearchError:
+            switch e.kind {
+            case .invalidArgument:
+                return .badRequest(e.message)
             // Another writer (`m3search index`, `import`) holds the lock: retry later.
             case .locked:
-                return APIError(status: .conflict, message: e.description)
-            case .lockUnavailable:
-                return APIError(status: .forbidden, message: e.description)
+                return APIError(status: .conflict, message: e.message)
+            case .readOnly:
+                return APIError(status: .forbidden, message: e.message)
             // Nothing was committed; the index is as it was before the request.
             case .diskFull:
-                return APIError(status: .init(code: 507, reasonPhrase: "Insufficient Storage"), message: e.description)
+                return APIError(status: .init(code: 507, reasonPhrase: "Insufficient Storage"), message: e.message)
             default:
                 return APIError(status: .internalServerError, message: "internal error: \(e)")
             }

@@ -18,10 +18,24 @@ struct SearchRequest: Decodable {
         case query, k, weights, mode, fusion, candidates, ef_search, chunks, explain
     }
 
+    /// Only white space: the characters the OpenAPI `pattern` of `query` excludes,
+    /// Unicode's White_Space, U+FEFF (in JavaScript's `\s`) and U+200B (Foundation on
+    /// Linux trims it with the rest, so the library would call such a query empty).
+    /// Listed, not taken from a character class, so that the server and every schema
+    /// validator (schemathesis, JavaScript, ICU) agree on each character.
+    static func isBlank(_ text: String) -> Bool {
+        text.unicodeScalars.allSatisfy { s in
+            switch s.value {
+            case 0x09...0x0D, 0x20, 0x85, 0xA0, 0x1680, 0x2000...0x200B, 0x2028, 0x2029, 0x202F, 0x205F, 0x3000, 0xFEFF: return true
+            default: return false
+            }
+        }
+    }
+
     init(from decoder: any Decoder) throws {
         let c = try strictContainer(decoder, keyedBy: Key.self)
         query = try c.decode(String.self, forKey: .query)
-        if query.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { throw APIError.badRequest("query is empty") }
+        if Self.isBlank(query) { throw APIError.badRequest("query is empty or only white space") }
         var options = SearchOptions()
         options.k = try c.integer(forKey: .k) ?? options.k
         try checkRange(options.k, 1...Self.maxK, "k")

@@ -24,6 +24,7 @@ public final class M3Server: Sendable {
     let logger: Logger
     let metrics: ServerMetrics
     let searches: WorkQueue
+    let batcher: SearchBatcher
     let writes: WorkQueue
     let readOnly: Bool
     /// Bytes of request bodies being read now (see `maxBufferedBodyBytes`).
@@ -44,6 +45,11 @@ public final class M3Server: Sendable {
         metrics.indexSize(documents: index.documentCount, chunks: index.chunkCount)
         searches = WorkQueue(name: "search", threads: configuration.searchThreads, limit: configuration.maxPendingSearches,
                              depth: metrics.queueDepth("search"))
+        batcher = SearchBatcher(index: index, searches: searches, metrics: metrics,
+                                maxBatchTokens: configuration.maxBatchTokens, maxWait: configuration.maxBatchWait)
+        if !batcher.sharesPasses {
+            logger.notice("queries are encoded one at a time: this encoder's results depend on their batch, so batching would change scores")
+        }
         // One write thread: writes commit one at a time anyway, and a second writer would
         // only hold a thread waiting for the first.
         writes = WorkQueue(name: "write", threads: 1, limit: configuration.maxPendingWrites, depth: metrics.queueDepth("write"))
@@ -54,16 +60,24 @@ public final class M3Server: Sendable {
     /// `shutdownTimeout`), waits for running writes, and checkpoints the index's WAL.
     ///
     /// `onListening` gets the bound host and port (useful with port 0).
-    /// Throws when the address cannot be bound; a failed checkpoint is logged, not thrown
-    /// (every write is already committed).
+    /// Throws `ServerConfigurationError` for a configuration `validate()` refuses (such as
+    /// a non-loopback address without an API key), or when the address cannot be bound; a
+    /// failed checkpoint is logged, not thrown (every write is already committed).
     public func run(gracefulShutdownSignals: [UnixSignal] = [.sigterm, .sigint],
                     onListening: @escaping @Sendable (_ host: String, _ port: Int) async -> Void = { _, _ in }) async throws {
+        do { try configuration.validate() } catch {
+            await batcher.shutdown()
+            await searches.shutdown()
+            await writes.shutdown()
+            throw error
+        }
         let host = configuration.host
         let logger = logger
         let app = Application(
             router: makeRouter(),
             server: .http1(configuration: .init(
-                additionalChannelHandlers: [RequestReadTimeoutHandler(timeout: timeAmount(self.configuration.requestReadTimeout))],
+                additionalChannelHandlers: [ParseErrorResponder(),
+                                            RequestReadTimeoutHandler(timeout: timeAmount(self.configuration.requestReadTimeout))],
                 idleTimeout: timeAmount(configuration.idleTimeout))),
             configuration: .init(address: .hostname(host, port: configuration.port), serverName: "m3search",
                                  availableConnectionsDelegate: MaximumAvailableConnections(configuration.maxConnections)),
@@ -83,6 +97,7 @@ public final class M3Server: Sendable {
         var failure: (any Error)?
         do { try await serviceGroup.run() } catch { failure = error }
         // No request is left to start work; let the running ones finish, then fold the WAL.
+        await batcher.shutdown()
         await searches.shutdown()
         await writes.shutdown()
         if !readOnly {
@@ -108,6 +123,9 @@ public final class M3Server: Sendable {
     func makeRouter() -> Router<BasicRequestContext> {
         let router = Router()
         router.add(middleware: APIMiddleware(metrics: metrics))
+        if let keys = APIKeys(apiKey: configuration.apiKey, readAPIKey: configuration.readAPIKey) {
+            router.add(middleware: AuthenticationMiddleware(keys: keys, metrics: metrics))
+        }
         router.post("/search") { request, _ in try await self.search(request) }
         router.post("/documents") { request, _ in try await self.addDocuments(request) }
         router.delete("/documents/**") { request, context in try await self.deleteDocument(request, context: context) }
@@ -116,21 +134,27 @@ public final class M3Server: Sendable {
         return router
     }
 
+    /// Checks and tokenizes the query on a search thread, then waits for a forward pass
+    /// shared with the queries that arrive with it (`SearchBatcher`); the search itself
+    /// and the JSON answer run on a search thread too.
     func search(_ request: Request) async throws -> Response {
         let body = try await readBody(request)
         let query = try decodeBody(SearchRequest.self, from: body)
-        let index = index, metrics = metrics
-        let bytes = try await searches.run { () throws -> [UInt8] in
-            let report: SearchReport
-            do {
-                report = try index.search(query.query, options: query.options)
-                metrics.search(report)
-            } catch SearchError.emptyIndex {
-                report = SearchReport(results: [])   // nothing indexed yet: no results, not an error
+        let index = index, metrics = metrics, searches = searches, batcher = batcher
+        let bytes = try await searches.admit {
+            let prepared = try await searches.execute { try index.prepareQuery(query.query, options: query.options) }
+            return try await batcher.search(prepared, options: query.options) { outcome throws -> [UInt8] in
+                let report: SearchReport
+                do {
+                    report = try outcome.get()
+                    metrics.search(report)
+                } catch let error as M3SearchError where error.kind == .emptyIndex {
+                    report = SearchReport(results: [])   // nothing indexed yet: no results, not an error
+                }
+                var out = JSONWriter(reserving: 4096)
+                report.writeJSON(query: query.query, explain: query.explain, to: &out)
+                return out.bytes
             }
-            var out = JSONWriter(reserving: 4096)
-            report.writeJSON(query: query.query, explain: query.explain, to: &out)
-            return out.bytes
         }
         return jsonResponse(bytes)
     }

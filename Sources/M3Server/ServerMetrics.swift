@@ -9,9 +9,13 @@ import Prometheus
 /// - `http_request_duration_seconds{route}`: latency histogram, buckets from 1 ms to 30 s
 ///   close enough to read P50/P95/P99 with `histogram_quantile`;
 /// - `http_requests_in_flight`, `http_requests_rejected_total{reason}` (503s when busy:
-///   search, write, body), `queue_depth{queue}` (search, write: admitted, not finished);
-/// - `query_encode_duration_seconds`, `search_stage_duration_seconds{stage}` (candidates,
-///   score, fuse): the stages of each search, from `SearchReport`;
+///   search, write, body; 401 unauthorized; 403 forbidden: a read key on a write),
+///   `queue_depth{queue}` (search, write: admitted, not finished);
+/// - `query_encode_duration_seconds` (the forward pass that encoded the query, shared by
+///   its batch), `search_stage_duration_seconds{stage}` (candidates, score, fuse): the
+///   stages of each search, from `SearchReport`;
+/// - `search_batch_size` (queries per forward pass), `search_batch_tokens`,
+///   `search_batch_wait_seconds` (from the first query's arrival to its pass): dynamic batching;
 /// - `write_duration_seconds{operation}` (add, delete): encoding plus commit;
 /// - `index_documents`, `index_chunks`; `model_load_seconds`, `index_load_seconds`.
 final class ServerMetrics: Sendable {
@@ -38,6 +42,9 @@ final class ServerMetrics: Sendable {
     let fuseStage: DurationHistogram
     let documents: Gauge
     let chunks: Gauge
+    let batchSize: ValueHistogram
+    let batchTokens: ValueHistogram
+    let batchWait: DurationHistogram
 
     init(modelLoadSeconds: Double, indexLoadSeconds: Double) {
         inFlight = registry.makeGauge(descriptor: Self.name("http", "requests_in_flight", unit: "",
@@ -50,6 +57,15 @@ final class ServerMetrics: Sendable {
         candidatesStage = registry.makeDurationHistogram(descriptor: stage, labels: [("stage", "candidates")], buckets: Self.stageBuckets)
         scoreStage = registry.makeDurationHistogram(descriptor: stage, labels: [("stage", "score")], buckets: Self.stageBuckets)
         fuseStage = registry.makeDurationHistogram(descriptor: stage, labels: [("stage", "fuse")], buckets: Self.stageBuckets)
+        batchSize = registry.makeValueHistogram(
+            descriptor: Self.name("search", "batch_size", unit: "", help: "Queries encoded together in one forward pass (dynamic batching)."),
+            buckets: [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128, 256])
+        batchTokens = registry.makeValueHistogram(
+            descriptor: Self.name("search", "batch_tokens", unit: "", help: "Tokens in one forward pass of queries."),
+            buckets: [8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192])
+        batchWait = registry.makeDurationHistogram(
+            descriptor: Self.name("search", "batch_wait", unit: "seconds", help: "Time from the arrival of a batch's first query to the start of its forward pass."),
+            buckets: Self.stageBuckets)
         documents = registry.makeGauge(descriptor: Self.name("index", "documents", unit: "", help: "Documents in the index."))
         chunks = registry.makeGauge(descriptor: Self.name("index", "chunks", unit: "", help: "Chunks (vectors) in the index."))
         registry.makeGauge(descriptor: Self.name("model", "load", unit: "seconds", help: "Time to load the model at startup."))
@@ -78,7 +94,7 @@ final class ServerMetrics: Sendable {
 
     func rejected(_ reason: String) {
         registry.makeCounter(descriptor: Self.name("http", "requests_rejected", unit: "total",
-                                                   help: "Requests answered 503: the search or write queue was full, or too many body bytes were being read."),
+                                                   help: "Requests refused: 503 when the search or write queue was full or too many body bytes were being read; 401 without a valid API key; 403 for a read-only key on a write."),
                              labels: [("reason", reason)]).increment()
     }
 
@@ -87,6 +103,12 @@ final class ServerMetrics: Sendable {
         candidatesStage.record(.seconds(report.candidateSeconds))
         scoreStage.record(.seconds(report.scoreSeconds))
         fuseStage.record(.seconds(report.fuseSeconds))
+    }
+
+    func batch(size: Int, tokens: Int, wait: Duration) {
+        batchSize.record(Double(size))
+        batchTokens.record(Double(tokens))
+        batchWait.record(max(wait, .zero))
     }
 
     func write(_ operation: String, duration: Duration) {

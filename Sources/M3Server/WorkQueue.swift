@@ -25,6 +25,13 @@ final class WorkQueue: Sendable {
     /// Runs `body` on one of the queue's threads. Throws `APIError` 503 when `limit`
     /// jobs are already admitted (queued or running).
     func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await admit { try await self.execute(body) }
+    }
+
+    /// Counts `body` as one admitted job while it runs (it may hand its work to the
+    /// queue's threads with `execute`, or wait for a batch first). Throws `APIError` 503
+    /// when `limit` jobs are already admitted.
+    func admit<T: Sendable>(_ body: () async throws -> T) async throws -> T {
         guard admitted.increment(ifBelow: limit) else {
             throw APIError(status: .serviceUnavailable,
                            message: "the server is busy: \(limit) \(name) requests are already queued; retry shortly",
@@ -35,7 +42,20 @@ final class WorkQueue: Sendable {
             depth.decrement()
             admitted.decrement()
         }
-        return try await pool.runIfActive(body)
+        return try await body()
+    }
+
+    /// Runs `body` on one of the queue's threads, for a job admitted already.
+    func execute<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await pool.runIfActive(body)
+    }
+
+    /// Queues `body` for one of the queue's threads, for a job admitted already; it gets
+    /// `cancelled: true` instead of running when the queue has shut down.
+    func submit(_ body: @escaping @Sendable (_ cancelled: Bool) -> Void) {
+        pool.submit { state in
+            if case .active = state { body(false) } else { body(true) }
+        }
     }
 
     /// Waits for jobs already running, then stops the threads.

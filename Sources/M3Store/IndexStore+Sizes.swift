@@ -6,30 +6,30 @@ import Foundation
 /// dbstat table (Debian's libsqlite3 has it) each table's pages are measured too, and the
 /// rest of a table's pages (row headers, text, free space in pages) is attributed to the
 /// table's own component, so the components add up to the pages in use.
-public struct StoreSizes: Sendable, Equatable, Codable {
-    public var documents = 0
-    public var chunks = 0
+package struct StoreSizes: Sendable, Equatable, Codable {
+    package var documents = 0
+    package var chunks = 0
     /// Σ token_count over chunks (tokens the encoder saw per chunk).
-    public var tokens: Int64 = 0
+    package var tokens: Int64 = 0
     /// Payload bytes: Σ length of the chunks' dense, sparse, ColBERT blobs and texts (UTF-8).
-    public var denseBytes: Int64 = 0
-    public var sparseChunkBytes: Int64 = 0
-    public var colbertBytes: Int64 = 0
-    public var textBytes: Int64 = 0
+    package var denseBytes: Int64 = 0
+    package var sparseChunkBytes: Int64 = 0
+    package var colbertBytes: Int64 = 0
+    package var textBytes: Int64 = 0
     /// Payload bytes of the HNSW node records, the posting lists and the codebooks.
-    public var hnswBytes: Int64 = 0
-    public var postingBytes: Int64 = 0
-    public var codebookBytes: Int64 = 0
+    package var hnswBytes: Int64 = 0
+    package var postingBytes: Int64 = 0
+    package var codebookBytes: Int64 = 0
     /// Bytes of each table and index in pages (dbstat), empty without dbstat.
-    public var pages: [String: Int64] = [:]
+    package var pages: [String: Int64] = [:]
     /// The database file and its write-ahead log on disk.
-    public var fileBytes: Int64 = 0
-    public var walBytes: Int64 = 0
+    package var fileBytes: Int64 = 0
+    package var walBytes: Int64 = 0
 }
 
 extension IndexStore {
     /// Measures the file: counts, payload sums per column and, when available, pages per table.
-    public func sizes() throws -> StoreSizes {
+    package func sizes() throws -> StoreSizes {
         var z = StoreSizes()
         (z.documents, z.chunks) = try counts()
         let s = try db.prepare("""
@@ -41,7 +41,7 @@ extension IndexStore {
         }
         z.hnswBytes = try db.scalarInt("SELECT coalesce(sum(length(record)), 0) FROM hnsw_nodes") ?? 0
         z.postingBytes = try db.scalarInt("SELECT coalesce(sum(length(data)), 0) FROM postings") ?? 0
-        if try db.scalarInt("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='codebooks'") == 1 {
+        if try hasTable("codebooks") {
             z.codebookBytes = try db.scalarInt("SELECT coalesce(sum(length(data)), 0) FROM codebooks") ?? 0
         }
         // dbstat is a compile-time option of SQLite; without it the page split is left empty.

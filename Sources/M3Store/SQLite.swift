@@ -1,62 +1,20 @@
 import CSQLite
 import Foundation
 
-/// What went wrong in the index file. The description says what happened and what to do.
-public enum StoreError: Error, CustomStringConvertible, Equatable, Sendable {
-    /// SQLite refused an operation (message, result code, and the SQL when there is one).
-    case sqlite(path: String, code: Int32, message: String, sql: String?)
-    /// The file is not an m3search index (another SQLite database, or not SQLite at all).
-    case notAnIndex(path: String, detail: String)
-    /// The index was written by a newer m3search.
-    case newerFormat(path: String, found: Int, supported: Int)
-    /// The index was built with another model or settings.
-    case incompatible(path: String, detail: String)
-    /// The index does not exist.
-    case missing(path: String)
-    /// Another writer holds the index's writer lock (see `WriterLock`); nil: it has not recorded itself yet.
-    case locked(path: String, holder: WriterLock.Holder?)
-    /// The writer lock file cannot be created or locked (e.g. a read-only folder).
-    case lockUnavailable(path: String, detail: String)
-    /// Stored bytes fail validation.
-    case corrupt(path: String, detail: String)
-    /// The filesystem holding the index is full (SQLITE_FULL, ENOSPC); the transaction rolled back.
-    case diskFull(path: String)
-
-    public var description: String {
-        switch self {
-        case .sqlite(let path, let code, let message, let sql):
-            return "SQLite error \(code) on \(path): \(message)" + (sql.map { " [\($0.prefix(120))]" } ?? "")
-        case .notAnIndex(let path, let detail):
-            return "\(path) is not an m3search index (\(detail)). Choose another --index path; m3search never overwrites a foreign file."
-        case .newerFormat(let path, let found, let supported):
-            return "\(path) has index format \(found), newer than this m3search supports (\(supported)). Upgrade m3search."
-        case .incompatible(let path, let detail):
-            return "\(path) was built with different settings: \(detail). Use a new --index path, or re-index with the settings it was built with."
-        case .missing(let path):
-            return "No index at \(path). Build one with `m3search index <folders> --index \(path)`."
-        case .locked(let path, let holder):
-            return "index \(path) is locked by \(holder.map(\.description) ?? "another process") while it writes. "
-                + "Wait for it to finish, or pass --wait to wait for it; searches are not blocked."
-        case .lockUnavailable(let path, let detail):
-            return "cannot take the writer lock of \(path): \(detail). Writing needs a writable folder; searching does not."
-        case .corrupt(let path, let detail):
-            return "\(path) is damaged: \(detail). Rebuild it with `m3search index`."
-        case .diskFull(let path):
-            return "the disk holding \(path) is full: free some space and run again (the index keeps its last committed state)."
-        }
-    }
-}
-
 /// One SQLite connection. Not thread-safe by itself: the owner serialises access.
-public final class SQLiteConnection: @unchecked Sendable {
-    public let path: String
+///
+/// `package`: only M3Store runs SQL; tests use it to damage files on purpose.
+package final class SQLiteConnection: @unchecked Sendable {
+    package let path: String
     let handle: OpaquePointer
+    /// The file in the registry of open database files (see OpenDatabaseFiles).
+    private let fileID: OpenDatabaseFiles.FileID?
 
     /// `immutable`: read-only without WAL shared memory or locks, for a file on read-only
     /// media that nobody can be writing (SQLite's `immutable=1` URI parameter).
-    public enum Mode: Sendable { case readOnly, readWrite, create, immutable }
+    package enum Mode: Sendable { case readOnly, readWrite, create, immutable }
 
-    public init(path: String, mode: Mode) throws {
+    package init(path: String, mode: Mode) throws {
         self.path = path
         var db: OpaquePointer?
         let flags: Int32
@@ -74,11 +32,15 @@ public final class SQLiteConnection: @unchecked Sendable {
             throw StoreError.sqlite(path: path, code: rc, message: message, sql: nil)
         }
         handle = db
+        fileID = OpenDatabaseFiles.retain(path)
         sqlite3_busy_timeout(db, 5000)
         sqlite3_extended_result_codes(db, 1)
     }
 
-    deinit { sqlite3_close_v2(handle) }
+    deinit {
+        sqlite3_close_v2(handle)
+        OpenDatabaseFiles.release(fileID)
+    }
 
     func error(_ code: Int32, sql: String? = nil) -> StoreError {
         let message = String(cString: sqlite3_errmsg(handle))
@@ -99,7 +61,7 @@ public final class SQLiteConnection: @unchecked Sendable {
     }
 
     /// Runs one or more statements that return no rows.
-    public func execute(_ sql: String) throws {
+    package func execute(_ sql: String) throws {
         var message: UnsafeMutablePointer<CChar>?
         let rc = sqlite3_exec(handle, sql, nil, nil, &message)
         if rc != SQLITE_OK {
@@ -112,7 +74,7 @@ public final class SQLiteConnection: @unchecked Sendable {
         }
     }
 
-    public func prepare(_ sql: String) throws -> Statement {
+    package func prepare(_ sql: String) throws -> Statement {
         var stmt: OpaquePointer?
         let rc = sqlite3_prepare_v2(handle, sql, -1, &stmt, nil)
         guard rc == SQLITE_OK, let stmt else { throw error(rc, sql: sql) }
@@ -121,7 +83,7 @@ public final class SQLiteConnection: @unchecked Sendable {
 
     /// Runs `body` in a transaction: committed if it returns, rolled back if it throws.
     /// `immediate` takes the write lock up front (for writers).
-    public func transaction<T>(immediate: Bool = true, _ body: () throws -> T) throws -> T {
+    package func transaction<T>(immediate: Bool = true, _ body: () throws -> T) throws -> T {
         try execute(immediate ? "BEGIN IMMEDIATE" : "BEGIN")
         do {
             let value = try body()
@@ -133,18 +95,21 @@ public final class SQLiteConnection: @unchecked Sendable {
         }
     }
 
-    public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
-    public var changes: Int { Int(sqlite3_changes(handle)) }
+    /// Whether a transaction is open (SQLite is not in autocommit mode).
+    package var inTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
+
+    package var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
+    package var changes: Int { Int(sqlite3_changes(handle)) }
 
     /// First column of the first row, or nil.
-    public func scalarInt(_ sql: String) throws -> Int64? {
+    package func scalarInt(_ sql: String) throws -> Int64? {
         let s = try prepare(sql)
         return try s.step() ? s.int(0) : nil
     }
 }
 
 /// A prepared statement. Bind with `bind`, iterate with `step`, reuse with `reset`.
-public final class Statement {
+package final class Statement {
     let connection: SQLiteConnection
     let handle: OpaquePointer
     let sql: String
@@ -160,7 +125,7 @@ public final class Statement {
     private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
     @discardableResult
-    public func bind(_ values: [SQLValue]) throws -> Statement {
+    package func bind(_ values: [SQLValue]) throws -> Statement {
         sqlite3_reset(handle)
         sqlite3_clear_bindings(handle)
         for (i, v) in values.enumerated() {
@@ -191,7 +156,7 @@ public final class Statement {
     }
 
     /// Advances to the next row; false when done.
-    public func step() throws -> Bool {
+    package func step() throws -> Bool {
         let rc = sqlite3_step(handle)
         switch rc {
         case SQLITE_ROW: return true
@@ -201,27 +166,27 @@ public final class Statement {
     }
 
     /// Runs to completion (for INSERT/UPDATE/DELETE).
-    public func run(_ values: [SQLValue] = []) throws {
+    package func run(_ values: [SQLValue] = []) throws {
         try bind(values)
         while try step() {}
         sqlite3_reset(handle)
     }
 
-    public func isNull(_ column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
-    public func int(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
-    public func double(_ column: Int32) -> Double { sqlite3_column_double(handle, column) }
-    public func text(_ column: Int32) -> String {
+    package func isNull(_ column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
+    package func int(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
+    package func double(_ column: Int32) -> Double { sqlite3_column_double(handle, column) }
+    package func text(_ column: Int32) -> String {
         guard let p = sqlite3_column_text(handle, column) else { return "" }
         let n = Int(sqlite3_column_bytes(handle, column))
         return String(decoding: UnsafeBufferPointer(start: p, count: n), as: UTF8.self)
     }
-    public func blob(_ column: Int32) -> Data {
+    package func blob(_ column: Int32) -> Data {
         let n = Int(sqlite3_column_bytes(handle, column))
         guard n > 0, let p = sqlite3_column_blob(handle, column) else { return Data() }
         return Data(bytes: p, count: n)
     }
     /// Calls `body` with the blob's bytes without copying them (valid only inside).
-    public func withBlob<T>(_ column: Int32, _ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+    package func withBlob<T>(_ column: Int32, _ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
         let n = Int(sqlite3_column_bytes(handle, column))
         let p = sqlite3_column_blob(handle, column)
         return try body(UnsafeRawBufferPointer(start: n > 0 ? p : nil, count: n))
@@ -229,7 +194,7 @@ public final class Statement {
 }
 
 /// A value bound to a statement parameter.
-public enum SQLValue: Sendable {
+package enum SQLValue: Sendable {
     case null
     case int(Int64)
     case double(Double)

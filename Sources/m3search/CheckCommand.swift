@@ -11,19 +11,14 @@ struct CheckCommand: ParsableCommand {
     @OptionGroup var location: IndexLocation
 
     func run() throws {
-        let report: IntegrityReport
-        do {
-            let m = try BGEM3(folder: BGEM3.locate(explicit: location.model))
-            let index = try SearchIndex(path: location.index, model: m, create: false,
-                                        readOnly: !FileManager.default.isWritableFile(atPath: location.index))
-            report = try index.check()
-        } catch { fail("\(error)") }
+        let index = try location.open(.existing(readOnly: !location.path.isWritable))
+        let report = try index.check()
         print("\(location.index): \(report.documents) documents, \(report.chunks) chunks")
         if report.isSound {
             print("ok")
         } else {
             for p in report.problems { print("problem: \(p)") }
-            throw ExitCode(3)
+            throw ExitCode(ExitStatus.problemsFound)
         }
     }
 }

@@ -33,11 +33,8 @@ struct EvaluationOptions: ParsableArguments {
     /// does not count (queries without a relevant judgment, judged documents not indexed).
     func load(writable: Bool = false, extra: [RankingMetric] = []) throws -> (SearchIndex, EvaluationSet, CandidatePool) {
         let set = try EvaluationSet(queriesFile: queries, qrelsFile: qrels)
-        guard FileManager.default.fileExists(atPath: location.index) else {
-            fail("no index at \(location.index). Build one with `m3search index <folders> --index \(location.index)`.")
-        }
-        let model = try loadModel(explicit: location.model, precision: location.precision.value)
-        let index = try SearchIndex(path: location.index, model: model, create: false, readOnly: !writable)
+        try location.path.requireExisting()
+        let index = try location.open(.existing(readOnly: !writable))
         let depth = (metrics + extra).map(\.cutoff).max() ?? 100
         let pool = try index.candidatePool(for: set, depth: depth, candidates: candidates, efSearch: efSearch)
         let skipped = set.queries.count - pool.queryCount
@@ -51,10 +48,6 @@ struct EvaluationOptions: ParsableArguments {
         }
         return (index, set, pool)
     }
-}
-
-func note(_ message: String) {
-    FileHandle.standardError.write(Data("note: \(message)\n".utf8))
 }
 
 /// `m3search eval`: retrieval quality of each mode and of the fusions on an evaluation set.
@@ -87,34 +80,32 @@ struct EvalCommand: ParsableCommand {
     }
 
     func run() throws {
-        do {
-            let (index, set, pool) = try evaluation.load()
-            let metrics = evaluation.metrics
-            let t0 = Date()
-            let rows = Self.rows(defaults: index.defaultWeights).map { row in
-                (row.name, row.weights, pool.evaluate(weights: row.weights, metrics: metrics, qrels: set.qrels))
+        let (index, set, pool) = try evaluation.load()
+        let metrics = evaluation.metrics
+        let t0 = Date()
+        let rows = Self.rows(defaults: index.defaultWeights).map { row in
+            (row.name, row.weights, pool.evaluate(weights: row.weights, metrics: metrics, qrels: set.qrels))
+        }
+        let fuseSeconds = Date().timeIntervalSince(t0)
+        if json {
+            var out = JSONWriter()
+            out.raw("{\"queries\":\(pool.queryCount),\"scored_chunks\":\(pool.scoredChunks),\"results\":[")
+            for (i, (name, w, values)) in rows.enumerated() {
+                if i > 0 { out.raw(",") }
+                out.raw("{\"mode\":"); out.string(name); out.raw(",\"weights\":"); weightsJSON(w, &out)
+                for m in metrics { out.raw(",\"\(m)\":\(values[m]!)") }
+                out.raw("}")
             }
-            let fuseSeconds = Date().timeIntervalSince(t0)
-            if json {
-                var out = JSONWriter()
-                out.raw("{\"queries\":\(pool.queryCount),\"scored_chunks\":\(pool.scoredChunks),\"results\":[")
-                for (i, (name, w, values)) in rows.enumerated() {
-                    if i > 0 { out.raw(",") }
-                    out.raw("{\"mode\":"); out.string(name); out.raw(",\"weights\":"); weightsJSON(w, &out)
-                    for m in metrics { out.raw(",\"\(m)\":\(values[m]!)") }
-                    out.raw("}")
-                }
-                out.raw("],\"seconds\":{\"encode\":\(pool.encodeSeconds),\"score\":\(pool.scoreSeconds),\"fuse\":\(fuseSeconds)}}\n")
-                out.flush()
-                return
-            }
-            print("mode                   weights (d,s,c)    " + metrics.map { pad("\($0)", 11) }.joined())
-            for (name, w, values) in rows {
-                print(pad(name, 23) + pad(weightsText(w), 19) + metrics.map { pad(String(format: "%.4f", values[$0]!), 11) }.joined())
-            }
-            print(String(format: "%d queries, %d candidate chunks scored; encode %.2f s, scoring %.2f s, fusion %.3f s",
-                         pool.queryCount, pool.scoredChunks, pool.encodeSeconds, pool.scoreSeconds, fuseSeconds))
-        } catch { fail("\(error)") }
+            out.raw("],\"seconds\":{\"encode\":\(pool.encodeSeconds),\"score\":\(pool.scoreSeconds),\"fuse\":\(fuseSeconds)}}\n")
+            out.flush()
+            return
+        }
+        print("mode                   weights (d,s,c)    " + metrics.map { pad("\($0)", 11) }.joined())
+        for (name, w, values) in rows {
+            print(pad(name, 23) + pad(weightsText(w), 19) + metrics.map { pad(String(format: "%.4f", values[$0]!), 11) }.joined())
+        }
+        print(String(format: "%d queries, %d candidate chunks scored; encode %.2f s, scoring %.2f s, fusion %.3f s",
+                     pool.queryCount, pool.scoredChunks, pool.encodeSeconds, pool.scoreSeconds, fuseSeconds))
     }
 }
 

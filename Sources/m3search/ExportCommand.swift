@@ -2,39 +2,60 @@ import ArgumentParser
 import Foundation
 import M3Search
 
-/// `m3search export`: every chunk with its vectors as JSON Lines, for other engines and for
-/// `m3search import`.
+/// `m3search export`: every chunk with its vectors as JSON Lines (for `m3search import`), or
+/// the files Qdrant, Milvus or Vespa load (`EngineExport`).
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export",
-        abstract: "Write every chunk with its dense, sparse and ColBERT vectors as JSON Lines.",
+        abstract: "Write every chunk with its dense, sparse and ColBERT vectors: as JSON Lines, or as the files Qdrant, Milvus or Vespa load.",
         discussion: """
         The first line is a header with the index settings; then one line per chunk: \
         {"id", "doc_id", "chunk", "char_start", "char_end", "token_count", "text", "metadata", "source", \
         "dense", "sparse", "colbert"}. Streams (one chunk in memory at a time) and needs no model. \
-        See "Scaling out" in the README for feeding Vespa, Qdrant and Milvus.
+        --format qdrant|milvus|vespa --out DIR writes the files each engine loads (docs/engines.md).
         """)
 
     /// The header's "format" value and version; `m3search import` accepts this version only.
     static let formatName = "m3search-export"
     static let formatVersion = 1
 
-    enum Format: String, ExpressibleByArgument, CaseIterable { case jsonl }
+    enum Format: String, ExpressibleByArgument, CaseIterable { case jsonl, qdrant, milvus, vespa }
 
-    @Option(name: .long, help: "Output format (jsonl).")
+    @Option(name: .long, help: ArgumentHelp(
+        "Output format: jsonl (m3search's own, for import), or qdrant, milvus, vespa (a folder of what each engine loads).",
+        discussion: "docs/engines.md describes the engine folders and the queries that reproduce m3search's ranking."))
     var format: Format = .jsonl
 
-    @Option(name: .long, help: "Index file (default $M3SEARCH_INDEX or Indexes/default.m3index).")
-    var index: String = defaultIndexPath
+    @OptionGroup var location: IndexPathOption
 
-    @Option(name: .long, help: "Output file (default: stdout).")
+    @Option(name: .long, help: ArgumentHelp(
+        "Output file for jsonl (default: stdout); for an engine format, the folder to create (required).",
+        discussion: "An engine export is written next to it and renamed into place when complete: the folder must be new or empty.",
+        valueName: "path"))
     var out: String?
 
+    @Flag(name: .long, help: "Engine formats: replace a folder holding an earlier m3search export.")
+    var force = false
+
+    func validate() throws {
+        if format == .jsonl && force { throw ValidationError("--force applies to --format qdrant, milvus and vespa") }
+        if format != .jsonl && out == nil {
+            throw ValidationError("--format \(format.rawValue) writes a folder: give it with --out DIR")
+        }
+    }
+
     func run() throws {
+        if let engine = EngineExport.Engine(rawValue: format.rawValue), let out {
+            let summary = try EngineExport.write(engine, indexAt: location.index, to: out, replacing: force)
+            for note in summary.notes { FileHandle.standardError.write(Data("note: \(note)\n".utf8)) }
+            FileHandle.standardError.write(Data(
+                "exported \(summary.chunks) chunks for \(format.rawValue) to \(out) (\(summary.files.count) files)\n".utf8))
+            return
+        }
         let handle: FileHandle
         if let out {
             guard FileManager.default.createFile(atPath: out, contents: nil), let h = FileHandle(forWritingAtPath: out) else {
-                fail("cannot write \(out): check the folder exists and is writable")
+                throw M3SearchError(.io, "cannot write \(out): check the folder exists and is writable")
             }
             handle = h
         } else {
@@ -43,7 +64,7 @@ struct ExportCommand: ParsableCommand {
         var w = JSONWriter()
         var written = 0
         do {
-            try SearchIndex.export(indexAt: index, header: { snapshot in
+            try SearchIndex.export(indexAt: location.index, header: { snapshot in
                 w.raw("{\"format\":"); w.string(Self.formatName)
                 w.raw(",\"version\":\(Self.formatVersion),\"settings\":")
                 w.raw(String(decoding: try JSONEncoder.sorted.encode(snapshot.settings), as: UTF8.self))
@@ -64,15 +85,15 @@ struct ExportCommand: ParsableCommand {
         } catch {
             // A partial file would look like a valid export's start; remove it.
             if let out { try? handle.close(); try? FileManager.default.removeItem(atPath: out) }
-            fail("\(error)")
+            throw error
         }
-        if out != nil {
+        if let out {
             try? handle.close()
-            FileHandle.standardError.write(Data("exported \(written) chunks to \(out!)\n".utf8))
+            FileHandle.standardError.write(Data("exported \(written) chunks to \(out)\n".utf8))
         }
     }
 
-    /// One chunk line; see the README's "Scaling out" for the fields.
+    /// One chunk line; see docs/engines.md for the fields.
     static func write(_ c: ExportedChunk, to w: inout JSONWriter) {
         w.raw("{\"id\":"); w.string("\(c.documentID)#\(c.ordinal)")
         w.raw(",\"doc_id\":"); w.string(c.documentID)
@@ -83,7 +104,7 @@ struct ExportCommand: ParsableCommand {
             w.raw("{")
             for (i, key) in m.keys.sorted().enumerated() {
                 if i > 0 { w.raw(",") }
-                w.string(key); w.raw(":"); w.string(m[key]!)
+                w.string(key); w.raw(":"); w.string(m[key] ?? "")
             }
             w.raw("}")
         } else {

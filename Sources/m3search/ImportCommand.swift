@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import M3Search
-import M3Store
 
 /// `m3search import`: load an `m3search export` file into an index without encoding anything.
 struct ImportCommand: ParsableCommand {
@@ -31,48 +30,46 @@ struct ImportCommand: ParsableCommand {
     }
 
     func run() throws {
-        do {
-            // Pass 1: validate every line, so a bad file changes nothing.
-            let header = try Self.read(file) { _ in }
-            let model = try loadModel(explicit: location.model, precision: location.precision.value)
-            guard model.identity == header.settings.modelID else {
-                fail("\(file) was exported from an index of model \(header.settings.modelID.prefix(16))…, but the model found "
-                     + "(\(location.model ?? "from $M3SEARCH_MODEL or the Hugging Face cache")) is \(model.identity.prefix(16))…. Pass --model with the model the index was built with.")
-            }
-            let s = header.settings
-            let existed = FileManager.default.fileExists(atPath: location.index)
-            // A new index takes the exported index's storage; an existing one keeps its own.
-            let index = try SearchIndex(path: location.index, model: model, maxLength: s.maxLength, overlap: s.overlap,
-                                        pooling: Pooling(rawValue: s.pooling) ?? .cls, normalize: s.normalize,
-                                        hnswM: s.hnswM, hnswEfConstruction: s.hnswEfConstruction,
-                                        colbertStorage: existed ? nil : ColBERTStorage(s.colbertStorage),
-                                        denseStorage: existed ? nil : DenseStorage(rawValue: s.denseStorage),
-                                        colbertPruning: existed ? nil : ColBERTPruning(s.colbertPrune))
-            try index.lockForWriting(wait: wait) { holder in
-                FileHandle.standardError.write(Data("waiting: \(location.index) is being written by \(holder?.description ?? "another process")\n".utf8))
-            }
-            var ours = index.settings, theirs = s
-            // Vectors arrive as float32 and are stored the index's way.
-            ours.colbertStorage = theirs.colbertStorage
-            ours.denseStorage = theirs.denseStorage
-            ours.colbertPrune = theirs.colbertPrune
-            ours.hnswM = theirs.hnswM; ours.hnswEfConstruction = theirs.hnswEfConstruction  // graph shape, not vectors
-            if let difference = ours.firstDifference(from: theirs) {
-                fail("\(location.index) is not compatible with \(file): \(difference). Import into a new --index path.")
-            }
-            // Pass 2: add the documents in batches, each one transaction.
-            var pending: [SearchIndex.EncodedDocument] = []
-            var documents = 0, chunks = 0
-            _ = try Self.read(file) { doc in
-                pending.append(doc)
-                documents += 1
-                chunks += doc.chunks.count
-                if pending.count == batch { try index.add(encoded: pending); pending.removeAll() }
-            }
-            if !pending.isEmpty { try index.add(encoded: pending) }
-            if !existed, let w = header.defaultWeights { try index.setDefaultWeights(w) }
-            print("imported \(documents) documents, \(chunks) chunks into \(location.index)")
-        } catch { fail("\(error)") }
+        // Pass 1: validate every line, so a bad file changes nothing.
+        let header = try Self.read(file) { _ in }
+        let model = try location.modelOptions.load()
+        guard model.identity == header.settings.modelID else {
+            throw M3SearchError(.incompatible, "\(file) was exported from an index of model \(header.settings.modelID.prefix(16))…, but the model found "
+                + "(\(location.modelOptions.model ?? "from $M3SEARCH_MODEL or the Hugging Face cache")) is \(model.identity.prefix(16))…. "
+                + "Pass --model with the model the index was built with.")
+        }
+        let s = header.settings
+        let existed = FileManager.default.fileExists(atPath: location.index)
+        // A new index takes the exported index's storage; an existing one keeps its own.
+        let index = try SearchIndex(path: location.index, model: model, options: IndexOptions(
+            maxLength: s.maxLength, overlap: s.overlap, pooling: s.pooling, normalize: s.normalize,
+            hnswM: s.hnswM, hnswEfConstruction: s.hnswEfConstruction,
+            colbertStorage: existed ? nil : s.colbertStorage, denseStorage: existed ? nil : s.denseStorage,
+            colbertPruning: existed ? nil : s.colbertPruning))
+        try index.lockForWriting(wait: wait) { holder in
+            FileHandle.standardError.write(Data("waiting: \(location.index) is being written by \(holder?.description ?? "another process")\n".utf8))
+        }
+        var ours = index.settings, theirs = s
+        // Vectors arrive as float32 and are stored the index's way.
+        ours.colbertStorage = theirs.colbertStorage
+        ours.denseStorage = theirs.denseStorage
+        ours.colbertPruning = theirs.colbertPruning
+        ours.hnswM = theirs.hnswM; ours.hnswEfConstruction = theirs.hnswEfConstruction  // graph shape, not vectors
+        if let difference = ours.firstDifference(from: theirs) {
+            throw M3SearchError(.incompatible, "\(location.index) is not compatible with \(file): \(difference). Import into a new --index path.")
+        }
+        // Pass 2: add the documents in batches, each one transaction.
+        var pending: [SearchIndex.EncodedDocument] = []
+        var documents = 0, chunks = 0
+        _ = try Self.read(file) { doc in
+            pending.append(doc)
+            documents += 1
+            chunks += doc.chunks.count
+            if pending.count == batch { try index.add(encoded: pending); pending.removeAll() }
+        }
+        if !pending.isEmpty { try index.add(encoded: pending) }
+        if !existed, let w = header.defaultWeights { try index.setDefaultWeights(w) }
+        print("imported \(documents) documents, \(chunks) chunks into \(location.index)")
     }
 
     struct Header {
@@ -86,10 +83,10 @@ struct ImportCommand: ParsableCommand {
     /// (its chunks are consecutive lines). Memory: one document at a time.
     static func read(_ file: String, document: (SearchIndex.EncodedDocument) throws -> Void) throws -> Header {
         var lines = try LineReader(path: file)
-        func problem(_ message: String) -> ValidationErrorMessage {
-            ValidationErrorMessage("\(file):\(lines.lineNumber): \(message)")
+        func problem(_ message: String) -> M3SearchError {
+            M3SearchError(.invalidInput, "\(file):\(lines.lineNumber): \(message)")
         }
-        guard let first = try lines.next() else { throw ValidationErrorMessage("\(file) is empty; expected an `m3search export` file") }
+        guard let first = try lines.next() else { throw M3SearchError(.invalidInput, "\(file) is empty; expected an `m3search export` file") }
         let header = try parseHeader(first, problem: problem)
         let d = header.settings.dimension
         var current: SearchIndex.EncodedDocument?
@@ -123,13 +120,13 @@ struct ImportCommand: ParsableCommand {
         }
         if let done = current { documents += 1; try document(done) }
         guard documents == header.documents, chunks == header.chunks else {
-            throw ValidationErrorMessage("\(file) holds \(documents) documents and \(chunks) chunks, but its header announces "
+            throw M3SearchError(.invalidInput, "\(file) holds \(documents) documents and \(chunks) chunks, but its header announces "
                                          + "\(header.documents) and \(header.chunks): the file is truncated or was edited")
         }
         return header
     }
 
-    static func parseHeader(_ line: [UInt8], problem: (String) -> ValidationErrorMessage) throws -> Header {
+    static func parseHeader(_ line: [UInt8], problem: (String) -> M3SearchError) throws -> Header {
         guard case .object(let o)? = try? JSONReader.parse(line),
               case .string(ExportCommand.formatName)? = o["format"] else {
             throw problem("the first line is not an `m3search export` header ({\"format\": \"\(ExportCommand.formatName)\", …})")
@@ -147,15 +144,22 @@ struct ImportCommand: ParsableCommand {
             return n
         }
         guard case .bool(let normalize)? = s["normalize"] else { throw problem("settings.normalize must be true or false") }
-        let pooling = try text("pooling")
-        guard ["cls", "mean", "max"].contains(pooling) else { throw problem("settings.pooling must be cls, mean or max") }
+        guard let pooling = Pooling(rawValue: try text("pooling")) else { throw problem("settings.pooling must be cls, mean or max") }
+        // Headers written before the storage keys existed: float16 ColBERT, float32 dense, no pruning.
+        guard let colbertStorage = ColBERTStorage((try? text("colbertStorage")) ?? "f16") else {
+            throw problem("settings.colbertStorage must be one of \(ColBERTStorage.names)")
+        }
+        guard let denseStorage = DenseStorage((try? text("denseStorage")) ?? "f32") else {
+            throw problem("settings.denseStorage must be f32, f16 or int8")
+        }
+        guard let colbertPruning = ColBERTPruning((try? text("colbertPrune")) ?? "none") else {
+            throw problem("settings.colbertPrune must be none or near-duplicates:<cos>")
+        }
         let settings = IndexSettings(modelID: try text("modelID"), dimension: try int("dimension", min: 1),
                                      maxLength: try int("maxLength", min: 3), overlap: try int("overlap", min: 0),
                                      pooling: pooling, normalize: normalize, hnswM: try int("hnswM", min: 2),
                                      hnswEfConstruction: try int("hnswEfConstruction", min: 1),
-                                     colbertStorage: (try? text("colbertStorage")) ?? "f16",
-                                     denseStorage: (try? text("denseStorage")) ?? "f32",
-                                     colbertPrune: (try? text("colbertPrune")) ?? "none")
+                                     colbertStorage: colbertStorage, denseStorage: denseStorage, colbertPruning: colbertPruning)
         var weights: FusionWeights?
         switch o["default_weights"] {
         case nil, .null?: weights = nil
@@ -184,7 +188,7 @@ struct ImportCommand: ParsableCommand {
         var contentHash: String?
         var chunk: SearchIndex.EncodedChunk
 
-        init(_ o: [String: JSONValue], dimension d: Int, problem: (String) -> ValidationErrorMessage) throws {
+        init(_ o: [String: JSONValue], dimension d: Int, problem: (String) -> M3SearchError) throws {
             func string(_ key: String) throws -> String {
                 guard case .string(let s)? = o[key] else { throw problem("\"\(key)\" must be a string (found \(o[key]?.kind ?? "nothing"))") }
                 return s

@@ -2,23 +2,6 @@ import ArgumentParser
 import Foundation
 import M3Search
 
-/// Where indexes live unless --index says otherwise.
-let defaultIndexPath = ProcessInfo.processInfo.environment["M3SEARCH_INDEX"] ?? "Indexes/default.m3index"
-
-/// The index file and the model that encodes for it, shared by index and query.
-struct IndexLocation: ParsableArguments {
-    @Option(name: .long, help: "Index file (default $M3SEARCH_INDEX or Indexes/default.m3index).")
-    var index: String = defaultIndexPath
-
-    @Option(name: .long, help: ArgumentHelp(
-        "BGE-M3 model folder (default $M3SEARCH_MODEL, then the Hugging Face cache); an index accepts only the model it was built with.",
-        valueName: "dir"))
-    var model: String?
-
-    @Option(name: .long, help: precisionHelp)
-    var precision: PrecisionArgument = PrecisionArgument(.float32)
-}
-
 /// `m3search index`: add folders and files to an index, incrementally.
 struct IndexCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -86,7 +69,7 @@ struct IndexCommand: ParsableCommand {
         if let c = colbertStorage, ColBERTStorage(c) == nil {
             throw ValidationError("--colbert-storage \(c) is unknown; choose from \(ColBERTStorage.names)")
         }
-        if let d = denseStorage, DenseStorage(rawValue: d.lowercased()) == nil {
+        if let d = denseStorage, DenseStorage(d) == nil {
             throw ValidationError("--dense-storage \(d) is unknown; choose from f32, f16, int8")
         }
         if let p = colbertPrune, ColBERTPruning(p) == nil {
@@ -95,36 +78,29 @@ struct IndexCommand: ParsableCommand {
     }
 
     func run() throws {
-        let searchIndex: SearchIndex
-        do {
-            let m = try loadModel(explicit: location.model, precision: location.precision.value)
-            searchIndex = try SearchIndex(path: location.index, model: m, maxLength: maxLength, overlap: overlap,
-                                          hnswM: hnswM, hnswEfConstruction: efConstruction,
-                                          colbertStorage: colbertStorage.flatMap(ColBERTStorage.init),
-                                          denseStorage: denseStorage.flatMap { DenseStorage(rawValue: $0.lowercased()) },
-                                          colbertPruning: colbertPrune.flatMap(ColBERTPruning.init))
-            try searchIndex.lockForWriting(wait: wait) { holder in
-                let who = holder?.description ?? "another process"
-                FileHandle.standardError.write(Data("waiting: \(location.index) is being written by \(who)\n".utf8))
-            }
-        } catch { fail("\(error)") }
+        let searchIndex = try location.open(IndexOptions(maxLength: maxLength, overlap: overlap, hnswM: hnswM,
+                                                         hnswEfConstruction: efConstruction,
+                                                         colbertStorage: colbertStorage.flatMap(ColBERTStorage.init),
+                                                         denseStorage: denseStorage.flatMap { DenseStorage($0) },
+                                                         colbertPruning: colbertPrune.flatMap(ColBERTPruning.init)))
+        try searchIndex.lockForWriting(wait: wait) { holder in
+            let who = holder?.description ?? "another process"
+            FileHandle.standardError.write(Data("waiting: \(location.index) is being written by \(who)\n".utf8))
+        }
         if searchIndex.settings.maxLength != maxLength || searchIndex.settings.overlap != overlap {
-            FileHandle.standardError.write(Data("note: \(location.index) was created with --max-length \(searchIndex.settings.maxLength) --overlap \(searchIndex.settings.overlap); using those\n".utf8))
+            note("\(location.index) was created with --max-length \(searchIndex.settings.maxLength) --overlap \(searchIndex.settings.overlap); using those")
         }
         let tty = isatty(2) == 1
-        let summary: IndexSummary
-        do {
-            summary = try searchIndex.indexFiles(paths, selection: FileSelection(include: include, exclude: exclude,
+        let summary = try searchIndex.indexFiles(paths, selection: FileSelection(include: include, exclude: exclude,
                                                                                   maxFileBytes: maxFileSize, batchDocuments: batch)) { p in
-                guard tty else { return }
-                let rate = p.elapsed > 0 ? Double(p.tokens) / p.elapsed : 0
-                let eta = p.filesDone > 0 ? p.elapsed / Double(p.filesDone) * Double(p.filesTotal - p.filesDone) : 0
-                let width = 24, filled = p.filesTotal > 0 ? width * p.filesDone / p.filesTotal : width
-                let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-                let line = String(format: "\r[%@] %d/%d files  %d chunks  %.0f tok/s  ETA %.0fs ", bar, p.filesDone, p.filesTotal, p.chunks, rate, eta)
-                FileHandle.standardError.write(Data(line.utf8))
-            }
-        } catch { fail("\(error)") }
+            guard tty else { return }
+            let rate = p.elapsed > 0 ? Double(p.tokens) / p.elapsed : 0
+            let eta = p.filesDone > 0 ? p.elapsed / Double(p.filesDone) * Double(p.filesTotal - p.filesDone) : 0
+            let width = 24, filled = p.filesTotal > 0 ? width * p.filesDone / p.filesTotal : width
+            let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+            let line = String(format: "\r[%@] %d/%d files  %d chunks  %.0f tok/s  ETA %.0fs ", bar, p.filesDone, p.filesTotal, p.chunks, rate, eta)
+            FileHandle.standardError.write(Data(line.utf8))
+        }
         if tty { FileHandle.standardError.write(Data("\n".utf8)) }
         for w in summary.warnings { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
         var line = "indexed \(summary.indexed), unchanged \(summary.unchanged), skipped \(summary.skipped), removed \(summary.removed), failed \(summary.failed)"

@@ -8,19 +8,19 @@ struct InfoCommand: ParsableCommand {
         commandName: "info",
         abstract: "Show an index's settings, counts and size by component (no model needed).")
 
-    @Option(name: .long, help: "Index file (default $M3SEARCH_INDEX or Indexes/default.m3index).")
-    var index: String = defaultIndexPath
+    @OptionGroup var location: IndexPathOption
 
     @Flag(name: .long, help: "Print one JSON object.")
     var json = false
 
     func run() throws {
-        let info: IndexInfo
-        do { info = try IndexInfo.read(path: index) } catch { fail("\(error)") }
+        let info = try IndexInfo.read(path: location.index)
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            var object = try JSONSerialization.jsonObject(with: encoder.encode(info)) as! [String: Any]
+            guard var object = try JSONSerialization.jsonObject(with: encoder.encode(info)) as? [String: Any] else {
+                throw M3SearchError(.other, "the index information does not encode as a JSON object")
+            }
             object["bytesPerChunk"] = info.bytesPerChunk
             object["bytesPerToken"] = info.bytesPerToken
             object["colbertBytesPerRow"] = info.colbertBytesPerRow
@@ -30,7 +30,7 @@ struct InfoCommand: ParsableCommand {
         }
         let s = info.settings
         print("index: \(info.path)")
-        print("storage: ColBERT \(s.colbertStorage), dense \(s.denseStorage), ColBERT pruning \(s.colbertPrune)")
+        print("storage: ColBERT \(s.colbertStorage), dense \(s.denseStorage), ColBERT pruning \(s.colbertPruning)")
         print("chunking: max length \(s.maxLength), overlap \(s.overlap); HNSW M \(s.hnswM), efConstruction \(s.hnswEfConstruction); dimension \(s.dimension)")
         print("\(info.documents) documents, \(info.chunks) chunks, \(info.tokens) tokens, \(info.colbertRows) ColBERT rows")
         let c = info.components

@@ -1,4 +1,5 @@
 import Foundation
+import M3Search
 
 /// A JSON value as parsed by `JSONReader`. Numbers keep their text, so a float32 written
 /// with Swift's shortest digits converts back to exactly the same float32 (going through
@@ -239,7 +240,7 @@ struct LineReader {
 
     init(path: String) throws {
         guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw ValidationErrorMessage("cannot read \(path): check the path and its permissions")
+            throw M3SearchError(.notFound, "cannot read \(path): check the path and its permissions")
         }
         self.handle = handle
     }
@@ -267,10 +268,4 @@ struct LineReader {
             if block.isEmpty { atEnd = true } else { buffer.append(contentsOf: block) }
         }
     }
-}
-
-/// A plain error message for the command line.
-struct ValidationErrorMessage: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
 }

@@ -52,18 +52,11 @@ struct QueryCommand: ParsableCommand {
 
     func run() throws {
         let w = try weights.map { try FusionWeights(parsing: $0) }
-        let index = location.index
-        guard FileManager.default.fileExists(atPath: index) else {
-            fail("no index at \(index). Build one with `m3search index <folders> --index \(index)`.")
-        }
-        let report: SearchReport
-        do {
-            let m = try loadModel(explicit: location.model, precision: location.precision.value)
-            let searchIndex = try SearchIndex(path: index, model: m, create: false, readOnly: !isWritable(index))
-            report = try searchIndex.search(text, options: SearchOptions(k: k, weights: w, mode: mode, fusion: fusion,
+        try location.path.requireExisting()
+        let searchIndex = try location.open(.existing(readOnly: !location.path.isWritable))
+        let report = try searchIndex.search(text, options: SearchOptions(k: k, weights: w, mode: mode, fusion: fusion,
                                                                          candidates: candidates, groupByDocument: !chunks,
                                                                          efSearch: efSearch))
-        } catch { fail("\(error)") }
         if json {
             var out = JSONWriter()
             report.writeJSON(query: text, explain: explain, to: &out)
@@ -86,9 +79,4 @@ struct QueryCommand: ParsableCommand {
                          report.candidateSeconds * 1000, report.scoreSeconds * 1000, report.fuseSeconds * 1000))
         }
     }
-
-    private func isWritable(_ path: String) -> Bool { FileManager.default.isWritableFile(atPath: path) }
 }
-
-extension SearchOptions.Mode: ExpressibleByArgument {}
-extension SearchOptions.Fusion: ExpressibleByArgument {}

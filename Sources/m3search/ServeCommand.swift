@@ -13,7 +13,10 @@ struct ServeCommand: AsyncParsableCommand {
         Endpoints: POST /search, POST /documents, DELETE /documents/{id}, GET /health, GET /metrics \
         (described in Sources/M3Server/openapi.json). The index is created when absent. SIGTERM or \
         SIGINT stops accepting connections, finishes the requests in flight and checkpoints the index. \
-        Environment: M3SEARCH_INDEX, M3SEARCH_MODEL, M3SEARCH_HOST, M3SEARCH_PORT, M3SEARCH_LOG_LEVEL.
+        With --api-key every endpoint but /health needs "Authorization: Bearer KEY" or "api-key: KEY"; \
+        an address other than loopback is refused without a key unless --insecure-no-auth is given. \
+        Environment: M3SEARCH_INDEX, M3SEARCH_MODEL, M3SEARCH_HOST, M3SEARCH_PORT, M3SEARCH_LOG_LEVEL, \
+        M3SEARCH_API_KEY, M3SEARCH_READ_API_KEY.
         """)
 
     @OptionGroup var location: IndexLocation
@@ -23,6 +26,18 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(name: .long, help: "TCP port; 0 picks a free one (default $M3SEARCH_PORT or 8080).")
     var port: Int?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Key every request but GET /health must carry (default $M3SEARCH_API_KEY; the variable keeps it out of `ps`).",
+        valueName: "key"))
+    var apiKey: String?
+
+    @Option(name: .long, help: ArgumentHelp("A second key that may only search and read /metrics (default $M3SEARCH_READ_API_KEY).",
+                                            valueName: "key"))
+    var readApiKey: String?
+
+    @Flag(name: .long, help: "Serve an address other than loopback without an API key (only behind a proxy that authenticates).")
+    var insecureNoAuth = false
 
     @Option(name: .long, help: "Largest request body accepted, in bytes (larger: 413).")
     var maxBodyBytes: Int = 8 << 20
@@ -39,6 +54,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Threads running searches (default: the number of cores).")
     var searchThreads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
+    @Option(name: .long, help: "Tokens encoded together in one forward pass at most, over the queries that arrive together (a query has at most 512).")
+    var maxBatchTokens: Int = 2048
+
+    @Option(name: .long, help: "Milliseconds a query may wait for others to share its forward pass (only while earlier searches run; never when idle).")
+    var batchWaitMs: Double = 3
+
     @Option(name: .long, help: "Searches admitted at once, running or queued; more get 503.")
     var maxPendingSearches: Int = 256
 
@@ -54,7 +75,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "trace, debug, info (one line per request), notice, warning, error or critical (default $M3SEARCH_LOG_LEVEL or info).")
     var logLevel: String?
 
-    @Option(name: .long, help: "text (swift-log's key=value lines) or json (one object per line), on stderr.")
+    @Option(name: .long, help: "text (key=value lines, request text quoted and escaped) or json (one object per line), on stderr.")
     var logFormat: LogFormat = .text
 
     enum LogFormat: String, ExpressibleByArgument, CaseIterable { case text, json }
@@ -62,6 +83,12 @@ struct ServeCommand: AsyncParsableCommand {
     func validate() throws {
         _ = try resolvedPort()
         _ = try resolvedLogLevel()
+        if maxBatchTokens < 1 { throw ValidationError("--max-batch-tokens must be at least 1") }
+        if !(batchWaitMs >= 0 && batchWaitMs <= 1000) { throw ValidationError("--batch-wait-ms must be between 0 and 1000") }
+        // Before the model loads: a server that must not start should say so at once.
+        do { try securityConfiguration().validate() } catch let error as ServerConfigurationError {
+            throw ValidationError(error.description)
+        }
         if maxBodyBytes < 1024 { throw ValidationError("--max-body-bytes must be at least 1024") }
         if maxBufferedBodyBytes < maxBodyBytes { throw ValidationError("--max-buffered-body-bytes must be at least --max-body-bytes") }
         for (name, value) in [("--read-timeout", readTimeout), ("--idle-timeout", idleTimeout), ("--shutdown-timeout", shutdownTimeout)]
@@ -92,46 +119,60 @@ struct ServeCommand: AsyncParsableCommand {
         return level
     }
 
+    /// Host, keys and the insecure flag, from flags and then the environment (an empty
+    /// variable counts as unset).
+    func securityConfiguration() -> ServerConfiguration {
+        let environment = ProcessInfo.processInfo.environment
+        func env(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
+        var configuration = ServerConfiguration()
+        configuration.host = host ?? env("M3SEARCH_HOST") ?? "127.0.0.1"
+        configuration.apiKey = apiKey ?? env("M3SEARCH_API_KEY")
+        configuration.readAPIKey = readApiKey ?? env("M3SEARCH_READ_API_KEY")
+        configuration.allowsUnauthenticatedRemoteAccess = insecureNoAuth
+        return configuration
+    }
+
     func run() async throws {
         let level = try resolvedLogLevel()
         let format = logFormat
         LoggingSystem.bootstrap { label in
-            var handler: any LogHandler = format == .json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+            var handler: any LogHandler = format == .json ? JSONLogHandler(label: label) : TextLogHandler(label: label)
             handler.logLevel = level
             return handler
         }
         let logger = Logger(label: "m3search")
 
-        var configuration = ServerConfiguration()
-        configuration.host = host ?? ProcessInfo.processInfo.environment["M3SEARCH_HOST"].flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1"
+        var configuration = securityConfiguration()
         configuration.port = try resolvedPort()
         configuration.maxBodyBytes = maxBodyBytes
         configuration.maxBufferedBodyBytes = maxBufferedBodyBytes
         configuration.requestReadTimeout = .milliseconds(Int64(readTimeout * 1000))
         configuration.idleTimeout = .milliseconds(Int64(idleTimeout * 1000))
         configuration.searchThreads = searchThreads
+        configuration.maxBatchTokens = maxBatchTokens
+        configuration.maxBatchWait = .microseconds(Int64((batchWaitMs * 1000).rounded()))
         configuration.maxPendingSearches = maxPendingSearches
         configuration.maxPendingWrites = maxPendingWrites
         configuration.maxConnections = maxConnections
         configuration.shutdownTimeout = .milliseconds(Int64(shutdownTimeout * 1000))
 
         let path = location.index
-        let index: SearchIndex, readOnly: Bool
-        let modelSeconds: Double, indexSeconds: Double
-        do {
-            var t = Date()
-            let model = try loadModel(explicit: location.model, precision: location.precision.value)
-            modelSeconds = Date().timeIntervalSince(t)
-            t = Date()
-            readOnly = FileManager.default.fileExists(atPath: path) && !FileManager.default.isWritableFile(atPath: path)
-            index = try SearchIndex(path: path, model: model, readOnly: readOnly)
-            indexSeconds = Date().timeIntervalSince(t)
-        } catch { fail("\(error)") }
+        var t = Date()
+        let model = try location.modelOptions.load()
+        let modelSeconds = Date().timeIntervalSince(t)
+        t = Date()
+        let readOnly = FileManager.default.fileExists(atPath: path) && !location.path.isWritable
+        let index = try SearchIndex(path: path, model: model, options: IndexOptions(readOnly: readOnly))
+        let indexSeconds = Date().timeIntervalSince(t)
         logger.info("loaded", metadata: [
             "index": "\(path)", "documents": "\(index.documentCount)", "chunks": "\(index.chunkCount)",
             "read_only": "\(readOnly)", "model_load_seconds": "\(String(format: "%.2f", modelSeconds))",
             "index_load_seconds": "\(String(format: "%.2f", indexSeconds))",
+            "auth": "\(configuration.apiKey == nil ? "none" : configuration.readAPIKey == nil ? "api key" : "api key and read key")",
         ])
+        if configuration.apiKey == nil && !ServerConfiguration.isLoopback(configuration.host) {
+            logger.warning("serving without authentication on a non-loopback address (--insecure-no-auth)", metadata: ["host": "\(configuration.host)"])
+        }
 
         let server = M3Server(index: index, configuration: configuration, readOnly: readOnly,
                               modelLoadSeconds: modelSeconds, indexLoadSeconds: indexSeconds, logger: logger)
@@ -141,6 +182,8 @@ struct ServeCommand: AsyncParsableCommand {
                 let shown = host.contains(":") ? "[\(host)]" : host
                 FileHandle.standardOutput.write(Data("m3search: listening on http://\(shown):\(port)\n".utf8))
             }
-        } catch { fail("cannot serve on \(configuration.host):\(configuration.port): \(error)") }
+        } catch {
+            throw M3SearchError(.io, "cannot serve on \(configuration.host):\(configuration.port): \(error)", underlying: error)
+        }
     }
 }

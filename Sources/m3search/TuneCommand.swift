@@ -34,48 +34,46 @@ struct TuneCommand: ParsableCommand {
     func validate() throws {
         try evaluation.check()
         do { _ = try RankingMetric(parsing: metric) } catch { throw ValidationError("\(error)") }
-        do { _ = try weightGrid(step: step) } catch { throw ValidationError("\(error)") }
+        do { _ = try weightGrid(step: step) } catch { throw ValidationError("--step \(step): \(error)") }
         if top < 1 { throw ValidationError("--top must be at least 1") }
     }
 
     func run() throws {
-        do {
-            let target = try RankingMetric(parsing: metric)
-            let grid = try weightGrid(step: step)
-            let (index, set, pool) = try evaluation.load(writable: save, extra: [target])
-            let metrics = evaluation.metrics.contains(target) ? evaluation.metrics : evaluation.metrics + [target]
-            let t0 = Date()
-            let defaults = index.defaultWeights
-            let before = pool.evaluate(weights: defaults, metrics: metrics, qrels: set.qrels)
-            let results = Self.rank(grid.map { ($0, pool.evaluate(weights: $0, metrics: metrics, qrels: set.qrels)) }, by: target)
-            let fuseSeconds = Date().timeIntervalSince(t0)
-            let best = results[0]
-            if save { try index.setDefaultWeights(best.weights) }
-            if json {
-                var out = JSONWriter()
-                out.raw("{\"metric\":"); out.string("\(target)"); out.raw(",\"queries\":\(pool.queryCount),\"grid_points\":\(grid.count)")
-                out.raw(",\"best\":"); point(best.weights, best.values, metrics, &out)
-                out.raw(",\"default\":"); point(defaults, before, metrics, &out)
-                out.raw(",\"top\":[")
-                for (i, r) in results.prefix(top).enumerated() {
-                    if i > 0 { out.raw(",") }
-                    point(r.weights, r.values, metrics, &out)
-                }
-                out.raw("],\"saved\":\(save),\"seconds\":{\"encode\":\(pool.encodeSeconds),\"score\":\(pool.scoreSeconds),\"fuse\":\(fuseSeconds)}}\n")
-                out.flush()
-                return
-            }
-            print("best weights (dense,sparse,colbert): \(weightsText(best.weights))  \(target) "
-                  + String(format: "%.4f", best.values[target]!)
-                  + "  (default \(weightsText(defaults)): " + String(format: "%.4f", before[target]!) + ")")
-            print("rank  weights (d,s,c)    " + metrics.map { pad("\($0)", 11) }.joined())
+        let target = try RankingMetric(parsing: metric)
+        let grid = try weightGrid(step: step)
+        let (index, set, pool) = try evaluation.load(writable: save, extra: [target])
+        let metrics = evaluation.metrics.contains(target) ? evaluation.metrics : evaluation.metrics + [target]
+        let t0 = Date()
+        let defaults = index.defaultWeights
+        let before = pool.evaluate(weights: defaults, metrics: metrics, qrels: set.qrels)
+        let results = Self.rank(grid.map { ($0, pool.evaluate(weights: $0, metrics: metrics, qrels: set.qrels)) }, by: target)
+        let fuseSeconds = Date().timeIntervalSince(t0)
+        let best = results[0]
+        if save { try index.setDefaultWeights(best.weights) }
+        if json {
+            var out = JSONWriter()
+            out.raw("{\"metric\":"); out.string("\(target)"); out.raw(",\"queries\":\(pool.queryCount),\"grid_points\":\(grid.count)")
+            out.raw(",\"best\":"); point(best.weights, best.values, metrics, &out)
+            out.raw(",\"default\":"); point(defaults, before, metrics, &out)
+            out.raw(",\"top\":[")
             for (i, r) in results.prefix(top).enumerated() {
-                print(pad("\(i + 1)", 6) + pad(weightsText(r.weights), 19) + metrics.map { pad(String(format: "%.4f", r.values[$0]!), 11) }.joined())
+                if i > 0 { out.raw(",") }
+                point(r.weights, r.values, metrics, &out)
             }
-            print(String(format: "%d grid points, %d queries, %d candidate chunks scored; encode %.2f s, scoring %.2f s, fusion of the grid %.3f s",
-                         grid.count, pool.queryCount, pool.scoredChunks, pool.encodeSeconds, pool.scoreSeconds, fuseSeconds))
-            if save { print("saved \(weightsText(best.weights)) as the default weights of \(evaluation.location.index)") }
-        } catch { fail("\(error)") }
+            out.raw("],\"saved\":\(save),\"seconds\":{\"encode\":\(pool.encodeSeconds),\"score\":\(pool.scoreSeconds),\"fuse\":\(fuseSeconds)}}\n")
+            out.flush()
+            return
+        }
+        print("best weights (dense,sparse,colbert): \(weightsText(best.weights))  \(target) "
+              + String(format: "%.4f", best.values[target]!)
+              + "  (default \(weightsText(defaults)): " + String(format: "%.4f", before[target]!) + ")")
+        print("rank  weights (d,s,c)    " + metrics.map { pad("\($0)", 11) }.joined())
+        for (i, r) in results.prefix(top).enumerated() {
+            print(pad("\(i + 1)", 6) + pad(weightsText(r.weights), 19) + metrics.map { pad(String(format: "%.4f", r.values[$0]!), 11) }.joined())
+        }
+        print(String(format: "%d grid points, %d queries, %d candidate chunks scored; encode %.2f s, scoring %.2f s, fusion of the grid %.3f s",
+                     grid.count, pool.queryCount, pool.scoredChunks, pool.encodeSeconds, pool.scoreSeconds, fuseSeconds))
+        if save { print("saved \(weightsText(best.weights)) as the default weights of \(evaluation.location.index)") }
     }
 
     /// Best first: the target metric, then nDCG, Recall and MRR at the standard cutoffs, then grid order.

@@ -203,18 +203,36 @@ final class IndexQueryCommandTests: XCTestCase {
     func testQueryErrors() throws {
         let model = fixture("models/tiny-safetensors")
         let missing = try runM3Search(["query", "x", "--index", "/nonexistent/none.m3index", "--model", model], stdin: "")
-        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertEqual(missing.status, 66)  // not found
         XCTAssertTrue(missing.stderr.contains("no index"), missing.stderr)
+        XCTAssertTrue(missing.stderr.contains("--index /nonexistent/none.m3index"), "the command line names its flag: \(missing.stderr)")
         for bad in [["query", "   "], ["query", "x", "--k", "0"], ["query", "x", "--weights", "1,2"], ["query", "x", "--weights", "0,0,0"]] {
             let run = try runM3Search(bad + ["--index", "/nonexistent/none.m3index", "--model", model], stdin: "")
-            XCTAssertNotEqual(run.status, 0, "\(bad)")
+            XCTAssertEqual(run.status, 64, "\(bad)")  // usage
             XCTAssertFalse(run.stderr.isEmpty, "\(bad)")
         }
         let notIndex = FileManager.default.temporaryDirectory.appendingPathComponent("m3-not-\(UUID().uuidString).m3index")
         try Data("just text, not an index".utf8).write(to: notIndex)
         defer { try? FileManager.default.removeItem(at: notIndex) }
         let foreign = try runM3Search(["query", "x", "--index", notIndex.path, "--model", model], stdin: "")
-        XCTAssertNotEqual(foreign.status, 0)
+        XCTAssertEqual(foreign.status, 65)  // data error
         XCTAssertTrue(foreign.stderr.contains("not an m3search index"), foreign.stderr)
+        XCTAssertTrue(foreign.stderr.contains("Choose another --index path"), foreign.stderr)
+    }
+
+    /// Help is not an error: every command prints it and exits 0, through the same entry
+    /// that maps errors to exit codes.
+    func testHelpOfEveryCommandExitsZero() throws {
+        for command in [[], ["index"], ["query"], ["serve"], ["check"], ["info"], ["encode"], ["score"], ["eval"], ["tune"],
+                        ["export"], ["import"]] {
+            let run = try runM3Search(command + ["--help"], stdin: "")
+            XCTAssertEqual(run.status, 0, "\(command) \(run.stderr)")
+            XCTAssertTrue(run.stdout.contains("USAGE: m3search"), "\(command) \(run.stdout)")
+        }
+        let model = fixture("models/tiny-safetensors")
+        let noModel = try runM3Search(["encode", "--model", "/nonexistent/bge-m3"], stdin: "{\"text\": \"x\"}\n")
+        XCTAssertEqual(noModel.status, 66, noModel.stderr)  // not found
+        let badLine = try runM3Search(["encode", "--model", model], stdin: "{\"text\": \"x\"}\nnot json\n")
+        XCTAssertEqual(badLine.status, 65, badLine.stderr)  // data error
     }
 }

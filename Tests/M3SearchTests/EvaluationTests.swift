@@ -135,7 +135,8 @@ final class EvaluationMetricTests: XCTestCase {
     func testMalformedFilesNameTheLine() throws {
         func expect(_ body: @autoclosure () throws -> Any, line: Int, containing: String, file: String) {
             XCTAssertThrowsError(try body()) { error in
-                guard case EvaluationError.malformed(let f, let l, _) = error else { return XCTFail("\(error)") }
+                guard let e = error as? M3SearchError, e.kind == .invalidInput,
+                      case EvaluationError.malformed(let f, let l, _)? = e.underlying else { return XCTFail("\(error)") }
                 XCTAssertEqual(f, file)
                 XCTAssertEqual(l, line, "\(error)")
                 XCTAssertTrue("\(error)".contains(containing), "\(error)")
@@ -167,9 +168,11 @@ final class EvaluationMetricTests: XCTestCase {
             expect(try EvaluationSet.readQrels(file: path), line: line, containing: message, file: path)
         }
         XCTAssertThrowsError(try EvaluationSet.readQrels(file: try file("empty.tsv", "query-id\tcorpus-id\tscore\n"))) { error in
-            XCTAssertEqual(error as? EvaluationError, .empty(file: dir.appendingPathComponent("empty.tsv").path, what: "judgments"))
+            XCTAssertEqual((error as? M3SearchError)?.underlying as? EvaluationError,
+                           .empty(file: dir.appendingPathComponent("empty.tsv").path, what: "judgments"))
         }
         XCTAssertThrowsError(try EvaluationSet.readQueries(file: "/nonexistent/q.jsonl")) { error in
+            XCTAssertEqual((error as? M3SearchError)?.kind, .notFound)
             XCTAssertTrue("\(error)".contains("Cannot read /nonexistent/q.jsonl"), "\(error)")
         }
     }
@@ -295,7 +298,7 @@ final class EvaluationSearchTests: XCTestCase {
         let best = ((try JSONSerialization.jsonObject(with: Data(tune.stdout.utf8)) as! [String: Any])["best"] as! [String: Any])["weights"] as! [String: Double]
         let saved = FusionWeights(dense: Float(best["dense"]!), sparse: Float(best["sparse"]!), colbert: Float(best["colbert"]!))
 
-        let opened = try SearchIndex(path: index, model: try BGEM3(folder: model), create: false)
+        let opened = try SearchIndex(path: index, model: try BGEM3(folder: model), options: .existing())
         XCTAssertTrue(opened.hasSavedWeights)
         XCTAssertEqual(opened.defaultWeights, saved)
         let modes = [("dense", saved.dense), ("sparse", saved.sparse), ("colbert", saved.colbert)]

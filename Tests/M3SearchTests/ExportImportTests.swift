@@ -22,8 +22,7 @@ final class ExportImportTests: XCTestCase {
     func buildAndExport() throws -> (SearchIndex, String) {
         // float16 ColBERT and float32 dense: the storages whose decode → re-encode is exact, so
         // the round trip can be compared byte for byte (int8, binary and PQ re-quantise).
-        let index = try SearchIndex(path: path("a.m3index"), model: try BGEM3(folder: model), maxLength: 48, overlap: 8,
-                                    colbertStorage: .float16, denseStorage: .f32)
+        let index = try SearchIndex(path: path("a.m3index"), model: try BGEM3(folder: model), options: IndexOptions(maxLength: 48, overlap: 8, colbertStorage: .float16, denseStorage: .f32))
         let files = try FileManager.default.contentsOfDirectory(atPath: fixture("corpus")).sorted().filter { $0 != "LICENSE.md" }
         let summary = try index.indexFiles(files.prefix(12).map { fixture("corpus/" + $0) })
         XCTAssertEqual(summary.indexed, 12)
@@ -56,7 +55,7 @@ final class ExportImportTests: XCTestCase {
         XCTAssertEqual(run.status, 0, run.stderr)
         XCTAssertTrue(run.stdout.contains("imported 14 documents, \(original.chunkCount) chunks"), run.stdout)
 
-        let imported = try SearchIndex(path: path("b.m3index"), model: try BGEM3(folder: model), create: false)
+        let imported = try SearchIndex(path: path("b.m3index"), model: try BGEM3(folder: model), options: .existing())
         XCTAssertEqual(imported.settings, original.settings)
         XCTAssertEqual(imported.defaultWeights, original.defaultWeights)
         XCTAssertEqual(imported.documentCount, original.documentCount - 1)
@@ -126,7 +125,7 @@ final class ExportImportTests: XCTestCase {
             XCTAssertFalse(FileManager.default.fileExists(atPath: target), "\(name): an index was written")
         }
         // An index of other settings is not mixed with the export.
-        _ = try SearchIndex(path: path("other.m3index"), model: try BGEM3(folder: model), maxLength: 96, overlap: 8)
+        _ = try SearchIndex(path: path("other.m3index"), model: try BGEM3(folder: model), options: IndexOptions(maxLength: 96, overlap: 8))
         let mixed = try runM3Search(["import", export, "--index", path("other.m3index"), "--model", model], stdin: "")
         XCTAssertNotEqual(mixed.status, 0)
         XCTAssertTrue(mixed.stderr.contains("max length"), mixed.stderr)

@@ -23,8 +23,7 @@ final class IndexingTests: XCTestCase {
     var docs: String { dir.appendingPathComponent("docs").path }
 
     func openIndex(model: String = "models/tiny-safetensors") throws -> SearchIndex {
-        try SearchIndex(path: dir.appendingPathComponent("i.m3index").path, model: try BGEM3(folder: fixture(model)),
-                        maxLength: 32, overlap: 4)
+        try SearchIndex(path: dir.appendingPathComponent("i.m3index").path, model: try BGEM3(folder: fixture(model)), options: IndexOptions(maxLength: 32, overlap: 4))
     }
 
     func testIncrementalRunsFollowEditsAddsAndDeletes() throws {
@@ -71,7 +70,8 @@ final class IndexingTests: XCTestCase {
         let index = try openIndex()
         _ = try index.indexFiles([docs])
         XCTAssertTrue(try index.check().isSound)
-        try index.store.db.execute("UPDATE chunks SET sparse = X'0500000000008040' WHERE id = (SELECT min(id) FROM chunks)")
+        try SQLiteConnection(path: index.path, mode: .readWrite)
+            .execute("UPDATE chunks SET sparse = X'0500000000008040' WHERE id = (SELECT min(id) FROM chunks)")
         let report = try index.check()
         XCTAssertFalse(report.isSound)
         XCTAssertTrue(report.problems.contains { $0.contains("posting") }, "\(report.problems)")
@@ -101,7 +101,7 @@ final class IndexingTests: XCTestCase {
         let s = try index.indexFiles([docs])
         XCTAssertEqual([s.indexed, s.skipped, s.failed], [0, 0, 0])
         XCTAssertThrowsError(try index.search("anything")) { error in
-            guard case SearchError.emptyIndex = error else { return XCTFail("\(error)") }
+            guard let e = error as? M3SearchError, e.kind == .emptyIndex else { return XCTFail("\(error)") }
         }
         XCTAssertThrowsError(try index.indexFiles([dir.appendingPathComponent("nope").path]))
     }
@@ -110,7 +110,9 @@ final class IndexingTests: XCTestCase {
         try write("a.txt", "Some text.")
         _ = try openIndex().indexFiles([docs])
         XCTAssertThrowsError(try openIndex(model: "models/tiny-bin")) { error in
-            guard case StoreError.incompatible = error else { return XCTFail("\(error)") }
+            guard let e = error as? M3SearchError, e.kind == .incompatible, case StoreError.incompatible? = e.underlying else {
+                return XCTFail("\(error)")
+            }
             XCTAssertTrue("\(error)".contains("model"))
         }
     }
@@ -181,7 +183,7 @@ final class IndexingTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(committed, 3, "the run committed nothing before the deadline")
 
         let model = try BGEM3(folder: fixture("models/tiny-safetensors"))
-        let afterKill = try SearchIndex(path: indexPath, model: model, create: false)
+        let afterKill = try SearchIndex(path: indexPath, model: model, options: .existing())
         XCTAssertEqual(try afterKill.store.integrityCheck(), ["ok"])
         XCTAssertEqual(try afterKill.check().problems, [])
         XCTAssertNoThrow(try afterKill.hnsw.checkIntegrity())

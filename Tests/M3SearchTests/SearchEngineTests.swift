@@ -15,7 +15,7 @@ final class SearchEngineTests: XCTestCase {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("m3-corpus-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let path = dir.appendingPathComponent("corpus.m3index").path
-        let index = try SearchIndex(path: path, model: try model(), maxLength: 64, overlap: 8)
+        let index = try SearchIndex(path: path, model: try model(), options: IndexOptions(maxLength: 64, overlap: 8))
         let summary = try index.indexFiles([fixture("corpus")])
         XCTAssertEqual(summary.failed, 0)
         shared = (index, path)
@@ -74,20 +74,20 @@ final class SearchEngineTests: XCTestCase {
     /// texts returned are the stored chunk texts.
     func testReportedScoresMatchReferenceScorers() throws {
         let index = try Self.corpusIndex()
+        let rows = Dictionary(uniqueKeysWithValues: try storedChunks(atPath: index.path).map { ($0.id, $0) })
         for q in Self.queries.prefix(8) {
             let e = try index.model.encode([q], options: EncodeOptions(maxLength: 512))[0]
             let results = try index.search(encoded: e, options: SearchOptions(k: 10, groupByDocument: false)).results
             XCTAssertFalse(results.isEmpty)
             for r in results {
-                let s = try index.reader.db.prepare("SELECT sparse, colbert, text FROM chunks WHERE id = ?")
-                try s.bind([.int(r.chunkID)])
-                XCTAssertTrue(try s.step())
-                let sv = s.withBlob(0) { VectorCoding.decodeSparse($0) }!
-                let cv = s.withBlob(1) { VectorCoding.decodeColBERT($0, dimension: index.settings.dimension,
-                                                                   storage: index.colbertStorage, codebook: index.colbertCodebook) }!
+                let row = try XCTUnwrap(rows[r.chunkID])
+                let sv = row.sparse.withUnsafeBytes { VectorCoding.decodeSparse($0) }!
+                let cv = row.colbert.withUnsafeBytes { VectorCoding.decodeColBERT($0, dimension: index.settings.dimension,
+                                                                                   storage: index.settings.colbertStorage,
+                                                                                   codebook: index.colbertCodebook) }!
                 XCTAssertEqual(r.sparse, Scores.sparse(e.sparse!, sv), q)
                 XCTAssertEqual(Double(r.colbert!), Double(Scores.colbert(e.colbert!, cv)), accuracy: 1e-5, q)
-                XCTAssertEqual(r.text, s.text(2))
+                XCTAssertEqual(r.text, row.text)
             }
         }
     }
@@ -116,9 +116,9 @@ final class SearchEngineTests: XCTestCase {
     func testHNSWRecallOnCorpusVectors() throws {
         let index = try Self.corpusIndex()
         var brute = try BruteForceIndex(dimension: index.settings.dimension)
-        try index.store.forEachChunkVectors { id, _, dense, _ in
+        try index.store.forEachDenseVector { id, dense in
             try brute.add(id: id, vector: VectorCoding.decodeDense(dense, dimension: index.settings.dimension,
-                                                                   storage: index.denseStorage, unit: true)!)
+                                                                   storage: index.settings.denseStorage, unit: true)!)
         }
         var found = 0, total = 0
         for q in Self.queries {
@@ -138,7 +138,7 @@ final class SearchEngineTests: XCTestCase {
     func testReopenedIndexGivesIdenticalResults() throws {
         let index = try Self.corpusIndex()
         let path = Self.shared!.1
-        let reopened = try SearchIndex(path: path, model: try Self.model(), create: false, readOnly: true)
+        let reopened = try SearchIndex(path: path, model: try Self.model(), options: .existing(readOnly: true))
         XCTAssertEqual(reopened.chunkCount, index.chunkCount)
         for q in Self.queries.prefix(10) {
             XCTAssertEqual(try reopened.search(q).results, try index.search(q).results)
@@ -170,13 +170,40 @@ final class SearchEngineTests: XCTestCase {
 
     func testBadQueriesAndOptionsAreClearErrors() throws {
         let index = try Self.corpusIndex()
-        XCTAssertThrowsError(try index.search("   ")) { XCTAssertEqual($0 as? SearchError, .invalidQuery("the query is empty")) }
+        XCTAssertThrowsError(try index.search("   ")) {
+            XCTAssertEqual(($0 as? M3SearchError)?.kind, .invalidArgument)
+            XCTAssertEqual(($0 as? M3SearchError)?.message, "Invalid query: the query is empty")
+        }
         XCTAssertThrowsError(try index.search("x", options: SearchOptions(k: 0))) { error in
-            guard case SearchError.invalidOptions = error else { return XCTFail("\(error)") }
+            guard let e = error as? M3SearchError, e.kind == .invalidArgument, e.message.hasPrefix("Invalid search options:") else {
+                return XCTFail("\(error)")
+            }
         }
         XCTAssertThrowsError(try index.search("x", options: SearchOptions(weights: FusionWeights(dense: 0, sparse: 0, colbert: 0))))
         XCTAssertThrowsError(try FusionWeights(parsing: "0.4,0.3"))
         XCTAssertThrowsError(try FusionWeights(parsing: "a,b,c"))
         XCTAssertThrowsError(try FusionWeights(parsing: "-1,0,1"))
     }
+}
+
+/// A stored chunk's text and blobs, copied out of the index file (tests read rows through
+/// the store's named methods: no SQL outside M3Store).
+struct StoredChunk {
+    var id: Int64
+    var documentPath: String
+    var ordinal: Int
+    var text: String
+    var dense: Data
+    var sparse: Data
+    var colbert: Data
+}
+
+/// Every stored chunk of the index at `path`, by document and ordinal.
+func storedChunks(atPath path: String) throws -> [StoredChunk] {
+    var out: [StoredChunk] = []
+    try IndexStore(path: path, readOnly: true).forEachChunkWithDocument { document, row in
+        out.append(StoredChunk(id: row.chunk.id, documentPath: document.path, ordinal: row.chunk.ordinal, text: row.chunk.text,
+                               dense: Data(row.dense), sparse: Data(row.sparse), colbert: Data(row.colbert)))
+    }
+    return out
 }

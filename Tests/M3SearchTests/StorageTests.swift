@@ -5,9 +5,9 @@ import M3Model
 import M3Store
 import XCTest
 
-/// Compressed ColBERT and dense storage: codec error bounds, scoring on the compressed form
-/// against scoring decoded rows, indexes of every storage against brute force over what they
-/// store, the recorded settings, and `IndexInfo` sizes against independent sums.
+/// Compressed ColBERT and dense storage in an index (the codecs themselves are tested in
+/// M3IndexTests/VectorCodingTests): indexes of every storage against brute force over what
+/// they store, the recorded settings, and `IndexInfo` sizes against independent sums.
 final class StorageTests: XCTestCase {
     var dir: URL!
 
@@ -38,75 +38,6 @@ final class StorageTests: XCTestCase {
         }
     }
 
-    func testCodecsRoundTripWithinTheirErrorBounds() throws {
-        var rng = RNG(state: 1)
-        let d = 64, n = 40
-        let m = MultiVector(dimension: d, values: rng.unitRows(n, d))
-        // float16: relative rounding 2⁻¹¹.
-        let f16 = VectorCoding.encodeColBERT(m, storage: .float16)
-        XCTAssertEqual(f16.count, n * d * 2)
-        let back16 = f16.withUnsafeBytes { VectorCoding.decodeColBERT($0, dimension: d, storage: .float16) }!
-        for (a, b) in zip(m.values, back16.values) { XCTAssertLessThanOrEqual(abs(a - b), abs(a) * 0x1p-11 + 1e-7) }
-        // int8: per-row scale max|x| / 127, error ≤ half a step.
-        let i8 = VectorCoding.encodeColBERT(m, storage: .int8)
-        XCTAssertEqual(i8.count, n * (d + 4))
-        let back8 = i8.withUnsafeBytes { VectorCoding.decodeColBERT($0, dimension: d, storage: .int8) }!
-        for r in 0..<n {
-            let step: Float = m[r].map { abs($0) }.max()! / 127
-            for k in 0..<d { XCTAssertLessThanOrEqual(abs(m.values[r * d + k] - back8.values[r * d + k]), step / 2 * 1.0001) }
-        }
-        // Sign bits: factor ‖x‖² / ‖x‖₁ times the sign of each value.
-        let bits = VectorCoding.encodeColBERT(m, storage: .binary)
-        XCTAssertEqual(bits.count, n * (d / 8 + 4))
-        let backBits = bits.withUnsafeBytes { VectorCoding.decodeColBERT($0, dimension: d, storage: .binary) }!
-        for r in 0..<n {
-            let row: [Float] = Array(m[r])
-            let l2: Float = row.reduce(0) { $0 + $1 * $1 }, l1: Float = row.reduce(0) { $0 + abs($1) }
-            let factor = l2 / l1
-            for k in 0..<d {
-                let expected: Float = row[k] >= 0 ? factor : -factor
-                XCTAssertEqual(backBits.values[r * d + k], expected, accuracy: 1e-6)
-            }
-        }
-        // Dense: f16 and int8 within their steps; decoding with `unit` gives norm 1.
-        let v = rng.unitRows(1, 1024)
-        for storage in DenseStorage.allCases {
-            let blob = VectorCoding.encodeDense(v, storage: storage)
-            XCTAssertEqual(blob.count, storage.bytes(dimension: 1024))
-            let raw = blob.withUnsafeBytes { VectorCoding.decodeDense($0, dimension: 1024, storage: storage) }!
-            let bound: Float = storage == .f32 ? 0 : storage == .f16 ? 0x1p-11 * 0.2 : v.map(abs).max()! / 254 * 1.0001
-            for (a, b) in zip(v, raw) { XCTAssertLessThanOrEqual(abs(a - b), bound + 1e-8, "\(storage)") }
-            let unit = blob.withUnsafeBytes { VectorCoding.decodeDense($0, dimension: 1024, storage: storage, unit: true) }!
-            XCTAssertEqual(unit.reduce(0) { $0 + $1 * $1 }, 1, accuracy: 1e-5)
-        }
-        // Wrong lengths are refused, not misread.
-        XCTAssertNil(Data(count: 7).withUnsafeBytes { VectorCoding.decodeColBERT($0, dimension: d, storage: .int8) })
-        XCTAssertNil(Data(count: 130).withUnsafeBytes { VectorCoding.decodeDense($0, dimension: d, storage: .f16) })
-    }
-
-    /// The scorer reads compressed rows directly; decoding them and scoring with the model's
-    /// sgemm-based `Scores.colbert` (a separate path) gives the same MaxSim.
-    func testScoringCompressedRowsEqualsScoringDecodedRows() throws {
-        var rng = RNG(state: 2)
-        let d = 64
-        let corpus = rng.unitRows(600, d)
-        let pq = try ProductQuantizer.train(rows: corpus, dimension: d, subspaces: 8)
-        for storage: ColBERTStorage in [.float16, .int8, .binary, .productQuantized(dimensionsPerCode: 8)] {
-            for (nq, np) in [(1, 1), (5, 17), (20, 70)] {
-                let q = MultiVector(dimension: d, values: rng.unitRows(nq, d))
-                let p = MultiVector(dimension: d, values: rng.unitRows(np, d))
-                let blob = VectorCoding.encodeColBERT(p, storage: storage, codebook: pq)
-                let scorer = ColBERTScorer(query: q, storage: storage, codebook: pq)
-                let fast = blob.withUnsafeBytes { scorer.score($0) }!
-                let decoded = blob.withUnsafeBytes { VectorCoding.decodeColBERT($0, dimension: d, storage: storage, codebook: pq) }!
-                XCTAssertEqual(decoded.count, np)
-                XCTAssertEqual(fast, Scores.colbert(q, decoded), accuracy: 1e-5, "\(storage) \(nq)×\(np)")
-                let rows = VectorCoding.decodeColbert(blob, dimension: d, storage: storage, codebook: pq)!
-                XCTAssertEqual(rows.flatMap { $0 }, decoded.values)
-            }
-        }
-    }
-
     /// The first `count` plain-text corpus files, cut to `characters` (the test stays fast).
     func corpusDocuments(_ count: Int, characters: Int = 2500) throws -> [DocumentInput] {
         let folder = fixture("corpus")
@@ -125,14 +56,11 @@ final class StorageTests: XCTestCase {
         let d = model.config.hiddenSize
         let docs = try corpusDocuments(6)
         let pq = ColBERTStorage.productQuantized(dimensionsPerCode: 8)
-        let index = try SearchIndex(path: dir.appendingPathComponent("deferred.m3index").path, model: model,
-                                    maxLength: 48, overlap: 8, colbertStorage: pq, denseStorage: .f32)
-        let reference = try SearchIndex(path: dir.appendingPathComponent("deferred-f16.m3index").path, model: model,
-                                        maxLength: 48, overlap: 8, colbertStorage: .float16, denseStorage: .f32)
+        let index = try SearchIndex(path: dir.appendingPathComponent("deferred.m3index").path, model: model, options: IndexOptions(maxLength: 48, overlap: 8, colbertStorage: pq, denseStorage: .f32))
+        let reference = try SearchIndex(path: dir.appendingPathComponent("deferred-f16.m3index").path, model: model, options: IndexOptions(maxLength: 48, overlap: 8, colbertStorage: .float16, denseStorage: .f32))
         func blobs(_ i: SearchIndex) throws -> [String: Data] {
             var out: [String: Data] = [:]
-            let s = try i.reader.db.prepare("SELECT d.path, c.ordinal, c.colbert FROM chunks c JOIN documents d ON d.id = c.document_id")
-            while try s.step() { out["\(s.text(0))#\(s.int(1))"] = s.blob(2) }
+            for c in try storedChunks(atPath: i.path) { out["\(c.documentPath)#\(c.ordinal)"] = c.colbert }
             return out
         }
         index.codebookMinimumRows = 1_000_000
@@ -162,7 +90,7 @@ final class StorageTests: XCTestCase {
         for (key, blob) in stored { XCTAssertEqual(blob.count % (d / 8), 0, key) }
         XCTAssertLessThan(stored.values.reduce(0) { $0 + $1.count } * 2, try blobs(reference).values.reduce(0) { $0 + $1.count })
         XCTAssertEqual(try index.check().problems, [])
-        let reopened = try SearchIndex(path: dir.appendingPathComponent("deferred.m3index").path, model: model, create: false)
+        let reopened = try SearchIndex(path: dir.appendingPathComponent("deferred.m3index").path, model: model, options: .existing())
         XCTAssertEqual(try reopened.check().problems, [])
         XCTAssertFalse(try reopened.search("exception handling", options: SearchOptions(k: 3)).results.isEmpty)
     }
@@ -179,7 +107,7 @@ final class StorageTests: XCTestCase {
         let queries = ["the with statement", "exception handling", "integer division", "names and binding"]
         for (cs, ds) in configs {
             let path = dir.appendingPathComponent("\(cs)-\(ds).m3index").path
-            let index = try SearchIndex(path: path, model: model, maxLength: 48, overlap: 8, colbertStorage: cs, denseStorage: ds)
+            let index = try SearchIndex(path: path, model: model, options: IndexOptions(maxLength: 48, overlap: 8, colbertStorage: cs, denseStorage: ds))
             index.codebookMinimumRows = 0  // train on this first batch (the tiny corpus is below the default)
             try index.add(docs)
             XCTAssertGreaterThan(index.chunkCount, 50)
@@ -188,9 +116,8 @@ final class StorageTests: XCTestCase {
             XCTAssertEqual(codebook != nil, cs.needsCodebook)
             // The stored vectors, decoded here.
             var stored: [(id: Int64, dense: [Float], sparse: SparseVector, colbert: MultiVector)] = []
-            let s = try index.reader.db.prepare("SELECT id, dense, sparse, colbert FROM chunks ORDER BY id")
-            while try s.step() {
-                let dense = s.withBlob(1) { raw -> [Float] in
+            for c in try storedChunks(atPath: path) {
+                let dense = c.dense.withUnsafeBytes { raw -> [Float] in
                     // Independent decode of the dense layouts, then unit length.
                     var v: [Float]
                     switch ds {
@@ -205,8 +132,8 @@ final class StorageTests: XCTestCase {
                     if ds == .f16 { let norm = v.reduce(0) { $0 + $1 * $1 }.squareRoot(); v = v.map { $0 / norm } }
                     return v
                 }
-                stored.append((s.int(0), dense, s.withBlob(2) { VectorCoding.decodeSparse($0)! },
-                               s.withBlob(3) { VectorCoding.decodeColBERT($0, dimension: d, storage: cs, codebook: codebook)! }))
+                stored.append((c.id, dense, c.sparse.withUnsafeBytes { VectorCoding.decodeSparse($0)! },
+                               c.colbert.withUnsafeBytes { VectorCoding.decodeColBERT($0, dimension: d, storage: cs, codebook: codebook)! }))
             }
             XCTAssertEqual(stored.count, index.chunkCount)
             for text in queries {
@@ -236,28 +163,31 @@ final class StorageTests: XCTestCase {
         let model = try SearchEngineTests.model()
         let path = dir.appendingPathComponent("s.m3index").path
         do {
-            let index = try SearchIndex(path: path, model: model, maxLength: 48, colbertStorage: .int8, denseStorage: .f16,
-                                        colbertPruning: .nearDuplicates(threshold: 0.9))
+            let index = try SearchIndex(path: path, model: model, options: IndexOptions(maxLength: 48, colbertStorage: .int8, denseStorage: .f16, colbertPruning: .nearDuplicates(threshold: 0.9)))
             try index.add(try corpusDocuments(1, characters: 600))
         }
-        let reopened = try SearchIndex(path: path, model: model, create: false)
-        XCTAssertEqual(reopened.colbertStorage, .int8)
-        XCTAssertEqual(reopened.denseStorage, .f16)
-        XCTAssertEqual(reopened.colbertPruning, .nearDuplicates(threshold: 0.9))
-        XCTAssertEqual(try IndexInfo.read(path: path).settings.colbertStorage, "int8")
-        XCTAssertThrowsError(try SearchIndex(path: path, model: model, colbertStorage: .binary)) { error in
-            guard case StoreError.incompatible(_, let detail) = error else { return XCTFail("\(error)") }
-            XCTAssertTrue(detail.contains("--colbert-storage int8, not binary"), detail)
+        let reopened = try SearchIndex(path: path, model: model, options: .existing())
+        XCTAssertEqual(reopened.settings.colbertStorage, .int8)
+        XCTAssertEqual(reopened.settings.denseStorage, .f16)
+        XCTAssertEqual(reopened.settings.colbertPruning, .nearDuplicates(threshold: 0.9))
+        XCTAssertEqual(try IndexInfo.read(path: path).settings.colbertStorage, .int8)
+        XCTAssertThrowsError(try SearchIndex(path: path, model: model, options: IndexOptions(colbertStorage: .binary))) { error in
+            guard let e = error as? M3SearchError, e.kind == .incompatible, let mismatch = e.underlying as? IndexSettings.Mismatch else {
+                return XCTFail("\(error)")
+            }
+            XCTAssertEqual(mismatch, IndexSettings.Mismatch(path: path, setting: .colbertStorage, recorded: "int8", requested: "binary"))
+            XCTAssertTrue(e.message.contains("ColBERT storage int8, not binary"), e.message)
         }
-        XCTAssertThrowsError(try SearchIndex(path: path, model: model, denseStorage: .int8))
-        XCTAssertNoThrow(try SearchIndex(path: path, model: model, colbertStorage: .int8, denseStorage: .f16))
+        XCTAssertThrowsError(try SearchIndex(path: path, model: model, options: IndexOptions(denseStorage: .int8)))
+        XCTAssertNoThrow(try SearchIndex(path: path, model: model, options: IndexOptions(colbertStorage: .int8, denseStorage: .f16)))
         // Settings written before the storage keys existed read as float16 / float32 / no pruning.
         let old = #"{"modelID":"x","dimension":16,"maxLength":512,"overlap":64,"pooling":"cls","normalize":true,"hnswM":16,"hnswEfConstruction":200}"#
         let decoded = try JSONDecoder().decode(IndexSettings.self, from: Data(old.utf8))
-        XCTAssertEqual([decoded.colbertStorage, decoded.denseStorage, decoded.colbertPrune], ["f16", "f32", "none"])
+        XCTAssertEqual(decoded.colbertStorage, .float16)
+        XCTAssertEqual(decoded.denseStorage, .f32)
+        XCTAssertEqual(decoded.colbertPruning, ColBERTPruning.none)
         // A dimension the codec cannot cut is refused before anything is written.
-        XCTAssertThrowsError(try SearchIndex(path: dir.appendingPathComponent("x.m3index").path, model: model,
-                                             colbertStorage: .productQuantized(dimensionsPerCode: 64)))
+        XCTAssertThrowsError(try SearchIndex(path: dir.appendingPathComponent("x.m3index").path, model: model, options: IndexOptions(colbertStorage: .productQuantized(dimensionsPerCode: 64))))
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("x.m3index").path))
     }
 
@@ -282,7 +212,7 @@ final class StorageTests: XCTestCase {
         var rng = RNG(state: 3)
         for (cs, ds) in [(ColBERTStorage.productQuantized(dimensionsPerCode: 4), DenseStorage.int8), (.float16, .f32)] {
             let path = dir.appendingPathComponent("info-\(cs).m3index").path
-            let index = try SearchIndex(path: path, model: model, colbertStorage: cs, denseStorage: ds)
+            let index = try SearchIndex(path: path, model: model, options: IndexOptions(colbertStorage: cs, denseStorage: ds))
             index.codebookMinimumRows = 0
             var rows = 0, tokens = 0, chunks = 0
             var docs: [(id: String, chunks: [SearchIndex.EncodedChunk])] = []

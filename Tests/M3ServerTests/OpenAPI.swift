@@ -4,7 +4,7 @@ import XCTest
 /// The committed OpenAPI document (Sources/M3Server/openapi.json) and a validator for
 /// the JSON Schema subset it uses: $ref, type (one or several), enum, required,
 /// properties, additionalProperties (false or a schema), items, minimum, maximum,
-/// minLength, minItems.
+/// minLength, minItems, pattern (ICU regular expressions read ECMAScript's `\uXXXX` alike).
 final class OpenAPI: Sendable {
     static let shared: OpenAPI = {
         let url = repositoryRoot.appendingPathComponent("Sources/M3Server/openapi.json")
@@ -92,6 +92,9 @@ final class OpenAPI: Sendable {
         if case .string(let s) = value, let min = schema["minLength"]?.int, s.count < min {
             problems.append("\(location): shorter than \(min) characters")
         }
+        if case .string(let s) = value, let pattern = schema["pattern"]?.string, !Self.matches(s, pattern: pattern) {
+            problems.append("\(location): does not match the pattern \(pattern)")
+        }
         if case .array(let items) = value {
             if let min = schema["minItems"]?.int, items.count < min { problems.append("\(location): fewer than \(min) items") }
             if let itemSchema = schema["items"] {
@@ -113,6 +116,12 @@ final class OpenAPI: Sendable {
             }
         }
         return problems
+    }
+
+    /// JSON Schema patterns are unanchored: a match anywhere in the string counts.
+    static func matches(_ text: String, pattern: String) -> Bool {
+        guard let regex = try? NSRegularExpression(pattern: pattern) else { return false }
+        return regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) != nil
     }
 
     static func matches(_ value: JSON, type: String) -> Bool {

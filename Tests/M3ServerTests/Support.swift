@@ -69,7 +69,7 @@ final class TestServer: @unchecked Sendable {
                       configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> TestServer {
         let dir = try temporaryDirectory()
         let path = dir.appendingPathComponent("server.m3index").path
-        let index = try SearchIndex(path: path, model: try TinyModel.get(), maxLength: 64, overlap: 8)
+        let index = try SearchIndex(path: path, model: try TinyModel.get(), options: IndexOptions(maxLength: 64, overlap: 8))
         if !documents.isEmpty { try await index.add(documents) }
         var configuration = ServerConfiguration()
         configuration.port = 0
@@ -184,10 +184,11 @@ final class APIClient: Sendable {
     }
 
     @discardableResult
-    func send(_ method: String, _ path: String, json: Any? = nil, body: Data? = nil,
+    func send(_ method: String, _ path: String, json: Any? = nil, body: Data? = nil, headers: [String: String] = [:],
               file: StaticString = #filePath, line: UInt = #line) async throws -> HTTPResult {
         var request = URLRequest(url: URL(string: base.absoluteString + path)!)
         request.httpMethod = method
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         if let json {
             request.httpBody = try JSONSerialization.data(withJSONObject: json)
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")
@@ -207,8 +208,9 @@ final class APIClient: Sendable {
     }
 
     @discardableResult
-    func search(_ body: [String: Any], file: StaticString = #filePath, line: UInt = #line) async throws -> HTTPResult {
-        try await send("POST", "/search", json: body, file: file, line: line)
+    func search(_ body: [String: Any], headers: [String: String] = [:],
+                file: StaticString = #filePath, line: UInt = #line) async throws -> HTTPResult {
+        try await send("POST", "/search", json: body, headers: headers, file: file, line: line)
     }
 }
 

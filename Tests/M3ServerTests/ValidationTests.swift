@@ -83,6 +83,73 @@ final class ValidationTests: XCTestCase {
         try await s.stop()
     }
 
+    /// The schema's `pattern` for `query` and the server's blank check agree on every
+    /// character (schemathesis found `"\u000b"` valid per the schema but refused): a
+    /// query of only white space is 400 and matches no pattern; anything else is searched.
+    func testBlankQueryAgreesWithSchemaPattern() async throws {
+        let pattern = try XCTUnwrap(OpenAPI.shared.schema(named: "SearchRequest")["properties"]?["query"]?["pattern"]?.string)
+        // The whole Basic Multilingual Plane (surrogates excluded) and a few beyond, one
+        // character at a time, and blank strings of several characters.
+        let regex = try NSRegularExpression(pattern: pattern)
+        func matches(_ text: String) -> Bool { regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) != nil }
+        var checked = 0
+        for value in Array(0..<0xD800) + Array(0xE000...0xFFFF) + [0x1F600, 0xE0020, 0x10FFFF] {
+            guard let scalar = Unicode.Scalar(value) else { continue }
+            let text = String(Character(scalar))
+            XCTAssertEqual(SearchRequest.isBlank(text), !matches(text), String(format: "U+%04X", value))
+            // What the library trims is blank here too, so no accepted query can fail as empty below.
+            if CharacterSet.whitespacesAndNewlines.contains(scalar) { XCTAssertTrue(SearchRequest.isBlank(text), String(format: "U+%04X", value)) }
+            checked += 1
+        }
+        XCTAssertGreaterThan(checked, 63_000)
+
+        let s = try await TestServer.start(documents: try corpusDocuments(3))
+        defer { s.removeFiles() }
+        for blank in ["\u{0B}", "\u{85}", "\u{FEFF}", "\u{200B}", " \u{3000}\n\t", "\u{2028}\u{2029}"] {
+            let r = try await s.client.search(["query": blank])
+            XCTAssertEqual(r.status, 400, "\(blank.unicodeScalars.map { String($0.value, radix: 16) })")
+            XCTAssertTrue(r.error?.contains("query is empty") ?? false, r.text)
+            XCTAssertFalse(OpenAPI.matches(blank, pattern: pattern))
+        }
+        for text in ["\u{200C}", "\u{180E}", "\u{0}", "x", " a ", "\u{1C}"] {
+            let r = try await s.client.search(["query": text, "k": 1])
+            XCTAssertEqual(r.status, 200, "\(text.unicodeScalars.map { String($0.value, radix: 16) }): \(r.text)")
+            XCTAssertTrue(OpenAPI.matches(text, pattern: pattern))
+        }
+        try await s.stop()
+    }
+
+    /// A request line over the HTTP decoder's 80 KiB limit (a DELETE of a 100 KB id, found
+    /// by schemathesis) gets the API's JSON 400, not an empty body; the server goes on.
+    func testOversizedRequestLineGetsJSONError() async throws {
+        let s = try await TestServer.start(documents: try corpusDocuments(2))
+        defer { s.removeFiles() }
+        for (method, path) in [("DELETE", "/documents/" + String(repeating: "a", count: 100_000)),
+                               ("POST", "/search?" + String(repeating: "q", count: 90_000))] {
+            let fd = try connectLoopback(port: s.port)
+            defer { close(fd) }
+            let head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+            var sent = 0
+            let bytes = Array(head.utf8)
+            while sent < bytes.count {
+                let n = bytes[sent...].withUnsafeBufferPointer { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if n <= 0 { break }   // the server may answer and close before reading it all
+                sent += n
+            }
+            let response = readUntilClosed(fd)
+            let (status, headers, body) = try XCTUnwrap(parseHTTPResponse(response), response)
+            XCTAssertEqual(status, 400)
+            XCTAssertEqual(headers["content-type"], "application/json")
+            XCTAssertEqual(headers["content-length"], String(body.utf8.count))
+            let result = HTTPResult(status: status, headers: headers, body: Data(body.utf8))
+            XCTAssertTrue(result.error?.contains("80 KiB") ?? false, body)
+            XCTAssertEqual(OpenAPI.shared.problems(method: method, path: method == "DELETE" ? "/documents/x" : "/search", result: result), [])
+        }
+        let ok = try await s.client.search(["query": "still serving", "k": 1])
+        XCTAssertEqual(ok.status, 200)
+        try await s.stop()
+    }
+
     /// A server over an index it may not write refuses writes with 403 and still searches.
     func testReadOnlyIndexRefusesWrites() async throws {
         let s = try await TestServer.start(documents: try corpusDocuments(3), readOnly: true)
@@ -229,6 +296,33 @@ func connectLoopback(port: Int) throws -> Int32 {
     }
     guard result == 0 else { close(fd); throw POSIXError(.ECONNREFUSED) }
     return fd
+}
+
+/// Everything the peer sends until it closes the connection (at most 10 s).
+func readUntilClosed(_ fd: Int32) -> String {
+    var timeout = timeval(tv_sec: 10, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    var data: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = recv(fd, &buffer, buffer.count, 0)
+        if n <= 0 { break }
+        data += buffer[0..<n]
+    }
+    return String(decoding: data, as: UTF8.self)
+}
+
+/// Status, headers (lower-case names) and body of one HTTP/1.1 response.
+func parseHTTPResponse(_ text: String) -> (Int, [String: String], String)? {
+    guard let split = text.range(of: "\r\n\r\n") else { return nil }
+    let lines = text[..<split.lowerBound].components(separatedBy: "\r\n")
+    guard let statusLine = lines.first, let status = statusLine.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) else { return nil }
+    var headers: [String: String] = [:]
+    for line in lines.dropFirst() {
+        guard let colon = line.firstIndex(of: ":") else { continue }
+        headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+    }
+    return (status, headers, String(text[split.upperBound...]))
 }
 
 /// True when the peer has closed the connection (a non-blocking read returns 0 or fails).

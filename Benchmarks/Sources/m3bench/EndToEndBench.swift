@@ -2,7 +2,6 @@ import ArgumentParser
 import Foundation
 import M3Model
 import M3Search
-import M3Store
 
 /// `m3bench end-to-end`: query latency of the real hybrid path (`SearchIndex.search(encoded:)`:
 /// HNSW + sparse candidates, exact dense/sparse/ColBERT rescoring from the SQLite file,
@@ -45,13 +44,13 @@ struct EndToEndBench: ParsableCommand {
         let data = SyntheticChunks(seed: seed, dimension: d, centres: Self.centres, tokens: tokens)
         // float16 ColBERT and float32 dense, as this benchmark's recorded figures were measured
         // (`m3bench storage` compares the storage encodings).
-        var searchIndex = try SearchIndex(path: path, model: m3, create: true, colbertStorage: .float16, denseStorage: .f32)
+        var searchIndex = try SearchIndex(path: path, model: m3, options: IndexOptions(colbertStorage: .float16, denseStorage: .f32))
         if searchIndex.chunkCount != chunks {
             searchIndex = try build(path: path, model: m3, data: data)
         }
         // Fold the write-ahead log into the file, as a long-lived index would be after an
         // automatic checkpoint: otherwise every page read first searches a large WAL index.
-        try SQLiteConnection(path: path, mode: .readWrite).execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        try searchIndex.checkpoint()
         print("index: \(path), \(searchIndex.chunkCount) chunks × \(tokens) ColBERT rows, \(searchIndex.documentCount) documents")
 
         // Queries, pre-encoded.
@@ -124,7 +123,7 @@ struct EndToEndBench: ParsableCommand {
     /// Builds the index from scratch, committing every 2,000 chunks.
     func build(path: String, model m3: BGEM3, data: SyntheticChunks) throws -> SearchIndex {
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
-        let index = try SearchIndex(path: path, model: m3, create: true, colbertStorage: .float16, denseStorage: .f32)
+        let index = try SearchIndex(path: path, model: m3, options: IndexOptions(colbertStorage: .float16, denseStorage: .f32))
         let t0 = Date()
         let batch = 2000
         for start in stride(from: 0, to: chunks, by: batch) {

@@ -3,7 +3,6 @@ import Foundation
 import M3Index
 import M3Model
 import M3Search
-import M3Store
 
 /// `m3bench storage`: ColBERT and dense storage encodings on real encodings of the full-size
 /// random-weight model (Benchmarks/storage_data.py: 5,000 chunks, 100 queries), against
@@ -188,7 +187,7 @@ struct StorageBench: ParsableCommand {
                 try FileManager.default.createDirectory(atPath: data + "/indexes", withIntermediateDirectories: true)
                 for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
                 let tb = Date()
-                let index = try SearchIndex(path: path, model: m3, colbertStorage: cs, denseStorage: ds)
+                let index = try SearchIndex(path: path, model: m3, options: IndexOptions(colbertStorage: cs, denseStorage: ds))
                 for start in stride(from: 0, to: n, by: firstBatch) {
                     let docs = (start ..< min(start + firstBatch, n)).map { c in
                         (id: "c\(c)", chunks: [SearchIndex.EncodedChunk(text: corpus.texts[c], tokenCount: corpus.tokenCount(c),
@@ -196,7 +195,7 @@ struct StorageBench: ParsableCommand {
                     }
                     try index.add(encoded: docs)
                 }
-                try SQLiteConnection(path: path, mode: .readWrite).execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                try index.checkpoint()
                 let buildSeconds = Date().timeIntervalSince(tb)
                 var results: [[String]] = [], recall = 0.0
                 for q in 0..<nq {

@@ -20,7 +20,7 @@ public func initialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutable
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     for suffix in ["", "-wal", "-shm", ".lock"] { unlink(scratch + suffix) }
     guard FileManager.default.createFile(atPath: scratch, contents: Data(bytes: data, count: size)) else { return 0 }
-    if let index = try? SearchIndex(path: scratch, model: model, create: false, readOnly: true) {
+    if let index = try? SearchIndex(path: scratch, model: model, options: .existing(readOnly: true)) {
         _ = try? index.check()
         _ = try? index.search("python context manager", options: SearchOptions(k: 3))
     }

@@ -26,7 +26,7 @@ final class CorruptIndexTests: XCTestCase {
         let words = ["harbor", "lantern", "granite", "meadow", "copper", "falcon", "river", "violet", "summit", "cedar"]
         let answers: [[String]]
         do {
-            let index = try SearchIndex(path: path, model: try model(), maxLength: 32, overlap: 4)
+            let index = try SearchIndex(path: path, model: try model(), options: IndexOptions(maxLength: 32, overlap: 4))
             try index.add((0 ..< 30).map { i in
                 DocumentInput(id: "doc\(i)", text: "File \(i): " + (0 ..< 12 + i % 20).map { words[($0 * 7 + i * 3) % words.count] }.joined(separator: " "))
             })
@@ -52,8 +52,8 @@ final class CorruptIndexTests: XCTestCase {
     func classify(_ path: String, expected: [[String]]) throws -> (Outcome, String) {
         let index: SearchIndex
         do {
-            index = try SearchIndex(path: path, model: try model(), create: false, readOnly: true)
-        } catch let error as StoreError {
+            index = try SearchIndex(path: path, model: try model(), options: .existing(readOnly: true))
+        } catch let error as M3SearchError where error.underlying is StoreError {
             return (.refusedAtOpen, "\(error)")
         }
         let report = try index.check()
@@ -109,10 +109,12 @@ final class CorruptIndexTests: XCTestCase {
                                ("orphan", "PRAGMA foreign_keys=OFF; UPDATE chunks SET document_id = 999999")] {
             let path = try damagedCopy("rows-\(name).m3index")
             try SQLiteConnection(path: path, mode: .readWrite).execute(damage)
-            let index = try SearchIndex(path: path, model: try model(), create: false, readOnly: true)
+            let index = try SearchIndex(path: path, model: try model(), options: .existing(readOnly: true))
             XCTAssertFalse(try index.check().isSound, name)
             XCTAssertThrowsError(try index.search("harbor lantern", options: SearchOptions(k: 5))) { error in
-                guard case StoreError.corrupt(_, let detail) = error else { return XCTFail("\(name): \(error)") }
+                guard let e = error as? M3SearchError, e.kind == .corrupt, case StoreError.corrupt(_, let detail)? = e.underlying else {
+                    return XCTFail("\(name): \(error)")
+                }
                 XCTAssertTrue(detail.contains("character range") || detail.contains("belongs to no document"), detail)
             }
         }
@@ -165,13 +167,13 @@ final class CorruptIndexTests: XCTestCase {
         try? FileManager.default.removeItem(atPath: foreign)
         try SQLiteConnection(path: foreign, mode: .create).execute("CREATE TABLE notes(x); INSERT INTO notes VALUES(1)")
         let run = try runM3Search(["check", "--index", foreign, "--model", modelFolder], stdin: "")
-        XCTAssertEqual(run.status, 1)
+        XCTAssertEqual(run.status, 65)  // data error
         XCTAssertTrue(run.stderr.contains("is not an m3search index (SQLite database without m3search tables: notes)"), run.stderr)
 
         let newer = try damagedCopy("newer.m3index")
         try SQLiteConnection(path: newer, mode: .readWrite).execute("UPDATE m3_meta SET value = '99' WHERE key = 'format_version'")
         let q = try runM3Search(["query", "harbor", "--index", newer, "--model", modelFolder], stdin: "")
-        XCTAssertEqual(q.status, 1)
+        XCTAssertEqual(q.status, 65)  // data error
         XCTAssertTrue(q.stderr.contains("has index format 99, newer than this m3search supports (\(IndexStore.formatVersion)). Upgrade m3search."), q.stderr)
         // The foreign file is never touched.
         XCTAssertThrowsError(try SearchIndex(path: foreign, model: try model()))

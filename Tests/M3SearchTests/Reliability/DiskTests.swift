@@ -49,7 +49,7 @@ final class DiskTests: XCTestCase {
         try mount(["-t", "tmpfs", "-o", "size=2m", "tmpfs"], at: fs)
         let path = fs + "/full.m3index"
         let model = try BGEM3(folder: modelFolder)
-        let index = try SearchIndex(path: path, model: model, maxLength: 32, overlap: 4)
+        let index = try SearchIndex(path: path, model: model, options: IndexOptions(maxLength: 32, overlap: 4))
         // Leave about 160 KB free, then add batches until the disk is full.
         var stats = statvfs()
         XCTAssertEqual(statvfs(fs, &stats), 0)
@@ -64,14 +64,16 @@ final class DiskTests: XCTestCase {
             } catch { failure = error; break }
         }
         let error = try XCTUnwrap(failure, "the disk never filled")
-        guard case StoreError.diskFull = error else { return XCTFail("not a disk-full error: \(error)") }
+        guard let e = error as? M3SearchError, e.kind == .diskFull, case StoreError.diskFull? = e.underlying else {
+            return XCTFail("not a disk-full error: \(error)")
+        }
         XCTAssertTrue("\(error)".contains("is full: free some space"), "\(error)")
         XCTAssertGreaterThan(committed, 0)
 
         // The failed batch left nothing behind, in memory or in the file.
         XCTAssertEqual(index.documentCount, committed)
         XCTAssertEqual(try index.check().problems, [])
-        let reader = try SearchIndex(path: path, model: model, create: false, readOnly: true)
+        let reader = try SearchIndex(path: path, model: model, options: .existing(readOnly: true))
         XCTAssertEqual(reader.documentCount, committed)
         XCTAssertEqual(try reader.check().problems, [])
         XCTAssertEqual(try reader.search(documents(0 ..< 1)[0].text, options: SearchOptions(k: 1, mode: .dense)).results.first?.path, "doc0")
@@ -82,9 +84,9 @@ final class DiskTests: XCTestCase {
         try FileManager.default.createDirectory(at: docs, withIntermediateDirectories: true)
         for i in 0 ..< 300 { try Data("Note \(i) on copper falcons and violet summits, number \(i * 11).".utf8).write(to: docs.appendingPathComponent("n\(i).txt")) }
         let run = try runM3Search(["index", docs.path, "--index", path, "--model", modelFolder], stdin: "")
-        XCTAssertEqual(run.status, 1)
+        XCTAssertEqual(run.status, 74)  // I/O error
         XCTAssertTrue(run.stderr.contains("is full: free some space"), run.stderr)
-        XCTAssertEqual(try SearchIndex(path: path, model: model, create: false, readOnly: true).check().problems, [])
+        XCTAssertEqual(try SearchIndex(path: path, model: model, options: .existing(readOnly: true)).check().problems, [])
 
         // With space again, the same writer carries on (reloading what the other process committed).
         try FileManager.default.removeItem(atPath: fs + "/filler")
@@ -97,7 +99,7 @@ final class DiskTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
         let model = try BGEM3(folder: modelFolder)
         do {
-            let index = try SearchIndex(path: source + "/ro.m3index", model: model, maxLength: 32, overlap: 4)
+            let index = try SearchIndex(path: source + "/ro.m3index", model: model, options: IndexOptions(maxLength: 32, overlap: 4))
             try index.add(documents(0 ..< 20))
         }  // closed: SQLite removes its -wal and -shm files
         let ro = dir.appendingPathComponent("ro").path
@@ -105,7 +107,7 @@ final class DiskTests: XCTestCase {
         guard Self.run("/bin/mount", ["-o", "remount,ro,bind", ro]) == 0 else { throw XCTSkip("cannot remount read-only") }
         XCTAssertFalse(FileManager.default.createFile(atPath: ro + "/probe", contents: Data()), "the mount is writable")
 
-        let index = try SearchIndex(path: ro + "/ro.m3index", model: model, create: false, readOnly: true)
+        let index = try SearchIndex(path: ro + "/ro.m3index", model: model, options: .existing(readOnly: true))
         XCTAssertEqual(index.documentCount, 20)
         XCTAssertEqual(try index.check().problems, [])
         XCTAssertEqual(try index.search(documents(3 ..< 4)[0].text, options: SearchOptions(k: 1, mode: .dense)).results.first?.path, "doc3")
@@ -117,7 +119,7 @@ final class DiskTests: XCTestCase {
         XCTAssertEqual(c.status, 0, c.stderr)
         // Writing is refused with a clear message.
         let w = try runM3Search(["index", source, "--index", ro + "/ro.m3index", "--model", modelFolder], stdin: "")
-        XCTAssertEqual(w.status, 1)
+        XCTAssertEqual(w.status, 77)  // permission
         XCTAssertTrue(w.stderr.contains("read-only") || w.stderr.contains("writer lock"), w.stderr)
     }
 }

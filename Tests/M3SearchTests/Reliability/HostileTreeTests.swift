@@ -24,8 +24,7 @@ final class HostileTreeTests: XCTestCase {
     }
 
     func openIndex() throws -> SearchIndex {
-        try SearchIndex(path: dir.appendingPathComponent("t.m3index").path, model: try BGEM3(folder: fixture("models/tiny-safetensors")),
-                        maxLength: 32, overlap: 4)
+        try SearchIndex(path: dir.appendingPathComponent("t.m3index").path, model: try BGEM3(folder: fixture("models/tiny-safetensors")), options: IndexOptions(maxLength: 32, overlap: 4))
     }
 
     /// Chunks of `path` in the index equal the file's text at their ranges and cover it.

@@ -94,7 +94,7 @@ final class KillCampaignTests: XCTestCase {
                                      checkProblems: [], unsearchable: 0, incomplete: 0, exitedBeforeKill: exitedBeforeKill))
                 continue
             }
-            let index = try SearchIndex(path: indexPath, model: model, create: false)
+            let index = try SearchIndex(path: indexPath, model: model, options: .existing())
             let report = try index.check()
             let present = Set(try index.store.documents().map(\.path))
             let (unsearchable, incomplete) = try Self.verify(index, texts: texts)
@@ -111,7 +111,7 @@ final class KillCampaignTests: XCTestCase {
         let final = try runM3Search(["index", docs, "--index", indexPath, "--model", modelFolder,
                                      "--max-length", "64", "--overlap", "8"], stdin: "")
         XCTAssertEqual(final.status, 0, final.stderr)
-        let index = try SearchIndex(path: indexPath, model: model, create: false)
+        let index = try SearchIndex(path: indexPath, model: model, options: .existing())
         XCTAssertEqual(try index.check().problems, [])
         XCTAssertEqual(index.documentCount, fileCount)
         let (unsearchable, incomplete) = try Self.verify(index, texts: texts)

@@ -1,0 +1,266 @@
+import Foundation
+import M3Index
+import M3Model
+import M3Store
+
+/// Answers searches: query → encoder → candidates (HNSW ∪ sparse postings) → exact scores
+/// → fusion → results.
+///
+/// Lock story: a search holds the shared state's read lock from candidate generation to
+/// the last row it reads, so it sees one state of the graph, postings and document table;
+/// any number of searches share it. The writer takes the write lock while it changes the
+/// state and commits (IndexWriter), so a search waits at most for one write. Rows are read
+/// through two read-only connections, each serialised by its own lock; WAL gives them the
+/// committed state.
+final class IndexReader: @unchecked Sendable {
+    let path: String
+    let model: BGEM3
+    let settings: IndexSettings
+    let shared: SharedState
+    /// Rescoring splits the candidates over both connections, one thread each.
+    private let connections: [ReaderConnection]
+
+    /// Queries are encoded with at most this many tokens (BGE-M3's usual query length).
+    static let queryMaxLength = 512
+
+    init(path: String, model: BGEM3, settings: IndexSettings, shared: SharedState) throws {
+        self.path = path
+        self.model = model
+        self.settings = settings
+        self.shared = shared
+        connections = [try ReaderConnection(path: path), try ReaderConnection(path: path)]
+    }
+
+    /// The weights a hybrid search uses when `SearchOptions.weights` is nil.
+    var defaultWeights: FusionWeights { shared.read { $0.savedWeights ?? SearchIndex.builtInWeights } }
+
+    var queryOptions: EncodeOptions {
+        EncodeOptions(maxLength: Self.queryMaxLength, outputs: .all, pooling: settings.pooling, normalize: settings.normalize)
+    }
+
+    // MARK: - Search
+
+    /// Prepare, encode, search: the steps a batching server takes apart (`SearchIndex+Batching`).
+    func search(_ query: String, options: SearchOptions) throws -> SearchReport {
+        let t0 = Date()
+        let q = try encode([try prepare(query, options: options)])[0]
+        var report = try search(encoded: q, options: options)
+        report.encodeSeconds = Date().timeIntervalSince(t0) - report.candidateSeconds - report.scoreSeconds - report.fuseSeconds
+        return report
+    }
+
+    /// Checks a query and its options and tokenizes it, with the outputs its weights need.
+    func prepare(_ query: String, options: SearchOptions) throws -> PreparedQuery {
+        guard !query.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            throw M3SearchError.invalidArgument("Invalid query: the query is empty")
+        }
+        try Self.validate(options)
+        let w = options.effectiveWeights(indexDefault: defaultWeights)
+        var outputs: OutputKinds = []
+        if w.dense > 0 || w.colbert > 0 { outputs.insert(.dense) }   // dense also feeds candidates
+        if w.sparse > 0 || w.colbert > 0 { outputs.insert(.sparse) }
+        if w.colbert > 0 { outputs.insert(.colbert) }
+        let maxLength = min(Self.queryMaxLength, model.config.maxSequenceLength)
+        return PreparedQuery(tokenIDs: model.tokenizer.encode(query, maxLength: maxLength), outputs: outputs)
+    }
+
+    /// Encodes prepared queries in one forward pass (a budget of their total length), with
+    /// the union of their outputs. One query gets exactly what `BGEM3.encode` gives its text.
+    func encode(_ queries: [PreparedQuery]) throws -> [Embedding] {
+        guard !queries.isEmpty else { return [] }
+        var options = queryOptions
+        options.outputs = queries.reduce(into: OutputKinds()) { $0.formUnion($1.outputs) }
+        options.batchTokens = max(1, queries.reduce(0) { $0 + $1.tokenIDs.count })
+        return try model.encode(tokenIDs: queries.map(\.tokenIDs), options: options)
+    }
+
+    static func validate(_ options: SearchOptions) throws {
+        func invalid(_ s: String) -> M3SearchError { .invalidArgument("Invalid search options: \(s)") }
+        if options.k < 1 { throw invalid("k must be at least 1 (got \(options.k))") }
+        if options.k > 10_000 { throw invalid("k must be at most 10000 (got \(options.k))") }
+        if options.candidates < 1 { throw invalid("the candidate count must be at least 1 (got \(options.candidates))") }
+        guard let w = options.weights else { return }
+        if ![w.dense, w.sparse, w.colbert].allSatisfy({ $0.isFinite && $0 >= 0 }) || w.dense + w.sparse + w.colbert <= 0 {
+            throw invalid("weights must be non-negative and not all zero (got \(w))")
+        }
+    }
+
+    /// The search pipeline on an already encoded query (benchmarks time it without the encoder).
+    func search(encoded q: Embedding, options: SearchOptions) throws -> SearchReport {
+        let w = options.effectiveWeights(indexDefault: defaultWeights)
+        var report = SearchReport(results: [])
+        let t1 = Date()
+        return try shared.read { state in
+            guard state.hnsw.count > 0 else { throw M3SearchError.emptyIndex(path) }
+            let n = max(options.candidates, options.k)
+            // 1. Candidates.
+            let found = try candidates(state, for: q, n: n, efSearch: options.efSearch,
+                                       fromGraph: w.dense > 0 || w.colbert > 0, fromPostings: w.sparse > 0 || w.colbert > 0)
+            report.denseCandidates = found.graph.count
+            report.sparseCandidates = found.postings.count
+            let ids = Set(found.graph).union(found.postings)
+            report.candidates = ids.count
+            let t2 = Date()
+            report.candidateSeconds = t2.timeIntervalSince(t1)
+            // 2. Exact scores.
+            var scored = try score(state, Array(ids).sorted(), query: q, weights: w)
+            let t3 = Date()
+            report.scoreSeconds = t3.timeIntervalSince(t2)
+            // 3. Fuse, group, cut.
+            Fusion.fuse(&scored, weights: w, fusion: options.mode == .hybrid ? options.fusion : .weighted)
+            var kept = Fusion.top(scored, k: options.k, groupByDocument: options.groupByDocument)
+            try fillTexts(&kept)
+            report.results = try kept.enumerated().map { i, c in
+                // Stored rows are checked before they become results: a damaged file must
+                // fail loudly, not trap or answer with an empty path (found by Fuzz/FuzzIndex).
+                guard let info = state.documents[c.documentID] else {
+                    throw StoreError.corrupt(path: path, detail: "chunk \(c.chunkID) belongs to no document")
+                }
+                guard c.charStart >= 0, c.charStart <= c.charEnd else {
+                    throw StoreError.corrupt(path: path, detail: "chunk \(c.chunkID) has the character range \(c.charStart)..<\(c.charEnd)")
+                }
+                return SearchResult(rank: i + 1, score: c.fused, dense: c.dense, sparse: c.sparse,
+                                    colbert: c.colbert, path: info.path, metadata: info.metadata,
+                                    chunk: c.ordinal, chunkID: c.chunkID, charRange: c.charStart ..< c.charEnd, text: c.text)
+            }
+            report.fuseSeconds = Date().timeIntervalSince(t3)
+            return report
+        }
+    }
+
+    /// The candidate chunk ids: HNSW's top n by dense score and the exact sparse top n,
+    /// searched at the same time (two threads; both structures are read-only here).
+    /// Evaluation pools take the same candidates.
+    func candidates(_ state: IndexState, for q: Embedding, n: Int, efSearch: Int?,
+                    fromGraph: Bool, fromPostings: Bool) throws -> (graph: [Int64], postings: [Int64]) {
+        let dense = fromGraph ? q.dense : nil
+        let terms = fromPostings ? q.sparse.map { zip($0.ids, $0.weights).map { (token: $0, weight: $1) } } : nil
+        var found: [Result<[IndexHit], Error>?] = [nil, nil]
+        found.withUnsafeMutableBufferPointer { out in
+            concurrently(2) { i in
+                if i == 0, let dense {
+                    out[0] = Result { try state.hnsw.search(dense, k: n, ef: max(efSearch ?? state.hnsw.efSearch, n)) }
+                } else if i == 1, let terms, !terms.isEmpty {
+                    out[1] = Result { try state.sparse.search(terms, k: n) }
+                }
+            }
+        }
+        return (try found[0]?.get().map(\.id) ?? [], try found[1]?.get().map(\.id) ?? [])
+    }
+
+    /// Exact dense, sparse and ColBERT scores of the given chunks (modes with weight 0 skipped),
+    /// without their texts (`fillTexts` fetches those for the few results kept).
+    ///
+    /// Per candidate nothing is decoded or copied but the dense vector: the dense score uses
+    /// the graph's copy, the sparse score looks the query's tokens up in the in-memory posting
+    /// lists (summed in query-token order, so it equals `Scores.sparse` on the stored vector
+    /// bit for bit), and the ColBERT score runs the MaxSim kernel on the stored blob where
+    /// SQLite holds it. Reading and converting rows to float32 used to cost ~0.25 ms per
+    /// 32-row candidate, more than the rest of the query.
+    func score(_ state: IndexState, _ ids: [Int64], query q: Embedding, weights w: FusionWeights) throws -> [ScoredChunk] {
+        guard !ids.isEmpty else { return [] }
+        let d = settings.dimension
+        let qColBERT = w.colbert > 0 ? q.colbert : nil
+        if let qc = qColBERT, qc.dimension != d {
+            throw M3SearchError.invalidArgument("Invalid query: ColBERT query rows have \(qc.dimension) values; the index has \(d)")
+        }
+        // The query tokens' posting lists, looked up once (nil: no chunk has the token).
+        let queryLists = w.sparse > 0 ? (q.sparse?.ids ?? []).map { state.sparse.postings[$0] } : []
+        // Built once per query (PQ: the query × centroid table), shared by both halves.
+        let scorer = qColBERT.map { state.codec.scorer(query: $0) }
+        // Two halves (ids ascending, so each reads a compact part of the file), one per
+        // connection and thread: reading the rows and MaxSim dominate the query.
+        let parts = ids.count >= 32 ? 2 : 1
+        var results = [Result<[ScoredChunk], Error>](repeating: .success([]), count: parts)
+        results.withUnsafeMutableBufferPointer { out in
+            concurrently(parts) { p in
+                let slice = Array(ids[ids.count * p / parts ..< ids.count * (p + 1) / parts])
+                out[p] = Result {
+                    try connections[p].use { store in
+                        try score(state, slice, store: store, query: q, weights: w, queryLists: queryLists, scorer: scorer)
+                    }
+                }
+            }
+        }
+        return try results.flatMap { try $0.get() }
+    }
+
+    private func score(_ state: IndexState, _ ids: [Int64], store: IndexStore, query q: Embedding, weights w: FusionWeights,
+                       queryLists: [SparseIndex.PostingList?], scorer: ColBERTScorer?) throws -> [ScoredChunk] {
+        var out: [ScoredChunk] = []
+        out.reserveCapacity(ids.count)
+        try store.chunkScoringRows(ids: ids, colbert: scorer != nil) { row, colbert in
+            var c = ScoredChunk(chunkID: row.id, documentID: row.documentID, ordinal: row.ordinal,
+                                charStart: row.charStart, charEnd: row.charEnd)
+            if w.dense > 0, let qd = q.dense, let v = state.hnsw.vector(forID: c.chunkID) {
+                c.dense = Scores.dense(qd, v)
+            }
+            if w.sparse > 0, let qs = q.sparse {
+                var sum: Float = 0
+                for (i, list) in queryLists.enumerated() {
+                    if let list, let j = list.index(of: c.chunkID) { sum += qs.weights[i] * list.weights[j] }
+                }
+                c.sparse = sum
+            }
+            if let scorer {
+                guard let score = scorer.score(colbert) else {
+                    throw StoreError.corrupt(path: path, detail: "ColBERT vectors of chunk \(c.chunkID) are not whole "
+                                             + "\(state.codec.colbertRows) rows of \(settings.dimension) values")
+                }
+                c.colbert = score
+            }
+            out.append(c)
+        }
+        return out
+    }
+
+    /// Reads the texts of the given chunks (the results kept, not every candidate).
+    func fillTexts(_ chunks: inout [ScoredChunk]) throws {
+        guard !chunks.isEmpty else { return }
+        let ids = chunks.map(\.chunkID)
+        let texts = try connections[0].use { try $0.chunkTexts(ids: ids) }
+        for i in chunks.indices { if let text = texts[chunks[i].chunkID] { chunks[i].text = text } }
+    }
+
+    /// Exact fused scores of every chunk, no candidate generation: the oracle for tests.
+    func exhaustiveSearch(encoded q: Embedding, options: SearchOptions) throws -> [SearchResult] {
+        let w = options.effectiveWeights(indexDefault: defaultWeights)
+        return try shared.read { state in
+            let ids = try connections[0].use { try $0.chunkIDs() }
+            var scored = try score(state, ids, query: q, weights: w)
+            Fusion.fuse(&scored, weights: w, fusion: .weighted)
+            scored.sort { $0.fused != $1.fused ? $0.fused > $1.fused : $0.chunkID < $1.chunkID }
+            var kept = Array(scored.prefix(options.k))
+            try fillTexts(&kept)
+            return kept.enumerated().map { i, c in
+                SearchResult(rank: i + 1, score: c.fused, dense: c.dense, sparse: c.sparse, colbert: c.colbert,
+                             path: state.documents[c.documentID]?.path ?? "", metadata: nil, chunk: c.ordinal,
+                             chunkID: c.chunkID, charRange: c.charStart ..< c.charEnd, text: c.text)
+            }
+        }
+    }
+}
+
+/// A read-only store and the lock that gives one thread at a time its connection.
+final class ReaderConnection: @unchecked Sendable {
+    private let store: IndexStore
+    private let lock = NSLock()
+
+    init(path: String) throws { store = try IndexStore(path: path, readOnly: true) }
+
+    func use<T>(_ body: (IndexStore) throws -> T) throws -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body(store)
+    }
+}
+
+/// Runs body(0), …, body(n − 1) on up to n threads and waits for all. The body may capture
+/// pointers and inout state: callers give each index disjoint memory to write.
+func concurrently(_ n: Int, _ body: (Int) -> Void) {
+    guard n > 1 else { if n == 1 { body(0) }; return }
+    withoutActuallyEscaping(body) { escaping in
+        nonisolated(unsafe) let run = escaping
+        DispatchQueue.concurrentPerform(iterations: n) { run($0) }
+    }
+}

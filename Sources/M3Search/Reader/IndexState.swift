@@ -1,0 +1,129 @@
+import Foundation
+import M3Index
+import M3Model
+import M3Store
+
+/// What results show of a document: its id (path) and metadata.
+struct DocumentInfo: Sendable {
+    var path: String
+    var metadata: [String: String]?
+}
+
+/// The in-memory half of an open index, rebuilt from one snapshot of the file without
+/// running HNSW construction again: the dense graph, the sparse postings, the document
+/// table, the vector codec (with the ColBERT codebook once trained) and the saved weights.
+struct IndexState {
+    var hnsw: HNSWIndex
+    var sparse: SparseIndex
+    var documents: [Int64: DocumentInfo]
+    var codec: ChunkCodec
+    /// Weights saved in the file (`setDefaultWeights`); nil: `SearchIndex.builtInWeights`.
+    var savedWeights: FusionWeights?
+
+    /// Reads the state from the file, all from one read transaction, so a writer committing
+    /// meanwhile cannot pair one commit's graph with another's chunks. Damage found by the
+    /// decoders is reported as `StoreError.corrupt`.
+    static func load(from store: IndexStore, settings: IndexSettings) throws -> IndexState {
+        try store.read {
+            do { return try decode(store, settings: settings) } catch let error as IndexError {
+                throw StoreError.corrupt(path: store.path, detail: "\(error)")
+            }
+        }
+    }
+
+    private static func decode(_ store: IndexStore, settings: IndexSettings) throws -> IndexState {
+        var documents: [Int64: DocumentInfo] = [:]
+        for d in try store.documents() { documents[d.id] = DocumentInfo(path: d.path, metadata: decodeMetadata(d.metadata)) }
+
+        var sparseLoader = SparseIndex.Loader()
+        try store.forEachPosting { token, bytes in try sparseLoader.add(token: token, bytes: Array(bytes)) }
+        let sparse = sparseLoader.finish()
+
+        let codec = settings.codec.with(codebook: try loadCodebook(store, dimension: settings.dimension))
+        let hnsw: HNSWIndex
+        if let header = try store.hnswHeader() {
+            var dense: [Int64: [Float]] = [:]
+            try store.forEachDenseVector { id, blob in
+                guard let v = codec.decodeDense(blob) else {
+                    throw StoreError.corrupt(path: store.path, detail: "dense vector of chunk \(id) has \(blob.count) bytes")
+                }
+                dense[id] = v
+            }
+            var loader = try HNSWIndex.Loader(meta: header)
+            var failure: Error?
+            try store.forEachHNSWNode { slot, stored in
+                guard failure == nil else { return }
+                do {
+                    let record = try HNSWNodeRecord(slot: slot, stored: stored)
+                    try loader.add(record, vector: record.state == .live ? (dense[record.id] ?? []) : [])
+                } catch { failure = error }
+            }
+            if let failure { throw StoreError.corrupt(path: store.path, detail: "\(failure)") }
+            hnsw = try loader.finish()
+        } else {
+            hnsw = try HNSWIndex(parameters: .init(dimension: settings.dimension, m: settings.hnswM,
+                                                   efConstruction: settings.hnswEfConstruction))
+        }
+        return IndexState(hnsw: hnsw, sparse: sparse, documents: documents, codec: codec,
+                          savedWeights: try loadSavedWeights(store))
+    }
+
+    /// The ColBERT product quantiser stored in the index, if any.
+    static func loadCodebook(_ store: IndexStore, dimension: Int) throws -> ProductQuantizer? {
+        guard let data = try store.codebook(name: "colbert") else { return nil }
+        do {
+            let pq = try ProductQuantizer(serialized: Array(data))
+            guard pq.dimension == dimension else { throw IndexError.dimensionMismatch(expected: dimension, actual: pq.dimension) }
+            return pq
+        } catch {
+            throw StoreError.corrupt(path: store.path, detail: "ColBERT codebook: \(error)")
+        }
+    }
+
+    /// The default weights saved in the file: "dense,sparse,colbert" as decimal text.
+    static func loadSavedWeights(_ store: IndexStore) throws -> FusionWeights? {
+        guard let text = try store.savedWeights() else { return nil }
+        do { return try FusionWeights(parsing: text) } catch {
+            throw StoreError.corrupt(path: store.path, detail: "meta \(IndexStore.MetaKey.defaultWeights) \"\(text)\" is not three weights (\(error))")
+        }
+    }
+
+    static func decodeMetadata(_ json: String?) -> [String: String]? {
+        guard let json, let data = json.data(using: .utf8) else { return nil }
+        return try? JSONDecoder().decode([String: String].self, from: data)
+    }
+}
+
+/// The index's current state and the lock that guards it: searches read it under the read
+/// lock, the writer changes it under the write lock (see IndexWriter's lock story).
+final class SharedState: @unchecked Sendable {
+    private let lock = ReadWriteLock()
+    private var state: IndexState
+
+    init(_ state: IndexState) { self.state = state }
+
+    func read<T>(_ body: (IndexState) throws -> T) rethrows -> T {
+        try lock.read { try body(state) }
+    }
+
+    func write<T>(_ body: (inout IndexState) throws -> T) rethrows -> T {
+        try lock.write { try body(&state) }
+    }
+}
+
+/// A readers–writer lock over pthread_rwlock.
+final class ReadWriteLock: @unchecked Sendable {
+    private var lock = pthread_rwlock_t()
+    init() { pthread_rwlock_init(&lock, nil) }
+    deinit { pthread_rwlock_destroy(&lock) }
+    func read<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_rwlock_rdlock(&lock)
+        defer { pthread_rwlock_unlock(&lock) }
+        return try body()
+    }
+    func write<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_rwlock_wrlock(&lock)
+        defer { pthread_rwlock_unlock(&lock) }
+        return try body()
+    }
+}

@@ -1,0 +1,249 @@
+import Foundation
+
+/// A document row: one indexed file or one document added through the library.
+package struct DocumentRecord: Sendable, Equatable {
+    package var id: Int64
+    package var path: String
+    package var size: Int64
+    package var mtime: Double
+    package var contentHash: String
+    /// JSON object of string values, as given to the library; nil: none.
+    package var metadata: String?
+}
+
+/// A chunk row without its vectors: a token window of a document, with its character
+/// range in the source.
+package struct ChunkRecord: Sendable, Equatable {
+    package var id: Int64
+    package var documentID: Int64
+    package var ordinal: Int
+    package var charStart: Int
+    package var charEnd: Int
+    package var tokenCount: Int
+    package var text: String
+}
+
+/// One stored chunk with its vector blobs borrowed from SQLite: valid only inside the
+/// callback that receives it (copy what must outlive it).
+package struct ChunkRow {
+    package var chunk: ChunkRecord
+    package var dense: UnsafeRawBufferPointer
+    package var sparse: UnsafeRawBufferPointer
+    package var colbert: UnsafeRawBufferPointer
+}
+
+/// Where a chunk sits, for scoring and results: no text, no vectors.
+package struct ChunkPosition: Sendable, Equatable {
+    package var id: Int64
+    package var documentID: Int64
+    package var ordinal: Int
+    package var charStart: Int
+    package var charEnd: Int
+
+    package init(id: Int64, documentID: Int64, ordinal: Int, charStart: Int, charEnd: Int) {
+        self.id = id
+        self.documentID = documentID
+        self.ordinal = ordinal
+        self.charStart = charStart
+        self.charEnd = charEnd
+    }
+}
+
+extension IndexStore {
+    // MARK: - Documents
+
+    /// Every document, by id.
+    package func documents() throws -> [DocumentRecord] {
+        let s = try db.prepare("SELECT id, path, size, mtime, content_hash, metadata FROM documents ORDER BY id")
+        var out: [DocumentRecord] = []
+        while try s.step() { out.append(Self.document(s)) }
+        return out
+    }
+
+    package func document(path: String) throws -> DocumentRecord? {
+        let s = try db.prepare("SELECT id, path, size, mtime, content_hash, metadata FROM documents WHERE path = ?")
+        try s.bind([.text(path)])
+        return try s.step() ? Self.document(s) : nil
+    }
+
+    private static func document(_ s: Statement, from column: Int32 = 0) -> DocumentRecord {
+        DocumentRecord(id: s.int(column), path: s.text(column + 1), size: s.int(column + 2), mtime: s.double(column + 3),
+                       contentHash: s.text(column + 4), metadata: s.isNull(column + 5) ? nil : s.text(column + 5))
+    }
+
+    package func insertDocument(path: String, size: Int64, mtime: Double, contentHash: String, metadata: String?) throws -> Int64 {
+        try db.prepare("INSERT INTO documents(path, size, mtime, content_hash, metadata, indexed_at) VALUES(?, ?, ?, ?, ?, ?)")
+            .run([.text(path), .int(size), .double(mtime), .text(contentHash), metadata.map { .text($0) } ?? .null,
+                  .double(Date().timeIntervalSince1970)])
+        return db.lastInsertRowID
+    }
+
+    /// Records a document file's new size and mtime (its content is unchanged).
+    package func touchDocument(id: Int64, size: Int64, mtime: Double) throws {
+        try db.prepare("UPDATE documents SET size = ?, mtime = ? WHERE id = ?").run([.int(size), .double(mtime), .int(id)])
+    }
+
+    /// Deletes a document and its chunks; returns the removed chunk ids.
+    package func deleteDocument(id: Int64) throws -> [Int64] {
+        let ids = try chunkIDs(documentID: id)
+        try db.prepare("DELETE FROM chunks WHERE document_id = ?").run([.int(id)])
+        try db.prepare("DELETE FROM documents WHERE id = ?").run([.int(id)])
+        return ids
+    }
+
+    /// Documents and chunks in the file.
+    package func counts() throws -> (documents: Int, chunks: Int) {
+        (Int(try db.scalarInt("SELECT count(*) FROM documents") ?? 0), Int(try db.scalarInt("SELECT count(*) FROM chunks") ?? 0))
+    }
+
+    /// Documents that have at least one chunk (what an export holds), and chunks.
+    package func exportCounts() throws -> (documents: Int, chunks: Int) {
+        (Int(try db.scalarInt("SELECT count(DISTINCT document_id) FROM chunks") ?? 0),
+         Int(try db.scalarInt("SELECT count(*) FROM chunks") ?? 0))
+    }
+
+    // MARK: - Chunks
+
+    package func insertChunk(documentID: Int64, ordinal: Int, charStart: Int, charEnd: Int, tokenCount: Int,
+                             text: String, dense: Data, sparse: Data, colbert: Data) throws -> Int64 {
+        try db.prepare("""
+            INSERT INTO chunks(document_id, ordinal, char_start, char_end, token_count, text, dense, sparse, colbert)
+            VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """).run([.int(documentID), .int(Int64(ordinal)), .int(Int64(charStart)), .int(Int64(charEnd)),
+                      .int(Int64(tokenCount)), .text(text), .blob(dense), .blob(sparse), .blob(colbert)])
+        return db.lastInsertRowID
+    }
+
+    package func chunk(id: Int64) throws -> ChunkRecord? {
+        let s = try db.prepare("SELECT id, document_id, ordinal, char_start, char_end, token_count, text FROM chunks WHERE id = ?")
+        try s.bind([.int(id)])
+        guard try s.step() else { return nil }
+        return Self.chunk(s)
+    }
+
+    private static func chunk(_ s: Statement, from c: Int32 = 0) -> ChunkRecord {
+        ChunkRecord(id: s.int(c), documentID: s.int(c + 1), ordinal: Int(truncatingIfNeeded: s.int(c + 2)),
+                    charStart: Int(truncatingIfNeeded: s.int(c + 3)), charEnd: Int(truncatingIfNeeded: s.int(c + 4)),
+                    tokenCount: Int(truncatingIfNeeded: s.int(c + 5)), text: s.text(c + 6))
+    }
+
+    /// The chunk ids of one document, by ordinal.
+    package func chunkIDs(documentID: Int64) throws -> [Int64] {
+        let s = try db.prepare("SELECT id FROM chunks WHERE document_id = ? ORDER BY ordinal")
+        try s.bind([.int(documentID)])
+        var ids: [Int64] = []
+        while try s.step() { ids.append(s.int(0)) }
+        return ids
+    }
+
+    /// Every chunk id, ascending.
+    package func chunkIDs() throws -> [Int64] {
+        let s = try db.prepare("SELECT id FROM chunks ORDER BY id")
+        var ids: [Int64] = []
+        while try s.step() { ids.append(s.int(0)) }
+        return ids
+    }
+
+    /// Calls `body` for every chunk, by id, with its dense blob (borrowed): what an open
+    /// index needs to rebuild its graph.
+    package func forEachDenseVector(_ body: (_ chunkID: Int64, _ dense: UnsafeRawBufferPointer) throws -> Void) throws {
+        let s = try db.prepare("SELECT id, dense FROM chunks ORDER BY id")
+        while try s.step() { try s.withBlob(1) { try body(s.int(0), $0) } }
+    }
+
+    /// Calls `body` for every chunk, by id, with all its columns.
+    package func forEachChunk(_ body: (ChunkRow) throws -> Void) throws {
+        let s = try db.prepare("""
+            SELECT id, document_id, ordinal, char_start, char_end, token_count, text, dense, sparse, colbert
+            FROM chunks ORDER BY id
+            """)
+        while try s.step() { try Self.withRow(s, from: 0, body) }
+    }
+
+    /// Calls `body` for every chunk with its document, by document id and ordinal (what an
+    /// export writes); documents without chunks are not visited.
+    package func forEachChunkWithDocument(_ body: (DocumentRecord, ChunkRow) throws -> Void) throws {
+        let s = try db.prepare("""
+            SELECT d.id, d.path, d.size, d.mtime, d.content_hash, d.metadata,
+                   c.id, c.document_id, c.ordinal, c.char_start, c.char_end, c.token_count, c.text, c.dense, c.sparse, c.colbert
+            FROM chunks c JOIN documents d ON d.id = c.document_id ORDER BY d.id, c.ordinal
+            """)
+        while try s.step() {
+            let document = Self.document(s)
+            try Self.withRow(s, from: 6) { try body(document, $0) }
+        }
+    }
+
+    private static func withRow(_ s: Statement, from c: Int32, _ body: (ChunkRow) throws -> Void) throws {
+        let chunk = Self.chunk(s, from: c)
+        try s.withBlob(c + 7) { dense in
+            try s.withBlob(c + 8) { sparse in
+                try s.withBlob(c + 9) { colbert in
+                    try body(ChunkRow(chunk: chunk, dense: dense, sparse: sparse, colbert: colbert))
+                }
+            }
+        }
+    }
+
+    /// SQLite limits bound parameters; 500 ids per statement is far below it.
+    private static let idsPerStatement = 500
+
+    /// Calls `body` for each of the given chunks that exists (in no particular order) with
+    /// its position and, when `colbert`, its ColBERT blob (borrowed; empty otherwise): the
+    /// rows a search rescores.
+    package func chunkScoringRows(ids: [Int64], colbert: Bool,
+                                  _ body: (ChunkPosition, UnsafeRawBufferPointer) throws -> Void) throws {
+        let columns = "id, document_id, ordinal, char_start, char_end" + (colbert ? ", colbert" : "")
+        for start in stride(from: 0, to: ids.count, by: Self.idsPerStatement) {
+            let slice = ids[start ..< min(start + Self.idsPerStatement, ids.count)]
+            let s = try db.prepare("SELECT \(columns) FROM chunks WHERE id IN (\(slice.map { _ in "?" }.joined(separator: ",")))")
+            try s.bind(slice.map { .int($0) })
+            while try s.step() {
+                let position = ChunkPosition(id: s.int(0), documentID: s.int(1), ordinal: Int(truncatingIfNeeded: s.int(2)),
+                                             charStart: Int(truncatingIfNeeded: s.int(3)), charEnd: Int(truncatingIfNeeded: s.int(4)))
+                if colbert {
+                    try s.withBlob(5) { try body(position, $0) }
+                } else {
+                    try body(position, UnsafeRawBufferPointer(start: nil, count: 0))
+                }
+            }
+        }
+    }
+
+    /// The texts of the given chunks that exist, by id.
+    package func chunkTexts(ids: [Int64]) throws -> [Int64: String] {
+        var out: [Int64: String] = [:]
+        for start in stride(from: 0, to: ids.count, by: Self.idsPerStatement) {
+            let slice = ids[start ..< min(start + Self.idsPerStatement, ids.count)]
+            let s = try db.prepare("SELECT id, text FROM chunks WHERE id IN (\(slice.map { _ in "?" }.joined(separator: ",")))")
+            try s.bind(slice.map { .int($0) })
+            while try s.step() { out[s.int(0)] = s.text(1) }
+        }
+        return out
+    }
+
+    /// The ColBERT blob of one chunk.
+    package func colbert(chunkID: Int64) throws -> Data? {
+        let s = try db.prepare("SELECT colbert FROM chunks WHERE id = ?")
+        try s.bind([.int(chunkID)])
+        return try s.step() ? s.blob(0) : nil
+    }
+
+    /// Calls `body` for every chunk with its document's path and its ColBERT blob's length.
+    package func forEachColBERTLength(_ body: (_ documentPath: String, _ bytes: Int) throws -> Void) throws {
+        let s = try db.prepare("SELECT length(c.colbert), d.path FROM chunks c JOIN documents d ON d.id = c.document_id")
+        while try s.step() { try body(s.text(1), Int(truncatingIfNeeded: s.int(0))) }
+    }
+
+    /// Calls `body` for every chunk with its id, its document's path and its ColBERT blob (borrowed).
+    package func forEachColBERT(_ body: (_ chunkID: Int64, _ documentPath: String, _ blob: UnsafeRawBufferPointer) throws -> Void) throws {
+        let s = try db.prepare("SELECT c.id, c.colbert, d.path FROM chunks c JOIN documents d ON d.id = c.document_id")
+        while try s.step() { try s.withBlob(1) { try body(s.int(0), s.text(2), $0) } }
+    }
+
+    /// Replaces the ColBERT blobs of the given chunks (re-encoding with a new codebook).
+    package func replaceColBERT(_ rows: [(chunkID: Int64, blob: Data)]) throws {
+        let update = try db.prepare("UPDATE chunks SET colbert = ? WHERE id = ?")
+        for row in rows { try update.run([.blob(row.blob), .int(row.chunkID)]) }
+    }
+}

@@ -1,0 +1,112 @@
+import CM3Kernels
+import M3Index
+import XCTest
+
+/// The product quantiser and its table-driven MaxSim (every level this CPU has), against
+/// plain Swift loops in double precision over the values the codes stand for. (The int8 and
+/// sign-bit MaxSim kernels are tested in CM3KernelsTests.)
+final class ProductQuantizerTests: XCTestCase {
+    var levels: [Int32] { Array(Set([Int32(M3IX_ISA_PORTABLE), m3ix_isa_level()])).sorted() }
+
+    /// (1/nq) Σ_i max_j q_i · p_j in double precision.
+    func referenceMaxSim(_ q: [Float], _ p: [Double], nq: Int, np: Int, d: Int) -> Double {
+        var total = 0.0
+        for i in 0..<nq {
+            var best = -Double.infinity
+            for j in 0..<np {
+                var s = 0.0
+                for k in 0..<d { s += Double(q[i * d + k]) * p[j * d + k] }
+                best = max(best, s)
+            }
+            total += best
+        }
+        return total / Double(nq)
+    }
+
+    /// The table-driven PQ MaxSim equals MaxSim over the decoded rows (centroids laid end to
+    /// end), for query-row counts around the 16-lane and 64-row blocks.
+    func testPQMaxSimMatchesDecodedRows() throws {
+        var rng = TestRNG(seed: 23)
+        for (nq, np, d, m) in [(1, 1, 16, 2), (5, 9, 32, 4), (16, 3, 64, 8), (17, 20, 64, 16), (70, 11, 48, 6)] {
+            let centroids = (0..<(d * 256)).map { _ in rng.gaussian() }
+            let pq = try ProductQuantizer(dimension: d, subspaces: m, centroids: centroids)
+            let q = (0..<(nq * d)).map { _ in rng.gaussian() }
+            let codes = (0..<(np * m)).map { _ in UInt8(rng.int(0..<256)) }
+            var values: [Double] = []
+            for j in 0..<np { values += codes[j * m ..< (j + 1) * m].withUnsafeBytes { pq.decode($0) }.map(Double.init) }
+            let ref = referenceMaxSim(q, values, nq: nq, np: np, d: d)
+            let table = q.withUnsafeBufferPointer { pq.lookupTable(query: $0) }
+            for level in levels {
+                let got = table.withUnsafeBufferPointer { t in codes.withUnsafeBufferPointer { c in
+                    m3cx_maxsim_pq_isa(level, t.baseAddress, nq, m, c.baseAddress, np)
+                } }
+                XCTAssertEqual(Double(got), ref, accuracy: 1e-4 * max(1, abs(ref)), "level \(level) nq \(nq) np \(np) d \(d) m \(m)")
+            }
+            let wrapped = table.withUnsafeBufferPointer { t in codes.withUnsafeBytes { c in
+                Similarity.maxSim(table: t, queryRows: nq, subspaces: m, codes: c)
+            } }
+            XCTAssertEqual(Double(wrapped), ref, accuracy: 1e-4 * max(1, abs(ref)))
+        }
+    }
+
+    /// Encoding picks, per subspace, the centroid nearest by brute-force squared distance.
+    func testPQEncodingPicksNearestCentroid() throws {
+        var rng = TestRNG(seed: 24)
+        let d = 32, m = 4, ds = 8
+        let pq = try ProductQuantizer(dimension: d, subspaces: m, centroids: (0..<(d * 256)).map { _ in rng.gaussian() })
+        for _ in 0..<50 {
+            let x = (0..<d).map { _ in rng.gaussian() }
+            var codes = [UInt8](repeating: 0, count: m)
+            x.withUnsafeBufferPointer { xp in codes.withUnsafeMutableBufferPointer { pq.encode(xp.baseAddress!, into: $0.baseAddress!) } }
+            for s in 0..<m {
+                var best = 0, bestDist = Double.infinity
+                for c in 0..<256 {
+                    var dist = 0.0
+                    for t in 0..<ds { let e = Double(x[s * ds + t]) - Double(pq.centroids[(s * 256 + c) * ds + t]); dist += e * e }
+                    if dist < bestDist { bestDist = dist; best = c }
+                }
+                var chosen = 0.0
+                for t in 0..<ds { let e = Double(x[s * ds + t]) - Double(pq.centroids[(s * 256 + Int(codes[s])) * ds + t]); chosen += e * e }
+                XCTAssertEqual(chosen, bestDist, accuracy: 1e-4, "subspace \(s): code \(codes[s]) vs nearest \(best)")
+            }
+        }
+    }
+
+    /// k-means recovers well-separated clusters: data drawn around 200 centres per subspace
+    /// is encoded with a small error, and the codebook survives serialisation.
+    func testPQTrainingRecoversClustersAndRoundTrips() throws {
+        var rng = TestRNG(seed: 25)
+        let d = 16, m = 2, ds = 8, centres = 200
+        let truth = (0..<(m * centres * ds)).map { _ in rng.gaussian() * 10 }
+        var rows: [Float] = []
+        for _ in 0..<4000 {
+            for s in 0..<m {
+                let c = rng.int(0..<centres)
+                for t in 0..<ds { rows.append(truth[(s * centres + c) * ds + t] + rng.gaussian() * 0.01) }
+            }
+        }
+        let pq = try ProductQuantizer.train(rows: rows, dimension: d, subspaces: m, iterations: 15)
+        var worst: Float = 0
+        for r in 0..<200 {
+            var codes = [UInt8](repeating: 0, count: m)
+            rows.withUnsafeBufferPointer { p in codes.withUnsafeMutableBufferPointer { pq.encode(p.baseAddress! + r * d, into: $0.baseAddress!) } }
+            let back = codes.withUnsafeBytes { pq.decode($0) }
+            for k in 0..<d { worst = max(worst, abs(back[k] - rows[r * d + k])) }
+        }
+        // Random initial centres can merge two clusters and split another; most rows are exact.
+        XCTAssertLessThan(worst, 30)
+        var exact = 0
+        for r in 0..<1000 {
+            var codes = [UInt8](repeating: 0, count: m)
+            rows.withUnsafeBufferPointer { p in codes.withUnsafeMutableBufferPointer { pq.encode(p.baseAddress! + r * d, into: $0.baseAddress!) } }
+            let back = codes.withUnsafeBytes { pq.decode($0) }
+            if (0..<d).allSatisfy({ abs(back[$0] - rows[r * d + $0]) < 0.1 }) { exact += 1 }
+        }
+        XCTAssertGreaterThan(exact, 900, "rows reconstructed within 0.1")
+        XCTAssertEqual(try ProductQuantizer(serialized: pq.serialized()), pq)
+        var bad = pq.serialized()
+        bad.removeLast()
+        XCTAssertThrowsError(try ProductQuantizer(serialized: bad))
+        XCTAssertThrowsError(try ProductQuantizer.train(rows: rows, dimension: d, subspaces: 3))
+    }
+}
