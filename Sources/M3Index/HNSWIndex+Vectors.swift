@@ -125,6 +125,18 @@ struct VectorRows {
         }
     }
 
+    /// Float query · the vector a row stands for, without decoding it: the exact inner
+    /// product with `decode(row)` (up to float rounding), for rescoring candidates.
+    func exactScore(_ q: UnsafePointer<Float>, _ row: UnsafeRawPointer) -> Float {
+        switch encoding {
+        case .float32:
+            return m3ix_dot_f32(q, row.assumingMemoryBound(to: Float.self), dim)
+        case .int8:
+            let factor = row.loadUnaligned(fromByteOffset: m3ix_q8_meta_offset(dim), as: Float.self)
+            return m3ix_dot_f32_s8(q, row.assumingMemoryBound(to: Int8.self), dim) * factor
+        }
+    }
+
     /// An encoded int8 query as floats (q̂ = scale · codes).
     func decodeQuery(_ q: UnsafeRawPointer) -> [Float] {
         let c = q.assumingMemoryBound(to: UInt8.self)

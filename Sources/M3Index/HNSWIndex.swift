@@ -210,6 +210,15 @@ public final class HNSWIndex: @unchecked Sendable {
         return codec.decode(row(s))
     }
 
+    /// `query` · the graph's copy of a live id's vector (the vector `vector(forID:)`
+    /// returns), computed on the row without decoding it; nil for an id not in the graph or
+    /// a query of the wrong size. For an int8 graph loaded from the store's int8 codes this
+    /// is the exact score of the stored vector: the rescorer to hand to `search`.
+    public func score(_ query: UnsafeBufferPointer<Float>, id: Int64) -> Float? {
+        guard query.count == dim, let s = slotOfID[id] else { return nil }
+        return codec.exactScore(query.baseAddress!, row(s))
+    }
+
     /// Bytes of memory the graph holds (vectors, links, per-slot arrays, the id map), for
     /// capacity planning; the process's resident size is what the OS reports.
     public var memoryBytes: Int {

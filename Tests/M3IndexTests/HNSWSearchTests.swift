@@ -74,6 +74,25 @@ final class HNSWSearchTests: XCTestCase {
         XCTAssertThrowsError(try [Int8](repeating: 1, count: d - 1).withUnsafeBytes { try bad.add(index.nodeRecord(slot: live), codes: $0) })
     }
 
+    /// `score(_:id:)` is the query's inner product with the graph's copy of the vector,
+    /// computed on the row: for int8, `vector(forID:)` decoded then dotted, to float rounding.
+    func testScoreAgainstTheGraphsCopy() throws {
+        for encoding in [HNSWIndex.VectorEncoding.float32, .int8] {
+            let (index, _) = try build(encoding)
+            for q in queries.prefix(5) {
+                for i in stride(from: 0, to: n, by: 97) {
+                    let got = try XCTUnwrap(q.withUnsafeBufferPointer { index.score($0, id: id(i)) })
+                    XCTAssertEqual(got, Similarity.dot(q, index.vector(forID: id(i))!), accuracy: 1e-6, "\(encoding)")
+                    if encoding == .float32 { XCTAssertEqual(got, Similarity.dot(q, data[i]), accuracy: 1e-6) }
+                }
+            }
+            XCTAssertNil(queries[0].withUnsafeBufferPointer { index.score($0, id: 1) })  // no such id
+            XCTAssertNil(queries[0].dropLast().withUnsafeBufferPointer { index.score($0, id: id(0)) })
+            index.remove(id: id(0))
+            XCTAssertNil(queries[0].withUnsafeBufferPointer { index.score($0, id: id(0)) })
+        }
+    }
+
     // MARK: Filters
 
     /// |approx ∩ exact| / |exact| over queries (the exact lists hold fewer than k when fewer match).

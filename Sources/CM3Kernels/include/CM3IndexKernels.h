@@ -31,6 +31,10 @@ float m3ix_dot_f32(const float *a, const float *b, size_t n);
 /// Σ_i q[i]·h[i] over float32 q (n) and IEEE binary16 h (n, raw bits). Dispatched.
 float m3ix_dot_f32_f16(const float *q, const uint16_t *h, size_t n);
 
+/// Σ_i q[i]·c[i] over float32 q (n) and int8 c (n): a float query against int8 codes, as
+/// exact as a float32 dot (rescoring int8 graph candidates). Dispatched (AVX2 or portable).
+float m3ix_dot_f32_s8(const float *q, const int8_t *c, size_t n);
+
 /// The dispatched float32 dot itself (resolved once), for callers that score in a loop: one
 /// indirect call per pair instead of three direct ones plus the level check.
 typedef float (*m3ix_dot_f32_fn)(const float *a, const float *b, size_t n);
@@ -47,6 +51,7 @@ static inline void m3ix_prefetch(const void *p, size_t bytes) {
 /// supported one below it, so callers can always call these (tests check the level first).
 float m3ix_dot_f32_isa(int isa, const float *a, const float *b, size_t n);
 float m3ix_dot_f32_f16_isa(int isa, const float *q, const uint16_t *h, size_t n);
+float m3ix_dot_f32_s8_isa(int isa, const float *q, const int8_t *c, size_t n);
 
 /// ColBERT late interaction: (1/nq) Σ_i max_j q_i·p_j over float32 query rows q (nq, d)
 /// and passage rows p (np, d), row-major; p as IEEE binary16 bits or float32. 0 when nq or
