@@ -1,5 +1,6 @@
 """HNSW benchmark: M3Index's HNSWIndex (via `m3bench hnsw`) against hnswlib and faiss-cpu
-IndexHNSWFlat on identical vectors, M and efConstruction.
+IndexHNSWFlat on identical vectors, M and efConstruction; and the compact graphs: M3Index
+with int8 codes (exact rescoring from the base vectors) against faiss IndexHNSWSQ (SQ8).
 
 Per set (Benchmarks/hnsw_data.py writes them; missing sets are generated first):
   build time with each --threads value (every engine builds with the same thread count), and
@@ -16,6 +17,14 @@ the target recall), and their ratios to hnswlib. Appends one record to results/h
 
   /work/venv/bin/python Benchmarks/hnsw.py                   # both sets, 3 rounds
   /work/venv/bin/python Benchmarks/hnsw.py --sets corpus --rounds 1 --no-record
+  /work/venv/bin/python Benchmarks/hnsw.py --sets clustered-1m --threads 2 --rounds 1 \
+      --engines m3search-int8,faiss-sq8,m3search,hnswlib      # one peer at a time, peak RSS each
+
+Engines: m3search (float32 graph), m3search-int8 (int8 codes, candidates rescored exactly
+from the memory-mapped base file, as the store does in the product), hnswlib, faiss
+(IndexHNSWFlat), faiss-sq8 (IndexHNSWSQ with QT_8bit, trained on the base; no rescoring).
+Every worker maps the base file (numpy memmap), so the anonymous resident memory it gains
+while building is its index; that and the peak RSS are recorded per engine.
 """
 import argparse, datetime, fcntl, json, os, platform, statistics, subprocess, sys, time
 
@@ -29,6 +38,7 @@ M3BENCH = os.environ.get("M3BENCH_BIN", os.path.join(ROOT, ".build", "release", 
 RESULTS = os.path.join(ROOT, "Benchmarks", "results", "hnsw.jsonl")
 LOCK = "/tmp/m3-bench.lock"
 ENGINES = ["m3search", "hnswlib", "faiss"]
+KNOWN = ENGINES + ["m3search-int8", "faiss-sq8"]
 EF_DEFAULT = "10,16,24,32,48,64,96,128,192,256"
 TARGETS = (0.95, 0.99)
 
@@ -38,7 +48,8 @@ TARGETS = (0.95, 0.99)
 def load(set_path):
     meta = json.load(open(os.path.join(set_path, "meta.json")))
     d = meta["d"]
-    base = np.fromfile(os.path.join(set_path, "base.f32"), dtype="<f4").reshape(-1, d)
+    # Mapped, not read: a 1M × 1024 base is 4 GB, and the index's own memory must show.
+    base = np.memmap(os.path.join(set_path, "base.f32"), dtype="<f4", mode="r").reshape(-1, d)
     queries = np.fromfile(os.path.join(set_path, "queries.f32"), dtype="<f4").reshape(-1, d)
     truth = np.fromfile(os.path.join(set_path, "truth.i32"), dtype="<i4").reshape(len(queries), -1)
     return base, queries, truth
@@ -49,17 +60,27 @@ def recall(labels, truth):
     return sum(len(set(map(int, labels[i][:k])) & set(map(int, truth[i]))) for i in range(len(truth))) / truth.size
 
 
+def status_kb(field):
+    """A field of /proc/self/status in kB (RssAnon: private memory; VmHWM: peak RSS)."""
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
 def worker(engine, set_path, m, efc, threads, efs, search, repeats=1):
     base, queries, truth = load(set_path)
     n, d = base.shape
     k = truth.shape[1]
+    anon_before = status_kb("RssAnon")
     if engine == "hnswlib":
         import hnswlib
         index = hnswlib.Index(space="ip", dim=d)
         index.init_index(max_elements=n, ef_construction=efc, M=m, random_seed=100)
         index.set_num_threads(threads)
         t = time.perf_counter()
-        index.add_items(base, np.arange(n))
+        for s0 in range(0, n, 100_000):
+            index.add_items(np.ascontiguousarray(base[s0:s0 + 100_000]), np.arange(s0, min(n, s0 + 100_000)))
         build = time.perf_counter() - t
         index.set_num_threads(1)
 
@@ -70,10 +91,18 @@ def worker(engine, set_path, m, efc, threads, efs, search, repeats=1):
     else:
         import faiss
         faiss.omp_set_num_threads(threads)
-        index = faiss.IndexHNSWFlat(d, m, faiss.METRIC_INNER_PRODUCT)
+        if engine == "faiss-sq8":
+            index = faiss.IndexHNSWSQ(d, faiss.ScalarQuantizer.QT_8bit, m, faiss.METRIC_INNER_PRODUCT)
+        else:
+            index = faiss.IndexHNSWFlat(d, m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = efc
         t = time.perf_counter()
-        index.add(base)
+        if engine == "faiss-sq8":  # the quantiser's per-dimension ranges, from a sample (timed)
+            sample = np.ascontiguousarray(base[:: max(1, n // 100_000)])
+            index.train(sample)
+            del sample
+        for s0 in range(0, n, 100_000):  # in slices: a contiguous copy of a slice, not of 4 GB
+            index.add(np.ascontiguousarray(base[s0:s0 + 100_000]))
         build = time.perf_counter() - t
         faiss.omp_set_num_threads(1)
 
@@ -82,7 +111,8 @@ def worker(engine, set_path, m, efc, threads, efs, search, repeats=1):
         def batch(qs): return index.search(qs, k)[1]
         version = faiss.__version__
     out = {"engine": engine, "version": version, "n": n, "nq": len(queries), "dim": d, "m": m,
-           "ef_construction": efc, "threads": threads, "build_s": build, "curve": []}
+           "ef_construction": efc, "threads": threads, "build_s": build, "curve": [],
+           "graph_rss_kb": status_kb("RssAnon") - anon_before, "peak_rss_kb": status_kb("VmHWM")}
     if search:
         set_ef(efs[0])
         for i in range(len(queries)):  # warm-up
@@ -120,12 +150,13 @@ def locked_run(cmd):
 
 def run_engine(engine, set_path, args, threads, search):
     efs = args.ef_search if search else args.ef_search.split(",")[0]
-    if engine == "m3search":
+    if engine in ("m3search", "m3search-int8"):
         cmd = [M3BENCH, "hnsw", "--base", os.path.join(set_path, "base.f32"),
                "--queries", os.path.join(set_path, "queries.f32"), "--truth", os.path.join(set_path, "truth.i32"),
                "--dim", str(json.load(open(os.path.join(set_path, "meta.json")))["d"]),
                "--m", str(args.m), "--ef-construction", str(args.ef_construction),
-               "--threads", str(threads), "--ef-search", efs, "--repeats", str(args.repeats), "--json"]
+               "--threads", str(threads), "--ef-search", efs, "--repeats", str(args.repeats), "--json",
+               "--encoding", "int8" if engine == "m3search-int8" else "float32"]
         if not search:
             cmd.append("--no-search")
     else:
@@ -183,6 +214,7 @@ def main():
                     help="timed passes over the queries per efSearch, every engine; the fastest counts "
                          "(a 60-query pass takes ~10 ms, so one preemption would decide it)")
     ap.add_argument("--no-record", action="store_true")
+    ap.add_argument("--reference", default="hnswlib", help="engine the ratios are taken to")
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -193,6 +225,9 @@ def main():
     if not os.path.exists(M3BENCH):
         sys.exit(f"missing {M3BENCH}: swift build -c release --product m3bench")
     engines = args.engines.split(",")
+    for e in engines:
+        if e not in KNOWN:
+            sys.exit(f"unknown engine {e}; known: {', '.join(KNOWN)}")
     threads = [int(t) for t in args.threads.split(",")]
     sets = {s: hnsw_data.ensure(s) for s in args.sets.split(",")}
     started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
@@ -205,6 +240,8 @@ def main():
                     t = time.perf_counter()
                     res = run_engine(e, path, args, th, search=(i == 0))
                     rec[f"build_s_{th}t"] = res["build_s"]
+                    rec[f"graph_mb_{th}t"] = res.get("graph_rss_kb", 0) / 1e3
+                    rec[f"peak_rss_mb_{th}t"] = res.get("peak_rss_kb", 0) / 1e3
                     if i == 0:
                         rec["curve"] = res["curve"]
                         rec["version"] = res.get("version", res.get("isa"))
@@ -218,6 +255,8 @@ def main():
         for e in engines:
             rs = runs[s][e]
             x = {f"build_s_{th}t": statistics.median(r[f"build_s_{th}t"] for r in rs) for th in threads}
+            x["graph_mb"] = statistics.median(r[f"graph_mb_{threads[0]}t"] for r in rs)
+            x["peak_rss_mb"] = max(r[f"peak_rss_mb_{threads[0]}t"] for r in rs)
             for tgt in TARGETS:
                 vals = [at_recall(r["curve"], tgt) for r in rs]
                 qps = [v[0] for v in vals if v[0] is not None]
@@ -231,11 +270,11 @@ def main():
                           for j, p in enumerate(rs[0]["curve"])]
             summary[s][e] = x
 
-    ref = "hnswlib" if "hnswlib" in engines else None
+    ref = args.reference if args.reference in engines else ("hnswlib" if "hnswlib" in engines else None)
     for s in sets:
         meta = json.load(open(os.path.join(sets[s], "meta.json")))
         print(f"\n### {s}: {meta['n']:,} × {meta['d']} base, {meta['nq']} queries; M {args.m}, "
-              f"efConstruction {args.ef_construction}; median of {args.rounds} rounds (ratio to hnswlib)\n")
+              f"efConstruction {args.ef_construction}; median of {args.rounds} rounds (ratio to {ref})\n")
         print("| | " + " | ".join(engines) + " |")
         print("|---|" + "---:|" * len(engines))
         for th in threads:
@@ -245,6 +284,10 @@ def main():
                 rb = summary[s][ref][f"build_s_{th}t"] if ref else None
                 cells.append(f"{b:.2f} s ({b / rb:.2f}×)" if rb else f"{b:.2f} s")
             print(f"| build, {th} thread{'s' if th > 1 else ''} | " + " | ".join(cells) + " |")
+        print("| index memory (anonymous RSS growth) | " + " | ".join(
+            f"{summary[s][e]['graph_mb']:,.0f} MB" for e in engines) + " |")
+        print("| peak RSS (base file mapped) | " + " | ".join(
+            f"{summary[s][e]['peak_rss_mb']:,.0f} MB" for e in engines) + " |")
         for tgt in TARGETS:
             rq = summary[s][ref][f"qps_at_{tgt}"] if ref else None
             print(f"| QPS at recall@10 {tgt} (1 thread, 1 query/call) | "

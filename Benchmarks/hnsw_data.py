@@ -9,6 +9,10 @@ Each set is four files in Benchmarks/work/<set>/:
 
 Sets:
   clustered  The seeded clustered generator below (default 100,000 × 1024, 1,000 queries).
+  clustered-1m  The same generator at 1,000,000 × 1024 (4 GB of base vectors), drawn and
+             written in slices of 50,000 rows so it never holds more than a slice; its truth is
+             computed slice by slice too. (Slicing changes the random stream, so its first
+             100,000 rows are not the 100k set.) ~15 min; needs ~5 GB free on disk.
   corpus     Dense vectors of the Fixtures corpus chunks (64-token windows, overlap 8, as the
              M3SearchTests corpus index) encoded by the full-size random-weight BGE-M3 with
              the release `m3search index`; queries: the 60 query strings of
@@ -141,10 +145,58 @@ def corpus():
                "model": "bge-m3-full-random", "queries": "SearchEngineTests.queries (60)"})
 
 
+def clustered_sliced(p, name, slice_rows=50_000):
+    """The clustered generator, drawn slice by slice into the files (for sets beyond RAM)."""
+    rng = np.random.default_rng(p["seed"])
+    d, k, r = p["d"], p["clusters"], p["rank"]
+    centres = normalise(rng.standard_normal((k, d)))
+    weights = rng.dirichlet(np.ones(k))
+    bases = (rng.standard_normal((k, r, d)) / np.sqrt(d)).astype(np.float32)
+
+    def draw(n):
+        labels = rng.choice(k, size=n, p=weights)
+        z = rng.standard_normal((n, r)).astype(np.float32)
+        g = rng.standard_normal((n, d)).astype(np.float32)
+        x = centres[labels] + p["s_noise"] * g / np.float32(np.sqrt(d))
+        for j in np.unique(labels):
+            rows = np.nonzero(labels == j)[0]
+            x[rows] += p["s_topic"] * (z[rows] @ bases[j]) / np.float32(np.sqrt(r))
+        return normalise(x)
+
+    out = set_dir(name)
+    os.makedirs(out, exist_ok=True)
+    t = time.perf_counter()
+    with open(os.path.join(out, "base.f32"), "wb") as f:
+        for s0 in range(0, p["n"], slice_rows):
+            draw(min(slice_rows, p["n"] - s0)).astype("<f4").tofile(f)
+    queries = draw(p["nq"])
+    queries.astype("<f4").tofile(os.path.join(out, "queries.f32"))
+    base = np.memmap(os.path.join(out, "base.f32"), dtype="<f4", mode="r").reshape(-1, d)
+    # Exact top 10: float64 per slice, merged (ties: lower row first, as exact_top10).
+    q64 = queries.astype(np.float64)
+    best_s = np.full((len(queries), 0), -np.inf)
+    best_i = np.zeros((len(queries), 0), dtype=np.int64)
+    for s0 in range(0, len(base), slice_rows):
+        sims = q64 @ np.asarray(base[s0:s0 + slice_rows], dtype=np.float64).T
+        top = np.argpartition(-sims, 10, axis=1)[:, :11]
+        cand_s = np.concatenate([best_s, np.take_along_axis(sims, top, 1)], axis=1)
+        cand_i = np.concatenate([best_i, top + s0], axis=1)
+        order = np.lexsort((cand_i, -cand_s), axis=1)[:, :10]
+        best_s = np.take_along_axis(cand_s, order, 1)
+        best_i = np.take_along_axis(cand_i, order, 1)
+    best_i.astype("<i4").tofile(os.path.join(out, "truth.i32"))
+    with open(os.path.join(out, "meta.json"), "w") as f:
+        json.dump({"generator": "clustered (sliced)", "params": p, "slice_rows": slice_rows, "n": p["n"],
+                   "nq": p["nq"], "d": d, "truth_k": 10}, f, indent=1)
+    print(f"{name}: {p['n']} × {d} base, {p['nq']} queries in {time.perf_counter() - t:.0f} s → {out}", flush=True)
+
+
 def ensure(name):
     if not os.path.exists(os.path.join(set_dir(name), "meta.json")):
         if name == "clustered-20k":  # a quick development set: same generator, smaller
             clustered(dict(CLUSTERED, n=20_000, nq=500), name)
+        elif name == "clustered-1m":
+            clustered_sliced(dict(CLUSTERED, n=1_000_000), name)
         else:
             {"clustered": clustered, "corpus": corpus}[name]()
     return set_dir(name)

@@ -49,6 +49,21 @@ static float dot_f32_f16_portable(const float *q, const uint16_t *h, size_t n) {
     return (s0 + s1) + (s2 + s3);
 }
 
+// q (n) float32, c (n) int8 → Σ q[i]·c[i]: the exact score of a float query against an int8
+// graph row (times the row's factor), for rescoring candidates without decoding them.
+static float dot_f32_s8_portable(const float *q, const int8_t *c, size_t n) {
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += q[i] * (float)c[i];
+        s1 += q[i + 1] * (float)c[i + 1];
+        s2 += q[i + 2] * (float)c[i + 2];
+        s3 += q[i + 3] * (float)c[i + 3];
+    }
+    for (; i < n; i++) s0 += q[i] * (float)c[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
 #if M3IX_X86
 // ---------------------------------------------------------------- AVX2 + FMA
 static inline __attribute__((target("avx2,fma"))) float hsum256(__m256 v) {
@@ -96,6 +111,26 @@ static float dot_f32_f16_avx2(const float *q, const uint16_t *h, size_t n) {
     }
     float s = hsum256(_mm256_add_ps(acc0, acc1));
     for (; i < n; i++) s += q[i] * m3_half_bits_to_float(h[i]);
+    return s;
+}
+
+// Sign-extends 8 codes to int32, then to float (exact: |c| ≤ 128).
+__attribute__((target("avx2,fma")))
+static inline __m256 s8x8_to_ps(const int8_t *c) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)c)));
+}
+
+__attribute__((target("avx2,fma")))
+static float dot_f32_s8_avx2(const float *q, const int8_t *c, size_t n) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        acc0 += _mm256_loadu_ps(q + i) * s8x8_to_ps(c + i);
+        acc1 += _mm256_loadu_ps(q + i + 8) * s8x8_to_ps(c + i + 8);
+    }
+    for (; i + 8 <= n; i += 8) acc0 += _mm256_loadu_ps(q + i) * s8x8_to_ps(c + i);
+    float s = hsum256(_mm256_add_ps(acc0, acc1));
+    for (; i < n; i++) s += q[i] * (float)c[i];
     return s;
 }
 
@@ -243,6 +278,20 @@ float m3ix_dot_f32_f16_isa(int isa, const float *q, const uint16_t *h, size_t n)
     return dot_f32_f16_portable(q, h, n);
 }
 
+float m3ix_dot_f32_s8_isa(int isa, const float *q, const int8_t *c, size_t n) {
+#if M3IX_X86
+    // AVX-512 machines take the AVX2 loop: rescoring runs on ~100 rows per query.
+    if (clamp_isa(isa) >= M3IX_ISA_AVX2) return dot_f32_s8_avx2(q, c, n);
+#else
+    (void)isa;
+#endif
+    return dot_f32_s8_portable(q, c, n);
+}
+
+float m3ix_dot_f32_s8(const float *q, const int8_t *c, size_t n) {
+    return m3ix_dot_f32_s8_isa(M3IX_ISA_AVX512, q, c, n);
+}
+
 m3ix_dot_f32_fn m3ix_dot_f32_best(void) {
 #if M3IX_X86
     switch (m3ix_isa_level()) {
@@ -319,4 +368,392 @@ float m3ix_maxsim_f16(const float *q, size_t nq, const uint16_t *p, size_t np, s
 
 float m3ix_maxsim_f32(const float *q, size_t nq, const float *p, size_t np, size_t d) {
     return m3ix_maxsim_f32_isa(M3IX_ISA_AVX512, q, nq, p, np, d);
+}
+
+// ---------------------------------------------------------------- int8 codes for the graph
+// Layouts in CM3IndexKernels.h. Every level computes the same exact integer sum, so scores
+// agree bit for bit across levels; only the float scaling at the end rounds.
+
+static int32_t dot_u8s8_portable(const uint8_t *a, const int8_t *b, size_t n) {
+    int32_t s = 0;
+    for (size_t i = 0; i < n; i++) s += (int32_t)a[i] * (int32_t)b[i];
+    return s;
+}
+
+static int32_t dot_s8s8_portable(const int8_t *a, const int8_t *b, size_t n) {
+    int32_t s = 0;
+    for (size_t i = 0; i < n; i++) s += (int32_t)a[i] * (int32_t)b[i];
+    return s;
+}
+
+static inline float q8_factor(const void *row, size_t d) {
+    float f;
+    memcpy(&f, (const char *)row + m3ix_q8_meta_offset(d), 4);
+    return f;
+}
+
+static inline int32_t q8_sum(const void *row, size_t d) {
+    int32_t s;
+    memcpy(&s, (const char *)row + m3ix_q8_meta_offset(d) + 4, 4);
+    return s;
+}
+
+// Σ (c_q + 128)·c_x − 128·Σ c_x = Σ c_q·c_x, then × scale·factor. The product of the two
+// floats is formed the same way for a query made from a row (scale = that row's factor) as
+// for two rows, so an insert's search scores equal the heuristic's row·row scores exactly.
+static inline float q8_finish(int32_t biased, const void *q, const void *row, size_t d) {
+    int64_t exact = (int64_t)biased - 128 * (int64_t)q8_sum(row, d);
+    return (float)exact * (q8_factor(q, d) * q8_factor(row, d));
+}
+
+static float score_q8_portable(const void *q, const void *row, size_t d) {
+    return q8_finish(dot_u8s8_portable((const uint8_t *)q, (const int8_t *)row, d), q, row, d);
+}
+
+static float score_q8_rows_portable(const void *a, const void *b, size_t d) {
+    int32_t s = dot_s8s8_portable((const int8_t *)a, (const int8_t *)b, d);
+    return (float)s * (q8_factor(a, d) * q8_factor(b, d));
+}
+
+static float score_f32_portable(const void *q, const void *row, size_t d) {
+    return dot_f32_portable((const float *)q, (const float *)row, d);
+}
+
+#if M3IX_X86
+// AVX2: widen 16 bytes to 16 int16 per operand, vpmaddwd sums adjacent pairs into int32
+// (|pair| ≤ 2·255·127, no saturation, unlike vpmaddubsw).
+__attribute__((target("avx2")))
+static int32_t hsum256_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+__attribute__((target("avx2")))
+static int32_t dot_u8s8_avx2(const uint8_t *a, const int8_t *b, size_t n) {
+    __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i a0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(a + i)));
+        __m256i b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + i)));
+        __m256i a1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(a + i + 16)));
+        __m256i b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + i + 16)));
+        acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(a0, b0));
+        acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(a1, b1));
+    }
+    int32_t s = hsum256_epi32(_mm256_add_epi32(acc0, acc1));
+    for (; i < n; i++) s += (int32_t)a[i] * (int32_t)b[i];
+    return s;
+}
+
+__attribute__((target("avx2")))
+static int32_t dot_s8s8_avx2(const int8_t *a, const int8_t *b, size_t n) {
+    __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i a0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a + i)));
+        __m256i b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + i)));
+        __m256i a1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a + i + 16)));
+        __m256i b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + i + 16)));
+        acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(a0, b0));
+        acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(a1, b1));
+    }
+    int32_t s = hsum256_epi32(_mm256_add_epi32(acc0, acc1));
+    for (; i < n; i++) s += (int32_t)a[i] * (int32_t)b[i];
+    return s;
+}
+
+__attribute__((target("avx2")))
+static float score_q8_avx2(const void *q, const void *row, size_t d) {
+    return q8_finish(dot_u8s8_avx2((const uint8_t *)q, (const int8_t *)row, d), q, row, d);
+}
+
+__attribute__((target("avx2")))
+static float score_q8_rows_avx2(const void *a, const void *b, size_t d) {
+    int32_t s = dot_s8s8_avx2((const int8_t *)a, (const int8_t *)b, d);
+    return (float)s * (q8_factor(a, d) * q8_factor(b, d));
+}
+
+__attribute__((target("avx2,fma")))
+static float score_f32_avx2(const void *q, const void *row, size_t d) {
+    return dot_f32_avx2((const float *)q, (const float *)row, d);
+}
+
+// AVX-512BW without VNNI: the AVX2 scheme at 32 bytes per step; the tail is one masked load.
+#define M3IX_BW_TARGET __attribute__((target("avx512f,avx512bw,avx512vl")))
+
+M3IX_BW_TARGET
+static int32_t dot_u8s8_avx512bw(const uint8_t *a, const int8_t *b, size_t n) {
+    __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        acc0 = _mm512_add_epi32(acc0, _mm512_madd_epi16(_mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(a + i))),
+                                                         _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(b + i)))));
+        acc1 = _mm512_add_epi32(acc1, _mm512_madd_epi16(_mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(a + i + 32))),
+                                                         _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(b + i + 32)))));
+    }
+    for (; i < n; i += 32) {
+        size_t r = n - i < 32 ? n - i : 32;
+        __mmask32 m = r == 32 ? 0xffffffffu : (((__mmask32)1 << r) - 1);
+        acc0 = _mm512_add_epi32(acc0, _mm512_madd_epi16(_mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, a + i)),
+                                                         _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, b + i))));
+    }
+    return _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
+}
+
+M3IX_BW_TARGET
+static int32_t dot_s8s8_avx512bw(const int8_t *a, const int8_t *b, size_t n) {
+    __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        acc0 = _mm512_add_epi32(acc0, _mm512_madd_epi16(_mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(a + i))),
+                                                         _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(b + i)))));
+        acc1 = _mm512_add_epi32(acc1, _mm512_madd_epi16(_mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(a + i + 32))),
+                                                         _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(b + i + 32)))));
+    }
+    for (; i < n; i += 32) {
+        size_t r = n - i < 32 ? n - i : 32;
+        __mmask32 m = r == 32 ? 0xffffffffu : (((__mmask32)1 << r) - 1);
+        acc0 = _mm512_add_epi32(acc0, _mm512_madd_epi16(_mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, a + i)),
+                                                         _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, b + i))));
+    }
+    return _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
+}
+
+M3IX_BW_TARGET
+static float score_q8_avx512bw(const void *q, const void *row, size_t d) {
+    return q8_finish(dot_u8s8_avx512bw((const uint8_t *)q, (const int8_t *)row, d), q, row, d);
+}
+
+M3IX_BW_TARGET
+static float score_q8_rows_avx512bw(const void *a, const void *b, size_t d) {
+    int32_t s = dot_s8s8_avx512bw((const int8_t *)a, (const int8_t *)b, d);
+    return (float)s * (q8_factor(a, d) * q8_factor(b, d));
+}
+
+__attribute__((target("avx512f")))
+static float score_f32_avx512(const void *q, const void *row, size_t d) {
+    return dot_f32_avx512((const float *)q, (const float *)row, d);
+}
+
+// AVX-512 VNNI: vpdpbusd adds four u8·s8 products per int32 lane, 64 per instruction; four
+// accumulators (256 bytes per step) cover its latency. `flip` = 0x80 turns signed codes into
+// the unsigned operand (c + 128) on the fly, for row·row scores.
+#define M3IX_VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+
+M3IX_VNNI_TARGET
+static inline int32_t dot_u8s8_vnni_flip(const uint8_t *a, const int8_t *b, size_t n, char flip) {
+    const __m512i f = _mm512_set1_epi8(flip);
+    __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
+    __m512i acc2 = _mm512_setzero_si512(), acc3 = _mm512_setzero_si512();
+    size_t i = 0;
+    for (; i + 256 <= n; i += 256) {
+        acc0 = _mm512_dpbusd_epi32(acc0, _mm512_xor_si512(_mm512_loadu_si512(a + i), f), _mm512_loadu_si512(b + i));
+        acc1 = _mm512_dpbusd_epi32(acc1, _mm512_xor_si512(_mm512_loadu_si512(a + i + 64), f), _mm512_loadu_si512(b + i + 64));
+        acc2 = _mm512_dpbusd_epi32(acc2, _mm512_xor_si512(_mm512_loadu_si512(a + i + 128), f), _mm512_loadu_si512(b + i + 128));
+        acc3 = _mm512_dpbusd_epi32(acc3, _mm512_xor_si512(_mm512_loadu_si512(a + i + 192), f), _mm512_loadu_si512(b + i + 192));
+    }
+    acc0 = _mm512_add_epi32(acc0, acc2);
+    acc1 = _mm512_add_epi32(acc1, acc3);
+    for (; i + 64 <= n; i += 64)
+        acc0 = _mm512_dpbusd_epi32(acc0, _mm512_xor_si512(_mm512_loadu_si512(a + i), f), _mm512_loadu_si512(b + i));
+    if (i < n) {
+        // Masked-off bytes load as 0 in both operands; the flipped 0x80 meets a 0, adding 0.
+        __mmask64 m = ((__mmask64)1 << (n - i)) - 1;
+        acc1 = _mm512_dpbusd_epi32(acc1, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, a + i), f),
+                                   _mm512_maskz_loadu_epi8(m, b + i));
+    }
+    return _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
+}
+
+M3IX_VNNI_TARGET
+static int32_t dot_u8s8_vnni(const uint8_t *a, const int8_t *b, size_t n) { return dot_u8s8_vnni_flip(a, b, n, 0); }
+
+M3IX_VNNI_TARGET
+static int32_t dot_s8s8_vnni(const int8_t *a, const int8_t *b, size_t n) {
+    int32_t sum_b = 0;
+    for (size_t i = 0; i < n; i++) sum_b += b[i];
+    return dot_u8s8_vnni_flip((const uint8_t *)a, b, n, (char)0x80) - 128 * sum_b;
+}
+
+M3IX_VNNI_TARGET
+static float score_q8_vnni(const void *q, const void *row, size_t d) {
+    return q8_finish(dot_u8s8_vnni_flip((const uint8_t *)q, (const int8_t *)row, d, 0), q, row, d);
+}
+
+// Row a flipped to unsigned is exactly the query made from a, so this equals
+// score_q8(query_from_row(a), b) bit for bit.
+M3IX_VNNI_TARGET
+static float score_q8_rows_vnni(const void *a, const void *b, size_t d) {
+    return q8_finish(dot_u8s8_vnni_flip((const uint8_t *)a, (const int8_t *)b, d, (char)0x80), a, b, d);
+}
+#endif
+
+static int i8_isa_cached = -1;
+
+static int detect_i8_isa(void) {
+#if M3IX_X86
+    __builtin_cpu_init();
+    int bw = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl");
+    if (bw && __builtin_cpu_supports("avx512vnni")) return M3IX_I8_AVX512VNNI;
+    if (bw) return M3IX_I8_AVX512BW;
+    if (__builtin_cpu_supports("avx2")) return M3IX_I8_AVX2;
+#endif
+    return M3IX_I8_PORTABLE;
+}
+
+int m3ix_i8_isa_level(void) {
+    int level = __atomic_load_n(&i8_isa_cached, __ATOMIC_RELAXED);
+    if (level < 0) {
+        level = detect_i8_isa();
+        __atomic_store_n(&i8_isa_cached, level, __ATOMIC_RELAXED);
+    }
+    return level;
+}
+
+static inline int clamp_i8_isa(int isa) {
+    int best = m3ix_i8_isa_level();
+    return isa < best ? (isa < 0 ? 0 : isa) : best;
+}
+
+int32_t m3ix_dot_u8s8_isa(int isa, const uint8_t *a, const int8_t *b, size_t n) {
+#if M3IX_X86
+    switch (clamp_i8_isa(isa)) {
+    case M3IX_I8_AVX512VNNI: return dot_u8s8_vnni(a, b, n);
+    case M3IX_I8_AVX512BW: return dot_u8s8_avx512bw(a, b, n);
+    case M3IX_I8_AVX2: return dot_u8s8_avx2(a, b, n);
+    default: break;
+    }
+#else
+    (void)isa;
+#endif
+    return dot_u8s8_portable(a, b, n);
+}
+
+int32_t m3ix_dot_s8s8_isa(int isa, const int8_t *a, const int8_t *b, size_t n) {
+#if M3IX_X86
+    switch (clamp_i8_isa(isa)) {
+    case M3IX_I8_AVX512VNNI: return dot_s8s8_vnni(a, b, n);
+    case M3IX_I8_AVX512BW: return dot_s8s8_avx512bw(a, b, n);
+    case M3IX_I8_AVX2: return dot_s8s8_avx2(a, b, n);
+    default: break;
+    }
+#else
+    (void)isa;
+#endif
+    return dot_s8s8_portable(a, b, n);
+}
+
+static m3ix_score_fn score_q8_at(int isa) {
+#if M3IX_X86
+    switch (clamp_i8_isa(isa)) {
+    case M3IX_I8_AVX512VNNI: return score_q8_vnni;
+    case M3IX_I8_AVX512BW: return score_q8_avx512bw;
+    case M3IX_I8_AVX2: return score_q8_avx2;
+    default: break;
+    }
+#else
+    (void)isa;
+#endif
+    return score_q8_portable;
+}
+
+static m3ix_score_fn score_q8_rows_at(int isa) {
+#if M3IX_X86
+    switch (clamp_i8_isa(isa)) {
+    case M3IX_I8_AVX512VNNI: return score_q8_rows_vnni;
+    case M3IX_I8_AVX512BW: return score_q8_rows_avx512bw;
+    case M3IX_I8_AVX2: return score_q8_rows_avx2;
+    default: break;
+    }
+#else
+    (void)isa;
+#endif
+    return score_q8_rows_portable;
+}
+
+m3ix_score_fn m3ix_score_q8_best(void) { return score_q8_at(M3IX_I8_AVX512VNNI); }
+m3ix_score_fn m3ix_score_q8_rows_best(void) { return score_q8_rows_at(M3IX_I8_AVX512VNNI); }
+
+float m3ix_score_q8_isa(int isa, const void *q, const void *row, size_t d) { return score_q8_at(isa)(q, row, d); }
+float m3ix_score_q8_rows_isa(int isa, const void *a, const void *b, size_t d) { return score_q8_rows_at(isa)(a, b, d); }
+
+m3ix_score_fn m3ix_score_f32_best(void) {
+#if M3IX_X86
+    switch (m3ix_isa_level()) {
+    case M3IX_ISA_AVX512: return score_f32_avx512;
+    case M3IX_ISA_AVX2: return score_f32_avx2;
+    default: break;
+    }
+#endif
+    return score_f32_portable;
+}
+
+// Quantisation as the store's int8 dense column: scale = max|v|/127, c = round(v/scale)
+// (half away from zero, as Swift's `rounded()`), clamped to ±127.
+static float q8_quantize(const float *v, size_t d, int8_t *codes) {
+    float peak = 0;
+    for (size_t i = 0; i < d; i++) peak = fabsf(v[i]) > peak ? fabsf(v[i]) : peak;
+    float scale = peak > 0 ? peak / 127 : 0;
+    for (size_t i = 0; i < d; i++) {
+        float c = scale > 0 ? roundf(v[i] / scale) : 0;
+        codes[i] = (int8_t)(c > 127 ? 127 : (c < -127 ? -127 : c));
+    }
+    return scale;
+}
+
+int m3ix_q8_finish_row(void *row, size_t d) {
+    const int8_t *c = (const int8_t *)row;
+    int64_t sq = 0;
+    int32_t sum = 0;
+    for (size_t i = 0; i < d; i++) {
+        sq += (int64_t)c[i] * c[i];
+        sum += c[i];
+    }
+    float factor = sq > 0 ? (float)(1.0 / sqrt((double)sq)) : 0;
+    float residual = 0;
+    char *meta = (char *)row + m3ix_q8_meta_offset(d);
+    memcpy(meta, &factor, 4);
+    memcpy(meta + 4, &sum, 4);
+    memcpy(meta + 8, &residual, 4);
+    return sq > 0 ? 0 : -1;
+}
+
+int m3ix_q8_encode_row(const float *v, size_t d, void *row) {
+    memset(row, 0, m3ix_q8_row_bytes(d));
+    q8_quantize(v, d, (int8_t *)row);
+    if (m3ix_q8_finish_row(row, d) != 0) return -1;
+    const int8_t *c = (const int8_t *)row;
+    double f = q8_factor(row, d), r2 = 0;
+    for (size_t i = 0; i < d; i++) {
+        double e = (double)v[i] - f * c[i];
+        r2 += e * e;
+    }
+    float residual = (float)sqrt(r2);
+    memcpy((char *)row + m3ix_q8_meta_offset(d) + 8, &residual, 4);
+    return 0;
+}
+
+float m3ix_q8_encode_query(const float *q, size_t d, void *out) {
+    memset(out, 0, m3ix_q8_row_bytes(d));
+    int8_t *c = (int8_t *)out;
+    float scale = q8_quantize(q, d, c);
+    double e2 = 0;
+    for (size_t i = 0; i < d; i++) {
+        double e = (double)q[i] - (double)scale * c[i];
+        e2 += e * e;
+        ((uint8_t *)out)[i] = (uint8_t)(c[i] + 128);
+    }
+    memcpy((char *)out + m3ix_q8_meta_offset(d), &scale, 4);
+    return (float)sqrt(e2);
+}
+
+void m3ix_q8_query_from_row(const void *row, size_t d, void *out) {
+    memset(out, 0, m3ix_q8_row_bytes(d));
+    const int8_t *c = (const int8_t *)row;
+    for (size_t i = 0; i < d; i++) ((uint8_t *)out)[i] = (uint8_t)(c[i] + 128);
+    float factor = q8_factor(row, d);
+    memcpy((char *)out + m3ix_q8_meta_offset(d), &factor, 4);
 }

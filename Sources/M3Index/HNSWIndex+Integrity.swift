@@ -24,15 +24,17 @@ extension HNSWIndex {
     /// - every link list: at most M links (2·M on layer 0), no self link, no duplicate, every
     ///   target a non-free slot whose level reaches the layer; free slots have no links;
     /// - the entry point is a non-free node at the maximum level (−1 when nothing is linked);
-    /// - every live node is reachable on layer 0 from the entry point (the count is reported).
+    /// - the layer-0 spanning tree (unless a loaded graph still awaits its repair,
+    ///   `treeNeedsRepair`): each parent is its child's first link and lists the child, the
+    ///   child counts match, and every parent chain ends at the one root;
+    /// - every live node is reachable on layer 0 from the entry point (the count is
+    ///   reported), checked by a breadth-first walk over all links, trusting no tree.
     ///
     /// O(slots · M) time. Read-only, so it may run alongside searches.
     @discardableResult
     public func checkIntegrity() throws(IndexError) -> IntegrityReport {
-        let inDegrees = try validateStructure { .integrityViolation($0) }
-        if let s = inDegrees.indices.first(where: { inDegrees[$0] != inDegree0[$0] }) {
-            throw .integrityViolation("slot \(s) has \(inDegrees[s]) layer-0 in-links but \(inDegree0[s]) are counted")
-        }
+        try validateStructure { .integrityViolation($0) }
+        if !treeNeedsRepair, let problem = treeViolation() { throw .integrityViolation(problem) }
         let unreachable = unreachableLiveSlots()
         guard unreachable.isEmpty else {
             throw .integrityViolation(
@@ -51,12 +53,53 @@ extension HNSWIndex {
             meanDegree0: linked == 0 ? 0 : Double(edges) / Double(linked))
     }
 
+    /// The first broken invariant of the spanning tree, if any.
+    func treeViolation() -> String? {
+        let n = slotCount
+        var children = [Int](repeating: 0, count: n)
+        var roots: [Int] = []
+        for s in 0..<n where states[s] != SlotState.free.rawValue {
+            let p = parent0[s]
+            if p == Self.noParent {
+                roots.append(s)
+                continue
+            }
+            guard Int(p) < n, !isFree(p) else { return "slot \(s) has parent \(p), which is not a linked slot" }
+            let list = linkList(UInt32(s), 0)
+            guard list[0] > 0, list[1] == p else { return "slot \(s)'s first layer-0 link is not its parent \(p)" }
+            guard layer0(of: p, contains: UInt32(s)) else { return "parent \(p) does not link to its child \(s)" }
+            children[Int(p)] += 1
+        }
+        for s in 0..<n where states[s] != SlotState.free.rawValue && children[s] != Int(childCount[s]) {
+            return "slot \(s) has \(children[s]) tree children but \(childCount[s]) are counted"
+        }
+        guard roots.count <= 1 else { return "the spanning tree has \(roots.count) roots (first slots: \(roots.prefix(5)))" }
+        if let r = roots.first, r != Int(entryPoint) { return "the spanning tree's root \(r) is not the entry point \(entryPoint)" }
+        for s in 0..<n where (twinFlags[s] != 0) != twinRule(UInt32(s)) {
+            return "slot \(s) is \(twinFlags[s] != 0 ? "" : "not ")marked a twin, against its links"
+        }
+        // Every chain must reach the root: walk each, memoising the nodes known to reach it.
+        var reaches = [Bool](repeating: false, count: n)
+        if let r = roots.first { reaches[r] = true }
+        var path: [Int] = []
+        for s in 0..<n where states[s] != SlotState.free.rawValue && !reaches[s] {
+            path.removeAll(keepingCapacity: true)
+            var v = s
+            while !reaches[v] {
+                path.append(v)
+                let p = parent0[v]
+                guard p != Self.noParent, path.count <= n else { return "slot \(s)'s parent chain does not reach the root" }
+                v = Int(p)
+            }
+            for u in path { reaches[u] = true }
+        }
+        return nil
+    }
+
     /// The structural invariants (everything but reachability), shared by `checkIntegrity()`
     /// and the loader; `fail` turns a message into the caller's error kind. After this passes,
-    /// no search, insert or compaction can index out of bounds. Returns the layer-0 in-degree
-    /// of every slot, counted from the links.
-    func validateStructure(_ fail: (String) -> IndexError) throws(IndexError) -> [UInt32] {
-        var inDegrees = [UInt32](repeating: 0, count: slotCount)
+    /// no search, insert or compaction can index out of bounds.
+    func validateStructure(_ fail: (String) -> IndexError) throws(IndexError) {
         var counts = [0, 0, 0]
         var topLevel: Int32 = -1
         // stamp[x] == list number ⇔ x already seen in the current list (duplicate check in O(1)).
@@ -95,7 +138,6 @@ extension HNSWIndex {
                     }
                     guard stamp[Int(x)] != listNumber else { throw fail("slot \(s) links to slot \(x) twice on layer \(l)") }
                     stamp[Int(x)] = listNumber
-                    if l == 0 { inDegrees[Int(x)] += 1 }
                 }
             }
         }
@@ -124,6 +166,5 @@ extension HNSWIndex {
                 throw fail("entry point \(entryPoint) has level \(levels[Int(entryPoint)]); max level is \(maxLevel), highest node level \(topLevel)")
             }
         }
-        return inDegrees
     }
 }

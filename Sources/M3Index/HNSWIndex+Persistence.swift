@@ -13,6 +13,11 @@
 //   for each layer 0…L: u16 count, then count × u32 neighbour slot
 // A free slot is [2, 0, 0, 0]. The vector of a slot is not in the record; the caller
 // stores it (by id) and hands it back to the loader.
+//
+// The first layer-0 link of a node is its parent in the spanning tree when that node links
+// back (HNSWIndex+Connectivity.swift); files written before the tree existed load too, and
+// the next change repairs their tree. The graph's vector encoding is not stored: a graph
+// loads under either.
 
 /// One slot of a stored HNSW graph: who is in it and whom it links to.
 public struct HNSWNodeRecord: Equatable, Sendable {
@@ -43,10 +48,10 @@ extension HNSWIndex {
 
     /// Slots changed since the last `clearDirty()` (ascending): write their `nodeRecord`s,
     /// and `metaBytes()`, to persist the changes.
-    public var dirtySlots: [Int] { dirty.map { Int($0) }.sorted() }
+    public var dirtySlots: [Int] { (0..<slotCount).filter { dirtyFlags[$0] != 0 } }
 
     /// Forgets the dirty set, after the caller has persisted it.
-    public func clearDirty() { dirty.removeAll(keepingCapacity: true) }
+    public func clearDirty() { dirtyFlags.update(repeating: 0, count: slotCount) }
 
     /// The header: parameters, counts, entry point and level-generator state. It changes
     /// with every insert, so write it with every batch of node records.
@@ -86,10 +91,11 @@ extension HNSWIndex {
         return HNSWNodeRecord(slot: slot, id: ids[slot], bytes: w.bytes)
     }
 
-    /// The vector stored in a slot (zeros for a free slot). Precondition: slot in range.
+    /// The graph's copy of the vector in a slot (zeros for a free slot; for int8 the unit
+    /// vector of the codes). Precondition: slot in range.
     public func vector(slot: Int) -> [Float] {
         precondition(slot >= 0 && slot < slotCount, "slot \(slot) out of range 0..<\(slotCount)")
-        return Array(UnsafeBufferPointer(start: vectors + slot * dim, count: dim))
+        return codec.decode(row(UInt32(slot)))
     }
 
     /// Rebuilds an index from its header and every slot's record and vector, in any order,
@@ -97,23 +103,29 @@ extension HNSWIndex {
     /// link ranges, each vector's size, finiteness and norm, and finally the structural
     /// invariants of `checkIntegrity()` (except reachability). Nothing is rebuilt.
     ///
-    ///     var loader = try HNSWIndex.Loader(meta: metaBlob)
-    ///     for row in rows { try loader.add(row.record, vector: row.vector) }
+    ///     var loader = try HNSWIndex.Loader(meta: metaBlob, encoding: .int8)
+    ///     for row in rows { try loader.add(row.record, codes: row.int8Codes) }   // or vector: [Float]
     ///     let index = try loader.finish()
+    ///
+    /// An int8 graph can load straight from stored int8 codes (no float vector is ever
+    /// made); they are then its exact vectors, as far as rescoring bounds go.
     ///
     /// Every method throws `IndexError.corrupt` naming the header or slot at fault.
     public struct Loader: ~Copyable {
         private let index: HNSWIndex
         private var seen: [Bool] = []
         private var recordsAdded = 0
+        /// One encoded row, filled and checked before the index is touched.
+        private var spareRow: [UInt8] = []
         private let expectedSlots: Int
         private let expectedLive: Int
         private let expectedDeleted: Int
         private let expectedEntry: Int32
         private let expectedMaxLevel: Int32
 
-        /// Reads the header. Throws `.corrupt(what: "HNSW header", …)`.
-        public init(meta: [UInt8]) throws(IndexError) {
+        /// Reads the header; the graph will hold its vectors as `encoding` says. Throws
+        /// `.corrupt(what: "HNSW header", …)`.
+        public init(meta: [UInt8], encoding: VectorEncoding = .float32) throws(IndexError) {
             var r = ByteReader(meta, what: "HNSW header")
             try r.magic(HNSWIndex.metaMagic, "magic")
             let version = try r.u16("format version")
@@ -142,7 +154,8 @@ extension HNSWIndex {
             guard m <= UInt32(HNSWIndex.mLimit), efC <= 1 << 20, efS <= 1 << 20 else {
                 throw r.fail("M \(m), efConstruction \(efC) or efSearch \(efS) out of range")
             }
-            let params = Parameters(dimension: Int(dim), m: Int(m), efConstruction: Int(efC), efSearch: Int(efS), seed: seed)
+            let params = Parameters(dimension: Int(dim), m: Int(m), efConstruction: Int(efC), efSearch: Int(efS), seed: seed,
+                                    encoding: encoding)
             do {
                 index = try HNSWIndex(parameters: params)
             } catch {
@@ -158,6 +171,33 @@ extension HNSWIndex {
 
         /// Adds one slot's record and vector. A free slot's vector may be empty.
         public mutating func add(_ record: HNSWNodeRecord, vector: [Float]) throws(IndexError) {
+            let index = self.index
+            try vector.withUnsafeBufferPointer { (v) throws(IndexError) in
+                try add(record, payloadCount: v.count, unit: "floats") { (row) throws(IndexError) in
+                    try validateVector(v, dimension: index.dim)
+                    try index.validateNorm(v.baseAddress!)
+                    _ = index.codec.encodeRow(v.baseAddress!, into: row)
+                }
+            }
+        }
+
+        /// Adds one slot's record and its vector as int8 codes (`dimension` signed bytes, the
+        /// store's int8 dense layout without its scale, which cosine does not need). A free
+        /// slot's codes may be empty.
+        public mutating func add(_ record: HNSWNodeRecord, codes: UnsafeRawBufferPointer) throws(IndexError) {
+            let index = self.index
+            try add(record, payloadCount: codes.count, unit: "bytes") { (row) throws(IndexError) in
+                guard codes.count == index.dim else { throw .dimensionMismatch(expected: index.dim, actual: codes.count) }
+                guard index.codec.encodeRow(codes: codes.baseAddress!, into: row) else {
+                    throw .notNormalized(norm: 0)
+                }
+            }
+        }
+
+        /// Parses the record fully, then encodes the vector into a spare row (`encode` throws
+        /// if it is bad), and only then touches the index.
+        private mutating func add(_ record: HNSWNodeRecord, payloadCount: Int, unit: String,
+                                  encode: (UnsafeMutableRawPointer) throws(IndexError) -> Void) throws(IndexError) {
             let what = "HNSW node slot \(record.slot)"
             guard record.slot >= 0 && record.slot < expectedSlots else {
                 throw .corrupt(what: what, detail: "slot outside 0..<\(expectedSlots) (header's slot count)")
@@ -166,7 +206,6 @@ extension HNSWIndex {
             if slot >= seen.count { seen += [Bool](repeating: false, count: slot + 1 - seen.count) }
             guard !seen[slot] else { throw .corrupt(what: what, detail: "slot appears twice") }
 
-            // Parse the record fully before touching the index.
             var r = ByteReader(record.bytes, what: what)
             let stateCode = try r.u8("state")
             guard let state = SlotState(rawValue: stateCode) else { throw r.fail("unknown state \(stateCode)") }
@@ -188,20 +227,18 @@ extension HNSWIndex {
                 lists.append(list)
             }
             try r.expectEnd()
+            if spareRow.count < index.codec.rowBytes { spareRow = [UInt8](repeating: 0, count: index.codec.rowBytes) }
             if state == .free {
                 guard level == 0, lists[0].isEmpty else { throw r.fail("free slot with a level or links") }
-                guard vector.isEmpty || vector.count == index.dim else {
-                    throw r.fail("free slot vector has \(vector.count) floats (expected 0 or \(index.dim))")
+                guard payloadCount == 0 || payloadCount == index.dim else {
+                    throw r.fail("free slot vector has \(payloadCount) \(unit) (expected 0 or \(index.dim))")
                 }
             } else {
-                do {
-                    try vector.withUnsafeBufferPointer { (v) throws(IndexError) in
-                        try validateVector(v, dimension: index.dim)
-                        try index.validateNorm(v.baseAddress!)
-                    }
-                } catch {
-                    throw .corrupt(what: what, detail: "vector for id \(record.id): \(error.description)")
+                var failure: IndexError?
+                spareRow.withUnsafeMutableBytes { b in
+                    do throws(IndexError) { try encode(b.baseAddress!) } catch { failure = error }
                 }
+                if let failure { throw .corrupt(what: what, detail: "vector for id \(record.id): \(failure.description)") }
             }
             if state == .live {
                 guard index.slotOfID[record.id] == nil else { throw r.fail("id \(record.id) is live in two slots") }
@@ -212,12 +249,10 @@ extension HNSWIndex {
             index.states[slot] = state.rawValue
             index.ids[slot] = state == .free ? 0 : record.id
             index.shapeSlot(s, level: level)
-            if state != .free { index.vec(s).update(from: vector, count: index.dim) }
-            for (l, list) in lists.enumerated() {
-                let p = index.linkList(s, l)
-                p[0] = UInt32(list.count)
-                for (i, x) in list.enumerated() { p[1 + i] = x }
+            if state != .free {
+                spareRow.withUnsafeBytes { index.row(s).copyMemory(from: $0.baseAddress!, byteCount: index.codec.rowBytes) }
             }
+            for (l, list) in lists.enumerated() { index.writeList(index.linkList(s, l), list) }
             switch state {
             case .live:
                 index.slotOfID[record.id] = s
@@ -242,8 +277,9 @@ extension HNSWIndex {
             index.freeSlots.sort(by: >)
             index.entryPoint = expectedEntry
             index.maxLevel = expectedMaxLevel
-            index.inDegree0 = try index.validateStructure { .corrupt(what: "HNSW index", detail: $0) }
-            index.dirty.removeAll()
+            try index.validateStructure { .corrupt(what: "HNSW index", detail: $0) }
+            index.deriveTree()
+            index.clearDirty()
             return index
         }
     }

@@ -16,24 +16,35 @@ import Darwin
 /// slot. Removal leaves a tombstone that searches walk through but never return; `compact()`
 /// later relinks around tombstones and frees their slots for reuse.
 ///
-///     let index = try HNSWIndex(parameters: .init(dimension: 1024))
+///     let index = try HNSWIndex(parameters: .init(dimension: 1024, encoding: .int8))
 ///     try index.insert(id: 42, vector: embedding)           // unit-norm [Float]
-///     let hits = try index.search(query, k: 10)             // [IndexHit], best first
+///     let hits = try index.search(query, k: 10) { id in exactDot(query, id) }  // [IndexHit], best first
+///
+/// ## Connectivity
+/// No input disconnects the graph: layer 0 carries a spanning tree whose edges run both
+/// ways and are never pruned (HNSWIndex+Connectivity.swift), so every node reaches every
+/// other one whatever the data, duplicates included. A vector identical to one already in
+/// the graph joins as a level-0 leaf of that one instead of crowding its neighbours' lists.
+///
+/// ## Vectors
+/// The graph keeps its own copy of each vector, as float32 or as int8 codes
+/// (`Parameters.encoding`); with int8 it needs a quarter of the memory and its scores are
+/// approximate, so callers rescore the candidates from their exact vectors.
 ///
 /// ## Persistence
 /// The graph is stored by the caller (one row per slot plus a header): after a batch of
 /// changes write `metaBytes()` and `nodeRecord(slot:)` for each slot in `dirtySlots`, then
 /// `clearDirty()`. `HNSWIndex.Loader` rebuilds the graph from those rows without re-running
 /// construction. Vectors are not in the records; the caller stores them and hands them back
-/// to the loader.
+/// to the loader (as floats, or as the int8 codes it stores).
 ///
 /// ## Concurrency
 /// One writer, many readers, with the lock in the caller: `search`, `nodeRecord`,
 /// `metaBytes`, `vector` and `checkIntegrity` only read the graph and may run concurrently
 /// with each other (each search borrows its own scratch memory from an internally locked
-/// pool); `insert`, `remove`, `compact`, `clearDirty` and setting `efSearch` mutate it and
-/// need exclusive access. A reader–writer lock (e.g. `pthread_rwlock_t`) around the index,
-/// read-locked for searches and write-locked for changes, is enough.
+/// pool); `insert`, `insertBatch`, `remove`, `compact`, `clearDirty` and setting `efSearch`
+/// mutate it and need exclusive access. A reader–writer lock (e.g. `pthread_rwlock_t`)
+/// around the index, read-locked for searches and write-locked for changes, is enough.
 public final class HNSWIndex: @unchecked Sendable {
     /// Construction and search parameters.
     public struct Parameters: Equatable, Sendable {
@@ -47,14 +58,18 @@ public final class HNSWIndex: @unchecked Sendable {
         public var efSearch: Int
         /// Seeds the level generator, so the same inserts in the same order build the same graph.
         public var seed: UInt64
+        /// How the graph holds the vectors it traverses with (not persisted: a stored graph
+        /// loads under either encoding).
+        public var encoding: VectorEncoding
 
         public init(dimension: Int, m: Int = 16, efConstruction: Int = 200, efSearch: Int = 64,
-                    seed: UInt64 = 0x4D33_5345_4152_4348) {
+                    seed: UInt64 = 0x4D33_5345_4152_4348, encoding: VectorEncoding = .float32) {
             self.dimension = dimension
             self.m = m
             self.efConstruction = efConstruction
             self.efSearch = efSearch
             self.seed = seed
+            self.encoding = encoding
         }
     }
 
@@ -75,18 +90,24 @@ public final class HNSWIndex: @unchecked Sendable {
     static let mLimit = 1024
     /// Slots must fit the header's Int32 entry point.
     static let slotLimit = Int(Int32.max)
+    /// `parent0` of a node outside the spanning tree's parent relation (the root, free slots).
+    static let noParent = UInt32.max
 
     public let parameters: Parameters
     /// Default ef for `search` when none is given.
     public var efSearch: Int
 
-    let metric: Metric
-    /// metric.score, held directly so the hot loops make one indirect call and nothing else.
-    let scoreFn: Metric.Function
+    /// What the scores mean (persisted in the header).
+    let metric = Metric.innerProduct
+    /// Row layout and score functions of the encoding.
+    let codec: VectorRows
     let dim: Int
     /// Max links on layers ≥ 1 (M) and on layer 0 (2·M).
     let maxM: Int
     package let maxM0: Int
+    /// Tree children a node takes when a new node picks its parent; a node keeps at most
+    /// 1 + childLimit reserved links, so its list always has room for chosen ones.
+    let childLimit: Int
     /// mL = 1/ln M: level = ⌊−ln U · mL⌋ gives P(level ≥ l) = M^−l.
     let levelMult: Double
 
@@ -95,20 +116,28 @@ public final class HNSWIndex: @unchecked Sendable {
     /// Slots in use (live + deleted + free); record slots run 0..<slotCount.
     public internal(set) var slotCount = 0
     var capacity = 0
-    /// capacity × dim floats; row s is the vector of slot s.
-    var vectors: UnsafeMutablePointer<Float>
+    /// capacity × codec.rowBytes; row s is the vector of slot s.
+    var rows: UnsafeMutableRawPointer
     /// capacity × (maxM0 + 1): for slot s, [count, n_1 … n_maxM0] of its layer-0 links.
     package var links0: UnsafeMutablePointer<UInt32>
     /// capacity states (SlotState raw values).
     var states: UnsafeMutablePointer<UInt8>
+    /// capacity: each node's parent in the layer-0 spanning tree, or `noParent`. A parent is
+    /// always the first entry of the node's layer-0 list and lists the node in turn.
+    package var parent0: UnsafeMutablePointer<UInt32>
+    /// capacity: how many nodes have this one as parent.
+    var childCount: UnsafeMutablePointer<UInt16>
+    /// capacity: 1 for a copy hung below a node with the same vector (a twin; see
+    /// HNSWIndex+Connectivity.swift). Derived from the lists, so not stored.
+    var twinFlags: UnsafeMutablePointer<UInt8>
+    /// capacity: 1 where the slot's record changed since `clearDirty()` (bytes, so the
+    /// construction threads can mark slots without sharing a set).
+    var dirtyFlags: UnsafeMutablePointer<UInt8>
     /// Per slot: nil for level 0, else layers 1…level, each [count, n_1 … n_M]
     /// (level × (maxM + 1) UInt32s, allocated per node like hnswlib's linkLists_).
     var upperLinks: [UnsafeMutablePointer<UInt32>?] = []
     package var levels: [Int32] = []
     var ids: [Int64] = []
-    /// Layer-0 in-links per slot (from live and deleted nodes). A node with none cannot be
-    /// reached; linking guarantees every new node at least one (see `ensureInLink`).
-    var inDegree0: [UInt32] = []
     /// Live ids only; a removed id can be inserted again (into another slot).
     var slotOfID: [Int64: UInt32] = [:]
     /// Free slots, sorted descending so popLast takes the lowest.
@@ -119,36 +148,48 @@ public final class HNSWIndex: @unchecked Sendable {
     package var entryPoint: Int32 = -1
     package var maxLevel: Int32 = -1
     var rng: SplitMix64
-    var dirty: Set<UInt32> = []
+    /// The spanning tree has more than one root (a graph loaded from a file written before
+    /// the tree existed, or damaged): the next change reattaches them first (`connect()`).
+    package internal(set) var treeNeedsRepair = false
 
     let scratchPool = ScratchPool()
 
-    /// Creates an empty index. Throws `.invalidParameter` for dimension < 1, M outside
-    /// 2…1024, efConstruction < 1 or efSearch < 1.
+    /// Creates an empty index. Throws `.invalidParameter` for dimension outside 1…65536, M
+    /// outside 2…1024, efConstruction < 1 or efSearch < 1.
     public init(parameters p: Parameters) throws(IndexError) {
-        guard p.dimension >= 1 else { throw .invalidParameter(name: "dimension", value: p.dimension, allowed: "≥ 1") }
+        guard (1...(1 << 16)).contains(p.dimension) else {
+            throw .invalidParameter(name: "dimension", value: p.dimension, allowed: "1…65536")
+        }
         guard (2...Self.mLimit).contains(p.m) else { throw .invalidParameter(name: "M", value: p.m, allowed: "2…\(Self.mLimit)") }
         guard p.efConstruction >= 1 else { throw .invalidParameter(name: "efConstruction", value: p.efConstruction, allowed: "≥ 1") }
         guard p.efSearch >= 1 else { throw .invalidParameter(name: "efSearch", value: p.efSearch, allowed: "≥ 1") }
         parameters = p
         efSearch = p.efSearch
-        metric = .innerProduct
-        scoreFn = metric.score
+        codec = VectorRows(encoding: p.encoding, dimension: p.dimension)
         dim = p.dimension
         maxM = p.m
         maxM0 = 2 * p.m
+        childLimit = Swift.min(4, maxM0 - 2)
         levelMult = 1 / log(Double(p.m))
         rng = SplitMix64(seed: p.seed)
-        vectors = .allocate(capacity: 0)
+        rows = .allocate(byteCount: 0, alignment: 64)
         links0 = .allocate(capacity: 0)
         states = .allocate(capacity: 0)
+        parent0 = .allocate(capacity: 0)
+        childCount = .allocate(capacity: 0)
+        twinFlags = .allocate(capacity: 0)
+        dirtyFlags = .allocate(capacity: 0)
     }
 
     deinit {
         for p in upperLinks { p?.deallocate() }
-        vectors.deallocate()
+        rows.deallocate()
         links0.deallocate()
         states.deallocate()
+        parent0.deallocate()
+        childCount.deallocate()
+        twinFlags.deallocate()
+        dirtyFlags.deallocate()
     }
 
     // MARK: Counts
@@ -157,21 +198,47 @@ public final class HNSWIndex: @unchecked Sendable {
     public var count: Int { liveCount }
     /// Removed items still in the graph; `compact()` frees them.
     public var deletedCount: Int { tombstones }
+    /// How the graph holds its vectors.
+    public var encoding: VectorEncoding { codec.encoding }
 
     public func contains(id: Int64) -> Bool { slotOfID[id] != nil }
 
-    /// The stored vector of a live id, or nil.
+    /// The graph's copy of a live id's vector, or nil: as inserted for float32, the unit
+    /// vector of its codes for int8.
     public func vector(forID id: Int64) -> [Float]? {
         guard let s = slotOfID[id] else { return nil }
-        return Array(UnsafeBufferPointer(start: vectors + Int(s) * dim, count: dim))
+        return codec.decode(row(s))
+    }
+
+    /// `query` · the graph's copy of a live id's vector (the vector `vector(forID:)`
+    /// returns), computed on the row without decoding it; nil for an id not in the graph or
+    /// a query of the wrong size. For an int8 graph loaded from the store's int8 codes this
+    /// is the exact score of the stored vector: the rescorer to hand to `search`.
+    public func score(_ query: UnsafeBufferPointer<Float>, id: Int64) -> Float? {
+        guard query.count == dim, let s = slotOfID[id] else { return nil }
+        return codec.exactScore(query.baseAddress!, row(s))
+    }
+
+    /// Bytes of memory the graph holds (vectors, links, per-slot arrays, the id map), for
+    /// capacity planning; the process's resident size is what the OS reports.
+    public var memoryBytes: Int {
+        let perSlot = codec.rowBytes + (maxM0 + 1) * 4 + 1 + 4 + 2 + 1 + 1
+        var upper = 0
+        for s in 0..<slotCount where levels[s] > 0 { upper += Int(levels[s]) * (maxM + 1) * 4 }
+        let arrays = slotCount * (8 + 4 + 8)  // ids, levels, upperLinks pointers
+        let idMap = slotOfID.capacity * 16  // key, value and hash-table slack, roughly
+        return capacity * perSlot + upper + arrays + idMap + freeSlots.capacity * 4
     }
 
     // MARK: Storage helpers
 
-    @inline(__always) func vec(_ slot: UInt32) -> UnsafeMutablePointer<Float> { vectors + Int(slot) * dim }
+    @inline(__always) func row(_ slot: UInt32) -> UnsafeMutableRawPointer { rows + Int(slot) * codec.rowBytes }
     @inline(__always) func isLive(_ slot: UInt32) -> Bool { states[Int(slot)] == SlotState.live.rawValue }
-    @inline(__always) func score(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>) -> Float { scoreFn(a, b, dim) }
+    @inline(__always) func isFree(_ slot: UInt32) -> Bool { states[Int(slot)] == SlotState.free.rawValue }
+    /// Row × row similarity (the heuristic's and pruning's score).
+    @inline(__always) func scoreRows(_ a: UInt32, _ b: UInt32) -> Float { codec.scoreRows(row(a), row(b), dim) }
     @inline(__always) func cap(level: Int) -> Int { level == 0 ? maxM0 : maxM }
+    @inline(__always) func markDirty(_ slot: UInt32) { dirtyFlags[Int(slot)] = 1 }
 
     /// Pointer to [count, n_1 …] of `slot` at `level`. Valid until the next mutation.
     @inline(__always)
@@ -186,34 +253,39 @@ public final class HNSWIndex: @unchecked Sendable {
         return Array(UnsafeBufferPointer(start: p + 1, count: Int(p[0])))
     }
 
+    /// Replaces a list. Test hook and serial paths; the tree bookkeeping is the caller's.
     package func setNeighbors(_ slot: UInt32, _ level: Int, _ list: [UInt32]) {
         precondition(list.count <= cap(level: level))
-        let p = linkList(slot, level)
-        if level == 0 {
-            for i in 0..<Int(p[0]) { inDegree0[Int(p[1 + i])] -= 1 }
-            for n in list { inDegree0[Int(n)] += 1 }
-        }
+        writeList(linkList(slot, level), list)
+        markDirty(slot)
+    }
+
+    @inline(__always)
+    func writeList(_ p: UnsafeMutablePointer<UInt32>, _ list: [UInt32]) {
         p[0] = UInt32(list.count)
         for (i, n) in list.enumerated() { p[1 + i] = n }
-        dirty.insert(slot)
     }
 
     /// Grows the buffers to hold at least `needed` slots (doubling).
     func reserve(_ needed: Int) {
         guard needed > capacity else { return }
         let newCap = Swift.max(needed, capacity * 2, 16)
-        let v = UnsafeMutablePointer<Float>.allocate(capacity: newCap * dim)
-        v.update(from: vectors, count: slotCount * dim)
-        vectors.deallocate()
-        vectors = v
-        let l = UnsafeMutablePointer<UInt32>.allocate(capacity: newCap * (maxM0 + 1))
-        l.update(from: links0, count: slotCount * (maxM0 + 1))
-        links0.deallocate()
-        links0 = l
-        let s = UnsafeMutablePointer<UInt8>.allocate(capacity: newCap)
-        s.update(from: states, count: slotCount)
-        states.deallocate()
-        states = s
+        func grow<T>(_ p: inout UnsafeMutablePointer<T>, stride: Int) {
+            let q = UnsafeMutablePointer<T>.allocate(capacity: newCap * stride)
+            q.moveInitialize(from: p, count: slotCount * stride)
+            p.deallocate()
+            p = q
+        }
+        let r = UnsafeMutableRawPointer.allocate(byteCount: newCap * codec.rowBytes, alignment: 64)
+        r.copyMemory(from: rows, byteCount: slotCount * codec.rowBytes)
+        rows.deallocate()
+        rows = r
+        grow(&links0, stride: maxM0 + 1)
+        grow(&states, stride: 1)
+        grow(&parent0, stride: 1)
+        grow(&childCount, stride: 1)
+        grow(&twinFlags, stride: 1)
+        grow(&dirtyFlags, stride: 1)
         capacity = newCap
     }
 
@@ -222,11 +294,14 @@ public final class HNSWIndex: @unchecked Sendable {
         reserve(slotCount + 1)
         let slot = UInt32(slotCount)
         slotCount += 1
-        (vectors + Int(slot) * dim).initialize(repeating: 0, count: dim)
+        row(slot).initializeMemory(as: UInt8.self, repeating: 0, count: codec.rowBytes)
         (links0 + Int(slot) * (maxM0 + 1)).initialize(repeating: 0, count: maxM0 + 1)
         states[Int(slot)] = SlotState.free.rawValue
+        parent0[Int(slot)] = Self.noParent
+        childCount[Int(slot)] = 0
+        twinFlags[Int(slot)] = 0
+        dirtyFlags[Int(slot)] = 0
         upperLinks.append(nil)
-        inDegree0.append(0)
         levels.append(0)
         ids.append(0)
         return slot
@@ -235,7 +310,7 @@ public final class HNSWIndex: @unchecked Sendable {
     /// Gives `slot` a level and empty link lists on layers 0…level.
     func shapeSlot(_ slot: UInt32, level: Int) {
         levels[Int(slot)] = Int32(level)
-        setNeighbors(slot, 0, [])
+        links0[Int(slot) * (maxM0 + 1)] = 0
         upperLinks[Int(slot)]?.deallocate()
         upperLinks[Int(slot)] = nil
         if level > 0 {
@@ -243,6 +318,7 @@ public final class HNSWIndex: @unchecked Sendable {
             p.initialize(repeating: 0, count: level * (maxM + 1))
             upperLinks[Int(slot)] = p
         }
+        markDirty(slot)
     }
 
     /// Draws a level: ⌊−ln U · mL⌋, U uniform in (0, 1].
@@ -257,107 +333,134 @@ public final class HNSWIndex: @unchecked Sendable {
     /// Adds a unit vector under a caller-chosen id. A removed id may be inserted again.
     ///
     /// Throws `.duplicateID` if the id is live, `.dimensionMismatch`, `.nonFiniteValue`,
-    /// `.notNormalized` (|‖v‖ − 1| > 1e-3) or `.capacityExceeded`.
+    /// `.notNormalized` (|‖v‖² − 1| > 2e-3) or `.capacityExceeded`.
     public func insert(id: Int64, vector: [Float]) throws(IndexError) {
         try vector.withUnsafeBufferPointer { (v) throws(IndexError) in try insert(id: id, vector: v) }
-    }
-
-    /// Takes a free slot (or a new one) for `id`, copies its vector in, draws its level and
-    /// marks it live and dirty; linking it into the graph is the caller's work.
-    func claimSlot(id: Int64, vector: UnsafePointer<Float>) -> (slot: UInt32, level: Int) {
-        let slot = freeSlots.popLast() ?? appendSlot()
-        let level = randomLevel()
-        vec(slot).update(from: vector, count: dim)
-        states[Int(slot)] = SlotState.live.rawValue
-        ids[Int(slot)] = id
-        shapeSlot(slot, level: level)
-        slotOfID[id] = slot
-        liveCount += 1
-        dirty.insert(slot)
-        return (slot, level)
     }
 
     public func insert(id: Int64, vector v: UnsafeBufferPointer<Float>) throws(IndexError) {
         guard slotOfID[id] == nil else { throw .duplicateID(id) }
         try validateVector(v, dimension: dim)
         try validateNorm(v.baseAddress!)
-        // Only tombstones left: nothing live to link to; start over in the freed slots.
-        if liveCount == 0 && tombstones > 0 { compact() }
-        guard !freeSlots.isEmpty || slotCount < Self.slotLimit else { throw .capacityExceeded(limit: Self.slotLimit) }
+        try prepareForInserts(count: 1)
 
         let (slot, level) = claimSlot(id: id, vector: v.baseAddress!)
-
         guard entryPoint >= 0 else {
             entryPoint = Int32(slot)
             maxLevel = Int32(level)
             return
         }
-        scratchPool.withScratch(slots: slotCount) { scratch in
-            link(slot, level: level, scratch: scratch)
+        let duplicate = scratchPool.withScratch(slots: slotCount) { scratch in
+            link(slot, level: level, scratch: scratch, locks: nil)
         }
-        if level > Int(maxLevel) {
-            entryPoint = Int32(slot)
-            maxLevel = Int32(level)
-        }
+        if duplicate { dropUpperLayers(slot) }
+    }
+
+    /// What every insert path does first: start over when only tombstones are left, bring a
+    /// loaded graph's spanning tree up to date, and check there is room.
+    func prepareForInserts(count: Int) throws(IndexError) {
+        // Only tombstones left: nothing live to link to; start over in the freed slots.
+        if liveCount == 0 && tombstones > 0 { compact() }
+        if treeNeedsRepair { connect() }
+        guard slotCount - freeSlots.count + count <= Self.slotLimit else { throw .capacityExceeded(limit: Self.slotLimit) }
+    }
+
+    /// Takes a free slot (or a new one) for `id`, stores its vector, draws its level and
+    /// marks it live and dirty; linking it into the graph is the caller's work.
+    func claimSlot(id: Int64, vector: UnsafePointer<Float>) -> (slot: UInt32, level: Int) {
+        let slot = freeSlots.popLast() ?? appendSlot()
+        let level = randomLevel()
+        // A unit vector's largest component quantises to ±127, so encoding cannot fail here.
+        _ = codec.encodeRow(vector, into: row(slot))
+        states[Int(slot)] = SlotState.live.rawValue
+        ids[Int(slot)] = id
+        parent0[Int(slot)] = Self.noParent
+        childCount[Int(slot)] = 0
+        twinFlags[Int(slot)] = 0
+        shapeSlot(slot, level: level)
+        slotOfID[id] = slot
+        liveCount += 1
+        return (slot, level)
     }
 
     func validateNorm(_ v: UnsafePointer<Float>) throws(IndexError) {
-        let n2 = score(v, v)
+        let n2 = m3ix_dot_f32(v, v, dim)
         guard abs(n2 - 1) <= 2e-3 else { throw .notNormalized(norm: n2.squareRoot()) }
     }
 
     /// Connects `slot` (already holding its vector and level) into the graph: greedy descent
-    /// to its top layer, then on each of its layers an efConstruction search, the neighbour
-    /// heuristic, and back-links (hnswlib's addPoint + mutuallyConnectNewElement).
-    func link(_ slot: UInt32, level: Int, scratch: SearchScratch) {
-        let q = UnsafePointer(vec(slot))
-        var cur = UInt32(entryPoint)
-        let top = Int(maxLevel)
-        if level < top { cur = greedyDescent(q, from: cur, topLevel: top, downTo: level + 1) }
-        for l in stride(from: Swift.min(level, top), through: 0, by: -1) {
-            let found = searchLayer(q, entry: cur, ef: parameters.efConstruction, level: l, scratch: scratch,
-                                    excluding: slot)
-            guard let best = found.first else { continue }
-            let selected = selectNeighbors(found, max: maxM)
-            setNeighbors(slot, l, selected)
-            for n in selected { addLink(from: n, to: slot, level: l) }
-            if l == 0 && inDegree0[Int(slot)] == 0 { ensureInLink(slot, from: found) }
-            cur = keySlot(best)
+    /// to its top layer, an efConstruction search on each of its layers, then the neighbour
+    /// heuristic and back-links (hnswlib's addPoint + mutuallyConnectNewElement), and on
+    /// layer 0 a parent in the spanning tree. Returns true when the vector is identical to
+    /// one already in the graph: then it is linked as that one's leaf on layer 0 only, and the
+    /// caller drops its upper layers (`dropUpperLayers`).
+    ///
+    /// With `locks` (parallel construction, HNSWIndex+Batch.swift) every list is read and
+    /// written under its node's lock and `locks[slotCount]` guards the entry point.
+    func link(_ x: UInt32, level: Int, scratch: SearchScratch, locks: UnsafeMutablePointer<UInt8>?) -> Bool {
+        let q = codec.query(fromRow: row(x), buffer: scratch.queryBuffer(bytes: codec.rowBytes))
+        var cur: UInt32, top: Int
+        if let locks { m3ix_spin_lock(locks + slotCount) }
+        cur = UInt32(entryPoint)
+        top = Int(maxLevel)
+        if let locks { m3ix_spin_unlock(locks + slotCount) }
+        if level < top {
+            cur = greedyDescent(q, from: cur, topLevel: top, downTo: level + 1, locks: locks, listCopy: scratch.listCopy)
         }
+        // Search every layer before linking any, so a twin found on the way is known before
+        // anything links to x.
+        var found = [[UInt64]](repeating: [], count: Swift.min(level, top) + 1)
+        var twin: UInt32?
+        var l = Swift.min(level, top)
+        while l >= 0 {
+            let f = searchLayer(q, entry: cur, ef: parameters.efConstruction, level: l, scratch: scratch,
+                                excluding: x, locks: locks)
+            if let best = f.first { cur = keySlot(best) }
+            if twin == nil, let t = identicalNode(to: x, in: f) {
+                twin = t
+                if l > 0 {  // only layer 0 matters for a twin: search it from there
+                    cur = t
+                    l = 0
+                    continue
+                }
+            }
+            found[l] = f
+            l -= 1
+        }
+        if let twin {
+            linkTwin(x, of: twin, found: found[0], locks: locks)
+            return true
+        }
+        for l in 0...Swift.min(level, top) {
+            var selected = selectNeighbors(found[l], max: maxM)
+            if l == 0 {
+                let p = adoptParent(for: x, candidates: found[0], fallback: cur, locks: locks)
+                if let i = selected.firstIndex(of: p) { selected.remove(at: i) }
+                selected.insert(p, at: 0)
+            }
+            if let locks { m3ix_spin_lock(locks + Int(x)) }
+            writeList(linkList(x, l), selected)
+            markDirty(x)
+            if let locks { m3ix_spin_unlock(locks + Int(x)) }
+            for n in selected { addLink(from: n, to: x, level: l, locks: locks) }
+        }
+        if let locks { m3ix_spin_lock(locks + slotCount) }
+        if level > Int(maxLevel) {
+            entryPoint = Int32(x)
+            maxLevel = Int32(level)
+            // The tree's root follows the entry point; the batch re-roots after its threads.
+            if locks == nil { makeRoot(x) }
+        }
+        if let locks { m3ix_spin_unlock(locks + slotCount) }
+        return false
     }
 
-    /// Gives `x` a layer-0 in-link when back-link pruning left it none (hnswlib does not,
-    /// and then loses nodes: with many identical vectors every score ties, the heuristic
-    /// keeps the older nodes, and each new duplicate ends up unreachable). Takes the best
-    /// candidate whose list has a link to a node with ≥ 2 in-links and points that link at
-    /// `x` instead, so no node drops to zero.
-    func ensureInLink(_ x: UInt32, from candidates: [UInt64]) {
-        for key in candidates {
-            let n = keySlot(key)
-            var list = neighbors(n, 0)
-            if list.contains(x) { return }
-            if list.count < maxM0 {
-                list.append(x)
-                setNeighbors(n, 0, list)
-                return
-            }
-            var replace = -1
-            var most: UInt32 = 1
-            for (i, y) in list.enumerated() where inDegree0[Int(y)] > most {
-                most = inDegree0[Int(y)]
-                replace = i
-            }
-            if replace >= 0 {
-                list[replace] = x
-                setNeighbors(n, 0, list)
-                return
-            }
-        }
-    }
-
-    /// Adds the link n → target on `level`; when n's list is full, the heuristic chooses
-    /// among its links plus the new one (so target may be left out).
-    func addLink(from n: UInt32, to target: UInt32, level: Int) {
+    /// Adds the link n → target on `level`. When n's list is full, the heuristic chooses
+    /// among its links plus the new one (so target may be left out), always keeping n's
+    /// reserved tree links. With `locks`, under n's lock.
+    func addLink(from n: UInt32, to target: UInt32, level: Int, locks: UnsafeMutablePointer<UInt8>?) {
+        if let locks { m3ix_spin_lock(locks + Int(n)) }
+        defer { if let locks { m3ix_spin_unlock(locks + Int(n)) } }
         let limit = cap(level: level)
         let p = linkList(n, level)
         let count = Int(p[0])
@@ -365,79 +468,57 @@ public final class HNSWIndex: @unchecked Sendable {
         if count < limit {
             p[1 + count] = target
             p[0] = UInt32(count + 1)
-            if level == 0 { inDegree0[Int(target)] += 1 }
-            dirty.insert(n)
-            return
+        } else {
+            writeList(p, prunedNeighbors(of: n, level: level, list: p, adding: target))
         }
-        var selected = prunedNeighbors(of: n, list: p, adding: target, limit: limit)
-        if level == 0 { keepOnlyInLinks(&selected, old: neighbors(n, 0), limit: limit) }
-        setNeighbors(n, level, selected)
+        markDirty(n)
     }
 
-    /// n's full list `p` (count, ids…) plus `target`, cut back to `limit` by the neighbour
-    /// heuristic (closest first).
-    func prunedNeighbors(of n: UInt32, list p: UnsafeMutablePointer<UInt32>, adding target: UInt32,
-                         limit: Int) -> [UInt32] {
-        let count = Int(p[0]), base = UnsafePointer(vec(n))
+    /// n's full list `p` plus `extra`, cut back to its cap: on layer 0 n's parent (first)
+    /// and its tree children stay, then the heuristic fills the rest, closest first.
+    func prunedNeighbors(of n: UInt32, level: Int, list p: UnsafeMutablePointer<UInt32>, adding extra: UInt32) -> [UInt32] {
+        let count = Int(p[0])
+        var reserved: [UInt32] = []
         var keys: [UInt64] = []
         keys.reserveCapacity(count + 1)
-        for i in 0..<count { let x = p[1 + i]; keys.append(packKey(score(base, vec(x)), x)) }
-        keys.append(packKey(score(base, vec(target)), target))
-        keys.sort(by: >)
-        return selectNeighbors(keys, max: limit)
-    }
-
-    /// Puts back into n's new layer-0 list every dropped node that n was the only in-link
-    /// of, so pruning never orphans a node: into free room, else in place of the selected
-    /// node with the most in-links (≥ 2, so it keeps one). hnswlib has no such guard, and
-    /// orphans pile up with duplicate vectors (all scores tie and the newest always loses).
-    func keepOnlyInLinks(_ selected: inout [UInt32], old: [UInt32], limit: Int) {
-        for y in old {
-            guard inDegree0[Int(y)] == 1, isLive(y), !selected.contains(y) else { continue }
-            if selected.count < limit {
-                selected.append(y)
-                continue
+        for i in 0...count {
+            let x = i < count ? p[1 + i] : extra
+            if level == 0 && (parent0[Int(x)] == n || parent0[Int(n)] == x) {
+                if parent0[Int(n)] == x { reserved.insert(x, at: 0) } else { reserved.append(x) }
+            } else {
+                keys.append(packKey(scoreRows(n, x), x))
             }
-            var replace = -1
-            var most: UInt32 = 1
-            for (i, z) in selected.enumerated() {
-                // z's count includes n → z only if z is in the old list.
-                let others = inDegree0[Int(z)] - (old.contains(z) ? 1 : 0)
-                if others >= 1 && inDegree0[Int(z)] > most {
-                    most = inDegree0[Int(z)]
-                    replace = i
-                }
-            }
-            if replace >= 0 { selected[replace] = y }
         }
+        keys.sort(by: >)
+        return selectNeighbors(keys, max: cap(level: level), keeping: reserved)
     }
 
     /// hnswlib's getNeighborsByHeuristic2. `candidates` are keys scored against the base
     /// node, best first. A candidate is kept only if it is closer to the base than to every
-    /// neighbour already kept; this spreads links over directions instead of crowding them
-    /// into one cluster, which keeps clusters connected to each other.
-    func selectNeighbors(_ candidates: [UInt64], max m: Int) -> [UInt32] {
-        if candidates.count <= m { return candidates.map(keySlot) }
-        let vectors = self.vectors, dim = self.dim, scoreFn = self.scoreFn
-        var selected: [UInt32] = []
+    /// node already kept; this spreads links over directions instead of crowding them into
+    /// one cluster, which keeps clusters connected to each other. A tie counts as closer to
+    /// the kept node, so of identical vectors only the first is kept (hnswlib keeps them all
+    /// and fills lists with copies of one point). `keeping` nodes come first and count as kept.
+    func selectNeighbors(_ candidates: [UInt64], max m: Int, keeping: [UInt32] = []) -> [UInt32] {
+        if candidates.count + keeping.count <= m { return keeping + candidates.map(keySlot) }
+        let rows = self.rows, rowBytes = codec.rowBytes, dim = self.dim, scoreFn = codec.scoreRows
+        var selected = keeping
         selected.reserveCapacity(m)
         for key in candidates {
+            if selected.count >= m { break }
             let c = keySlot(key)
             let toBase = keyScore(key)
-            let pc = vectors + Int(c) * dim
+            let pc = rows + Int(c) * rowBytes
             var keep = true
             var j = 0
             while j < selected.count {
-                if scoreFn(pc, vectors + Int(selected[j]) * dim, dim) > toBase {
+                if scoreFn(pc, rows + Int(selected[j]) * rowBytes, dim) >= toBase {
                     keep = false
                     break
                 }
                 j += 1
             }
-            if keep {
-                selected.append(c)
-                if selected.count >= m { break }
-            }
+            if keep { selected.append(c) }
         }
         return selected
     }
@@ -448,12 +529,12 @@ public final class HNSWIndex: @unchecked Sendable {
     ///
     /// With `locks` (parallel construction) each list is copied under its node's lock into
     /// `listCopy` (≥ maxM0 + 1 UInt32s) before it is read.
-    func greedyDescent(_ q: UnsafePointer<Float>, from: UInt32, topLevel: Int, downTo: Int,
+    func greedyDescent(_ q: UnsafeRawPointer, from: UInt32, topLevel: Int, downTo: Int,
                        locks: UnsafeMutablePointer<UInt8>? = nil,
                        listCopy: UnsafeMutablePointer<UInt32>? = nil) -> UInt32 {
-        let vectors = self.vectors, dim = self.dim, scoreFn = self.scoreFn
+        let rows = self.rows, rowBytes = codec.rowBytes, dim = self.dim, scoreFn = codec.scoreQuery
         var cur = from
-        var curKey = packKey(scoreFn(q, vectors + Int(cur) * dim, dim), cur)
+        var curKey = packKey(scoreFn(q, rows + Int(cur) * rowBytes, dim), cur)
         var l = topLevel
         while l >= downTo {
             var changed = true
@@ -465,7 +546,7 @@ public final class HNSWIndex: @unchecked Sendable {
                 var i = 1
                 while i <= n {
                     let c = p[i]
-                    let k = packKey(scoreFn(q, vectors + Int(c) * dim, dim), c)
+                    let k = packKey(scoreFn(q, rows + Int(c) * rowBytes, dim), c)
                     if k > curKey {
                         curKey = k
                         cur = c
@@ -479,36 +560,79 @@ public final class HNSWIndex: @unchecked Sendable {
         return cur
     }
 
+    /// Copies the list at `p` ([count, n_1 …]) into `buffer` under `lock`; returns `buffer`.
+    @inline(__always)
+    func copyList(_ p: UnsafeMutablePointer<UInt32>, lock: UnsafeMutablePointer<UInt8>,
+                  into buffer: UnsafeMutablePointer<UInt32>) -> UnsafeMutablePointer<UInt32> {
+        m3ix_spin_lock(lock)
+        buffer.update(from: p, count: Int(p[0]) + 1)
+        m3ix_spin_unlock(lock)
+        return buffer
+    }
+
     /// Best-first search of one layer (hnswlib's searchBaseLayer/ST). Returns up to `ef` keys
-    /// of live nodes, best first. Tombstones are expanded but not collected; while any exist
-    /// the search keeps going until it has `ef` live results or runs out of candidates, so a
-    /// search still finds k live items among many tombstones. `excluding` (the node being
-    /// linked) is never collected.
+    /// of collectable nodes, best first: live, not `excluding` (the node being linked), and
+    /// allowed by `filter`. Copies of a vector hung below a node holding it (twins) take no
+    /// place in the beam; with `collectTwins` they are returned too, else left out. Other nodes are expanded but not collected; while any exist the
+    /// search keeps going until it has `ef` results or runs out of candidates, so it still
+    /// finds k results among many tombstones or filtered-out nodes. With a two-hop filter a
+    /// node the filter rejects is not scored: its own neighbours are examined instead
+    /// (ACORN-1), which reaches sparse allowed nodes without paying for the rest.
     ///
     /// The inner loop reads only locals (pointers, counts, the two heaps): class properties
     /// would cost a dynamic exclusivity check per access in debug builds.
     ///
     /// With `locks` (parallel construction) each list is copied under its node's lock first.
-    func searchLayer(_ q: UnsafePointer<Float>, entry: UInt32, ef: Int, level: Int,
+    func searchLayer(_ q: UnsafeRawPointer, entry: UInt32, ef: Int, level: Int,
                      scratch: SearchScratch, excluding: UInt32 = .max,
-                     locks: UnsafeMutablePointer<UInt8>? = nil) -> [UInt64] {
+                     locks: UnsafeMutablePointer<UInt8>? = nil, filter: SlotFilter? = nil,
+                     collectTwins: Bool = false) -> [UInt64] {
         scratch.beginSearch(slots: slotCount)
+        var twins: [UInt64] = []
         var candidates = scratch.candidates
         var results = scratch.results
         let marks = scratch.marks, epoch = scratch.epoch
-        let vectors = self.vectors, states = self.states, dim = self.dim, scoreFn = self.scoreFn
-        let links0 = self.links0, stride0 = maxM0 + 1
+        let rows = self.rows, rowBytes = codec.rowBytes, states = self.states, dim = self.dim
+        let scoreFn = codec.scoreQuery
+        let links0 = self.links0, stride0 = maxM0 + 1, parent0 = self.parent0, twinFlags = self.twinFlags
         let live = SlotState.live.rawValue
-        let mustFill = tombstones > 0
+        let mustFill = tombstones > 0 || filter != nil
+        let twoHop = filter?.twoHop ?? false
         let listCopy = scratch.listCopy
         // The first 4 cache lines: the hardware prefetcher follows the stream from there.
-        // (Prefetching all 4 KB of a 1024-d vector measured slower: it floods the fill buffers.)
-        let prefetchBytes = Swift.min(dim * MemoryLayout<Float>.stride, 256)
+        // (Prefetching all 4 KB of a 1024-d float vector measured slower: it floods the fill buffers.)
+        let prefetchBytes = Swift.min(rowBytes, 256)
+
+        @inline(__always) func collectable(_ x: UInt32) -> Bool {
+            states[Int(x)] == live && x != excluding && (filter?.allows(x) ?? true)
+        }
+
+        /// Gathers `first`, a twin with key `firstKey`, and the twins below it (all with its
+        /// score: the same vector), up to ef of them, without a distance computation.
+        func gatherTwins(_ first: UInt32, _ firstKey: UInt64) {
+            let score = firstKey & 0xFFFF_FFFF_0000_0000
+            var stack = [first]
+            var gathered = 0
+            while let t = stack.popLast(), gathered < ef {
+                if collectable(t) {
+                    twins.append(score | UInt64(~t))
+                    gathered += 1
+                }
+                let pt = links0 + Int(t) * stride0
+                for j in 0..<Int(pt[0]) {
+                    let y = pt[1 + j]
+                    if marks[Int(y)] != epoch && parent0[Int(y)] == t && twinFlags[Int(y)] != 0 {
+                        marks[Int(y)] = epoch
+                        stack.append(y)
+                    }
+                }
+            }
+        }
 
         marks[Int(entry)] = epoch
-        let entryKey = packKey(scoreFn(q, vectors + Int(entry) * dim, dim), entry)
+        let entryKey = packKey(scoreFn(q, rows + Int(entry) * rowBytes, dim), entry)
         candidates.push(~entryKey)
-        if states[Int(entry)] == live && entry != excluding { results.push(entryKey) }
+        if collectable(entry) { results.push(entryKey) }
 
         while candidates.count > 0 {
             let ck = ~candidates.popMin()
@@ -517,11 +641,11 @@ public final class HNSWIndex: @unchecked Sendable {
             var p = level == 0 ? links0 + Int(c) * stride0 : linkList(c, level)
             if let locks { p = copyList(p, lock: locks + Int(c), into: listCopy) }
             let n = Int(p[0])
-            // Vectors are 4 KB apart in memory and far beyond cache for large indexes: start
-            // loading the first unvisited neighbour's vector, and while scoring one, the next one's.
+            // Rows lie a row apart in memory and far beyond cache for large indexes: start
+            // loading the first unvisited neighbour's row, and while scoring one, the next one's.
             var i = 1
             while i <= n && marks[Int(p[i])] == epoch { i += 1 }
-            if i <= n { m3ix_prefetch(vectors + Int(p[i]) * dim, prefetchBytes) }
+            if i <= n { m3ix_prefetch(rows + Int(p[i]) * rowBytes, prefetchBytes) }
             while i <= n {
                 let x = p[i]
                 i += 1
@@ -529,17 +653,46 @@ public final class HNSWIndex: @unchecked Sendable {
                 marks[Int(x)] = epoch
                 var j = i
                 while j <= n && marks[Int(p[j])] == epoch { j += 1 }
-                if j <= n { m3ix_prefetch(vectors + Int(p[j]) * dim, prefetchBytes) }
-                let k = packKey(scoreFn(q, vectors + Int(x) * dim, dim), x)
+                if j <= n { m3ix_prefetch(rows + Int(p[j]) * rowBytes, prefetchBytes) }
+                if level == 0 && twinFlags[Int(x)] != 0 {
+                    // A copy hung below a node with the same vector: it adds no direction, so
+                    // it takes no place in the beam (a plateau of copies would fill it).
+                    // Result-collecting searches gather it and the copies below it.
+                    if collectTwins { gatherTwins(x, packKey(scoreFn(q, rows + Int(x) * rowBytes, dim), x)) }
+                    continue
+                }
+                let take = collectable(x)
+                if twoHop && !take {
+                    // Level 0 only (filtered searches run there): x's neighbours that the
+                    // filter allows, scored and queued as if they were c's.
+                    let p2 = links0 + Int(x) * stride0
+                    let n2 = Int(p2[0])
+                    var t = 1
+                    while t <= n2 {
+                        let y = p2[t]
+                        t += 1
+                        if marks[Int(y)] == epoch || !collectable(y) || twinFlags[Int(y)] != 0 { continue }
+                        marks[Int(y)] = epoch
+                        let k = packKey(scoreFn(q, rows + Int(y) * rowBytes, dim), y)
+                        if results.count < ef || k > results.min {
+                            candidates.push(~k)
+                            results.push(k)
+                            if results.count > ef { results.popMin() }
+                        }
+                    }
+                    continue
+                }
+                let k = packKey(scoreFn(q, rows + Int(x) * rowBytes, dim), x)
                 if results.count < ef || k > results.min {
                     candidates.push(~k)
-                    if states[Int(x)] == live && x != excluding {
+                    if take {
                         results.push(k)
                         if results.count > ef { results.popMin() }
                     }
                 }
             }
         }
+
         var out = [UInt64](repeating: 0, count: results.count)
         var j = results.count
         while results.count > 0 {
@@ -548,33 +701,15 @@ public final class HNSWIndex: @unchecked Sendable {
         }
         scratch.candidates = candidates  // keep grown buffers
         scratch.results = results
+        if !twins.isEmpty {
+            out += twins
+            out.sort(by: >)
+            if out.count > ef { out.removeLast(out.count - ef) }
+        }
         return out
     }
 
-    /// The `k` live items most similar to `query`, best first (ties: lower id first).
-    ///
-    /// `ef` (default `efSearch`, raised to `k`) is the candidate-list size: larger is
-    /// slower and more accurate. Returns fewer than k only when fewer live items exist.
-    /// Throws `.dimensionMismatch` or `.nonFiniteValue`.
-    public func search(_ query: [Float], k: Int, ef: Int? = nil) throws(IndexError) -> [IndexHit] {
-        try query.withUnsafeBufferPointer { (q) throws(IndexError) in try search(q, k: k, ef: ef) }
-    }
-
-    public func search(_ query: UnsafeBufferPointer<Float>, k: Int, ef: Int? = nil) throws(IndexError) -> [IndexHit] {
-        try validateVector(query, dimension: dim)
-        guard k > 0, liveCount > 0, entryPoint >= 0 else { return [] }
-        let q = query.baseAddress!
-        let keys = scratchPool.withScratch(slots: slotCount) { scratch in
-            let start = greedyDescent(q, from: UInt32(entryPoint), topLevel: Int(maxLevel), downTo: 1)
-            return searchLayer(q, entry: start, ef: Swift.max(ef ?? efSearch, k), level: 0, scratch: scratch)
-        }
-        var hits = keys.map { IndexHit(id: ids[Int(keySlot($0))], score: keyScore($0)) }
-        hits.sort(by: IndexHit.ranksBefore)
-        if hits.count > k { hits.removeLast(hits.count - k) }
-        return hits
-    }
-
-    // MARK: Remove, compact
+    // MARK: Remove
 
     /// Marks the item removed (a tombstone): it stays in the graph for routing but is never
     /// returned. Returns false if the id is not live. Its slot becomes reusable after `compact()`.
@@ -584,142 +719,8 @@ public final class HNSWIndex: @unchecked Sendable {
         states[Int(slot)] = SlotState.deleted.rawValue
         liveCount -= 1
         tombstones += 1
-        dirty.insert(slot)
+        markDirty(slot)
         return true
-    }
-
-    /// Removes tombstones for good: every live node that links to one gets its list rebuilt
-    /// by the neighbour heuristic from its live links plus the live nodes its deleted links
-    /// led to (two hops through chains of tombstones), then the deleted slots are unlinked and
-    /// freed for reuse. Last, any live node that layer 0 cannot reach from the entry point
-    /// (rare; `checkIntegrity()` reports them) is linked in again. Marks every changed slot
-    /// dirty. Returns the number of slots freed.
-    ///
-    /// Cost: a few heuristic selections per node that linked to a tombstone, plus one
-    /// breadth-first pass; call it when tombstones pass some fraction (e.g. 10%) of the index.
-    @discardableResult
-    public func compact() -> Int {
-        guard tombstones > 0 else {
-            reconnectUnreachable()
-            return 0
-        }
-        let deletedState = SlotState.deleted.rawValue
-        for s in 0..<UInt32(slotCount) where isLive(s) {
-            for l in 0...Int(levels[Int(s)]) {
-                let list = neighbors(s, l)
-                guard list.contains(where: { states[Int($0)] == deletedState }) else { continue }
-                var selected = relinkCandidates(for: s, level: l, list: list)
-                if l == 0 { keepOnlyInLinks(&selected, old: list, limit: maxM0) }
-                setNeighbors(s, l, selected)
-            }
-        }
-        var freed = 0
-        for s in 0..<UInt32(slotCount) where states[Int(s)] == deletedState {
-            states[Int(s)] = SlotState.free.rawValue
-            ids[Int(s)] = 0
-            shapeSlot(s, level: 0)
-            vec(s).update(repeating: 0, count: dim)
-            freeSlots.append(s)
-            dirty.insert(s)
-            freed += 1
-        }
-        freeSlots.sort(by: >)
-        tombstones = 0
-        if entryPoint >= 0 && !isLive(UInt32(entryPoint)) { chooseEntryPoint() }
-        reconnectUnreachable()
-        return freed
-    }
-
-    /// The new link list of live `s` at `level` whose current `list` holds tombstones.
-    private func relinkCandidates(for s: UInt32, level l: Int, list: [UInt32]) -> [UInt32] {
-        let deletedState = SlotState.deleted.rawValue
-        var seen: Set<UInt32> = [s]
-        var pool: [UInt32] = []
-        var frontier: [UInt32] = []
-        for n in list where seen.insert(n).inserted {
-            if states[Int(n)] == deletedState { frontier.append(n) } else { pool.append(n) }
-        }
-        var hops = 0
-        while !frontier.isEmpty && hops < 2 {
-            var next: [UInt32] = []
-            for d in frontier {
-                for y in neighbors(d, l) where seen.insert(y).inserted {
-                    if states[Int(y)] == deletedState { next.append(y) } else if isLive(y) { pool.append(y) }
-                }
-            }
-            frontier = next
-            hops += 1
-        }
-        let base = UnsafePointer(vec(s))
-        var keys = pool.map { packKey(score(base, vec($0)), $0) }.sorted(by: >)
-        // The heuristic rarely keeps candidates beyond the best 2·cap; bound its cost.
-        if keys.count > 2 * cap(level: l) { keys.removeLast(keys.count - 2 * cap(level: l)) }
-        return selectNeighbors(keys, max: cap(level: l))
-    }
-
-    /// Entry point = a live node of the highest level (lowest slot among equals).
-    private func chooseEntryPoint() {
-        entryPoint = -1
-        maxLevel = -1
-        for s in 0..<slotCount where isLive(UInt32(s)) && levels[s] > maxLevel {
-            entryPoint = Int32(s)
-            maxLevel = levels[s]
-        }
-    }
-
-    /// Links every live node that layer 0 cannot reach from the entry point back in, as if
-    /// inserted again (its level and upper links stay). Rare: back-link pruning or compaction
-    /// can leave a node with no incoming link.
-    func reconnectUnreachable() {
-        for _ in 0..<3 {
-            let unreachable = unreachableLiveSlots()
-            if unreachable.isEmpty { return }
-            scratchPool.withScratch(slots: slotCount) { scratch in
-                for s in unreachable { relinkLayer0(s, scratch: scratch) }
-            }
-        }
-    }
-
-    private func relinkLayer0(_ slot: UInt32, scratch: SearchScratch) {
-        let q = UnsafePointer(vec(slot))
-        let start = greedyDescent(q, from: UInt32(entryPoint), topLevel: Int(maxLevel), downTo: 1)
-        let found = searchLayer(q, entry: start, ef: parameters.efConstruction, level: 0, scratch: scratch,
-                                excluding: slot)
-        guard !found.isEmpty else { return }
-        // Keep the node's own links, add the search's best.
-        let base = q
-        var keys = found
-        for n in neighbors(slot, 0) where !found.contains(where: { keySlot($0) == n }) {
-            keys.append(packKey(score(base, vec(n)), n))
-        }
-        keys.sort(by: >)
-        let selected = selectNeighbors(keys, max: maxM0)
-        setNeighbors(slot, 0, selected)
-        for n in selected { addLink(from: n, to: slot, level: 0) }
-        if inDegree0[Int(slot)] == 0 { ensureInLink(slot, from: found) }
-    }
-
-    /// Live slots not reachable on layer 0 from the entry point (breadth-first over all links).
-    func unreachableLiveSlots() -> [UInt32] {
-        guard liveCount > 0 else { return [] }
-        guard entryPoint >= 0 else { return (0..<UInt32(slotCount)).filter(isLive) }
-        var seen = [Bool](repeating: false, count: slotCount)
-        var queue: [UInt32] = [UInt32(entryPoint)]
-        seen[Int(entryPoint)] = true
-        var head = 0
-        while head < queue.count {
-            let c = queue[head]
-            head += 1
-            let p = links0 + Int(c) * (maxM0 + 1)
-            for i in 0..<Int(p[0]) {
-                let x = p[1 + i]
-                if !seen[Int(x)] {
-                    seen[Int(x)] = true
-                    queue.append(x)
-                }
-            }
-        }
-        return (0..<UInt32(slotCount)).filter { isLive($0) && !seen[Int($0)] }
     }
 }
 

@@ -116,6 +116,20 @@ final class SearchScratch {
     /// lock while other threads may rewrite the list (parallel construction).
     let listCopy = UnsafeMutablePointer<UInt32>.allocate(capacity: 2 * HNSWIndex.mLimit + 1)
 
+    /// One encoded query (or the query made from a node's row), grown on demand.
+    private var query: UnsafeMutableRawPointer?
+    private var queryBytes = 0
+
+    /// A buffer of at least `bytes` bytes for an encoded query, 64-byte aligned.
+    func queryBuffer(bytes: Int) -> UnsafeMutableRawPointer {
+        if let query, queryBytes >= bytes { return query }
+        query?.deallocate()
+        let q = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(bytes, 64), alignment: 64)
+        query = q
+        queryBytes = bytes
+        return q
+    }
+
     init(slots: Int) {
         markCapacity = Swift.max(slots, 64)
         marks = .allocate(capacity: markCapacity)
@@ -125,6 +139,7 @@ final class SearchScratch {
     deinit {
         marks.deallocate()
         listCopy.deallocate()
+        query?.deallocate()
         candidates.deallocate()
         results.deallocate()
     }

@@ -62,21 +62,15 @@ public enum Similarity {
     }
 }
 
-/// A similarity function (higher = more similar) over two `dim`-float vectors.
-///
-/// The graph code calls the metric only through this value, so it never knows which
-/// similarity it ranks by (hnswlib's SpaceInterface, without the virtual call). `code`
-/// is persisted in the HNSW header so a file built with one metric is not read with another.
+/// The similarity an HNSW graph ranks by (higher = more similar). `code` is persisted in the
+/// HNSW header so a file built with one metric is not read with another; the score functions
+/// themselves are the encoding's (`VectorRows`), so the graph code never knows the metric.
 struct Metric: Sendable {
-    typealias Function = @convention(c) (UnsafePointer<Float>?, UnsafePointer<Float>?, Int) -> Float
-
     let code: UInt8
     let name: String
-    let score: Function
 
     /// Inner product; on unit vectors this is cosine similarity.
-    /// The kernel is resolved once (m3ix_dot_f32_best), so each score is a single indirect call.
-    static let innerProduct = Metric(code: 1, name: "inner product", score: m3ix_dot_f32_best()!)
+    static let innerProduct = Metric(code: 1, name: "inner product")
 
     static func from(code: UInt8) -> Metric? {
         code == innerProduct.code ? innerProduct : nil

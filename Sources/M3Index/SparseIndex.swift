@@ -117,12 +117,21 @@ public struct SparseIndex: Sendable {
         return out
     }
 
-    /// The exact top k documents by Σ_t q_t · w_{d,t}, best first (ties: lower id first).
-    /// Only documents sharing a token with the query are candidates; fewer than k come back
-    /// when fewer match. Throws `.invalidWeight` for a negative or non-finite query weight.
-    public func search(_ query: [Term], k: Int) throws(IndexError) -> [IndexHit] {
+    /// The exact top k documents by Σ_t q_t · w_{d,t}, best first (ties: lower id first),
+    /// among those `filter` allows. Only documents sharing a token with the query are
+    /// candidates; fewer than k come back when fewer match. Throws `.invalidWeight` for a
+    /// negative or non-finite query weight.
+    ///
+    /// The filter acts inside the traversal: a rejected document is skipped before it is
+    /// scored and never raises the pruning threshold, so the result is the exact top k of
+    /// the allowed documents. When a set filter is small against the postings to walk, its
+    /// documents are scored directly instead (a binary search per query term each).
+    public func search(_ query: [Term], k: Int, filter: IDFilter? = nil) throws(IndexError) -> [IndexHit] {
         let q = try Self.canonicalQuery(query)
         guard k > 0 else { return [] }
+        if let allowed = filter?.allowedIDs, directScoringPays(q, allowed: allowed.count) {
+            return scoreDirectly(q, documents: allowed, k: k)
+        }
 
         // One cursor per query term that has a posting list. `rank` is the term's place in
         // the canonical (token-ascending) order in which scores are summed.
@@ -217,6 +226,14 @@ public struct SparseIndex: Sendable {
                     }
                 }
                 guard doc != Int64.max, lastBlock || doc < blockEnd else { break }
+                if let filter, !filter.allows(doc) {
+                    for e in firstEssential..<termCount {
+                        let i = order[e]
+                        let p = cursors[i].pos
+                        if p < cursors[i].docs.count && cursors[i].docs[p] == doc { cursors[i].pos = p + 1 }
+                    }
+                    continue
+                }
 
                 for r in weightAtRank.indices { weightAtRank[r] = 0 }
                 var partial: Double = 0
@@ -270,6 +287,36 @@ public struct SparseIndex: Sendable {
         return top.sorted()
     }
 
+    /// Whether scoring `allowed` documents one by one (a binary search in each query term's
+    /// list) costs less than walking the query terms' postings.
+    func directScoringPays(_ q: [Term], allowed: Int) -> Bool {
+        var postingsToWalk = 0, lookups = 0.0
+        for t in q {
+            guard let list = postings[t.token] else { continue }
+            postingsToWalk += list.docs.count
+            lookups += Double(allowed) * Double(Int.bitWidth - list.docs.count.leadingZeroBitCount + 1)  // ≈ log2 + 2
+        }
+        return lookups < Double(postingsToWalk)
+    }
+
+    /// The exact top k of `documents`, each scored by looking its weights up (summed in the
+    /// canonical order, as `search` and `bruteForceSearch` sum them).
+    func scoreDirectly(_ q: [Term], documents: Set<Int64>, k: Int) -> [IndexHit] {
+        let lists = q.map { postings[$0.token] }
+        var top = TopK(k: k)
+        for doc in documents {
+            var score: Float = 0
+            var matched = false
+            for (r, list) in lists.enumerated() {
+                guard let list, let i = list.index(of: doc) else { continue }
+                score += q[r].weight * list.weights[i]
+                matched = true
+            }
+            if matched && top.accepts(score: score, id: doc) { top.offer(IndexHit(id: doc, score: score)) }
+        }
+        return top.sorted()
+    }
+
     /// First position ≥ `from` whose doc is ≥ `target` (galloping, then binary search).
     package static func seek(_ docs: [Int64], from: Int, to target: Int64) -> Int {
         var lo = from
@@ -294,13 +341,13 @@ public struct SparseIndex: Sendable {
     /// The reference scorer beside `search`: accumulates every posting of every query term
     /// (term at a time, tokens ascending, so each document's sum runs in the same order as
     /// `search`'s), then takes the top k. Same results, no pruning; for tests and audits.
-    public func bruteForceSearch(_ query: [Term], k: Int) throws(IndexError) -> [IndexHit] {
+    public func bruteForceSearch(_ query: [Term], k: Int, filter: IDFilter? = nil) throws(IndexError) -> [IndexHit] {
         let q = try Self.canonicalQuery(query)
         guard k > 0 else { return [] }
         var scores: [Int64: Float] = [:]
         for t in q {
             guard let list = postings[t.token] else { continue }
-            for (doc, w) in zip(list.docs, list.weights) { scores[doc, default: 0] += t.weight * w }
+            for (doc, w) in zip(list.docs, list.weights) where filter?.allows(doc) ?? true { scores[doc, default: 0] += t.weight * w }
         }
         var top = TopK(k: k)
         for (doc, s) in scores { top.offer(IndexHit(id: doc, score: s)) }

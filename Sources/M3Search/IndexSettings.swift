@@ -35,6 +35,9 @@ public struct IndexOptions: Sendable, Equatable {
     public var colbertStorage: ColBERTStorage?
     public var denseStorage: DenseStorage?
     public var colbertPruning: ColBERTPruning?
+    /// How the in-memory graph holds the vectors; nil: `IndexSettings.graphEncoding` (int8
+    /// codes for int8 dense storage). Benchmarks and tests force float32 to compare.
+    package var graphEncoding: HNSWIndex.VectorEncoding?
 
     public init(create: Bool = true, readOnly: Bool = false, maxLength: Int = 512, overlap: Int = 64,
                 pooling: Pooling = .cls, normalize: Bool = true, hnswM: Int = 16, hnswEfConstruction: Int = 200,
@@ -137,6 +140,13 @@ public struct IndexSettings: Equatable, Sendable, Codable {
         if colbertPruning != other.colbertPruning { return "ColBERT pruning \(colbertPruning) vs \(other.colbertPruning)" }
         return nil
     }
+
+    /// How an open index's HNSW graph holds the vectors it traverses with. With int8 dense
+    /// storage (unit vectors), the stored int8 codes themselves: a quarter of float32's
+    /// memory, loaded without decoding; the graph's candidates are rescored exactly
+    /// against the same codes (`IndexReader.graphSearch`), so the dense scores are those
+    /// of the stored vectors either way. float32 otherwise.
+    var graphEncoding: HNSWIndex.VectorEncoding { denseStorage == .int8 && normalize ? .int8 : .float32 }
 
     /// The storage of this index's vectors, without the codebook (see `ChunkCodec`).
     var codec: ChunkCodec {

@@ -75,7 +75,8 @@ public final class SearchIndex: @unchecked Sendable {
             let (store, settings, upgrade) = try Self.open(path: path, model: model, options: options)
             self.settings = settings
             identityUpgrade = upgrade
-            let shared = SharedState(try IndexState.load(from: store, settings: settings))
+            let shared = SharedState(try IndexState.load(from: store, settings: settings,
+                                                         graphEncoding: options.graphEncoding ?? settings.graphEncoding))
             writer = try IndexWriter(path: path, settings: settings, store: store, shared: shared)
             reader = try IndexReader(path: path, model: model, settings: settings, shared: shared)
         } catch {
@@ -265,6 +266,8 @@ public final class SearchIndex: @unchecked Sendable {
     /// The writer's connection.
     var store: IndexStore { writer.store }
     var hnsw: HNSWIndex { reader.shared.read { $0.hnsw } }
+    /// Bytes the in-memory graph holds (`HNSWIndex.memoryBytes`), for benchmarks.
+    package var graphMemoryBytes: Int { reader.shared.read { $0.hnsw.memoryBytes } }
     var sparse: SparseIndex { reader.shared.read { $0.sparse } }
     var colbertCodebook: ProductQuantizer? { reader.shared.read { $0.codec.codebook } }
     /// ColBERT rows a PQ index waits for before training its codebook.

@@ -16,8 +16,8 @@ struct FakeStore {
         index.clearDirty()
     }
 
-    func load() throws -> HNSWIndex {
-        var loader = try HNSWIndex.Loader(meta: meta)
+    func load(encoding: HNSWIndex.VectorEncoding = .float32) throws -> HNSWIndex {
+        var loader = try HNSWIndex.Loader(meta: meta, encoding: encoding)
         for s in rows.keys.sorted(by: >) {  // any order
             try loader.add(rows[s]!.record, vector: rows[s]!.vector)
         }

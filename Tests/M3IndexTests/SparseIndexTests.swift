@@ -109,6 +109,36 @@ final class SparseIndexTests: XCTestCase {
         try checkQueries(index, corpus, seed: 2, count: 150)
     }
 
+    /// Filters (issue 14): at every selectivity, MaxScore with the filter in its traversal
+    /// and the direct scoring of small allowed sets both equal the test's exhaustive ranking
+    /// of the allowed documents, bit for bit; a predicate filter equals the set filter.
+    func testFilteredSearchEqualsBruteForceOverAllowedDocuments() throws {
+        let (index, corpus) = try makeCorpus(documents: 2500, seed: 7)
+        var rng = TestRNG(seed: 8)
+        let ids = corpus.docs.keys.sorted()
+        for s in [1.0, 0.3, 0.1, 0.03, 0.01, 0.001] {
+            var allowed = Set<Int64>()
+            for id in ids where rng.uniform() < s { allowed.insert(id) }
+            // Correlated too: the documents holding one frequent token.
+            let frequent = corpus.token(&rng)
+            let holding = Set(ids.filter { id in corpus.docs[id]!.contains { $0.token == frequent } })
+            for (name, set) in [("random", allowed), ("token \(frequent)", holding)] {
+                let filter = IDFilter(allowing: set)
+                let predicate = IDFilter { set.contains($0) }
+                var filtered = corpus
+                filtered.docs = corpus.docs.filter { set.contains($0.key) }
+                for i in 0..<20 {
+                    let query = corpus.vector(&rng, terms: rng.int(1..<25), weights: queryWeights)
+                    let k = [1, 10, 100][i % 3]
+                    let expected = filtered.exactTopK(query, k: k)
+                    XCTAssertEqual(try index.search(query, k: k, filter: filter), expected, "\(name) \(s) query \(i)")
+                    XCTAssertEqual(try index.search(query, k: k, filter: predicate), expected, "\(name) \(s) predicate \(i)")
+                    XCTAssertEqual(try index.bruteForceSearch(query, k: k, filter: filter), expected, "\(name) \(s) brute \(i)")
+                }
+            }
+        }
+    }
+
     func testRemoveAndReAddDocuments() throws {
         var (index, corpus) = try makeCorpus(documents: 2000, seed: 3)
         var rng = TestRNG(seed: 4)

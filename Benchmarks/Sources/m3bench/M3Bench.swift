@@ -9,5 +9,6 @@ struct M3Bench: ParsableCommand {
         commandName: "m3bench",
         abstract: "m3search benchmark programs (see BENCHMARKS.md).",
         subcommands: [HNSWBench.self, SparseBench.self, ColBERTBench.self, EndToEndBench.self, GEMMBench.self,
-                      EncoderBench.self, StorageBench.self, LoadBench.self, ShortQueryBench.self])
+                      EncoderBench.self, StorageBench.self, LoadBench.self, ShortQueryBench.self,
+                      HNSWWritesBench.self, HNSWOpenBench.self])
 }

@@ -42,7 +42,7 @@ extension IndexWriter {
                 try shared.read { current in
                     try store.read {
                         let snapshot: IndexState
-                        do { snapshot = try IndexState.load(from: store, settings: settings) } catch {
+                        do { snapshot = try IndexState.load(from: store, settings: settings, graphEncoding: current.hnsw.encoding) } catch {
                             report.problems.append("\(error)")
                             return
                         }

@@ -139,13 +139,23 @@ final class IndexReader: @unchecked Sendable {
         found.withUnsafeMutableBufferPointer { out in
             concurrently(2) { i in
                 if i == 0, let dense {
-                    out[0] = Result { try state.hnsw.search(dense, k: n, ef: max(efSearch ?? state.hnsw.efSearch, n)) }
+                    out[0] = Result { try Self.graphSearch(state.hnsw, dense, n: n, ef: max(efSearch ?? state.hnsw.efSearch, n)) }
                 } else if i == 1, let terms, !terms.isEmpty {
                     out[1] = Result { try state.sparse.search(terms, k: n) }
                 }
             }
         }
         return (try found[0]?.get().map(\.id) ?? [], try found[1]?.get().map(\.id) ?? [])
+    }
+
+    /// The graph's top n for a dense query. An int8 graph traverses on codes and rescores
+    /// its ef candidates exactly (float query · stored int8 vector) before cutting to n, so
+    /// the candidates are the ones a float32 graph of the same vectors would keep.
+    static func graphSearch(_ hnsw: HNSWIndex, _ query: [Float], n: Int, ef: Int) throws -> [IndexHit] {
+        guard hnsw.encoding == .int8 else { return try hnsw.search(query, k: n, ef: ef) }
+        return try query.withUnsafeBufferPointer { q in
+            try hnsw.search(q, k: n, ef: ef, exactScore: { id in hnsw.score(q, id: id) ?? -.infinity })
+        }
     }
 
     /// Exact dense, sparse and ColBERT scores of the given chunks (modes with weight 0 skipped),

@@ -21,17 +21,19 @@ struct IndexState {
     var savedWeights: FusionWeights?
 
     /// Reads the state from the file, all from one read transaction, so a writer committing
-    /// meanwhile cannot pair one commit's graph with another's chunks. Damage found by the
-    /// decoders is reported as `StoreError.corrupt`.
-    static func load(from store: IndexStore, settings: IndexSettings) throws -> IndexState {
+    /// meanwhile cannot pair one commit's graph with another's chunks; the graph holds its
+    /// vectors as `graphEncoding` says (`IndexSettings.graphEncoding` when an index opens;
+    /// reloads keep the open graph's). Damage found by the decoders is reported as
+    /// `StoreError.corrupt`.
+    static func load(from store: IndexStore, settings: IndexSettings, graphEncoding: HNSWIndex.VectorEncoding) throws -> IndexState {
         try store.read {
-            do { return try decode(store, settings: settings) } catch let error as IndexError {
+            do { return try decode(store, settings: settings, graphEncoding: graphEncoding) } catch let error as IndexError {
                 throw StoreError.corrupt(path: store.path, detail: "\(error)")
             }
         }
     }
 
-    private static func decode(_ store: IndexStore, settings: IndexSettings) throws -> IndexState {
+    private static func decode(_ store: IndexStore, settings: IndexSettings, graphEncoding encoding: HNSWIndex.VectorEncoding) throws -> IndexState {
         var documents: [Int64: DocumentInfo] = [:]
         for d in try store.documents() { documents[d.id] = DocumentInfo(path: d.path, metadata: decodeMetadata(d.metadata)) }
 
@@ -42,27 +44,42 @@ struct IndexState {
         let codec = settings.codec.with(codebook: try loadCodebook(store, dimension: settings.dimension))
         let hnsw: HNSWIndex
         if let header = try store.hnswHeader() {
-            var dense: [Int64: [Float]] = [:]
-            try store.forEachDenseVector { id, blob in
-                guard let v = codec.decodeDense(blob) else {
-                    throw StoreError.corrupt(path: store.path, detail: "dense vector of chunk \(id) has \(blob.count) bytes")
-                }
-                dense[id] = v
-            }
-            var loader = try HNSWIndex.Loader(meta: header)
+            // Records first (small: links only), then each vector straight into its slot, so
+            // no decoded copy of every vector is held at once.
+            var loader = try HNSWIndex.Loader(meta: header, encoding: encoding)
+            var liveRecords: [Int64: HNSWNodeRecord] = [:]
             var failure: Error?
             try store.forEachHNSWNode { slot, stored in
                 guard failure == nil else { return }
                 do {
                     let record = try HNSWNodeRecord(slot: slot, stored: stored)
-                    try loader.add(record, vector: record.state == .live ? (dense[record.id] ?? []) : [])
+                    if record.state == .live { liveRecords[record.id] = record } else { try loader.add(record, vector: []) }
                 } catch { failure = error }
             }
             if let failure { throw StoreError.corrupt(path: store.path, detail: "\(failure)") }
+            try store.forEachDenseVector { id, blob in
+                guard let record = liveRecords.removeValue(forKey: id) else { return }
+                if encoding == .int8 && settings.denseStorage == .int8 {
+                    // The stored codes themselves (after the float32 scale, which cosine does not need).
+                    guard blob.count == DenseStorage.int8.bytes(dimension: settings.dimension) else {
+                        throw StoreError.corrupt(path: store.path, detail: "dense vector of chunk \(id) has \(blob.count) bytes")
+                    }
+                    try loader.add(record, codes: UnsafeRawBufferPointer(rebasing: blob[4...]))
+                } else {
+                    guard let v = codec.decodeDense(blob) else {
+                        throw StoreError.corrupt(path: store.path, detail: "dense vector of chunk \(id) has \(blob.count) bytes")
+                    }
+                    try loader.add(record, vector: v)
+                }
+            }
+            // A live node whose chunk is gone: the loader would report the slot as missing.
+            if let (id, record) = liveRecords.first {
+                throw StoreError.corrupt(path: store.path, detail: "HNSW node slot \(record.slot) holds chunk \(id), which has no row")
+            }
             hnsw = try loader.finish()
         } else {
             hnsw = try HNSWIndex(parameters: .init(dimension: settings.dimension, m: settings.hnswM,
-                                                   efConstruction: settings.hnswEfConstruction))
+                                                   efConstruction: settings.hnswEfConstruction, encoding: encoding))
         }
         return IndexState(hnsw: hnsw, sparse: sparse, documents: documents, codec: codec,
                           savedWeights: try loadSavedWeights(store))

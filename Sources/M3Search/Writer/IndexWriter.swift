@@ -45,6 +45,9 @@ final class IndexWriter: @unchecked Sendable {
     /// are stored as float16 and scored exactly.
     var codebookMinimumRows = 4_096
 
+    /// How the open graph holds its vectors; reloads keep it.
+    private var graphEncoding: HNSWIndex.VectorEncoding { shared.read { $0.hnsw.encoding } }
+
     init(path: String, settings: IndexSettings, store: IndexStore, shared: SharedState) throws {
         self.path = path
         self.settings = settings
@@ -79,7 +82,7 @@ final class IndexWriter: @unchecked Sendable {
         // writes back from memory, so memory must match the file first.
         let version = try store.dataVersion()
         if version != loadedDataVersion {
-            let state = try IndexState.load(from: store, settings: settings)
+            let state = try IndexState.load(from: store, settings: settings, graphEncoding: graphEncoding)
             shared.write { $0 = state }
             loadedDataVersion = version
         }
@@ -140,7 +143,7 @@ final class IndexWriter: @unchecked Sendable {
                 }
             } catch {
                 // The file rolled back; bring memory back in line with it.
-                if let state = try? IndexState.load(from: store, settings: settings) { shared.write { $0 = state } }
+                if let state = try? IndexState.load(from: store, settings: settings, graphEncoding: graphEncoding) { shared.write { $0 = state } }
                 throw error
             }
         }
