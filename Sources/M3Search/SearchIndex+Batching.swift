@@ -26,6 +26,23 @@ extension SearchIndex {
         let b = try prepareQuery("generators", options: SearchOptions())
         let alone = try encodeQueries([a])[0]
         let batched = try encodeQueries([b, a, b])[1]
-        return alone == batched
+        return alone.isBitIdentical(to: batched)
+    }
+}
+
+extension Embedding {
+    /// Equal bit for bit: `==` on Float would call -0 and +0 equal and NaN unequal to itself,
+    /// and batch invariance means the same bits.
+    func isBitIdentical(to other: Embedding) -> Bool {
+        func same(_ a: [Float]?, _ b: [Float]?) -> Bool {
+            guard let a, let b else { return a == nil && b == nil }
+            return a.count == b.count && zip(a, b).allSatisfy { $0.bitPattern == $1.bitPattern }
+        }
+        return tokenIDs == other.tokenIDs
+            && same(dense, other.dense)
+            && sparse?.ids == other.sparse?.ids
+            && same(sparse?.weights, other.sparse?.weights)
+            && colbert?.dimension == other.colbert?.dimension
+            && same(colbert?.values, other.colbert?.values)
     }
 }
