@@ -374,17 +374,20 @@ float m3ix_maxsim_f32(const float *q, size_t nq, const float *p, size_t np, size
 // Layouts in CM3IndexKernels.h. Every level computes the same exact integer sum, so scores
 // agree bit for bit across levels; only the float scaling at the end rounds.
 
-static int32_t dot_u8s8_portable(const uint8_t *a, const int8_t *b, size_t n) {
+// One loop serves both operand kinds: `a_signed` selects how a's bytes widen (the row·row
+// scores take signed codes on both sides). Callers pass a constant, so it folds away.
+static inline int32_t a_byte(const void *a, size_t i, int a_signed) {
+    return a_signed ? (int32_t)((const int8_t *)a)[i] : (int32_t)((const uint8_t *)a)[i];
+}
+
+static int32_t dot8_portable(const void *a, const int8_t *b, size_t n, int a_signed) {
     int32_t s = 0;
-    for (size_t i = 0; i < n; i++) s += (int32_t)a[i] * (int32_t)b[i];
+    for (size_t i = 0; i < n; i++) s += a_byte(a, i, a_signed) * (int32_t)b[i];
     return s;
 }
 
-static int32_t dot_s8s8_portable(const int8_t *a, const int8_t *b, size_t n) {
-    int32_t s = 0;
-    for (size_t i = 0; i < n; i++) s += (int32_t)a[i] * (int32_t)b[i];
-    return s;
-}
+static int32_t dot_u8s8_portable(const uint8_t *a, const int8_t *b, size_t n) { return dot8_portable(a, b, n, 0); }
+static int32_t dot_s8s8_portable(const int8_t *a, const int8_t *b, size_t n) { return dot8_portable(a, b, n, 1); }
 
 static inline float q8_factor(const void *row, size_t d) {
     float f;
@@ -430,39 +433,32 @@ static int32_t hsum256_epi32(__m256i v) {
     return _mm_cvtsi128_si32(s);
 }
 
-__attribute__((target("avx2")))
-static int32_t dot_u8s8_avx2(const uint8_t *a, const int8_t *b, size_t n) {
+__attribute__((target("avx2"), always_inline))
+static inline __m256i widen_a_avx2(const void *a, size_t i, int a_signed) {
+    __m128i bytes = _mm_loadu_si128((const __m128i *)((const char *)a + i));
+    return a_signed ? _mm256_cvtepi8_epi16(bytes) : _mm256_cvtepu8_epi16(bytes);
+}
+
+__attribute__((target("avx2"), always_inline))
+static inline int32_t dot8_avx2(const void *a, const int8_t *b, size_t n, int a_signed) {
     __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
     size_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        __m256i a0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(a + i)));
         __m256i b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + i)));
-        __m256i a1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(a + i + 16)));
         __m256i b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + i + 16)));
-        acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(a0, b0));
-        acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(a1, b1));
+        acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(widen_a_avx2(a, i, a_signed), b0));
+        acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(widen_a_avx2(a, i + 16, a_signed), b1));
     }
     int32_t s = hsum256_epi32(_mm256_add_epi32(acc0, acc1));
-    for (; i < n; i++) s += (int32_t)a[i] * (int32_t)b[i];
+    for (; i < n; i++) s += a_byte(a, i, a_signed) * (int32_t)b[i];
     return s;
 }
 
 __attribute__((target("avx2")))
-static int32_t dot_s8s8_avx2(const int8_t *a, const int8_t *b, size_t n) {
-    __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
-    size_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        __m256i a0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a + i)));
-        __m256i b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + i)));
-        __m256i a1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a + i + 16)));
-        __m256i b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + i + 16)));
-        acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(a0, b0));
-        acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(a1, b1));
-    }
-    int32_t s = hsum256_epi32(_mm256_add_epi32(acc0, acc1));
-    for (; i < n; i++) s += (int32_t)a[i] * (int32_t)b[i];
-    return s;
-}
+static int32_t dot_u8s8_avx2(const uint8_t *a, const int8_t *b, size_t n) { return dot8_avx2(a, b, n, 0); }
+
+__attribute__((target("avx2")))
+static int32_t dot_s8s8_avx2(const int8_t *a, const int8_t *b, size_t n) { return dot8_avx2(a, b, n, 1); }
 
 __attribute__((target("avx2")))
 static float score_q8_avx2(const void *q, const void *row, size_t d) {
@@ -483,43 +479,36 @@ static float score_f32_avx2(const void *q, const void *row, size_t d) {
 // AVX-512BW without VNNI: the AVX2 scheme at 32 bytes per step; the tail is one masked load.
 #define M3IX_BW_TARGET __attribute__((target("avx512f,avx512bw,avx512vl")))
 
-M3IX_BW_TARGET
-static int32_t dot_u8s8_avx512bw(const uint8_t *a, const int8_t *b, size_t n) {
+M3IX_BW_TARGET __attribute__((always_inline))
+static inline __m512i widen_a_avx512bw(__m256i bytes, int a_signed) {
+    return a_signed ? _mm512_cvtepi8_epi16(bytes) : _mm512_cvtepu8_epi16(bytes);
+}
+
+M3IX_BW_TARGET __attribute__((always_inline))
+static inline int32_t dot8_avx512bw(const void *a, const int8_t *b, size_t n, int a_signed) {
+    const char *ab = (const char *)a;
     __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
     size_t i = 0;
     for (; i + 64 <= n; i += 64) {
-        acc0 = _mm512_add_epi32(acc0, _mm512_madd_epi16(_mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(a + i))),
+        acc0 = _mm512_add_epi32(acc0, _mm512_madd_epi16(widen_a_avx512bw(_mm256_loadu_si256((const __m256i *)(ab + i)), a_signed),
                                                          _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(b + i)))));
-        acc1 = _mm512_add_epi32(acc1, _mm512_madd_epi16(_mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(a + i + 32))),
+        acc1 = _mm512_add_epi32(acc1, _mm512_madd_epi16(widen_a_avx512bw(_mm256_loadu_si256((const __m256i *)(ab + i + 32)), a_signed),
                                                          _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(b + i + 32)))));
     }
     for (; i < n; i += 32) {
         size_t r = n - i < 32 ? n - i : 32;
         __mmask32 m = r == 32 ? 0xffffffffu : (((__mmask32)1 << r) - 1);
-        acc0 = _mm512_add_epi32(acc0, _mm512_madd_epi16(_mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, a + i)),
+        acc0 = _mm512_add_epi32(acc0, _mm512_madd_epi16(widen_a_avx512bw(_mm256_maskz_loadu_epi8(m, ab + i), a_signed),
                                                          _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, b + i))));
     }
     return _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
 }
 
 M3IX_BW_TARGET
-static int32_t dot_s8s8_avx512bw(const int8_t *a, const int8_t *b, size_t n) {
-    __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
-    size_t i = 0;
-    for (; i + 64 <= n; i += 64) {
-        acc0 = _mm512_add_epi32(acc0, _mm512_madd_epi16(_mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(a + i))),
-                                                         _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(b + i)))));
-        acc1 = _mm512_add_epi32(acc1, _mm512_madd_epi16(_mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(a + i + 32))),
-                                                         _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(b + i + 32)))));
-    }
-    for (; i < n; i += 32) {
-        size_t r = n - i < 32 ? n - i : 32;
-        __mmask32 m = r == 32 ? 0xffffffffu : (((__mmask32)1 << r) - 1);
-        acc0 = _mm512_add_epi32(acc0, _mm512_madd_epi16(_mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, a + i)),
-                                                         _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, b + i))));
-    }
-    return _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
-}
+static int32_t dot_u8s8_avx512bw(const uint8_t *a, const int8_t *b, size_t n) { return dot8_avx512bw(a, b, n, 0); }
+
+M3IX_BW_TARGET
+static int32_t dot_s8s8_avx512bw(const int8_t *a, const int8_t *b, size_t n) { return dot8_avx512bw(a, b, n, 1); }
 
 M3IX_BW_TARGET
 static float score_q8_avx512bw(const void *q, const void *row, size_t d) {
