@@ -47,7 +47,7 @@ let package = Package(
         // In-memory indexes and the byte forms of vectors; the model's output types (MultiVector,
         // SparseVector) are what they store.
         .target(name: "M3Index", dependencies: ["M3Model", "CM3Kernels"]),
-        .target(name: "M3Store", dependencies: ["CSQLite"]),
+        .target(name: "M3Store", dependencies: ["CSQLite", "CChecksums"]),
         .target(name: "M3Search", dependencies: ["M3Model", "M3Tokenizer", "M3Index", "M3Store"]),
         // `m3search serve`: the JSON API over HTTP, Prometheus metrics, graceful shutdown.
         .target(

@@ -169,7 +169,8 @@ package enum VectorCoding {
             }
             return MultiVector(dimension: d, values: values)
         case .productQuantized:
-            guard let codebook, codebook.dimension == d else { return nil }
+            // The codebook must cut a row into as many codes as the storage stores.
+            guard let codebook, codebook.dimension == d, codebook.subspaces == storage.bytesPerRow(dimension: d) else { return nil }
             let m = codebook.subspaces
             var values: [Float] = []
             values.reserveCapacity(n * d)

@@ -47,8 +47,12 @@ public enum Scores {
     /// FlagEmbedding's weighted fusion: Σ wᵢ·sᵢ / Σ wᵢ over the modes given.
     public static func fused(_ scores: [Float], weights: [Float]) -> Float {
         precondition(scores.count == weights.count, "one weight per score")
+        // Weights are relative: scaled so the largest is 1 first, so that weights near
+        // Float's edges (1e-45, 3e38) neither underflow the products nor overflow the sum.
+        let largest = weights.max() ?? 0
+        guard largest.isFinite, largest > 0 else { return 0 }
         var num: Float = 0, den: Float = 0
-        for (s, w) in zip(scores, weights) { num += s * w; den += w }
+        for (s, w) in zip(scores, weights) { let w = w / largest; num += s * w; den += w }
         return den > 0 ? num / den : 0
     }
 }
@@ -86,6 +90,18 @@ public struct FusionWeights: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String { "\(dense),\(sparse),\(colbert)" }
+
+    /// The same weights divided by the largest, so the largest is 1. Fusion uses these:
+    /// weights are relative, and at Float's edges the raw ones fail (`1e-45,0,0` made every
+    /// product underflow to a denormal and every fused score 1.0; `3e38` three times
+    /// overflowed the sum to infinity and every score to 0). Rescaled weights give the
+    /// ranking of any positive multiple. Non-finite or non-positive largest weights (which
+    /// `init(parsing:)` and search validation refuse) give zeros.
+    public var scaledToUnitMaximum: FusionWeights {
+        let largest = Swift.max(dense, sparse, colbert)
+        guard largest.isFinite, largest > 0 else { return FusionWeights(dense: 0, sparse: 0, colbert: 0) }
+        return FusionWeights(dense: dense / largest, sparse: sparse / largest, colbert: colbert / largest)
+    }
 }
 
 import Foundation

@@ -60,7 +60,7 @@ public struct SearchOptions: Sendable, Equatable {
 /// One ranked result.
 public struct SearchResult: Sendable, Equatable {
     public var rank: Int
-    /// The fused score (weighted: Σ wᵢ·sᵢ / Σ wᵢ; rrf: Σ wᵢ / (60 + rankᵢ)).
+    /// The fused score (weighted: Σ wᵢ·sᵢ / Σ wᵢ; rrf: Σ wᵢ / (60 + rankᵢ) with the weights rescaled to sum 1).
     public var score: Float
     /// Each mode's exact score; nil when its weight is 0 (not computed).
     public var dense: Float?

@@ -86,6 +86,7 @@ extension IndexStore {
     /// Deletes a document and its chunks; returns the removed chunk ids.
     package func deleteDocument(id: Int64) throws -> [Int64] {
         let ids = try chunkIDs(documentID: id)
+        try db.prepare("DELETE FROM chunk_checksums WHERE chunk_id IN (SELECT id FROM chunks WHERE document_id = ?)").run([.int(id)])
         try db.prepare("DELETE FROM chunks WHERE document_id = ?").run([.int(id)])
         try db.prepare("DELETE FROM documents WHERE id = ?").run([.int(id)])
         return ids
@@ -111,7 +112,13 @@ extension IndexStore {
             VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)
             """).run([.int(documentID), .int(Int64(ordinal)), .int(Int64(charStart)), .int(Int64(charEnd)),
                       .int(Int64(tokenCount)), .text(text), .blob(dense), .blob(sparse), .blob(colbert)])
-        return db.lastInsertRowID
+        let id = db.lastInsertRowID
+        let sums = dense.withUnsafeBytes { d in sparse.withUnsafeBytes { s in colbert.withUnsafeBytes { c in
+            Self.checksums(documentID: documentID, ordinal: Int64(ordinal), charStart: Int64(charStart), charEnd: Int64(charEnd),
+                           tokenCount: Int64(tokenCount), text: text, dense: d, sparse: s, colbert: c)
+        } } }
+        try putChecksums(chunkID: id, sums)
+        return id
     }
 
     package func chunk(id: Int64) throws -> ChunkRecord? {
@@ -146,18 +153,27 @@ extension IndexStore {
 
     /// Calls `body` for every chunk, by id, with its dense blob (borrowed): what an open
     /// index needs to rebuild its graph.
+    /// Each blob is verified against its checksum (`StoreError.corrupt` on a mismatch).
     package func forEachDenseVector(_ body: (_ chunkID: Int64, _ dense: UnsafeRawBufferPointer) throws -> Void) throws {
-        let s = try db.prepare("SELECT id, dense FROM chunks ORDER BY id")
-        while try s.step() { try s.withBlob(1) { try body(s.int(0), $0) } }
+        let checked = try hasChecksums()
+        let s = try db.prepare(checked ? "SELECT c.id, c.dense, k.dense FROM chunks c LEFT JOIN chunk_checksums k ON k.chunk_id = c.id ORDER BY c.id"
+                                       : "SELECT id, dense, NULL FROM chunks ORDER BY id")
+        while try s.step() {
+            try s.withBlob(1) { dense in
+                if !s.isNull(2), Self.digest(dense, seed: 1) != s.int(2) { throw checksumMismatch(s.int(0), "dense vector") }
+                try body(s.int(0), dense)
+            }
+        }
     }
 
     /// Calls `body` for every chunk, by id, with all its columns.
+    /// Every row is verified against its checksums (`StoreError.corrupt` on a mismatch).
     package func forEachChunk(_ body: (ChunkRow) throws -> Void) throws {
         let s = try db.prepare("""
-            SELECT id, document_id, ordinal, char_start, char_end, token_count, text, dense, sparse, colbert
-            FROM chunks ORDER BY id
+            SELECT c.id, c.document_id, c.ordinal, c.char_start, c.char_end, c.token_count, c.text, c.dense, c.sparse, c.colbert, \(try checksumColumns)
+            FROM chunks c \(try checksumJoin) ORDER BY c.id
             """)
-        while try s.step() { try Self.withRow(s, from: 0, body) }
+        while try s.step() { try withVerifiedRow(s, from: 0, body) }
     }
 
     /// Calls `body` for every chunk with its document, by document id and ordinal (what an
@@ -165,12 +181,37 @@ extension IndexStore {
     package func forEachChunkWithDocument(_ body: (DocumentRecord, ChunkRow) throws -> Void) throws {
         let s = try db.prepare("""
             SELECT d.id, d.path, d.size, d.mtime, d.content_hash, d.metadata,
-                   c.id, c.document_id, c.ordinal, c.char_start, c.char_end, c.token_count, c.text, c.dense, c.sparse, c.colbert
-            FROM chunks c JOIN documents d ON d.id = c.document_id ORDER BY d.id, c.ordinal
+                   c.id, c.document_id, c.ordinal, c.char_start, c.char_end, c.token_count, c.text, c.dense, c.sparse, c.colbert,
+                   \(try checksumColumns)
+            FROM chunks c JOIN documents d ON d.id = c.document_id \(try checksumJoin) ORDER BY d.id, c.ordinal
             """)
         while try s.step() {
             let document = Self.document(s)
-            try Self.withRow(s, from: 6) { try body(document, $0) }
+            try withVerifiedRow(s, from: 6) { try body(document, $0) }
+        }
+    }
+
+    /// The checksum columns (dense, colbert, row) after a row's ten, NULL when the file has no
+    /// checksum table (a read-only file from before them: not yet checked).
+    private var checksumColumns: String {
+        get throws { try hasChecksums() ? "k.dense, k.colbert, k.row" : "NULL, NULL, NULL" }
+    }
+    private var checksumJoin: String {
+        get throws { try hasChecksums() ? "LEFT JOIN chunk_checksums k ON k.chunk_id = c.id" : "" }
+    }
+
+    /// `withRow`, after checking the row against the checksums in the three columns after it.
+    private func withVerifiedRow(_ s: Statement, from c: Int32, _ body: (ChunkRow) throws -> Void) throws {
+        try Self.withRow(s, from: c) { row in
+            if !s.isNull(c + 10) {
+                let chunk = row.chunk
+                if Self.digest(row.dense, seed: 1) != s.int(c + 10) { throw checksumMismatch(chunk.id, "dense vector") }
+                if Self.digest(row.colbert, seed: 2) != s.int(c + 11) { throw checksumMismatch(chunk.id, "ColBERT vectors") }
+                let rowSum = Self.rowDigest(documentID: s.int(c + 1), ordinal: s.int(c + 2), charStart: s.int(c + 3), charEnd: s.int(c + 4),
+                                            tokenCount: s.int(c + 5), sparse: row.sparse, text: chunk.text)
+                if rowSum != s.int(c + 12) { throw checksumMismatch(chunk.id, "text, sparse vector or position") }
+            }
+            try body(row)
         }
     }
 
@@ -193,16 +234,22 @@ extension IndexStore {
     /// rows a search rescores.
     package func chunkScoringRows(ids: [Int64], colbert: Bool,
                                   _ body: (ChunkPosition, UnsafeRawBufferPointer) throws -> Void) throws {
-        let columns = "id, document_id, ordinal, char_start, char_end" + (colbert ? ", colbert" : "")
+        // The ColBERT blob is verified against its checksum when the file has them.
+        let checked = try colbert && hasChecksums()
+        let columns = "c.id, c.document_id, c.ordinal, c.char_start, c.char_end" + (colbert ? ", c.colbert" : "") + (checked ? ", k.colbert" : "")
+        let join = checked ? " LEFT JOIN chunk_checksums k ON k.chunk_id = c.id" : ""
         for start in stride(from: 0, to: ids.count, by: Self.idsPerStatement) {
             let slice = ids[start ..< min(start + Self.idsPerStatement, ids.count)]
-            let s = try db.prepare("SELECT \(columns) FROM chunks WHERE id IN (\(slice.map { _ in "?" }.joined(separator: ",")))")
+            let s = try db.prepare("SELECT \(columns) FROM chunks c\(join) WHERE c.id IN (\(slice.map { _ in "?" }.joined(separator: ",")))")
             try s.bind(slice.map { .int($0) })
             while try s.step() {
                 let position = ChunkPosition(id: s.int(0), documentID: s.int(1), ordinal: Int(truncatingIfNeeded: s.int(2)),
                                              charStart: Int(truncatingIfNeeded: s.int(3)), charEnd: Int(truncatingIfNeeded: s.int(4)))
                 if colbert {
-                    try s.withBlob(5) { try body(position, $0) }
+                    try s.withBlob(5) { blob in
+                        if checked, !s.isNull(6), Self.digest(blob, seed: 2) != s.int(6) { throw checksumMismatch(position.id, "ColBERT vectors") }
+                        try body(position, blob)
+                    }
                 } else {
                     try body(position, UnsafeRawBufferPointer(start: nil, count: 0))
                 }
@@ -244,6 +291,10 @@ extension IndexStore {
     /// Replaces the ColBERT blobs of the given chunks (re-encoding with a new codebook).
     package func replaceColBERT(_ rows: [(chunkID: Int64, blob: Data)]) throws {
         let update = try db.prepare("UPDATE chunks SET colbert = ? WHERE id = ?")
-        for row in rows { try update.run([.blob(row.blob), .int(row.chunkID)]) }
+        let sum = try db.prepare("UPDATE chunk_checksums SET colbert = ? WHERE chunk_id = ?")
+        for row in rows {
+            try update.run([.blob(row.blob), .int(row.chunkID)])
+            try sum.run([.int(row.blob.withUnsafeBytes { Self.digest($0, seed: 2) }), .int(row.chunkID)])
+        }
     }
 }

@@ -6,10 +6,23 @@ import Foundation
 extension IndexStore {
     // MARK: - HNSW graph
 
-    /// The graph's header, or nil when the index has no graph yet (or the meta value is
-    /// not base64, which an index never writes).
+    /// The graph's header, or nil when the index has no graph yet: no header row, no node
+    /// records and no chunks. Throws `StoreError.corrupt` when the row is not base64 (an
+    /// index never writes that), or is missing while nodes or chunks are stored: reading
+    /// such a file as empty would answer "no documents" and the next write would replace
+    /// the graph with a one-node one (issue 16, item 4).
     package func hnswHeader() throws -> [UInt8]? {
-        guard let text = try meta(MetaKey.hnswHeader), let bytes = Data(base64Encoded: text) else { return nil }
+        guard let text = try meta(MetaKey.hnswHeader) else {
+            let nodes = try db.scalarInt("SELECT count(*) FROM hnsw_nodes") ?? 0
+            let chunks = try db.scalarInt("SELECT count(*) FROM chunks") ?? 0
+            if nodes > 0 || chunks > 0 {
+                throw StoreError.corrupt(path: path, detail: "its meta row \(MetaKey.hnswHeader) is missing while \(chunks) chunks and \(nodes) graph nodes are stored")
+            }
+            return nil
+        }
+        guard let bytes = Data(base64Encoded: text) else {
+            throw StoreError.corrupt(path: path, detail: "its meta row \(MetaKey.hnswHeader) is not base64")
+        }
         return Array(bytes)
     }
 

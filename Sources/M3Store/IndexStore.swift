@@ -35,6 +35,8 @@ package final class IndexStore: @unchecked Sendable {
         self.readOnly = readOnly
         let exists = FileManager.default.fileExists(atPath: path)
         if !exists && settings == nil { throw StoreError.missing(path: path) }
+        // Only regular files: a directory or a FIFO as --index gets a clear error, not a hang.
+        if exists { try Self.requireRegularFile(path) }
         // Refuse a non-SQLite file before SQLite touches it (SQLite would write its own
         // header over a file shorter than one). A file this process already has open passed.
         if exists, let header = OpenDatabaseFiles.headerIfUnopened(path, count: 16),
@@ -42,6 +44,15 @@ package final class IndexStore: @unchecked Sendable {
             throw StoreError.notAnIndex(path: path, detail: "not an SQLite database")
         }
         db = try Self.connect(path: path, readOnly: readOnly, create: !exists)
+        // Nothing in the file may make opening it spin (a recursive view, say): every
+        // statement until the schema is verified runs under a time limit.
+        try db.withTimeLimit(seconds: Self.openTimeLimit) { try openOrCreate(settings) }
+        // Outside the time limit: an index from before row checksums gets them once, which
+        // takes a pass over its chunks.
+        if !readOnly { try ensureChecksums() }
+    }
+
+    private func openOrCreate(_ settings: StoredSettings?) throws {
         if !readOnly {
             do {
                 try db.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
@@ -58,16 +69,10 @@ package final class IndexStore: @unchecked Sendable {
             guard let settings, !readOnly else { throw StoreError.missing(path: path) }
             try create(settings)
         } else {
-            guard tables.contains("m3_meta") else {
-                throw StoreError.notAnIndex(path: path, detail: "SQLite database without m3search tables: \(tables.sorted().prefix(5).joined(separator: ", "))")
-            }
-            guard try meta("magic") == Self.magic else {
-                throw StoreError.notAnIndex(path: path, detail: "missing m3search magic")
-            }
-            let version = Int(try meta("format_version") ?? "") ?? 0
-            if version > Self.formatVersion {
-                throw StoreError.newerFormat(path: path, found: version, supported: Self.formatVersion)
-            }
+            // Magic and version from a verified m3_meta, then the whole schema against the
+            // version's, before any other query runs.
+            let version = try Self.readFormatVersion(of: db, path: path)
+            try verifySchema(formatVersion: version)
             if version < Self.formatVersion && !readOnly { try migrate(from: version) }
         }
     }
@@ -114,7 +119,7 @@ package final class IndexStore: @unchecked Sendable {
     }
 
     /// Named migrations, applied in order inside one transaction.
-    private static let migrations: [(version: Int, name: String, sql: String)] = [
+    static let migrations: [(version: Int, name: String, sql: String)] = [
         (1, "create tables", """
         CREATE TABLE m3_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         CREATE TABLE documents (
@@ -148,6 +153,7 @@ package final class IndexStore: @unchecked Sendable {
     private func create(_ settings: StoredSettings) throws {
         try db.transaction {
             for m in Self.migrations { try db.execute(m.sql) }
+            try db.execute(Self.checksumTableSQL)
             try setMeta(MetaKey.magic, Self.magic)
             try setMeta(MetaKey.formatVersion, String(Self.formatVersion))
             let json = String(decoding: try JSONEncoder().encode(settings), as: UTF8.self)

@@ -31,10 +31,49 @@ package final class SQLiteConnection: @unchecked Sendable {
             if let db { sqlite3_close_v2(db) }
             throw StoreError.sqlite(path: path, code: rc, message: message, sql: nil)
         }
+        // An index file is untrusted input: harden the connection before it reads a byte
+        // of the schema (see m3_sqlite_harden), and bound the SQL it will prepare.
+        let hardened = m3_sqlite_harden(db)
+        guard hardened == SQLITE_OK else {
+            sqlite3_close_v2(db)
+            throw StoreError.sqlite(path: path, code: hardened, message: "cannot enable SQLite's defensive mode", sql: nil)
+        }
+        sqlite3_limit(db, SQLITE_LIMIT_SQL_LENGTH, Self.maximumSQLLength)
         handle = db
         fileID = OpenDatabaseFiles.retain(path)
         sqlite3_busy_timeout(db, 5000)
         sqlite3_extended_result_codes(db, 1)
+    }
+
+    /// The longest SQL text a connection prepares (SQLite's default is 1 GB); m3search's
+    /// longest statement binds its values, so 1 MB is far above what it needs.
+    static let maximumSQLLength: Int32 = 1 << 20
+
+    /// Runs `body` with a time limit on every statement it runs: SQLite's progress handler
+    /// interrupts a statement still running after `seconds` (SQLITE_INTERRUPT, reported as
+    /// damage). Used while an untrusted file is opened and its schema verified, so nothing
+    /// in the file can make the open spin.
+    package func withTimeLimit<T>(seconds: Double, _ body: () throws -> T) throws -> T {
+        let deadline = UnsafeMutablePointer<Double>.allocate(capacity: 1)
+        deadline.initialize(to: Self.monotonicSeconds() + seconds)
+        sqlite3_progress_handler(handle, 1000, { context in
+            guard let context else { return 0 }
+            return SQLiteConnection.monotonicSeconds() > context.assumingMemoryBound(to: Double.self).pointee ? 1 : 0
+        }, deadline)
+        defer {
+            sqlite3_progress_handler(handle, 0, nil, nil)
+            deadline.deallocate()
+        }
+        do { return try body() } catch StoreError.sqlite(_, let code, _, let sql) where code == SQLITE_INTERRUPT {
+            throw StoreError.corrupt(path: path, detail: "a query ran longer than \(Int(seconds)) s while the index was opened"
+                + (sql.map { " [\($0.prefix(80))]" } ?? ""))
+        }
+    }
+
+    static func monotonicSeconds() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
     }
 
     deinit {

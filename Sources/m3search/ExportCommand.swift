@@ -29,7 +29,7 @@ struct ExportCommand: ParsableCommand {
     @OptionGroup var location: IndexPathOption
 
     @Option(name: .long, help: ArgumentHelp(
-        "Output file for jsonl (default: stdout); for an engine format, the folder to create (required).",
+        "Output file for jsonl (default, or `-`: stdout; a FIFO is written through; symbolic links and devices are refused); for an engine format, the folder to create (required).",
         discussion: "An engine export is written next to it and renamed into place when complete: the folder must be new or empty.",
         valueName: "path"))
     var out: String?
@@ -52,43 +52,31 @@ struct ExportCommand: ParsableCommand {
                 "exported \(summary.chunks) chunks for \(format.rawValue) to \(out) (\(summary.files.count) files)\n".utf8))
             return
         }
-        let handle: FileHandle
-        if let out {
-            guard FileManager.default.createFile(atPath: out, contents: nil), let h = FileHandle(forWritingAtPath: out) else {
-                throw M3SearchError(.io, "cannot write \(out): check the folder exists and is writable")
-            }
-            handle = h
-        } else {
-            handle = .standardOutput
-        }
+        // Every write, the fsync and the close are checked; on any error the output
+        // object removes its partial file (ExportOutput).
+        let output = try ExportOutput(path: out)
         var w = JSONWriter()
         var written = 0
-        do {
-            try SearchIndex.export(indexAt: location.index, header: { snapshot in
-                w.raw("{\"format\":"); w.string(Self.formatName)
-                w.raw(",\"version\":\(Self.formatVersion),\"settings\":")
-                w.raw(String(decoding: try JSONEncoder.sorted.encode(snapshot.settings), as: UTF8.self))
-                w.raw(",\"default_weights\":")
-                if let dw = snapshot.defaultWeights {
-                    w.raw("{\"dense\":"); w.number(dw.dense); w.raw(",\"sparse\":"); w.number(dw.sparse)
-                    w.raw(",\"colbert\":"); w.number(dw.colbert); w.raw("}")
-                } else {
-                    w.raw("null")
-                }
-                w.raw(",\"documents\":\(snapshot.documents),\"chunks\":\(snapshot.chunks)}\n")
-                w.flush(to: handle)
-            }, chunk: { c in
-                Self.write(c, to: &w)
-                w.flush(to: handle)
-                written += 1
-            })
-        } catch {
-            // A partial file would look like a valid export's start; remove it.
-            if let out { try? handle.close(); try? FileManager.default.removeItem(atPath: out) }
-            throw error
-        }
-        if let out {
-            try? handle.close()
+        try SearchIndex.export(indexAt: location.index, header: { snapshot in
+            w.raw("{\"format\":"); w.string(Self.formatName)
+            w.raw(",\"version\":\(Self.formatVersion),\"settings\":")
+            w.raw(String(decoding: try JSONEncoder.sorted.encode(snapshot.settings), as: UTF8.self))
+            w.raw(",\"default_weights\":")
+            if let dw = snapshot.defaultWeights {
+                w.raw("{\"dense\":"); w.number(dw.dense); w.raw(",\"sparse\":"); w.number(dw.sparse)
+                w.raw(",\"colbert\":"); w.number(dw.colbert); w.raw("}")
+            } else {
+                w.raw("null")
+            }
+            w.raw(",\"documents\":\(snapshot.documents),\"chunks\":\(snapshot.chunks)}\n")
+            try w.flush(into: output.put)
+        }, chunk: { c in
+            Self.write(c, to: &w)
+            try w.flush(into: output.put)
+            written += 1
+        })
+        try output.finish()
+        if let out, out != "-" {
             FileHandle.standardError.write(Data("exported \(written) chunks to \(out)\n".utf8))
         }
     }

@@ -15,6 +15,13 @@ struct IndexPathOption: ParsableArguments {
     /// Stops early, before loading a model, when the index does not exist.
     func requireExisting() throws {
         guard FileManager.default.fileExists(atPath: index) else { throw M3SearchError(StoreError.missing(path: index)) }
+        try requireRegularFile()
+    }
+
+    /// Stops early, before loading a model, when the path holds a directory, FIFO or device.
+    func requireRegularFile() throws {
+        guard FileManager.default.fileExists(atPath: index) else { return }
+        do { try IndexStore.requireRegularFile(index) } catch { throw M3SearchError(error) }
     }
 
     var isWritable: Bool { FileManager.default.isWritableFile(atPath: index) }
@@ -49,6 +56,7 @@ struct IndexLocation: ParsableArguments {
 
     /// Opens the index with its model (created when absent, unless `options.create` is false).
     func open(_ options: IndexOptions = IndexOptions()) throws -> SearchIndex {
+        try path.requireRegularFile()
         let opened = try SearchIndex(path: index, model: try modelOptions.load(), options: options)
         noteIdentityUpgrade(opened)
         return opened

@@ -20,6 +20,10 @@ public func initialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutable
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     for suffix in ["", "-wal", "-shm", ".lock"] { unlink(scratch + suffix) }
     guard FileManager.default.createFile(atPath: scratch, contents: Data(bytes: data, count: size)) else { return 0 }
+    // The schema check `m3search check` runs first, and its repair (issue 16, item 6).
+    if let schema = try? SearchIndex.inspectSchema(at: scratch), !schema.foreign.isEmpty {
+        _ = try? SearchIndex.removeForeignSchemaObjects(at: scratch)
+    }
     if let index = try? SearchIndex(path: scratch, model: model, options: .existing(readOnly: true)) {
         _ = try? index.check()
         _ = try? index.search("python context manager", options: SearchOptions(k: 3))

@@ -128,3 +128,32 @@ extension IndexWriter {
         }
     }
 }
+
+/// What the schema check of an index file found (see `SearchIndex.inspectSchema(at:)`).
+public struct SchemaReport: Sendable {
+    /// Objects m3search did not create (a trigger, a view, an extra index or table), e.g.
+    /// "trigger wipe on chunks": `removeForeignSchemaObjects(at:)` drops them.
+    public var foreign: [String]
+    /// Own objects missing or altered (e.g. "view chunks is not the one m3search creates"):
+    /// only a rebuild restores them.
+    public var damaged: [String]
+    public var isSound: Bool { foreign.isEmpty && damaged.isEmpty }
+}
+
+extension SearchIndex {
+    /// Compares the schema of the index at `path` with the one m3search creates for its
+    /// format version, without opening it as an index (which refuses any difference). Runs
+    /// nothing the file defines. Throws `M3SearchError` when the file is not an index.
+    public static func inspectSchema(at path: String) throws -> SchemaReport {
+        try M3SearchError.boundary {
+            let r = try IndexStore.inspectSchema(path: path)
+            return SchemaReport(foreign: r.foreign, damaged: r.damaged)
+        }
+    }
+
+    /// Drops the schema objects m3search did not create from the index at `path`, in one
+    /// transaction (`m3search check --repair`); returns them. Rows are not touched.
+    public static func removeForeignSchemaObjects(at path: String) throws -> [String] {
+        try M3SearchError.boundary { try IndexStore.removeForeignSchemaObjects(path: path) }
+    }
+}

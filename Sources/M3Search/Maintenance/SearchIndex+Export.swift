@@ -48,7 +48,7 @@ extension SearchIndex {
                 try header(IndexSnapshot(settings: settings, defaultWeights: try IndexState.loadSavedWeights(store),
                                          documents: counts.documents, chunks: counts.chunks))
                 // Vectors are decoded from the index's storage (the PQ codebook for pq storage).
-                let codec = settings.codec.with(codebook: try IndexState.loadCodebook(store, dimension: settings.dimension))
+                let codec = settings.codec.with(codebook: try IndexState.loadCodebook(store, dimension: settings.dimension, storage: settings.colbertStorage))
                 try forEachChunk(store, codec: codec, body)
             }
         }

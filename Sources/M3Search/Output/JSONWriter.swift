@@ -52,6 +52,13 @@ package struct JSONWriter {
         bytes.append(UInt8(ascii: "\""))
     }
 
+    /// Hands the bytes written so far to `write` (which must take them all or throw), then
+    /// empties the buffer.
+    package mutating func flush(into write: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+        try bytes.withUnsafeBytes(write)
+        bytes.removeAll(keepingCapacity: true)
+    }
+
     package mutating func flush(to handle: FileHandle = .standardOutput) {
         handle.write(Data(bytes))
         bytes.removeAll(keepingCapacity: true)

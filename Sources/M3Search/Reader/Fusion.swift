@@ -17,8 +17,11 @@ struct ScoredChunk {
 /// The last stage of a search: the exact per-mode scores become one fused score, and the
 /// best chunks (or documents) are kept. Pure functions, shared by search and evaluation.
 enum Fusion {
-    /// Weighted: Σ wᵢ·sᵢ / Σ wᵢ (FlagEmbedding). RRF: Σ wᵢ / (60 + rankᵢ), ranks within the candidates.
-    static func fuse(_ chunks: inout [ScoredChunk], weights w: FusionWeights, fusion: SearchOptions.Fusion = .weighted) {
+    /// Weighted: Σ wᵢ·sᵢ / Σ wᵢ (FlagEmbedding). RRF: Σ wᵢ / (60 + rankᵢ) with Σ wᵢ = 1, ranks within the candidates.
+    /// The weights are rescaled so the largest is 1 (`FusionWeights.scaledToUnitMaximum`):
+    /// only their ratios matter, and raw weights at Float's edges underflow or overflow.
+    static func fuse(_ chunks: inout [ScoredChunk], weights raw: FusionWeights, fusion: SearchOptions.Fusion = .weighted) {
+        let w = raw.scaledToUnitMaximum
         switch fusion {
         case .weighted:
             // Scores.fused's arithmetic, in its order, without two arrays per chunk
@@ -31,6 +34,10 @@ enum Fusion {
                 chunks[i].fused = den > 0 ? num / den : 0
             }
         case .rrf:
+            // Relative like the weighted sum's: divided by their sum too, so a fused score
+            // stays within (0, 1/61] whatever multiple of the weights was given.
+            let total = w.dense + w.sparse + w.colbert
+            let w = total > 0 ? FusionWeights(dense: w.dense / total, sparse: w.sparse / total, colbert: w.colbert / total) : w
             for i in chunks.indices { chunks[i].fused = 0 }
             let modes: [(Float, KeyPath<ScoredChunk, Float?>)] = [(w.dense, \.dense), (w.sparse, \.sparse), (w.colbert, \.colbert)]
             for (weight, key) in modes where weight > 0 {

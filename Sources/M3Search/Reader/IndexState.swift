@@ -41,7 +41,7 @@ struct IndexState {
         try store.forEachPosting { token, bytes in try sparseLoader.add(token: token, bytes: Array(bytes)) }
         let sparse = sparseLoader.finish()
 
-        let codec = settings.codec.with(codebook: try loadCodebook(store, dimension: settings.dimension))
+        let codec = settings.codec.with(codebook: try loadCodebook(store, dimension: settings.dimension, storage: settings.colbertStorage))
         let hnsw: HNSWIndex
         if let header = try store.hnswHeader() {
             // Records first (small: links only), then each vector straight into its slot, so
@@ -86,11 +86,17 @@ struct IndexState {
     }
 
     /// The ColBERT product quantiser stored in the index, if any.
-    static func loadCodebook(_ store: IndexStore, dimension: Int) throws -> ProductQuantizer? {
+    /// Its subspaces must be the code bytes per row that `storage` stores: a header that
+    /// disagrees with the codes would make every decode read past a row (issue 16, item 7).
+    static func loadCodebook(_ store: IndexStore, dimension: Int, storage: ColBERTStorage) throws -> ProductQuantizer? {
         guard let data = try store.codebook(name: "colbert") else { return nil }
         do {
             let pq = try ProductQuantizer(serialized: Array(data))
             guard pq.dimension == dimension else { throw IndexError.dimensionMismatch(expected: dimension, actual: pq.dimension) }
+            guard case .productQuantized = storage, pq.subspaces == storage.bytesPerRow(dimension: dimension) else {
+                throw IndexError.corrupt(what: "codebook", detail: "\(pq.subspaces) subspaces, but the index stores ColBERT rows as \(storage)"
+                    + " (\(storage.bytesPerRow(dimension: dimension)) bytes per row)")
+            }
             return pq
         } catch {
             throw StoreError.corrupt(path: store.path, detail: "ColBERT codebook: \(error)")
