@@ -29,7 +29,16 @@ struct CheckCommand: ParsableCommand {
             for damage in schema.damaged { print("problem: \(damage)") }
             throw ExitCode(ExitStatus.problemsFound)
         }
-        let index = try location.open(.existing(readOnly: !location.path.isWritable))
+        // Damage found while opening (a row failing its checksum as the graph loads, a lost
+        // meta row) is a finding of `check` too, not a failure to run it.
+        let index: SearchIndex
+        do {
+            index = try location.open(.existing(readOnly: !location.path.isWritable))
+        } catch let error as M3SearchError where error.kind == .corrupt {
+            print("\(location.index): damaged")
+            print("problem: \(error.message)")
+            throw ExitCode(ExitStatus.problemsFound)
+        }
         let report = try index.check()
         print("\(location.index): \(report.documents) documents, \(report.chunks) chunks")
         if report.isSound {
