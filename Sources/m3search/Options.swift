@@ -9,8 +9,8 @@ let defaultIndexPath = ProcessInfo.processInfo.environment["M3SEARCH_INDEX"] ?? 
 
 /// `--index`: the index file.
 struct IndexPathOption: ParsableArguments {
-    @Option(name: [.customShort("i"), .long], help: ArgumentHelp("Index file ($M3SEARCH_INDEX, when set, is the default).", valueName: "index"),
-            completion: .file(extensions: ["m3index"]))
+    @Option(name: [.customShort("i"), .long], help: ArgumentHelp("Index file; $M3SEARCH_INDEX, when set, replaces the built-in value.", valueName: "index"),
+            completion: .file())
     var index: String = defaultIndexPath
 
     /// Stops early, before loading a model, when the index does not exist.

@@ -50,7 +50,7 @@ final class BatchQueryTests: XCTestCase {
     func testBatchLinesEqualSingleQueries() throws {
         let c = try Self.corpus()
         defer { try? FileManager.default.removeItem(at: c.dir) }
-        let queries = [("q1", "ships at night"), ("q2", "lava from a mountain"), ("7", "bread in the morning")]
+        let queries = [("q1", "ships at night"), ("7", "bread in the morning")]
         let jsonl = queries.map { #"{"_id": "\#($0.0)", "text": "\#($0.1)", "metadata": {}}"# }.joined(separator: "\n") + "\n"
         try Data(jsonl.utf8).write(to: URL(fileURLWithPath: c.path("q.jsonl")))
         let batch = try runM3Search(["query", "--queries", c.path("q.jsonl"), "-i", c.index, "-m", Self.model, "-k", "3"], stdin: "")
@@ -81,7 +81,7 @@ final class BatchQueryTests: XCTestCase {
         try Data((jsonl + "{\"_id\": 3}\n").utf8).write(to: URL(fileURLWithPath: c.path("bad.jsonl")))
         let bad = try runM3Search(["query", "--queries", c.path("bad.jsonl"), "-i", c.index, "-m", Self.model], stdin: "")
         XCTAssertEqual(bad.status, 65, bad.stderr)
-        XCTAssertTrue(bad.stderr.contains("bad.jsonl:4:"), bad.stderr)
+        XCTAssertTrue(bad.stderr.contains("bad.jsonl:\(queries.count + 1):"), bad.stderr)
         XCTAssertTrue(bad.stdout.isEmpty)
         for usage in [["query", "x", "--queries", c.path("q.jsonl")], ["query"], ["query", "x", "--run-out", c.path("r")],
                       ["query", "--queries", c.path("q.jsonl"), "--run-out", c.path("r"), "--chunks"]] {

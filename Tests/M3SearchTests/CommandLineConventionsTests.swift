@@ -30,6 +30,32 @@ final class CommandLineConventionsTests: XCTestCase {
         XCTAssertTrue(readme.contains("m3search \(version)"), "README must name the version --version prints (\(version))")
     }
 
+    /// ArgumentParser appends "(default: …)" to each option that has one: no help text
+    /// may say it again. And the completion scripts complete paths for path options.
+    func testHelpShowsEachDefaultOnceAndPathsComplete() throws {
+        for command in [[], ["index"], ["query"], ["serve"], ["check"], ["info"], ["encode"], ["score"], ["eval"], ["tune"],
+                        ["export"], ["import"]] {
+            let help = try runM3Search(command + ["--help"], stdin: "")
+            XCTAssertEqual(help.status, 0)
+            let options = try XCTUnwrap(help.stdout.components(separatedBy: "OPTIONS:").last)
+            // One block per option: from a line starting "  -" or "  <" to the next.
+            for block in options.components(separatedBy: "\n  ").filter({ $0.hasPrefix("-") || $0.hasPrefix("<") }) {
+                let mentions = block.lowercased().components(separatedBy: "default").count - 1
+                    - block.components(separatedBy: "default.m3index").count + 1
+                XCTAssertLessThanOrEqual(mentions, 1, "\(command): \(block)")
+            }
+        }
+        XCTAssertTrue(try runM3Search(["index", "--help"], stdin: "").stdout.contains("(default: 512)"))
+        let zsh = try runM3Search(["--generate-completion-script", "zsh"], stdin: "").stdout
+        for option in ["{-i,--index}", "{-m,--model}", "--queries", "--qrels", "--run-out", "--out"] {
+            let lines = zsh.split(separator: "\n").filter { $0.contains(option + "[") || $0.contains(option + "'[") }
+            XCTAssertFalse(lines.isEmpty, option)
+            for line in lines { XCTAssertTrue(line.contains(":_files"), "\(option) completes paths: \(line)") }
+        }
+        XCTAssertTrue(zsh.contains("{-m,--model}") && zsh.contains("_files -/"), "--model completes folders")
+        XCTAssertTrue(zsh.contains("'*:paths:_files'"), "index's paths complete")
+    }
+
     /// The short flags give the same bytes as the long ones; -k is honoured.
     func testShortFlagsMeanTheLongOnes() throws {
         let dir = try Self.corpus(4)
