@@ -173,6 +173,45 @@ final class CommandLineConventionsTests: XCTestCase {
         XCTAssertTrue(rerun.stdout.hasPrefix("indexed \(count - kept), unchanged \(kept),"), rerun.stdout)
         XCTAssertEqual(try KillCampaignTests.committedPaths(index).count, count)
     }
+
+    /// A second SIGINT does not wait for the current document: exit 130 at once, no summary.
+    func testASecondCtrlCExitsAtOnce() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("m3-conv-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("docs"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // Each document has hundreds of chunks: encoding and inserting one takes seconds.
+        let words = ["lighthouse", "ship", "rock", "harbour", "coast", "night", "storm", "wave", "keeper", "lamp"]
+        for i in 0 ..< 4 {
+            let text = (0 ..< 1500).map { words[($0 * 7 + $0 / 3 + i) % words.count] }.joined(separator: " ")
+            try Data(text.utf8).write(to: dir.appendingPathComponent("docs/b\(i).txt"))
+        }
+        let index = dir.appendingPathComponent("c.m3index").path
+        let out = dir.appendingPathComponent("out"), err = dir.appendingPathComponent("err")
+        FileManager.default.createFile(atPath: out.path, contents: nil)
+        FileManager.default.createFile(atPath: err.path, contents: nil)
+        let process = Process()
+        process.executableURL = m3searchBinary
+        process.arguments = ["index", dir.appendingPathComponent("docs").path, "-i", index, "-m", Self.model,
+                             "--max-length", "32", "--overlap", "4", "--batch", "1"]
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = try FileHandle(forWritingTo: out)
+        process.standardError = try FileHandle(forWritingTo: err)
+        try process.run()
+        // Once the index's creation is committed, the first document is being encoded.
+        func opens() -> Bool { FileManager.default.fileExists(atPath: index) && (try? KillCampaignTests.committedPaths(index)) != nil }
+        while process.isRunning && !opens() { usleep(3_000) }
+        kill(process.processIdentifier, SIGINT)
+        while process.isRunning && !((try? String(contentsOf: err, encoding: .utf8)) ?? "").contains("stopping after the current document") {
+            usleep(3_000)
+        }
+        kill(process.processIdentifier, SIGINT)
+        process.waitUntilExit()
+        let stdout = try String(contentsOf: out, encoding: .utf8), stderr = try String(contentsOf: err, encoding: .utf8)
+        XCTAssertEqual(process.terminationStatus, 130, stderr)
+        XCTAssertTrue(stdout.isEmpty, "no summary: \(stdout)")
+        XCTAssertFalse(stderr.contains("interrupted:"), stderr)
+        XCTAssertNoThrow(try KillCampaignTests.committedPaths(index), "the index still opens")
+    }
 }
 
 /// Runs m3search with changes to the environment (nil removes a variable). `terminal`
