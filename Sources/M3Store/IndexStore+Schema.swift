@@ -138,7 +138,8 @@ extension IndexStore {
     /// verified `m3_meta` table.
     private static func withRawConnection<T>(path: String, writable: Bool, _ body: (SQLiteConnection, Int) throws -> T) throws -> T {
         try requireRegularFile(path)
-        let db = try SQLiteConnection(path: path, mode: writable ? .readWrite : .readOnly)
+        // Read-only as an index opens read-only (immutable on read-only media, see `connect`).
+        let db = try connect(path: path, readOnly: !writable, create: false)
         return try db.withTimeLimit(seconds: openTimeLimit) {
             let version = try readFormatVersion(of: db, path: path)
             return try body(db, version)

@@ -80,7 +80,7 @@ package final class IndexStore: @unchecked Sendable {
     /// A read-only connection to a WAL index needs its `-shm` file; on read-only media
     /// where that file is gone (SQLite deletes it when the last writer closes) and cannot
     /// be created, the file is opened immutable instead: nobody can be writing it there.
-    private static func connect(path: String, readOnly: Bool, create: Bool) throws -> SQLiteConnection {
+    static func connect(path: String, readOnly: Bool, create: Bool) throws -> SQLiteConnection {
         guard readOnly else { return try SQLiteConnection(path: path, mode: create ? .create : .readWrite) }
         let connection = try SQLiteConnection(path: path, mode: .readOnly)
         do {

@@ -103,6 +103,7 @@ final class IndexStoreTests: XCTestCase {
     func testNamedReadsReturnWhatWasWritten() throws {
         let store = try IndexStore(path: dir.appendingPathComponent("n.m3index").path,
                                    createWith: StoredSettings(modelID: "m", dimension: 4))
+        XCTAssertNil(try store.hnswHeader(), "an empty index has no graph yet")
         let doc = try store.insertDocument(path: "d", size: 1, mtime: 0, contentHash: "h", metadata: nil)
         var ids: [Int64] = []
         for i in 0..<3 {
@@ -118,7 +119,11 @@ final class IndexStoreTests: XCTestCase {
         XCTAssertEqual(try store.chunkTexts(ids: [ids[1], 999]), [ids[1]: "text 1"])
         XCTAssertEqual(try store.chunkIDs(), ids)
 
-        XCTAssertNil(try store.hnswHeader())
+        // Chunks without a graph header: the header row was lost (issue 16, item 4).
+        XCTAssertThrowsError(try store.hnswHeader()) { error in
+            guard case StoreError.corrupt(_, let detail) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(detail.contains("hnsw_header is missing"), detail)
+        }
         try store.putHNSW(header: [9, 8, 7], nodes: [(slot: 1, record: [1, 1]), (slot: 0, record: [0])])
         XCTAssertEqual(try store.hnswHeader(), [9, 8, 7])
         var nodes: [(Int, [UInt8])] = []
