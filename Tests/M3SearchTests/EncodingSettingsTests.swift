@@ -245,8 +245,11 @@ final class EncodingSettingsTests: XCTestCase {
         let body = data.subdata(in: 8 + headerLength ..< data.count)
         var newHeader: [String: Any] = [:], newBody = Data()
         for name in header.keys.sorted() {
-            guard var t = header[name] as? [String: Any] else { newHeader[name] = header[name]; continue }
-            let offsets = try XCTUnwrap(t["data_offsets"] as? [Int]), shape = try XCTUnwrap(t["shape"] as? [Int])
+            guard name != "__metadata__", var t = header[name] as? [String: Any] else { newHeader[name] = header[name]; continue }
+            func ints(_ key: String) throws -> [Int] {
+                try XCTUnwrap((t[key] as? [Any])?.compactMap { ($0 as? NSNumber)?.intValue ?? ($0 as? Int) }, key)
+            }
+            let offsets = try ints("data_offsets"), shape = try ints("shape")
             var bytes = body.subdata(in: offsets[0] ..< offsets[1])
             if name == "embeddings.position_embeddings.weight" {
                 bytes = bytes.prefix(bytes.count / shape[0] * positions)
