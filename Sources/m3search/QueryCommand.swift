@@ -13,6 +13,8 @@ struct QueryCommand: ParsableCommand {
 
     @OptionGroup var location: IndexLocation
 
+    @OptionGroup(title: "Filters") var filterOptions: FilterOptions
+
     @Option(name: .long, help: "Number of results.")
     var k: Int = 10
 
@@ -56,7 +58,7 @@ struct QueryCommand: ParsableCommand {
         let searchIndex = try location.open(.existing(readOnly: !location.path.isWritable))
         let report = try searchIndex.search(text, options: SearchOptions(k: k, weights: w, mode: mode, fusion: fusion,
                                                                          candidates: candidates, groupByDocument: !chunks,
-                                                                         efSearch: efSearch))
+                                                                         efSearch: efSearch, filter: try filterOptions.filter()))
         if json {
             var out = JSONWriter()
             report.writeJSON(query: text, explain: explain, modelLoad: searchIndex.model.loadTimings, to: &out)
@@ -77,6 +79,9 @@ struct QueryCommand: ParsableCommand {
             print(String(format: "candidates: %d dense + %d sparse → %d unique; encode %.1f ms, candidates %.1f ms, scoring %.1f ms, fusion %.1f ms",
                          report.denseCandidates, report.sparseCandidates, report.candidates, report.encodeSeconds * 1000,
                          report.candidateSeconds * 1000, report.scoreSeconds * 1000, report.fuseSeconds * 1000))
+            if let documents = report.filterDocuments, let chunks = report.filterChunks {
+                print("filter: \(documents) documents, \(chunks) chunks match; candidates: \(report.filterPlan ?? "-")")
+            }
             print(searchIndex.model.loadTimings.description)
         }
     }
