@@ -30,7 +30,7 @@ final class DocumentIDTests: XCTestCase {
         let model = fixture("models/tiny-safetensors")
         let real = dir.appendingPathComponent("real")
         for spelling in ["notes", "./notes/", real.path + "/notes", dir.appendingPathComponent("link/notes").path, "../notes/."] {
-            let run = try runM3Search(["index", spelling, "--index", index, "--model", model, "--max-length", "32"], stdin: "",
+            let run = try runM3Search(["index", spelling, "--index", index, "--model", model, "--max-length", "32", "--overlap", "4"], stdin: "",
                                       currentDirectory: spelling.hasPrefix("../") ? real.appendingPathComponent("notes") : real)
             XCTAssertEqual(run.status, 0, "\(spelling): \(run.stderr)")
         }
@@ -68,7 +68,7 @@ final class DocumentIDTests: XCTestCase {
         let model = try SearchEngineTests.model()
         let cwd = FileManager.default.currentDirectoryPath
         XCTAssertTrue(FileManager.default.changeCurrentDirectoryPath(dir.appendingPathComponent("real").path))
-        defer { FileManager.default.changeCurrentDirectoryPath(cwd) }
+        defer { _ = FileManager.default.changeCurrentDirectoryPath(cwd) }
         var newest: [String: String] = [:]  // canonical id → the spelling inserted last
         do {
             let index = try SearchIndex(path: path, model: model, options: IndexOptions(maxLength: 32, overlap: 4))

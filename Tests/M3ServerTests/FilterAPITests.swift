@@ -20,7 +20,7 @@ final class FilterAPITests: XCTestCase {
             (["path": names.enumerated().filter { $0.offset % 3 == 0 }.map { "corpus/" + $0.element }],
              { id in names.firstIndex(of: String(id.dropFirst(7)))! % 3 == 0 }),
             (["metadata": ["source": names[17]]], { $0 == "corpus/" + names[17] }),
-            (["path": ["*.md"], "metadata": ["source": names[4]], "modified_after": "2000-01-01"], { $0 == "corpus/" + names[4] }),
+            (["path": ["corpus/*"], "metadata": ["source": names[4]], "modified_after": "2000-01-01"], { $0 == "corpus/" + names[4] }),
             (["modified_before": "2000-01-01T00:00:00Z"], { _ in false }),
         ]
         for (filter, allows) in cases {
