@@ -85,6 +85,8 @@ let package = Package(
         .testTarget(name: "M3IndexTests", dependencies: ["M3Index", "M3Model"]),
         .testTarget(name: "M3StoreTests", dependencies: ["M3Store"]),
         .testTarget(name: "M3SearchTests", dependencies: ["M3Search", "m3search", "M3TestSupport"]),
+        // An app's view: imports M3Search alone, so every public type it names must be re-exported.
+        .testTarget(name: "M3SearchImportTests", dependencies: ["M3Search"]),
         .testTarget(name: "M3ServerTests", dependencies: ["M3Server", "M3Search", "m3search", "M3TestSupport"]),
     ],
     cxxLanguageStandard: .cxx17

@@ -85,6 +85,9 @@ public final class SearchIndex: @unchecked Sendable {
                                                          graphEncoding: options.graphEncoding ?? settings.graphEncoding))
             writer = try IndexWriter(path: path, settings: settings, store: store, shared: shared)
             reader = try IndexReader(path: path, model: model, settings: settings, shared: shared)
+            // Indexes written before file ids were canonical: merge a file's copies under
+            // several spellings (IndexWriter+DocumentIDs).
+            if !options.readOnly { try writer.canonicalizeDocumentIDs() }
         } catch {
             throw M3SearchError(error)
         }
@@ -195,8 +198,10 @@ public final class SearchIndex: @unchecked Sendable {
     /// Indexes files and folders incrementally: new and changed files are encoded,
     /// unchanged ones skipped without encoding, and files deleted under a given folder
     /// removed. Work is committed in batches, so an interrupted run keeps what it finished
-    /// and the next run resumes. Document paths are the roots as given joined with each
-    /// file's relative path.
+    /// and the next run resumes. Document ids are the files' canonical absolute paths
+    /// (realpath: symlinks, `.` and `..` resolved), so a file reached through different
+    /// spellings (`dir`, `./dir`, `/abs/dir`, a symlinked parent) is one document. Ids given
+    /// to `add` are kept as given.
     ///
     /// `shouldStop` is asked before each file: when it returns true the run commits what it
     /// has encoded, stops, and returns a summary with `interrupted` set (a later run with

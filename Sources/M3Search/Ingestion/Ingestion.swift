@@ -109,8 +109,8 @@ struct Ingestion {
     /// Indexes files and folders incrementally: new and changed files are encoded,
     /// unchanged ones skipped without encoding, and files deleted under a given folder
     /// removed. Work is committed in batches, so an interrupted run keeps what it finished
-    /// and the next run resumes. Document paths are the roots as given joined with each
-    /// file's relative path.
+    /// and the next run resumes. Document ids are canonical absolute paths (symlinks, `.` and
+    /// `..` resolved), so a file reached through different spellings is one document.
     func indexFiles(_ roots: [String], selection: FileSelection, shouldStop: (() -> Bool)? = nil,
                     progress: ((IndexProgress) -> Void)?) throws -> IndexSummary {
         let start = Date()
@@ -120,10 +120,16 @@ struct Ingestion {
         var files: [(path: String, kind: DocumentKind?)] = []
         var folderRoots: [String] = []
         let fm = FileManager.default
-        for root in roots {
+        for given in roots {
             var isDir: ObjCBool = false
-            guard fm.fileExists(atPath: root, isDirectory: &isDir) else {
-                throw M3SearchError(.notFound, "\(root) does not exist")
+            guard fm.fileExists(atPath: given, isDirectory: &isDir) else {
+                throw M3SearchError(.notFound, "\(given) does not exist")
+            }
+            // One document per file, however it was reached: `dir`, `./dir`, `/abs/dir` and
+            // a symlinked parent all give the same ids (the walk below follows no symlinks,
+            // so every path under a canonical root is canonical too).
+            guard let root = Self.canonicalPath(given) else {
+                throw M3SearchError(.io, "\(given) cannot be resolved to a canonical path")
             }
             if isDir.boolValue {
                 let base = root.hasSuffix("/") && root.count > 1 ? String(root.dropLast()) : root
@@ -214,6 +220,14 @@ struct Ingestion {
         try? writer.checkpoint()
         summary.seconds = Date().timeIntervalSince(start)
         return summary
+    }
+
+    /// The absolute path of `path` with every symlink, `.` and `..` resolved (realpath(3)),
+    /// the id of an indexed file; nil when it cannot be resolved.
+    static func canonicalPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(validatingCString: resolved)
     }
 
     /// Relative paths of the regular files under `root`, sorted, read with readdir/lstat:

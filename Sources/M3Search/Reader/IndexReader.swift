@@ -82,6 +82,16 @@ final class IndexReader: @unchecked Sendable {
         if options.k < 1 { throw invalid("k must be at least 1 (got \(options.k))") }
         if options.k > 10_000 { throw invalid("k must be at most 10000 (got \(options.k))") }
         if options.candidates < 1 { throw invalid("the candidate count must be at least 1 (got \(options.candidates))") }
+        if let f = options.filter {
+            if f.paths.count > 1000 { throw invalid("at most 1000 path patterns (got \(f.paths.count))") }
+            if f.metadata.count > 100 { throw invalid("at most 100 metadata pairs (got \(f.metadata.count))") }
+            if let p = f.paths.first(where: { $0.isEmpty || $0.utf8.count > 4096 }) {
+                throw invalid("a path pattern must have 1 to 4096 bytes (got \(p.utf8.count))")
+            }
+            for d in [f.modifiedAfter, f.modifiedBefore].compactMap({ $0 }) where !d.timeIntervalSince1970.isFinite {
+                throw invalid("filter dates must be finite")
+            }
+        }
         guard let w = options.weights else { return }
         if ![w.dense, w.sparse, w.colbert].allSatisfy({ $0.isFinite && $0 >= 0 }) || w.dense + w.sparse + w.colbert <= 0 {
             throw invalid("weights must be non-negative and not all zero (got \(w))")
@@ -96,12 +106,39 @@ final class IndexReader: @unchecked Sendable {
         return try shared.read { state in
             guard state.hnsw.count > 0 else { throw M3SearchError.emptyIndex(path) }
             let n = max(options.candidates, options.k)
+            let fromGraph = w.dense > 0 || w.colbert > 0, fromPostings = w.sparse > 0 || w.colbert > 0
+            // 0. A filter becomes the set of matching chunks, which the candidate generators
+            //    below search within (never a cut of unfiltered candidates).
+            var allowed: Set<Int64>?
+            if let filter = options.filter, !filter.isEmpty {
+                let matching = try matchingChunks(filter)
+                let live = matching.chunks.filter { state.hnsw.contains(id: $0) }
+                report.filterDocuments = matching.documents
+                report.filterChunks = live.count
+                allowed = Set(live)
+            }
             // 1. Candidates.
-            let found = try candidates(state, for: q, n: n, efSearch: options.efSearch,
-                                       fromGraph: w.dense > 0 || w.colbert > 0, fromPostings: w.sparse > 0 || w.colbert > 0)
-            report.denseCandidates = found.graph.count
-            report.sparseCandidates = found.postings.count
-            let ids = Set(found.graph).union(found.postings)
+            let ids: Set<Int64>
+            if let allowed, allowed.count <= n, fromGraph {
+                // No more matching chunks than candidates: score them all (what exact
+                // candidate generation would return), no traversal needed.
+                ids = allowed
+                report.filterPlan = "all matching chunks scored"
+                report.denseCandidates = allowed.count
+            } else {
+                let filter = allowed.map { IDFilter(allowing: $0) }
+                let found = try candidates(state, for: q, n: n, efSearch: options.efSearch,
+                                           fromGraph: fromGraph, fromPostings: fromPostings, filter: filter)
+                if let filter, fromGraph {
+                    let ef = max(options.efSearch ?? state.hnsw.efSearch, n)
+                    report.filterPlan = state.hnsw.filterPlan(filter, k: n, ef: ef).plan.description
+                } else if filter != nil {
+                    report.filterPlan = "sparse postings"
+                }
+                report.denseCandidates = found.graph.count
+                report.sparseCandidates = found.postings.count
+                ids = Set(found.graph).union(found.postings)
+            }
             report.candidates = ids.count
             let t2 = Date()
             report.candidateSeconds = t2.timeIntervalSince(t1)
@@ -135,16 +172,16 @@ final class IndexReader: @unchecked Sendable {
     /// searched at the same time (two threads; both structures are read-only here).
     /// Evaluation pools take the same candidates.
     func candidates(_ state: IndexState, for q: Embedding, n: Int, efSearch: Int?,
-                    fromGraph: Bool, fromPostings: Bool) throws -> (graph: [Int64], postings: [Int64]) {
+                    fromGraph: Bool, fromPostings: Bool, filter: IDFilter? = nil) throws -> (graph: [Int64], postings: [Int64]) {
         let dense = fromGraph ? q.dense : nil
         let terms = fromPostings ? q.sparse.map { zip($0.ids, $0.weights).map { (token: $0, weight: $1) } } : nil
         var found: [Result<[IndexHit], Error>?] = [nil, nil]
         found.withUnsafeMutableBufferPointer { out in
             concurrently(2) { i in
                 if i == 0, let dense {
-                    out[0] = Result { try Self.graphSearch(state.hnsw, dense, n: n, ef: max(efSearch ?? state.hnsw.efSearch, n)) }
+                    out[0] = Result { try Self.graphSearch(state.hnsw, dense, n: n, ef: max(efSearch ?? state.hnsw.efSearch, n), filter: filter) }
                 } else if i == 1, let terms, !terms.isEmpty {
-                    out[1] = Result { try state.sparse.search(terms, k: n) }
+                    out[1] = Result { try state.sparse.search(terms, k: n, filter: filter) }
                 }
             }
         }
@@ -154,10 +191,10 @@ final class IndexReader: @unchecked Sendable {
     /// The graph's top n for a dense query. An int8 graph traverses on codes and rescores
     /// its ef candidates exactly (float query · stored int8 vector) before cutting to n, so
     /// the candidates are the ones a float32 graph of the same vectors would keep.
-    static func graphSearch(_ hnsw: HNSWIndex, _ query: [Float], n: Int, ef: Int) throws -> [IndexHit] {
-        guard hnsw.encoding == .int8 else { return try hnsw.search(query, k: n, ef: ef) }
+    static func graphSearch(_ hnsw: HNSWIndex, _ query: [Float], n: Int, ef: Int, filter: IDFilter? = nil) throws -> [IndexHit] {
+        guard hnsw.encoding == .int8 else { return try hnsw.search(query, k: n, ef: ef, filter: filter) }
         return try query.withUnsafeBufferPointer { q in
-            try hnsw.search(q, k: n, ef: ef, exactScore: { id in hnsw.score(q, id: id) ?? -.infinity })
+            try hnsw.search(q, k: n, ef: ef, filter: filter, exactScore: { id in hnsw.score(q, id: id) ?? -.infinity })
         }
     }
 
@@ -225,6 +262,21 @@ final class IndexReader: @unchecked Sendable {
             out.append(c)
         }
         return out
+    }
+
+    /// The chunks of the documents `filter` allows: the mtime and metadata conditions in SQL,
+    /// the path globs on the ids returned, all in one read transaction.
+    func matchingChunks(_ filter: SearchFilter) throws -> (documents: Int, chunks: [Int64]) {
+        let patterns = filter.paths.map(PathPattern.init)
+        return try connections[0].use { store in
+            try store.read {
+                var docs = try store.documents(modifiedAfter: filter.modifiedAfter?.timeIntervalSince1970,
+                                               modifiedBefore: filter.modifiedBefore?.timeIntervalSince1970,
+                                               metadata: filter.metadata.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+                if !patterns.isEmpty { docs = docs.filter { d in patterns.contains { $0.matches(d.path) } } }
+                return (docs.count, try store.chunkIDs(documentIDs: docs.map(\.id)))
+            }
+        }
     }
 
     /// Reads the texts of the given chunks (the results kept, not every candidate).
