@@ -10,10 +10,12 @@ struct IndexCommand: ParsableCommand {
         discussion: """
         Reads plain text, Markdown, reStructuredText, HTML (visible text only) and source code. Other files are \
         skipped and counted. New and changed files are encoded, deleted files removed. Work is committed in \
-        batches: an interrupted run keeps what it finished, and the next run resumes.
+        batches: an interrupted run keeps what it finished, and the next run resumes. Ctrl-C stops after the \
+        current document: the run commits what it encoded, prints its summary and exits 130 (a second Ctrl-C \
+        exits at once).
         """)
 
-    @Argument(help: "Folders and files to index.")
+    @Argument(help: "Folders and files to index.", completion: .file())
     var paths: [String]
 
     @OptionGroup var location: IndexLocation
@@ -32,6 +34,21 @@ struct IndexCommand: ParsableCommand {
 
     @Option(name: .long, help: "Skip files larger than this many bytes.")
     var maxFileSize: Int64 = 64 << 20
+
+    @Option(name: .long, help: "Dense pooling: cls (BGE-M3's training), mean (e5 and many fine-tunes) or max (fixed when the index is created; default cls).")
+    var pooling: Pooling?
+
+    @Flag(name: .long, help: "Do not L2-normalise the dense and ColBERT vectors; dense scores are then inner products (fixed when the index is created).")
+    var noNormalize = false
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Text put before every query, e.g. \"query: \" for e5 models (fixed when the index is created; default none).", valueName: "text"))
+    var queryPrefix: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Text put before every passage, e.g. \"passage: \" for e5 models; its tokens count against --max-length (fixed when the index is created; default none).",
+        valueName: "text"))
+    var passagePrefix: String?
 
     @Option(name: .long, help: "HNSW links per node, M (fixed when the index is created).")
     var hnswM: Int = 16
@@ -78,11 +95,28 @@ struct IndexCommand: ParsableCommand {
     }
 
     func run() throws {
-        let searchIndex = try location.open(IndexOptions(maxLength: maxLength, overlap: overlap, hnswM: hnswM,
+        // From the start: a Ctrl-C while the model loads stops before the first document.
+        let interrupt = Interrupt("stopping after the current document")
+        let searchIndex = try location.open(IndexOptions(maxLength: maxLength, overlap: overlap, pooling: pooling ?? .cls,
+                                                         normalize: !noNormalize, hnswM: hnswM,
                                                          hnswEfConstruction: efConstruction,
                                                          colbertStorage: colbertStorage.flatMap(ColBERTStorage.init),
                                                          denseStorage: denseStorage.flatMap { DenseStorage($0) },
-                                                         colbertPruning: colbertPrune.flatMap(ColBERTPruning.init)))
+                                                         colbertPruning: colbertPrune.flatMap(ColBERTPruning.init),
+                                                         queryPrefix: queryPrefix ?? "", passagePrefix: passagePrefix ?? ""))
+        // Encoding settings given explicitly must be those the index was created with: its
+        // vectors were computed with them.
+        let s = searchIndex.settings
+        let asked: [(IndexSettings.Mismatch.Setting, String?, String)] = [
+            (.pooling, pooling?.rawValue, s.pooling.rawValue),
+            (.normalize, noNormalize ? "off" : nil, s.normalize ? "on" : "off"),
+            (.queryPrefix, queryPrefix.map { "\"\($0)\"" }, "\"\(s.queryPrefix)\""),
+            (.passagePrefix, passagePrefix.map { "\"\($0)\"" }, "\"\(s.passagePrefix)\"")]
+        for (setting, value, recorded) in asked {
+            if let value, value != recorded {
+                throw IndexSettings.Mismatch(path: location.index, setting: setting, recorded: recorded, requested: value)
+            }
+        }
         try searchIndex.lockForWriting(wait: wait) { holder in
             let who = holder?.description ?? "another process"
             FileHandle.standardError.write(Data("waiting: \(location.index) is being written by \(who)\n".utf8))
@@ -90,18 +124,11 @@ struct IndexCommand: ParsableCommand {
         if searchIndex.settings.maxLength != maxLength || searchIndex.settings.overlap != overlap {
             note("\(location.index) was created with --max-length \(searchIndex.settings.maxLength) --overlap \(searchIndex.settings.overlap); using those")
         }
-        let tty = isatty(2) == 1
+        var bar = ProgressBar()
         let summary = try searchIndex.indexFiles(paths, selection: FileSelection(include: include, exclude: exclude,
-                                                                                  maxFileBytes: maxFileSize, batchDocuments: batch)) { p in
-            guard tty else { return }
-            let rate = p.elapsed > 0 ? Double(p.tokens) / p.elapsed : 0
-            let eta = p.filesDone > 0 ? p.elapsed / Double(p.filesDone) * Double(p.filesTotal - p.filesDone) : 0
-            let width = 24, filled = p.filesTotal > 0 ? width * p.filesDone / p.filesTotal : width
-            let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-            let line = String(format: "\r[%@] %d/%d files  %d chunks  %.0f tok/s  ETA %.0fs ", bar, p.filesDone, p.filesTotal, p.chunks, rate, eta)
-            FileHandle.standardError.write(Data(line.utf8))
-        }
-        if tty { FileHandle.standardError.write(Data("\n".utf8)) }
+                                                                                  maxFileBytes: maxFileSize, batchDocuments: batch),
+                                                 progress: { bar?.draw($0) }, shouldStop: { interrupt.isRaised })
+        bar?.finish()
         for w in summary.warnings { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
         var line = "indexed \(summary.indexed), unchanged \(summary.unchanged), skipped \(summary.skipped), removed \(summary.removed), failed \(summary.failed)"
         line += String(format: "; %d chunks, %d tokens in %.1fs", summary.chunks, summary.tokens, summary.seconds)
@@ -110,5 +137,9 @@ struct IndexCommand: ParsableCommand {
         }
         print(line)
         print("index: \(location.index) — \(searchIndex.documentCount) documents, \(searchIndex.chunkCount) chunks")
+        if summary.interrupted {
+            FileHandle.standardError.write(Data("interrupted: rerun the same command to resume\n".utf8))
+            throw ExitCode(130)
+        }
     }
 }

@@ -51,7 +51,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Seconds an idle keep-alive connection stays open.")
     var idleTimeout: Double = 60
 
-    @Option(name: .long, help: "Threads running searches (default: the number of cores).")
+    @Option(name: .long, help: "Threads running searches: the number of cores unless given.")
     var searchThreads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
     @Option(name: .long, help: "Tokens encoded together in one forward pass at most, over the queries that arrive together (a query has at most 512).")
@@ -164,6 +164,7 @@ struct ServeCommand: AsyncParsableCommand {
         let readOnly = FileManager.default.fileExists(atPath: path) && !location.path.isWritable
         let index = try SearchIndex(path: path, model: model, options: IndexOptions(readOnly: readOnly))
         let indexSeconds = Date().timeIntervalSince(t)
+        for line in index.notes { logger.notice("\(line)", metadata: ["index": "\(path)"]) }
         if index.identityUpgrade == .upgraded {
             logger.notice("upgraded the index's model identity to v2", metadata: ["index": "\(path)"])
         }

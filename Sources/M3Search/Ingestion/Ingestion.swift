@@ -14,6 +14,8 @@ public struct IndexSummary: Sendable, Equatable {
     public var warnings: [String] = []
     public var skippedByReason: [String: Int] = [:]
     public var seconds = 0.0
+    /// The run stopped early because `shouldStop` said so; what it finished is committed.
+    public var interrupted = false
 }
 
 /// Progress of an indexing run, reported after each file.
@@ -58,8 +60,17 @@ struct Ingestion {
 
     /// Chunks and encodes one document's text.
     func prepare(path: String, text: String, size: Int64, mtime: Double, contentHash: String, metadata: String?) throws -> PreparedDocument {
-        let chunks = Chunker.chunks(of: text, tokenizer: model.tokenizer, maxLength: settings.maxLength, overlap: settings.overlap)
-        let options = EncodeOptions(maxLength: settings.maxLength, outputs: .all, pooling: settings.pooling, normalize: settings.normalize)
+        // A model with fewer positions than the index's chunk length gets chunks it can take
+        // whole (`SearchIndex.notes` says so), rather than chunks it would cut.
+        let maxLength = min(settings.maxLength, model.config.maxSequenceLength)
+        let overlap = min(settings.overlap, max(0, maxLength - 3))
+        let chunks = Chunker.chunks(of: text, tokenizer: model.tokenizer, maxLength: maxLength, overlap: overlap,
+                                    prefix: settings.passagePrefix)
+        if let long = chunks.first(where: { $0.tokenIDs.count > maxLength }) {
+            throw M3SearchError.invalidArgument("Invalid settings: the passage prefix \"\(settings.passagePrefix)\" takes "
+                + "\(long.tokenIDs.count - 3) of the \(maxLength) tokens a chunk may have; use a shorter prefix or a longer chunk length")
+        }
+        let options = EncodeOptions(maxLength: maxLength, outputs: .all, pooling: settings.pooling, normalize: settings.normalize)
         let embeddings = try model.encode(tokenIDs: chunks.map(\.tokenIDs), options: options)
         return PreparedDocument(path: path, size: size, mtime: mtime, contentHash: contentHash, metadata: metadata,
                                 chunks: chunks, embeddings: embeddings)
@@ -100,7 +111,8 @@ struct Ingestion {
     /// removed. Work is committed in batches, so an interrupted run keeps what it finished
     /// and the next run resumes. Document paths are the roots as given joined with each
     /// file's relative path.
-    func indexFiles(_ roots: [String], selection: FileSelection, progress: ((IndexProgress) -> Void)?) throws -> IndexSummary {
+    func indexFiles(_ roots: [String], selection: FileSelection, shouldStop: (() -> Bool)? = nil,
+                    progress: ((IndexProgress) -> Void)?) throws -> IndexSummary {
         let start = Date()
         // Before reading what the index holds: another writer could change it meanwhile.
         try writer.lockForWriting(wait: false, onWait: nil)
@@ -148,6 +160,11 @@ struct Ingestion {
             batch.removeAll()
         }
         for (path, kind) in files {
+            // Between documents only: the batch encoded so far is still committed below.
+            if shouldStop?() == true {
+                summary.interrupted = true
+                break
+            }
             defer {
                 done += 1
                 progress?(IndexProgress(filesDone: done, filesTotal: files.count, chunks: summary.chunks,
