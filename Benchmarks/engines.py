@@ -491,6 +491,7 @@ def main():
         commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
         record = {"benchmark": "engines", "date": datetime.date.today().isoformat(), "commit": commit,
                   "model": os.path.relpath(args.model, ROOT), "documents": m3.documents, "chunks": m3.chunks,
+                  "m3search": args.m3search, "engines": sorted(engines),
                   "queries": len(queries), "k": K, "candidates": CANDIDATES, "weights": w, "versions": versions(),
                   "vespa": {"validated": True, "services_xml": services, "puts": len(documents), "damaged_copies_refused": 16,
                             "instance_run": False},
