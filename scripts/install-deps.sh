@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages m3search builds against, when they are missing.
 set -euo pipefail
-pkgs=(libopenblas-dev libsentencepiece-dev libsqlite3-dev libxxhash-dev zlib1g-dev pkg-config)
+# libpoppler-cpp-dev: PDF text (M3Documents). poppler-utils (pdftotext), git and ripgrep are
+# the independent references of the document and ignore-file tests.
+pkgs=(libopenblas-dev libsentencepiece-dev libsqlite3-dev libxxhash-dev zlib1g-dev pkg-config
+      libpoppler-cpp-dev poppler-utils git ripgrep)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -171,7 +171,8 @@ final class IndexWriter: @unchecked Sendable {
                 let blobs = state.codec.encode(dense: dense, sparse: sv, colbert: colbert)
                 let chunkID = try store.insertChunk(
                     documentID: docID, ordinal: chunk.ordinal, charStart: chunk.charStart, charEnd: chunk.charEnd,
-                    tokenCount: chunk.tokenIDs.count, text: chunk.text, dense: blobs.dense, sparse: blobs.sparse, colbert: blobs.colbert)
+                    tokenCount: chunk.tokenIDs.count, text: chunk.text, dense: blobs.dense, sparse: blobs.sparse, colbert: blobs.colbert,
+                    metadata: chunk.metadata)
                 try state.hnsw.insert(id: chunkID, vector: blobs.graphVector)
                 if !sv.isEmpty {
                     try state.sparse.add(document: chunkID, terms: zip(sv.ids, sv.weights).map { (token: $0, weight: $1) })
