@@ -5,6 +5,8 @@ set -euo pipefail
 # the independent references of the document and ignore-file tests.
 pkgs=(libopenblas-dev libsentencepiece-dev libsqlite3-dev libxxhash-dev zlib1g-dev pkg-config
       libpoppler-cpp-dev poppler-utils git ripgrep)
+# script(1), the pseudo-terminal under which the command-line tests run m3search (essential, so normally present).
+pkgs+=(bsdutils)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -11,16 +11,18 @@ struct IndexCommand: ParsableCommand {
         Reads plain text, Markdown, reStructuredText, HTML (visible text only), source code, PDF (page numbers \
         in each chunk's metadata), DOCX, ODT and EPUB (sections). Other files are skipped and counted; broken \
         or encrypted documents are skipped with a warning naming them. In folders, hidden files and what \
-        .gitignore (in a git work tree), .ignore and .git/info/exclude list are skipped, as ripgrep does. New and changed files are encoded, deleted files removed. Work is committed in \
-        batches: an interrupted run keeps what it finished, and the next run resumes.
+        .gitignore (in a git work tree), .ignore and .git/info/exclude list are skipped, as ripgrep does. New \
+        and changed files are encoded, deleted files removed. Work is committed in batches: an interrupted run \
+        keeps what it finished, and the next run resumes. Ctrl-C stops after the current document: the run \
+        commits what it encoded, prints its summary and exits 130 (a second Ctrl-C exits at once).
         """)
 
-    @Argument(help: "Folders and files to index.")
+    @Argument(help: "Folders and files to index.", completion: .file())
     var paths: [String] = []
 
     @Option(name: .long, help: ArgumentHelp(
         "A JSONL corpus to index (repeatable): BEIR corpus.jsonl {\"_id\", \"title\", \"text\", \"metadata\"} or {\"id\", \"title\", \"text\", \"metadata\"} lines; ids are kept, title and text joined by a space.",
-        valueName: "file"))
+        valueName: "file"), completion: .file())
     var jsonl: [String] = []
 
     @OptionGroup var location: IndexLocation
@@ -89,6 +91,8 @@ struct IndexCommand: ParsableCommand {
     }
 
     func run() throws {
+        // From the start: a Ctrl-C while the model loads stops before the first document.
+        let interrupt = Interrupt("stopping after the current document")
         let searchIndex = try location.open(IndexOptions(maxLength: maxLength, overlap: overlap, hnswM: hnswM,
                                                          hnswEfConstruction: efConstruction,
                                                          colbertStorage: colbertStorage.flatMap(ColBERTStorage.init),
@@ -101,21 +105,16 @@ struct IndexCommand: ParsableCommand {
         if searchIndex.settings.maxLength != maxLength || searchIndex.settings.overlap != overlap {
             note("\(location.index) was created with --max-length \(searchIndex.settings.maxLength) --overlap \(searchIndex.settings.overlap); using those")
         }
-        let tty = isatty(2) == 1
+        var bar = ProgressBar()
         let selection = FileSelection(include: include, exclude: exclude, maxFileBytes: maxFileSize, batchDocuments: batch,
                                       respectIgnoreFiles: !noIgnore)
         var summary = IndexSummary()
-        if !paths.isEmpty { summary = try searchIndex.indexFiles(paths, selection: selection) { p in
-            guard tty else { return }
-            let rate = p.elapsed > 0 ? Double(p.tokens) / p.elapsed : 0
-            let eta = p.filesDone > 0 ? p.elapsed / Double(p.filesDone) * Double(p.filesTotal - p.filesDone) : 0
-            let width = 24, filled = p.filesTotal > 0 ? width * p.filesDone / p.filesTotal : width
-            let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-            let line = String(format: "\r[%@] %d/%d files  %d chunks  %.0f tok/s  ETA %.0fs ", bar, p.filesDone, p.filesTotal, p.chunks, rate, eta)
-            FileHandle.standardError.write(Data(line.utf8))
-        } }
-        if tty && !paths.isEmpty { FileHandle.standardError.write(Data("\n".utf8)) }
-        if !jsonl.isEmpty {
+        if !paths.isEmpty {
+            summary = try searchIndex.indexFiles(paths, selection: selection, progress: { bar?.draw($0) },
+                                                 shouldStop: { interrupt.isRaised })
+        }
+        bar?.finish()
+        if !jsonl.isEmpty && !summary.interrupted {
             let lines = try searchIndex.indexJSONL(jsonl, batchDocuments: batch)
             summary.indexed += lines.indexed
             summary.unchanged += lines.unchanged
@@ -134,5 +133,9 @@ struct IndexCommand: ParsableCommand {
         }
         print(line)
         print("index: \(location.index) — \(searchIndex.documentCount) documents, \(searchIndex.chunkCount) chunks")
+        if summary.interrupted {
+            FileHandle.standardError.write(Data("interrupted: rerun the same command to resume\n".utf8))
+            throw ExitCode(130)
+        }
     }
 }

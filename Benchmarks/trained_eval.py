@@ -1,0 +1,230 @@
+#!/usr/bin/env python3
+"""Ranking quality of every storage codec against exact storage, on trained and random weights.
+
+For each model (the trained e5-small fixture from Fixtures/convert_e5.py, and a random
+model: the full-size one if generated, else Fixtures/models/tiny-safetensors) and each
+storage pair (--colbert-storage, --dense-storage), this:
+
+  1. indexes the evaluation set's documents (Fixtures/eval/gettext: 328 English gettext
+     messages, one file each) with the CLI;
+  2. runs `m3search eval --json` on the held-out queries (qrels/test.tsv): nDCG@10,
+     Recall@100 and MRR@10 for dense, sparse, ColBERT, dense+sparse and all three;
+  3. exports the index (vectors as stored, decoded) and scores every query against every
+     chunk by brute force in NumPy (dense dot, sparse Σ q·d over shared tokens, ColBERT
+     mean of max dots; fusion 0.4/0.3/0.3 weighted), and reports the top-10 overlap of
+     the hybrid and ColBERT-only document rankings with those of the exact index
+     (ColBERT f16, dense f32): the storage's effect alone, no HNSW in between.
+
+e5 wants mean pooling and "query: " / "passage: " prefixes. The prefixes are written into
+the texts here (documents' files and queries); pooling is `index --pooling mean` when the
+CLI has it, else the index is created through `import` from an empty export whose header
+says "pooling": "mean" (the recorded pooling then applies to documents and queries).
+
+Prints one line per (model, storage) and appends records to --out (JSON Lines).
+
+Usage (from the repository root, after `swift build -c release --product m3search` and
+`python Fixtures/convert_e5.py`):
+  python Benchmarks/trained_eval.py --m3search .build/release/m3search
+"""
+import argparse, json, os, platform, shutil, subprocess, sys, time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXACT = ("f16", "f32")
+# The default, then each ColBERT codec with exact dense and each dense codec with exact
+# ColBERT (so StorageCost can attribute a loss to one component), and the previous default.
+STORAGES = [EXACT, ("int8", "int8"), ("int8", "f32"), ("binary", "f32"), ("pq4", "f32"), ("pq8", "f32"),
+            ("pq16", "f32"), ("pq32", "f32"), ("f16", "f16"), ("f16", "int8"), ("pq16", "int8")]
+MODES = ["dense", "sparse", "colbert", "dense+sparse", "dense+sparse+colbert"]
+WEIGHTS = (0.4, 0.3, 0.3)
+
+
+def run(cmd, **kw):
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if r.returncode != 0:
+        sys.stderr.write(r.stderr)
+        raise SystemExit(f"failed ({r.returncode}): {' '.join(cmd)}")
+    return r
+
+
+def load_set(path):
+    corpus = [json.loads(l) for l in open(os.path.join(path, "corpus.jsonl"), encoding="utf-8")]
+    queries = [json.loads(l) for l in open(os.path.join(path, "queries.jsonl"), encoding="utf-8")]
+    qrels = {}
+    for split in ("test", "tune"):
+        rows = [l.rstrip("\n").split("\t") for l in open(os.path.join(path, "qrels", f"{split}.tsv"))][1:]
+        qrels[split] = [(q, d, int(s)) for q, d, s in rows]
+    return corpus, queries, qrels
+
+
+def prepare(work, corpus, queries, qrels, split, prefixes):
+    """Documents as files under work/docs, queries and qrels with the ids the index uses."""
+    qp, dp = prefixes
+    docs = os.path.join(work, "docs")
+    os.makedirs(docs, exist_ok=True)
+    for d in corpus:
+        with open(os.path.join(docs, d["_id"] + ".txt"), "w", encoding="utf-8") as f:
+            f.write(dp + d["text"] + "\n")
+    wanted = {q for q, _, _ in qrels[split]}
+    qs = [q for q in queries if q["_id"] in wanted]
+    with open(os.path.join(work, "queries.jsonl"), "w", encoding="utf-8") as f:
+        for q in qs:
+            f.write(json.dumps({"_id": q["_id"], "text": qp + q["text"]}, ensure_ascii=False) + "\n")
+    with open(os.path.join(work, "qrels.tsv"), "w") as f:
+        f.write("query-id\tcorpus-id\tscore\n")
+        for q, d, s in qrels[split]:
+            f.write(f"{q}\tdocs/{d}.txt\t{s}\n")
+    return [(q["_id"], qp + q["text"]) for q in qs]
+
+
+def has_index_pooling(binary):
+    return "--pooling" in run([binary, "index", "--help"]).stdout
+
+
+def create_index(binary, model, work, path, colbert, dense, pooling, max_length):
+    common = ["--index", path, "--model", model]
+    opts = ["--max-length", str(max_length), "--colbert-storage", colbert, "--dense-storage", dense]
+    if pooling != "cls" and not has_index_pooling(binary):
+        # An empty index with the right settings: export one, set the header's pooling, import.
+        empty = os.path.join(work, "empty")
+        os.makedirs(empty, exist_ok=True)
+        seed = path + ".seed.m3index"
+        run([binary, "index", empty, "--index", seed, "--model", model] + opts, cwd=work)
+        header = json.loads(run([binary, "export", "--index", seed]).stdout.splitlines()[0])
+        header["settings"]["pooling"] = pooling
+        hfile = path + ".header.jsonl"
+        with open(hfile, "w") as f:
+            f.write(json.dumps(header) + "\n")
+        run([binary, "import", hfile] + common, cwd=work)
+        os.remove(seed)
+        run([binary, "index", "docs"] + common + opts, cwd=work)
+    else:
+        extra = ["--pooling", pooling] if pooling != "cls" else []
+        run([binary, "index", "docs"] + common + opts + extra, cwd=work)
+
+
+def export_chunks(binary, path):
+    out = run([binary, "export", "--index", path]).stdout.splitlines()
+    header = json.loads(out[0])
+    chunks = []
+    for line in out[1:]:
+        c = json.loads(line)
+        chunks.append(c)
+    return header, chunks
+
+
+def chunk_arrays(chunks):
+    doc = [c["doc_id"] for c in chunks]
+    dense = np.asarray([c["dense"] for c in chunks], np.float32)
+    sparse = [{int(k): float(v) for k, v in c["sparse"].items()} for c in chunks]
+    colbert = [np.asarray(c["colbert"], np.float32).reshape(-1, dense.shape[1]) for c in chunks]
+    return doc, dense, sparse, colbert
+
+
+def encode_queries(binary, model, texts, pooling, max_length):
+    inp = "".join(json.dumps({"text": t}) + "\n" for t in texts)
+    r = run([binary, "encode", "--model", model, "--pooling", pooling, "--max-length", str(max_length)], input=inp)
+    return [json.loads(l) for l in r.stdout.splitlines()]
+
+
+def rankings(qenc, arrays):
+    """Per query: documents by hybrid score and by ColBERT score (best chunk per document)."""
+    doc, dense, sparse, colbert = arrays
+    hybrid, colb = [], []
+    for q in qenc:
+        qd = np.asarray(q["dense"], np.float32)
+        qs = {int(k): float(v) for k, v in q["sparse"].items()}
+        qc = np.asarray(q["colbert"], np.float32).reshape(-1, qd.shape[0])
+        sd = dense @ qd
+        ss = np.array([sum(w * s.get(t, 0.0) for t, w in qs.items()) for s in sparse], np.float32)
+        sc = np.array([float((qc @ c.T).max(axis=1).mean()) if len(c) and len(qc) else 0.0
+                       for c in colbert], np.float32)
+        fused = (WEIGHTS[0] * sd + WEIGHTS[1] * ss + WEIGHTS[2] * sc) / sum(WEIGHTS)
+        for scores, out in ((fused, hybrid), (sc, colb)):
+            best = {}
+            for i in np.argsort(-scores, kind="stable"):
+                if doc[i] not in best:
+                    best[doc[i]] = scores[i]
+                if len(best) == 10:
+                    break
+            out.append(list(best))
+    return hybrid, colb
+
+
+def overlap(a, b):
+    return float(np.mean([len(set(x) & set(y)) / max(1, len(y)) for x, y in zip(a, b)]))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--m3search", required=True)
+    ap.add_argument("--set", default=os.path.join(ROOT, "Fixtures", "eval", "gettext"))
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--e5", default=os.path.join(ROOT, "Fixtures", "generated", "e5-small"))
+    ap.add_argument("--random", default=None, help="random-weight model (default: full-size if generated, else tiny)")
+    ap.add_argument("--models", default="e5,random")
+    ap.add_argument("--storages", default=None, help="comma-separated colbert/dense pairs, e.g. int8/int8,pq16/int8")
+    ap.add_argument("--work", default=os.path.join(ROOT, "Benchmarks", "work", "trained_eval"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "Benchmarks", "results", "trained_eval.jsonl"))
+    args = ap.parse_args(argv)
+    binary = os.path.abspath(args.m3search)
+
+    full = os.path.join(ROOT, "Fixtures", "generated", "bge-m3-full-random")
+    random_model = args.random or (full if os.path.exists(os.path.join(full, "config.json"))
+                                   else os.path.join(ROOT, "Fixtures", "models", "tiny-safetensors"))
+    models = {"e5": (args.e5, "mean", ("query: ", "passage: "), 512),
+              "random": (random_model, "cls", ("", ""), 512)}
+    storages = STORAGES if not args.storages else [tuple(s.split("/")) for s in args.storages.split(",")]
+    if EXACT not in storages:
+        storages = [EXACT] + storages
+    corpus, queries, qrels = load_set(args.set)
+    records = []
+    for name in args.models.split(","):
+        model, pooling, prefixes, max_length = models[name]
+        work = os.path.join(args.work, name)
+        shutil.rmtree(work, ignore_errors=True)
+        os.makedirs(work)
+        qs = prepare(work, corpus, queries, qrels, args.split, prefixes)
+        qenc = encode_queries(binary, model, [t for _, t in qs], pooling, max_length)
+        ref = None
+        for colbert, dense in storages:
+            path = os.path.join(work, f"{colbert}-{dense}.m3index")
+            t0 = time.time()
+            create_index(binary, model, work, path, colbert, dense, pooling, max_length)
+            ev = json.loads(run([binary, "eval", "--queries", "queries.jsonl", "--qrels", "qrels.tsv",
+                                 "--index", path, "--model", model, "--json"], cwd=work).stdout)
+            header, chunks = export_chunks(binary, path)
+            assert header["settings"]["pooling"] == pooling, header["settings"]
+            hyb, col = rankings(qenc, chunk_arrays(chunks))
+            if (colbert, dense) == EXACT:
+                ref = (hyb, col)
+            dim = len(chunks[0]["dense"])
+            rows = sum(len(c["colbert"]) for c in chunks)
+            rec = {
+                "bench": "trained_eval", "model": name, "model_path": os.path.relpath(model, ROOT),
+                "pooling": pooling, "colbert_storage": colbert, "dense_storage": dense,
+                "dimension": dim, "documents": len(corpus), "queries": ev["queries"], "chunks": len(chunks),
+                "colbert_rows": rows, "split": args.split,
+                "metrics": {r["mode"]: {k: r[k] for k in ("ndcg@10", "recall@100", "mrr@10")} for r in ev["results"]},
+                "hybrid_top10_overlap_vs_exact": overlap(hyb, ref[0]),
+                "colbert_top10_overlap_vs_exact": overlap(col, ref[1]),
+                "seconds": round(time.time() - t0, 1), "machine": platform.machine(),
+                "date": time.strftime("%Y-%m-%d"),
+            }
+            records.append(rec)
+            base = next((r for r in records if r["model"] == name and (r["colbert_storage"], r["dense_storage"]) == EXACT))
+            loss = {m: round(base["metrics"][m]["ndcg@10"] - rec["metrics"][m]["ndcg@10"], 4) for m in rec["metrics"]}
+            rec["ndcg@10_loss_vs_exact"] = loss
+            print(f"{name:6s} {colbert:>6s}/{dense:<4s} " +
+                  " ".join(f"{m}={rec['metrics'][m]['ndcg@10']:.4f}" for m in rec["metrics"]) +
+                  f" | max loss {max(loss.values()):+.4f} | overlap hybrid {rec['hybrid_top10_overlap_vs_exact']:.3f}"
+                  f" colbert {rec['colbert_top10_overlap_vs_exact']:.3f}", flush=True)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "a") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+
+
+if __name__ == "__main__":
+    main()
