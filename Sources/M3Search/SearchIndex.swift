@@ -218,6 +218,17 @@ public final class SearchIndex: @unchecked Sendable {
         }
     }
 
+    /// Indexes the documents of JSONL files (BEIR corpus.jsonl or `{"id", "title", "text",
+    /// "metadata"}` lines; see `Ingestion.indexJSONL`): ids as given, unchanged documents
+    /// not encoded again, invalid lines reported in the summary's warnings and skipped.
+    ///
+    /// Throws `M3SearchError`: `.notFound` for a missing file, `.locked`, and the model's
+    /// and store's errors.
+    public func indexJSONL(_ files: [String], batchDocuments: Int = 16,
+                           progress: ((IndexProgress) -> Void)? = nil) throws -> IndexSummary {
+        try M3SearchError.boundary { try ingestion.indexJSONL(files, batchDocuments: batchDocuments, progress: progress) }
+    }
+
     // MARK: - Search
 
     /// Searches the index: encode the query, gather candidates (HNSW top-N ∪ exact sparse

@@ -21,6 +21,8 @@ package struct ChunkRecord: Sendable, Equatable {
     package var charEnd: Int
     package var tokenCount: Int
     package var text: String
+    /// JSON object of string values locating the chunk in its source (page, section); nil: none.
+    package var metadata: String? = nil
 }
 
 /// One stored chunk with its vector blobs borrowed from SQLite: valid only inside the
@@ -105,26 +107,32 @@ extension IndexStore {
     // MARK: - Chunks
 
     package func insertChunk(documentID: Int64, ordinal: Int, charStart: Int, charEnd: Int, tokenCount: Int,
-                             text: String, dense: Data, sparse: Data, colbert: Data) throws -> Int64 {
+                             text: String, dense: Data, sparse: Data, colbert: Data, metadata: String? = nil) throws -> Int64 {
         try db.prepare("""
-            INSERT INTO chunks(document_id, ordinal, char_start, char_end, token_count, text, dense, sparse, colbert)
-            VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO chunks(document_id, ordinal, char_start, char_end, token_count, text, dense, sparse, colbert, metadata)
+            VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """).run([.int(documentID), .int(Int64(ordinal)), .int(Int64(charStart)), .int(Int64(charEnd)),
-                      .int(Int64(tokenCount)), .text(text), .blob(dense), .blob(sparse), .blob(colbert)])
+                      .int(Int64(tokenCount)), .text(text), .blob(dense), .blob(sparse), .blob(colbert),
+                      metadata.map { .text($0) } ?? .null])
         return db.lastInsertRowID
     }
 
     package func chunk(id: Int64) throws -> ChunkRecord? {
-        let s = try db.prepare("SELECT id, document_id, ordinal, char_start, char_end, token_count, text FROM chunks WHERE id = ?")
+        let s = try db.prepare("SELECT id, document_id, ordinal, char_start, char_end, token_count, text, \(chunkMetadataColumn) FROM chunks WHERE id = ?")
         try s.bind([.int(id)])
         guard try s.step() else { return nil }
-        return Self.chunk(s)
+        return Self.chunk(s, metadataColumn: 7)
     }
 
-    private static func chunk(_ s: Statement, from c: Int32 = 0) -> ChunkRecord {
+    /// `metadata`, or NULL in a format-2 file read without migrating.
+    private var chunkMetadataColumn: String { hasChunkMetadata ? "metadata" : "NULL" }
+
+    /// The chunk columns id…text from column `c`; its metadata from `metadataColumn`.
+    private static func chunk(_ s: Statement, from c: Int32 = 0, metadataColumn m: Int32) -> ChunkRecord {
         ChunkRecord(id: s.int(c), documentID: s.int(c + 1), ordinal: Int(truncatingIfNeeded: s.int(c + 2)),
                     charStart: Int(truncatingIfNeeded: s.int(c + 3)), charEnd: Int(truncatingIfNeeded: s.int(c + 4)),
-                    tokenCount: Int(truncatingIfNeeded: s.int(c + 5)), text: s.text(c + 6))
+                    tokenCount: Int(truncatingIfNeeded: s.int(c + 5)), text: s.text(c + 6),
+                    metadata: s.isNull(m) ? nil : s.text(m))
     }
 
     /// The chunk ids of one document, by ordinal.
@@ -154,7 +162,7 @@ extension IndexStore {
     /// Calls `body` for every chunk, by id, with all its columns.
     package func forEachChunk(_ body: (ChunkRow) throws -> Void) throws {
         let s = try db.prepare("""
-            SELECT id, document_id, ordinal, char_start, char_end, token_count, text, dense, sparse, colbert
+            SELECT id, document_id, ordinal, char_start, char_end, token_count, text, dense, sparse, colbert, \(chunkMetadataColumn)
             FROM chunks ORDER BY id
             """)
         while try s.step() { try Self.withRow(s, from: 0, body) }
@@ -165,7 +173,8 @@ extension IndexStore {
     package func forEachChunkWithDocument(_ body: (DocumentRecord, ChunkRow) throws -> Void) throws {
         let s = try db.prepare("""
             SELECT d.id, d.path, d.size, d.mtime, d.content_hash, d.metadata,
-                   c.id, c.document_id, c.ordinal, c.char_start, c.char_end, c.token_count, c.text, c.dense, c.sparse, c.colbert
+                   c.id, c.document_id, c.ordinal, c.char_start, c.char_end, c.token_count, c.text, c.dense, c.sparse, c.colbert,
+                   \(hasChunkMetadata ? "c.metadata" : "NULL")
             FROM chunks c JOIN documents d ON d.id = c.document_id ORDER BY d.id, c.ordinal
             """)
         while try s.step() {
@@ -175,7 +184,7 @@ extension IndexStore {
     }
 
     private static func withRow(_ s: Statement, from c: Int32, _ body: (ChunkRow) throws -> Void) throws {
-        let chunk = Self.chunk(s, from: c)
+        let chunk = Self.chunk(s, from: c, metadataColumn: c + 10)
         try s.withBlob(c + 7) { dense in
             try s.withBlob(c + 8) { sparse in
                 try s.withBlob(c + 9) { colbert in
@@ -216,6 +225,19 @@ extension IndexStore {
         for start in stride(from: 0, to: ids.count, by: Self.idsPerStatement) {
             let slice = ids[start ..< min(start + Self.idsPerStatement, ids.count)]
             let s = try db.prepare("SELECT id, text FROM chunks WHERE id IN (\(slice.map { _ in "?" }.joined(separator: ",")))")
+            try s.bind(slice.map { .int($0) })
+            while try s.step() { out[s.int(0)] = s.text(1) }
+        }
+        return out
+    }
+
+    /// The metadata (JSON) of the given chunks that have some, by id.
+    package func chunkMetadata(ids: [Int64]) throws -> [Int64: String] {
+        var out: [Int64: String] = [:]
+        guard hasChunkMetadata else { return out }
+        for start in stride(from: 0, to: ids.count, by: Self.idsPerStatement) {
+            let slice = ids[start ..< min(start + Self.idsPerStatement, ids.count)]
+            let s = try db.prepare("SELECT id, metadata FROM chunks WHERE metadata IS NOT NULL AND id IN (\(slice.map { _ in "?" }.joined(separator: ",")))")
             try s.bind(slice.map { .int($0) })
             while try s.step() { out[s.int(0)] = s.text(1) }
         }

@@ -229,7 +229,7 @@ struct ImportCommand: ParsableCommand {
                 return f
             }
             let known: Set<String> = ["id", "doc_id", "chunk", "char_start", "char_end", "token_count", "text", "metadata",
-                                      "source", "dense", "sparse", "colbert"]
+                                      "chunk_metadata", "source", "dense", "sparse", "colbert"]
             if let unknown = o.keys.first(where: { !known.contains($0) }) { throw problem("unknown field \"\(unknown)\"") }
             docID = try string("doc_id")
             guard !docID.isEmpty else { throw problem("\"doc_id\" is empty") }
@@ -239,17 +239,21 @@ struct ImportCommand: ParsableCommand {
             let start = try int("char_start"), end = try int("char_end")
             guard start <= end else { throw problem("char_start \(start) is after char_end \(end)") }
             let tokenCount = try int("token_count")
-            switch o["metadata"] {
-            case nil, .null?: metadata = nil
-            case .object(let m)?:
-                var out: [String: String] = [:]
-                for (k, v) in m {
-                    guard case .string(let s) = v else { throw problem("metadata \"\(k)\" must be a string") }
-                    out[k] = s
+            func strings(_ key: String) throws -> [String: String]? {
+                switch o[key] {
+                case nil, .null?: return nil
+                case .object(let m)?:
+                    var out: [String: String] = [:]
+                    for (k, v) in m {
+                        guard case .string(let s) = v else { throw problem("\(key) \"\(k)\" must be a string") }
+                        out[k] = s
+                    }
+                    return out
+                default: throw problem("\"\(key)\" must be an object of strings or null")
                 }
-                metadata = out
-            default: throw problem("\"metadata\" must be an object of strings or null")
             }
+            metadata = try strings("metadata")
+            let chunkMetadata = try strings("chunk_metadata")
             switch o["source"] {
             case nil, .null?: break
             case .object(let s)?:
@@ -290,7 +294,8 @@ struct ImportCommand: ParsableCommand {
             }
             let embedding = Embedding(tokenIDs: [], dense: dense, sparse: SparseVector(ids: pairs.map(\.0), weights: pairs.map(\.1)),
                                       colbert: MultiVector(dimension: d, values: values))
-            chunk = SearchIndex.EncodedChunk(text: text, tokenCount: tokenCount, embedding: embedding, charRange: start ..< end)
+            chunk = SearchIndex.EncodedChunk(text: text, tokenCount: tokenCount, embedding: embedding, charRange: start ..< end,
+                                             metadata: chunkMetadata)
         }
     }
 }

@@ -8,15 +8,22 @@ struct IndexCommand: ParsableCommand {
         commandName: "index",
         abstract: "Index folders and files (incremental: unchanged files are not encoded again).",
         discussion: """
-        Reads plain text, Markdown, reStructuredText, HTML (visible text only) and source code. Other files are \
-        skipped and counted. New and changed files are encoded, deleted files removed. Work is committed in \
-        batches: an interrupted run keeps what it finished, and the next run resumes. Ctrl-C stops after the \
-        current document: the run commits what it encoded, prints its summary and exits 130 (a second Ctrl-C \
-        exits at once).
+        Reads plain text, Markdown, reStructuredText, HTML (visible text only), source code, PDF (page numbers \
+        in each chunk's metadata), DOCX, ODT and EPUB (sections). Other files are skipped and counted; broken \
+        or encrypted documents are skipped with a warning naming them. In folders, hidden files and what \
+        .gitignore (in a git work tree), .ignore and .git/info/exclude list are skipped, as ripgrep does. New \
+        and changed files are encoded, deleted files removed. Work is committed in batches: an interrupted run \
+        keeps what it finished, and the next run resumes. Ctrl-C stops after the current document: the run \
+        commits what it encoded, prints its summary and exits 130 (a second Ctrl-C exits at once).
         """)
 
     @Argument(help: "Folders and files to index.", completion: .file())
-    var paths: [String]
+    var paths: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp(
+        "A JSONL corpus to index (repeatable): BEIR corpus.jsonl {\"_id\", \"title\", \"text\", \"metadata\"} or {\"id\", \"title\", \"text\", \"metadata\"} lines; ids are kept, title and text joined by a space.",
+        valueName: "file"), completion: .file())
+    var jsonl: [String] = []
 
     @OptionGroup var location: IndexLocation
 
@@ -26,11 +33,14 @@ struct IndexCommand: ParsableCommand {
     @Option(name: .long, help: "Tokens shared by consecutive chunks (fixed when the index is created).")
     var overlap: Int = 64
 
-    @Option(name: .long, help: "Only index files matching this glob (repeatable; matched against the relative path and the name).")
+    @Option(name: .long, help: "Only index files matching this glob (repeatable; gitignore syntax: a glob without / matches a name at any depth, dir/** what is inside dir).")
     var include: [String] = []
 
-    @Option(name: .long, help: "Skip files matching this glob (repeatable).")
+    @Option(name: .long, help: "Skip files and folders matching this glob (repeatable; gitignore syntax).")
     var exclude: [String] = []
+
+    @Flag(name: .long, help: "Do not read .gitignore, .ignore or .git/info/exclude.")
+    var noIgnore = false
 
     @Option(name: .long, help: "Skip files larger than this many bytes.")
     var maxFileSize: Int64 = 64 << 20
@@ -78,6 +88,7 @@ struct IndexCommand: ParsableCommand {
     var wait = false
 
     func validate() throws {
+        if paths.isEmpty && jsonl.isEmpty { throw ValidationError("give folders or files to index, or --jsonl FILE") }
         if maxLength < 8 { throw ValidationError("--max-length must be at least 8") }
         if overlap < 0 || overlap >= maxLength - 2 { throw ValidationError("--overlap must be between 0 and max-length − 3") }
         if batch < 1 { throw ValidationError("--batch must be at least 1") }
@@ -125,10 +136,25 @@ struct IndexCommand: ParsableCommand {
             note("\(location.index) was created with --max-length \(searchIndex.settings.maxLength) --overlap \(searchIndex.settings.overlap); using those")
         }
         var bar = ProgressBar()
-        let summary = try searchIndex.indexFiles(paths, selection: FileSelection(include: include, exclude: exclude,
-                                                                                  maxFileBytes: maxFileSize, batchDocuments: batch),
-                                                 progress: { bar?.draw($0) }, shouldStop: { interrupt.isRaised })
+        let selection = FileSelection(include: include, exclude: exclude, maxFileBytes: maxFileSize, batchDocuments: batch,
+                                      respectIgnoreFiles: !noIgnore)
+        var summary = IndexSummary()
+        if !paths.isEmpty {
+            summary = try searchIndex.indexFiles(paths, selection: selection, progress: { bar?.draw($0) },
+                                                 shouldStop: { interrupt.isRaised })
+        }
         bar?.finish()
+        if !jsonl.isEmpty && !summary.interrupted {
+            let lines = try searchIndex.indexJSONL(jsonl, batchDocuments: batch)
+            summary.indexed += lines.indexed
+            summary.unchanged += lines.unchanged
+            summary.skipped += lines.skipped
+            summary.chunks += lines.chunks
+            summary.tokens += lines.tokens
+            summary.seconds += lines.seconds
+            summary.warnings += lines.warnings
+            summary.skippedByReason.merge(lines.skippedByReason, uniquingKeysWith: +)
+        }
         for w in summary.warnings { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
         var line = "indexed \(summary.indexed), unchanged \(summary.unchanged), skipped \(summary.skipped), removed \(summary.removed), failed \(summary.failed)"
         line += String(format: "; %d chunks, %d tokens in %.1fs", summary.chunks, summary.tokens, summary.seconds)

@@ -9,6 +9,8 @@ struct Chunk: Sendable {
     var charStart: Int
     var charEnd: Int
     var text: String
+    /// JSON object locating the chunk in its source ({"page": "3"}); nil for plain text.
+    var metadata: String? = nil
 }
 
 /// Splits a document into windows of `maxLength − 2` tokens that overlap by `overlap`

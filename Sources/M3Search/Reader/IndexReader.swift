@@ -160,7 +160,7 @@ final class IndexReader: @unchecked Sendable {
                     throw StoreError.corrupt(path: path, detail: "chunk \(c.chunkID) has the character range \(c.charStart)..<\(c.charEnd)")
                 }
                 return SearchResult(rank: i + 1, score: c.fused, dense: c.dense, sparse: c.sparse,
-                                    colbert: c.colbert, path: info.path, metadata: info.metadata,
+                                    colbert: c.colbert, path: info.path, metadata: Self.merged(info.metadata, c.metadata),
                                     chunk: c.ordinal, chunkID: c.chunkID, charRange: c.charStart ..< c.charEnd, text: c.text)
             }
             report.fuseSeconds = Date().timeIntervalSince(t3)
@@ -283,8 +283,17 @@ final class IndexReader: @unchecked Sendable {
     func fillTexts(_ chunks: inout [ScoredChunk]) throws {
         guard !chunks.isEmpty else { return }
         let ids = chunks.map(\.chunkID)
-        let texts = try connections[0].use { try $0.chunkTexts(ids: ids) }
-        for i in chunks.indices { if let text = texts[chunks[i].chunkID] { chunks[i].text = text } }
+        let (texts, metadata) = try connections[0].use { (try $0.chunkTexts(ids: ids), try $0.chunkMetadata(ids: ids)) }
+        for i in chunks.indices {
+            if let text = texts[chunks[i].chunkID] { chunks[i].text = text }
+            chunks[i].metadata = IndexState.decodeMetadata(metadata[chunks[i].chunkID])
+        }
+    }
+
+    /// A hit's metadata: its document's, with its chunk's location keys (page, section) added.
+    static func merged(_ document: [String: String]?, _ chunk: [String: String]?) -> [String: String]? {
+        guard let chunk, !chunk.isEmpty else { return document }
+        return (document ?? [:]).merging(chunk) { _, fromChunk in fromChunk }
     }
 
     /// Exact fused scores of every chunk, no candidate generation: the oracle for tests.

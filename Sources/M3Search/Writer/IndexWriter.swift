@@ -172,7 +172,8 @@ final class IndexWriter: @unchecked Sendable {
                 let blobs = state.codec.encode(dense: dense, sparse: sv, colbert: colbert)
                 let chunkID = try store.insertChunk(
                     documentID: docID, ordinal: chunk.ordinal, charStart: chunk.charStart, charEnd: chunk.charEnd,
-                    tokenCount: chunk.tokenIDs.count, text: chunk.text, dense: blobs.dense, sparse: blobs.sparse, colbert: blobs.colbert)
+                    tokenCount: chunk.tokenIDs.count, text: chunk.text, dense: blobs.dense, sparse: blobs.sparse, colbert: blobs.colbert,
+                    metadata: chunk.metadata)
                 if settings.normalize {
                     try state.hnsw.insert(id: chunkID, vector: blobs.graphVector)
                 } else {
