@@ -59,24 +59,36 @@ final class DefaultStorageTests: XCTestCase {
         XCTAssertEqual(Set(keyOfDefault.values), Set(exactChunks.map(\.key)))
         XCTAssertGreaterThan(exactChunks.count, 100)
 
-        func dot(_ a: [Float], _ b: ArraySlice<Float>) -> Float { zip(a, b).reduce(0) { $0 + $1.0 * $1.1 } }
+        func dot(_ a: [Float], _ b: ArraySlice<Float>) -> Float {
+            var s: Float = 0
+            for (x, y) in zip(a, b) { s += x * y }
+            return s
+        }
         var overlaps: [Double] = []
         for text in SearchEngineTests.queries {
             let q = try model.encode([text], options: EncodeOptions(maxLength: 512))[0]
             let qd = q.dense!, qs = q.sparse!, qc = q.colbert!
-            let qRows = (0..<qc.count).map { qc.values[$0 * d ..< ($0 + 1) * d] }
-            let brute = exactChunks.map { c -> (String, Float) in
+            let qRows: [ArraySlice<Float>] = (0..<qc.count).map { qc.values[$0 * d ..< ($0 + 1) * d] }
+            var brute: [(key: String, score: Float)] = []
+            for c in exactChunks {
                 let dense = dot(c.dense, qd[...])
-                let sparse = zip(qs.ids, qs.weights).reduce(Float(0)) { $0 + $1.1 * (c.sparse[$1.0] ?? 0) }
-                let colbert = qRows.isEmpty ? 0 : qRows.reduce(Float(0)) { acc, qr in
-                    acc + (c.colbert.map { dot($0, qr) }.max() ?? 0)
-                } / Float(qRows.count)
-                return (c.key, 0.4 * dense + 0.3 * sparse + 0.3 * colbert)
-            }.sorted { $0.1 > $1.1 }
+                var sparse: Float = 0
+                for (id, w) in zip(qs.ids, qs.weights) { sparse += w * (c.sparse[id] ?? 0) }
+                // MaxSim: mean over query rows of the best dot with a document row.
+                var colbert: Float = 0
+                for qr in qRows {
+                    var best = -Float.infinity
+                    for row in c.colbert { best = max(best, dot(row, qr)) }
+                    colbert += c.colbert.isEmpty ? 0 : best
+                }
+                if !qRows.isEmpty { colbert /= Float(qRows.count) }
+                brute.append((c.key, 0.4 * dense + 0.3 * sparse + 0.3 * colbert))
+            }
+            brute.sort { $0.score > $1.score }
             let options = SearchOptions(k: 10, weights: FusionWeights(dense: 0.4, sparse: 0.3, colbert: 0.3), groupByDocument: false)
             let engine = try defaults.exhaustiveSearch(encoded: q, options: options).map { keyOfDefault[$0.chunkID]! }
             XCTAssertEqual(engine.count, 10)
-            overlaps.append(Double(Set(engine).intersection(brute.prefix(10).map(\.0)).count) / 10)
+            overlaps.append(Double(Set(engine).intersection(brute.prefix(10).map(\.key)).count) / 10)
         }
         let mean = overlaps.reduce(0, +) / Double(overlaps.count)
         XCTAssertGreaterThanOrEqual(mean, 0.99, "hybrid top-10 overlap of the default index with exact storage: \(overlaps)")
