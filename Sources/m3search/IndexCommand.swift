@@ -67,7 +67,7 @@ struct IndexCommand: ParsableCommand {
     var efConstruction: Int = 200
 
     @Option(name: .long, help: ArgumentHelp(
-        "ColBERT storage: f16, int8, binary, pq4|pq8|pq16|pq32|pq64 (fixed when the index is created; default pq16, or int8 when the dimension is not a multiple of 16).",
+        "ColBERT storage: f16, int8, binary, pq4|pq8|pq16|pq32|pq64 (fixed when the index is created; default int8, which keeps rankings; `m3search info` shows each codec's measured cost).",
         valueName: "storage"))
     var colbertStorage: String?
 

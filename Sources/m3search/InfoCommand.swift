@@ -24,6 +24,7 @@ struct InfoCommand: ParsableCommand {
             object["bytesPerChunk"] = info.bytesPerChunk
             object["bytesPerToken"] = info.bytesPerToken
             object["colbertBytesPerRow"] = info.colbertBytesPerRow
+            object["storageCost"] = Self.costObject(info.settings)
             let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
             print(String(decoding: data, as: UTF8.self))
             return
@@ -49,6 +50,24 @@ struct InfoCommand: ParsableCommand {
                        info.bytesPerToken, info.colbertBytesPerRow)
               + (info.walBytes > 0 ? " + \(Self.size(info.walBytes)) write-ahead log" : ""))
         if !info.measuredInPages { print("  (SQLite lacks dbstat: components are payload sums)") }
+        print("ranking cost of this storage against exact f16/f32, measured on a trained model (\(StorageCost.source)):")
+        for (name, cost) in [("ColBERT \(s.colbertStorage)", StorageCost.colbert(s.colbertStorage)),
+                             ("dense \(s.denseStorage)", StorageCost.dense(s.denseStorage))] {
+            print("  " + (cost?.summary ?? "\(name): not measured"))
+        }
+    }
+
+    /// `info --json`'s "storageCost": each component's measured nDCG@10 loss per mode and
+    /// top-10 overlaps (null when the codec was not measured), and where the numbers come from.
+    static func costObject(_ s: IndexSettings) -> [String: Any] {
+        func entry(_ c: StorageCost?) -> Any {
+            guard let c else { return NSNull() }
+            return ["codec": c.codec, "ndcg@10_loss": Dictionary(uniqueKeysWithValues: zip(StorageCost.modes, c.ndcgLoss)),
+                    "worst_ndcg@10_loss": c.worstLoss, "hybrid_top10_overlap": c.hybridOverlap,
+                    "colbert_top10_overlap": c.colbertOverlap] as [String: Any]
+        }
+        return ["colbert": entry(StorageCost.colbert(s.colbertStorage)), "dense": entry(StorageCost.dense(s.denseStorage)),
+                "source": StorageCost.source]
     }
 
     /// A prefix as the user would type it: in quotes, or "none".
