@@ -365,7 +365,7 @@ final class EngineExportTests: XCTestCase {
         process.arguments = [root.appendingPathComponent("Benchmarks/engines.py").path, "--m3search", m3searchBinary.path,
                              "--work", path("work"), "--engines", environment["M3SEARCH_ENGINES"] ?? "milvus,vespa", "--check"]
         let log = dir.appendingPathComponent("engines.log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        try Data().write(to: log)
         let handle = try FileHandle(forWritingTo: log)
         process.standardOutput = handle
         process.standardError = handle
