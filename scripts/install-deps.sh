@@ -2,6 +2,8 @@
 # Installs the Debian packages m3search builds against, when they are missing.
 set -euo pipefail
 pkgs=(libopenblas-dev libsentencepiece-dev libsqlite3-dev libxxhash-dev zlib1g-dev pkg-config)
+# script(1), the pseudo-terminal under which the command-line tests run m3search (essential, so normally present).
+pkgs+=(bsdutils)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

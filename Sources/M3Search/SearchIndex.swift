@@ -175,11 +175,19 @@ public final class SearchIndex: @unchecked Sendable {
     /// and the next run resumes. Document paths are the roots as given joined with each
     /// file's relative path.
     ///
+    /// `shouldStop` is asked before each file: when it returns true the run commits what it
+    /// has encoded, stops, and returns a summary with `interrupted` set (a later run with
+    /// the same roots resumes, finding the committed files unchanged). The command line
+    /// answers Ctrl-C this way.
+    ///
     /// Throws `M3SearchError`: `.notFound` for a root that does not exist, `.locked`, and
     /// the model's and store's errors; files that cannot be read are counted in the summary.
     public func indexFiles(_ roots: [String], selection: FileSelection = FileSelection(),
-                           progress: ((IndexProgress) -> Void)? = nil) throws -> IndexSummary {
-        try M3SearchError.boundary { try ingestion.indexFiles(roots, selection: selection, progress: progress) }
+                           progress: ((IndexProgress) -> Void)? = nil,
+                           shouldStop: (() -> Bool)? = nil) throws -> IndexSummary {
+        try M3SearchError.boundary {
+            try ingestion.indexFiles(roots, selection: selection, shouldStop: shouldStop, progress: progress)
+        }
     }
 
     // MARK: - Search

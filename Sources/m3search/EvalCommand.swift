@@ -4,19 +4,19 @@ import M3Search
 
 /// The evaluation set and candidate options shared by `eval` and `tune`.
 struct EvaluationOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Queries as JSON Lines: {\"_id\": \"…\", \"text\": \"…\"} (BEIR queries.jsonl).", valueName: "file"))
+    @Option(name: .long, help: ArgumentHelp("Queries as JSON Lines: {\"_id\": \"…\", \"text\": \"…\"} (BEIR queries.jsonl).", valueName: "file"), completion: .file())
     var queries: String
 
-    @Option(name: .long, help: ArgumentHelp("Judgments as TSV: query-id, corpus-id, score (BEIR qrels; header line optional).", valueName: "file"))
+    @Option(name: .long, help: ArgumentHelp("Judgments as TSV: query-id, corpus-id, score (BEIR qrels; header line optional).", valueName: "file"), completion: .file())
     var qrels: String
 
-    @Option(name: .long, help: "Cutoff of nDCG@k and MRR@k (Recall is at 100).")
+    @Option(name: [.customShort("k"), .long], help: "Cutoff of nDCG@k and MRR@k (Recall is at 100).")
     var k: Int = 10
 
     @Option(name: .long, help: "Candidates from HNSW and from the sparse index per query, as in `m3search query`.")
     var candidates: Int = 100
 
-    @Option(name: .long, help: "HNSW search breadth (default: max(64, candidates)).")
+    @Option(name: .long, help: "HNSW search breadth; max(64, candidates) when not given.")
     var efSearch: Int?
 
     @OptionGroup var location: IndexLocation
@@ -63,10 +63,15 @@ struct EvalCommand: ParsableCommand {
 
     @OptionGroup var evaluation: EvaluationOptions
 
-    @Flag(name: .long, help: "Machine-readable JSON output.")
+    @Flag(name: [.customShort("j"), .long], help: "Machine-readable JSON output.")
     var json = false
 
-    func validate() throws { try evaluation.check() }
+    @OptionGroup var runFile: RunFileOptions
+
+    func validate() throws {
+        try evaluation.check()
+        try runFile.check()
+    }
 
     /// The five rankings reported: each mode alone, dense+sparse and all three.
     static func rows(defaults w: FusionWeights) -> [(name: String, weights: FusionWeights)] {
@@ -87,6 +92,11 @@ struct EvalCommand: ParsableCommand {
             (row.name, row.weights, pool.evaluate(weights: row.weights, metrics: metrics, qrels: set.qrels))
         }
         let fuseSeconds = Date().timeIntervalSince(t0)
+        if let runOut = runFile.runOut {
+            // The last row: all three modes with the default weights, what `query` ranks by.
+            let scored = pool.scoredRankings(weights: rows[rows.count - 1].1)
+            try writeTRECRun(pool.queryIDs.map { ($0, scored[$0] ?? []) }, tag: runFile.runTag, to: runOut)
+        }
         if json {
             var out = JSONWriter()
             out.raw("{\"queries\":\(pool.queryCount),\"scored_chunks\":\(pool.scoredChunks),\"results\":[")

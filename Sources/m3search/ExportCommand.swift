@@ -31,7 +31,7 @@ struct ExportCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp(
         "Output file for jsonl (default: stdout); for an engine format, the folder to create (required).",
         discussion: "An engine export is written next to it and renamed into place when complete: the folder must be new or empty.",
-        valueName: "path"))
+        valueName: "path"), completion: .file())
     var out: String?
 
     @Flag(name: .long, help: "Engine formats: replace a folder holding an earlier m3search export.")

@@ -15,7 +15,7 @@ struct ImportCommand: ParsableCommand {
         The whole file is validated before anything is written; an error names the line.
         """)
 
-    @Argument(help: "The export file (JSON Lines from `m3search export`).")
+    @Argument(help: "The export file (JSON Lines from `m3search export`).", completion: .file())
     var file: String
 
     @OptionGroup var location: IndexLocation

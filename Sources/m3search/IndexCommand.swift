@@ -10,10 +10,12 @@ struct IndexCommand: ParsableCommand {
         discussion: """
         Reads plain text, Markdown, reStructuredText, HTML (visible text only) and source code. Other files are \
         skipped and counted. New and changed files are encoded, deleted files removed. Work is committed in \
-        batches: an interrupted run keeps what it finished, and the next run resumes.
+        batches: an interrupted run keeps what it finished, and the next run resumes. Ctrl-C stops after the \
+        current document: the run commits what it encoded, prints its summary and exits 130 (a second Ctrl-C \
+        exits at once).
         """)
 
-    @Argument(help: "Folders and files to index.")
+    @Argument(help: "Folders and files to index.", completion: .file())
     var paths: [String]
 
     @OptionGroup var location: IndexLocation
@@ -78,6 +80,8 @@ struct IndexCommand: ParsableCommand {
     }
 
     func run() throws {
+        // From the start: a Ctrl-C while the model loads stops before the first document.
+        let interrupt = Interrupt("stopping after the current document")
         let searchIndex = try location.open(IndexOptions(maxLength: maxLength, overlap: overlap, hnswM: hnswM,
                                                          hnswEfConstruction: efConstruction,
                                                          colbertStorage: colbertStorage.flatMap(ColBERTStorage.init),
@@ -90,18 +94,11 @@ struct IndexCommand: ParsableCommand {
         if searchIndex.settings.maxLength != maxLength || searchIndex.settings.overlap != overlap {
             note("\(location.index) was created with --max-length \(searchIndex.settings.maxLength) --overlap \(searchIndex.settings.overlap); using those")
         }
-        let tty = isatty(2) == 1
+        var bar = ProgressBar()
         let summary = try searchIndex.indexFiles(paths, selection: FileSelection(include: include, exclude: exclude,
-                                                                                  maxFileBytes: maxFileSize, batchDocuments: batch)) { p in
-            guard tty else { return }
-            let rate = p.elapsed > 0 ? Double(p.tokens) / p.elapsed : 0
-            let eta = p.filesDone > 0 ? p.elapsed / Double(p.filesDone) * Double(p.filesTotal - p.filesDone) : 0
-            let width = 24, filled = p.filesTotal > 0 ? width * p.filesDone / p.filesTotal : width
-            let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-            let line = String(format: "\r[%@] %d/%d files  %d chunks  %.0f tok/s  ETA %.0fs ", bar, p.filesDone, p.filesTotal, p.chunks, rate, eta)
-            FileHandle.standardError.write(Data(line.utf8))
-        }
-        if tty { FileHandle.standardError.write(Data("\n".utf8)) }
+                                                                                  maxFileBytes: maxFileSize, batchDocuments: batch),
+                                                 progress: { bar?.draw($0) }, shouldStop: { interrupt.isRaised })
+        bar?.finish()
         for w in summary.warnings { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
         var line = "indexed \(summary.indexed), unchanged \(summary.unchanged), skipped \(summary.skipped), removed \(summary.removed), failed \(summary.failed)"
         line += String(format: "; %d chunks, %d tokens in %.1fs", summary.chunks, summary.tokens, summary.seconds)
@@ -110,5 +107,9 @@ struct IndexCommand: ParsableCommand {
         }
         print(line)
         print("index: \(location.index) — \(searchIndex.documentCount) documents, \(searchIndex.chunkCount) chunks")
+        if summary.interrupted {
+            FileHandle.standardError.write(Data("interrupted: rerun the same command to resume\n".utf8))
+            throw ExitCode(130)
+        }
     }
 }

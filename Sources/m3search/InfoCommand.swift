@@ -10,7 +10,7 @@ struct InfoCommand: ParsableCommand {
 
     @OptionGroup var location: IndexPathOption
 
-    @Flag(name: .long, help: "Print one JSON object.")
+    @Flag(name: [.customShort("j"), .long], help: "Print one JSON object.")
     var json = false
 
     func run() throws {

@@ -10,6 +10,7 @@ struct M3SearchCommand: AsyncParsableCommand {
         discussion: "Exit codes: 0 success, 3 `check` found problems, 64 usage, 65 bad data (damaged or foreign index, "
             + "malformed input file, damaged model files), 66 not found (no index, model, model file or input file; empty index), 70 internal "
             + "error, 74 I/O error or full disk, 75 index locked by another writer (retry), 77 permission (read-only).",
+        version: m3searchVersion,
         subcommands: [IndexCommand.self, QueryCommand.self, ServeCommand.self, CheckCommand.self, InfoCommand.self,
                       EncodeCommand.self, ScoreCommand.self, EvalCommand.self, TuneCommand.self, ExportCommand.self,
                       ImportCommand.self])

@@ -9,7 +9,8 @@ let defaultIndexPath = ProcessInfo.processInfo.environment["M3SEARCH_INDEX"] ?? 
 
 /// `--index`: the index file.
 struct IndexPathOption: ParsableArguments {
-    @Option(name: .long, help: "Index file (default $M3SEARCH_INDEX or Indexes/default.m3index).")
+    @Option(name: [.customShort("i"), .long], help: ArgumentHelp("Index file; $M3SEARCH_INDEX, when set, replaces the built-in value.", valueName: "index"),
+            completion: .file())
     var index: String = defaultIndexPath
 
     /// Stops early, before loading a model, when the index does not exist.
@@ -22,9 +23,10 @@ struct IndexPathOption: ParsableArguments {
 
 /// `--model` and `--precision`: the model that encodes, and its arithmetic.
 struct ModelOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp(
+    @Option(name: [.customShort("m"), .long], help: ArgumentHelp(
         "BGE-M3 model folder (config.json, weights, colbert_linear.pt, sparse_linear.pt, sentencepiece.bpe.model); an index accepts only the model it was built with.",
-        discussion: "Defaults to $M3SEARCH_MODEL, then the Hugging Face cache's BAAI/bge-m3.", valueName: "dir"))
+        discussion: "Defaults to $M3SEARCH_MODEL, then the Hugging Face cache's BAAI/bge-m3.", valueName: "dir"),
+            completion: .directory)
     var model: String?
 
     @Option(name: .long, help: ArgumentHelp(

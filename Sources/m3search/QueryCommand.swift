@@ -6,14 +6,25 @@ import M3Search
 struct QueryCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "query",
-        abstract: "Search an index with fused dense, sparse and ColBERT scores.")
+        abstract: "Search an index with fused dense, sparse and ColBERT scores.",
+        discussion: """
+        With --queries FILE the model and the index are loaded once for every query of the file: each query's \
+        results are one JSON line ({"id", "query", "results"}), or, with --run-out, lines of a TREC run.
+        """)
 
-    @Argument(help: "The query text.")
-    var text: String
+    @Argument(help: "The query text (or --queries FILE).")
+    var text: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Run every query of this file: BEIR queries.jsonl ({\"_id\": …, \"text\": …} per line) or one query per line (its id the line number); - reads stdin.",
+        valueName: "file"), completion: .file())
+    var queries: String?
+
+    @OptionGroup var runFile: RunFileOptions
 
     @OptionGroup var location: IndexLocation
 
-    @Option(name: .long, help: "Number of results.")
+    @Option(name: [.customShort("k"), .long], help: "Number of results.")
     var k: Int = 10
 
     @Option(name: .long, help: ArgumentHelp(
@@ -21,29 +32,40 @@ struct QueryCommand: ParsableCommand {
         discussion: "Default: the index's saved weights (`m3search tune --save`), else 0.4,0.3,0.3.", valueName: "d,s,c"))
     var weights: String?
 
-    @Option(name: .long, help: "hybrid, dense, sparse or colbert.")
+    @Option(name: .long, help: "Which scores rank: all three fused, or one mode alone.")
     var mode: SearchOptions.Mode = .hybrid
 
-    @Option(name: .long, help: "weighted (Σ wᵢ·sᵢ / Σ wᵢ) or rrf (reciprocal rank fusion, k = 60).")
+    @Option(name: .long, help: "weighted: Σ wᵢ·sᵢ / Σ wᵢ; rrf: reciprocal rank fusion, k = 60.")
     var fusion: SearchOptions.Fusion = .weighted
 
     @Option(name: .long, help: "Candidates from HNSW and from the sparse index before exact rescoring.")
     var candidates: Int = 100
 
-    @Option(name: .long, help: "HNSW search breadth (default: max(64, candidates)).")
+    @Option(name: .long, help: "HNSW search breadth; max(64, candidates) when not given.")
     var efSearch: Int?
 
     @Flag(name: .long, help: "One result per chunk instead of per document.")
     var chunks = false
 
-    @Flag(name: .long, help: "Machine-readable JSON output.")
+    @Flag(name: [.customShort("j"), .long], help: "Machine-readable JSON output.")
     var json = false
+
+    @OptionGroup var colorOption: ColorOption
 
     @Flag(name: .long, help: "Show candidate counts, time per stage and the model's load times.")
     var explain = false
 
     func validate() throws {
-        if text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { throw ValidationError("the query is empty") }
+        switch (text, queries) {
+        case (nil, nil): throw ValidationError("give a query text, or --queries FILE")
+        case (.some, .some): throw ValidationError("give a query text or --queries FILE, not both")
+        case (let text?, nil):
+            if text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { throw ValidationError("the query is empty") }
+            if runFile.runOut != nil { throw ValidationError("--run-out needs --queries FILE (a run holds query ids)") }
+        case (nil, .some): break
+        }
+        if runFile.runOut != nil && chunks { throw ValidationError("--run-out ranks documents: it cannot be combined with --chunks") }
+        try runFile.check()
         if k < 1 { throw ValidationError("--k must be at least 1") }
         if candidates < 1 { throw ValidationError("--candidates must be at least 1") }
         if let efSearch, efSearch < 1 { throw ValidationError("--ef-search must be at least 1") }
@@ -53,10 +75,14 @@ struct QueryCommand: ParsableCommand {
     func run() throws {
         let w = try weights.map { try FusionWeights(parsing: $0) }
         try location.path.requireExisting()
+        // Before the model loads: a bad queries file fails fast.
+        let batch = try queries.map(readBatchQueries)
         let searchIndex = try location.open(.existing(readOnly: !location.path.isWritable))
-        let report = try searchIndex.search(text, options: SearchOptions(k: k, weights: w, mode: mode, fusion: fusion,
-                                                                         candidates: candidates, groupByDocument: !chunks,
-                                                                         efSearch: efSearch))
+        let options = SearchOptions(k: k, weights: w, mode: mode, fusion: fusion, candidates: candidates,
+                                    groupByDocument: !chunks, efSearch: efSearch)
+        if let batch { return try runBatch(batch, searchIndex, options) }
+        guard let text else { return }
+        let report = try searchIndex.search(text, options: options)
         if json {
             var out = JSONWriter()
             report.writeJSON(query: text, explain: explain, modelLoad: searchIndex.model.loadTimings, to: &out)
@@ -65,7 +91,7 @@ struct QueryCommand: ParsableCommand {
             return
         }
         let terms = queryTerms(text)
-        let tty = isatty(1) == 1
+        let tty = colorOption.enabled(on: 1)
         if report.results.isEmpty { print("no results") }
         for r in report.results {
             let scores = [("dense", r.dense), ("sparse", r.sparse), ("colbert", r.colbert)]
@@ -78,6 +104,32 @@ struct QueryCommand: ParsableCommand {
                          report.denseCandidates, report.sparseCandidates, report.candidates, report.encodeSeconds * 1000,
                          report.candidateSeconds * 1000, report.scoreSeconds * 1000, report.fuseSeconds * 1000))
             print(searchIndex.model.loadTimings.description)
+        }
+    }
+
+    /// `--queries`: every query through the one open index; JSON lines on stdout, or the
+    /// run file. Search errors stop the batch (a bad query is not skipped in silence).
+    private func runBatch(_ batch: [BatchQuery], _ searchIndex: SearchIndex, _ options: SearchOptions) throws {
+        if let runOut = runFile.runOut {
+            var runs: [(query: String, ranking: [(id: String, score: Float)])] = []
+            for q in batch {
+                let results = try searchIndex.search(q.text, options: options).results
+                runs.append((q.id, results.map { ($0.path, $0.score) }))
+            }
+            try writeTRECRun(runs, tag: runFile.runTag, to: runOut)
+            return
+        }
+        for q in batch {
+            let report = try searchIndex.search(q.text, options: options)
+            var one = JSONWriter()
+            report.writeJSON(query: q.text, explain: explain, modelLoad: searchIndex.model.loadTimings, to: &one)
+            var out = JSONWriter()
+            out.raw("{\"id\":"); out.string(q.id)
+            out.raw(",\"query\":"); out.string(q.text)
+            out.raw(",")
+            out.raw(String(decoding: one.bytes.dropFirst(), as: UTF8.self))  // the report's fields, after its "{"
+            out.raw("\n")
+            out.flush()
         }
     }
 }

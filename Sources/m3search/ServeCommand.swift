@@ -51,7 +51,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Seconds an idle keep-alive connection stays open.")
     var idleTimeout: Double = 60
 
-    @Option(name: .long, help: "Threads running searches (default: the number of cores).")
+    @Option(name: .long, help: "Threads running searches: the number of cores unless given.")
     var searchThreads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
     @Option(name: .long, help: "Tokens encoded together in one forward pass at most, over the queries that arrive together (a query has at most 512).")

@@ -28,7 +28,7 @@ struct TuneCommand: ParsableCommand {
     @Option(name: .long, help: "Grid points to list, best first.")
     var top: Int = 10
 
-    @Flag(name: .long, help: "Machine-readable JSON output.")
+    @Flag(name: [.customShort("j"), .long], help: "Machine-readable JSON output.")
     var json = false
 
     func validate() throws {

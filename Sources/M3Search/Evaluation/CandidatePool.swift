@@ -43,15 +43,25 @@ public struct CandidatePool: Sendable {
 
     /// Document ids (paths) per query id, best first, one per document, at most `depth`.
     public func rankings(weights: FusionWeights) -> [String: [String]] {
-        var out: [String: [String]] = [:]
+        scoredRankings(weights: weights).mapValues { $0.map(\.id) }
+    }
+
+    /// The same rankings with each document's fused score (its best chunk's), for a run
+    /// file: scores never increase down a list, and equal scores keep the order the
+    /// metrics saw (by chunk id).
+    public func scoredRankings(weights: FusionWeights) -> [String: [(id: String, score: Float)]] {
+        var out: [String: [(id: String, score: Float)]] = [:]
         let graph = weights.dense > 0 || weights.colbert > 0, postings = weights.sparse > 0 || weights.colbert > 0
         for q in queries {
             var chunks = q.candidates(graph: graph, postings: postings)
             Fusion.fuse(&chunks, weights: weights)
-            out[q.id] = Fusion.top(chunks, k: depth, groupByDocument: true).map { documentPaths[$0.documentID] ?? "" }
+            out[q.id] = Fusion.top(chunks, k: depth, groupByDocument: true).map { (documentPaths[$0.documentID] ?? "", $0.fused) }
         }
         return out
     }
+
+    /// The judged query ids in the order of the evaluation set's file.
+    public var queryIDs: [String] { queries.map(\.id) }
 
     /// Relevant documents of the qrels that are not in the index, sorted: usually ids that
     /// do not match the paths as indexed.

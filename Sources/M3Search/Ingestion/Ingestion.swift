@@ -14,6 +14,8 @@ public struct IndexSummary: Sendable, Equatable {
     public var warnings: [String] = []
     public var skippedByReason: [String: Int] = [:]
     public var seconds = 0.0
+    /// The run stopped early because `shouldStop` said so; what it finished is committed.
+    public var interrupted = false
 }
 
 /// Progress of an indexing run, reported after each file.
@@ -100,7 +102,8 @@ struct Ingestion {
     /// removed. Work is committed in batches, so an interrupted run keeps what it finished
     /// and the next run resumes. Document paths are the roots as given joined with each
     /// file's relative path.
-    func indexFiles(_ roots: [String], selection: FileSelection, progress: ((IndexProgress) -> Void)?) throws -> IndexSummary {
+    func indexFiles(_ roots: [String], selection: FileSelection, shouldStop: (() -> Bool)? = nil,
+                    progress: ((IndexProgress) -> Void)?) throws -> IndexSummary {
         let start = Date()
         // Before reading what the index holds: another writer could change it meanwhile.
         try writer.lockForWriting(wait: false, onWait: nil)
@@ -148,6 +151,11 @@ struct Ingestion {
             batch.removeAll()
         }
         for (path, kind) in files {
+            // Between documents only: the batch encoded so far is still committed below.
+            if shouldStop?() == true {
+                summary.interrupted = true
+                break
+            }
             defer {
                 done += 1
                 progress?(IndexProgress(filesDone: done, filesTotal: files.count, chunks: summary.chunks,
