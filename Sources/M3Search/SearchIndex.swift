@@ -25,6 +25,11 @@ public final class SearchIndex: @unchecked Sendable {
     /// Set when the index recorded the first-generation identity of this model (m3search
     /// before identity v2): what opening did about it. nil when it records `model.identity`.
     public let identityUpgrade: IdentityUpgrade?
+    /// One-line remarks about how this index meets this model, for the caller to show once:
+    /// a model precision other than the one that encoded the documents (queries still
+    /// work, their vectors differ slightly), or a model with fewer positions than the
+    /// index's chunk length (chunks are cut to the model's limit). Empty when none apply.
+    public let notes: [String]
 
     /// An index created before identity v2 records a model identity that sampled the
     /// weights and ignored tokenizer.json (`BGEM3.matchIdentity(_:)` recognises it as
@@ -75,6 +80,7 @@ public final class SearchIndex: @unchecked Sendable {
             let (store, settings, upgrade) = try Self.open(path: path, model: model, options: options)
             self.settings = settings
             identityUpgrade = upgrade
+            notes = Self.openingNotes(path: path, settings: settings, model: model)
             let shared = SharedState(try IndexState.load(from: store, settings: settings,
                                                          graphEncoding: options.graphEncoding ?? settings.graphEncoding))
             writer = try IndexWriter(path: path, settings: settings, store: store, shared: shared)
@@ -96,7 +102,9 @@ public final class SearchIndex: @unchecked Sendable {
         let wanted = IndexSettings(modelID: model.identity, dimension: dimension, maxLength: o.maxLength, overlap: o.overlap,
                                    pooling: o.pooling, normalize: o.normalize, hnswM: o.hnswM, hnswEfConstruction: o.hnswEfConstruction,
                                    colbertStorage: o.colbertStorage ?? defaultColBERTStorage(dimension: dimension),
-                                   denseStorage: o.denseStorage ?? defaultDenseStorage, colbertPruning: o.colbertPruning ?? .none)
+                                   denseStorage: o.denseStorage ?? defaultDenseStorage, colbertPruning: o.colbertPruning ?? .none,
+                                   queryPrefix: o.queryPrefix, passagePrefix: o.passagePrefix,
+                                   precision: o.encodedPrecision ?? model.precision)
         let exists = FileManager.default.fileExists(atPath: path)
         if !exists && (!o.create || o.readOnly) { throw StoreError.missing(path: path) }
         if !exists {
@@ -122,6 +130,21 @@ public final class SearchIndex: @unchecked Sendable {
             }
         }
         return (store, stored, upgrade)
+    }
+
+    /// What `notes` says about `settings` opened with `model`.
+    static func openingNotes(path: String, settings: IndexSettings, model: BGEM3) -> [String] {
+        var notes: [String] = []
+        if let recorded = settings.precision, recorded != model.precision {
+            notes.append("\(path) was encoded at precision \(recorded); queries are encoded at \(model.precision), "
+                         + "so their vectors differ slightly from the documents' (search still works)")
+        }
+        let limit = model.config.maxSequenceLength
+        if settings.maxLength > limit {
+            notes.append("the model takes at most \(limit) tokens (max_position_embeddings \(model.config.maxPositions)), "
+                         + "fewer than the index's chunk length \(settings.maxLength): documents are chunked to \(limit) tokens")
+        }
+        return notes
     }
 
     /// Compares the recorded model identity with `model`'s (`BGEM3.matchIdentity`): the same

@@ -50,12 +50,15 @@ struct ImportCommand: ParsableCommand {
         }
         let existed = FileManager.default.fileExists(atPath: location.index)
         // A new index takes the exported index's storage; an existing one keeps its own.
-        let index = try SearchIndex(path: location.index, model: model, options: IndexOptions(
+        var options = IndexOptions(
             maxLength: s.maxLength, overlap: s.overlap, pooling: s.pooling, normalize: s.normalize,
             hnswM: s.hnswM, hnswEfConstruction: s.hnswEfConstruction,
             colbertStorage: existed ? nil : s.colbertStorage, denseStorage: existed ? nil : s.denseStorage,
-            colbertPruning: existed ? nil : s.colbertPruning))
+            colbertPruning: existed ? nil : s.colbertPruning, queryPrefix: s.queryPrefix, passagePrefix: s.passagePrefix)
+        options.encodedPrecision = s.precision
+        let index = try SearchIndex(path: location.index, model: model, options: options)
         noteIdentityUpgrade(index)
+        for line in index.notes { note(line) }
         try index.lockForWriting(wait: wait) { holder in
             FileHandle.standardError.write(Data("waiting: \(location.index) is being written by \(holder?.description ?? "another process")\n".utf8))
         }
@@ -165,11 +168,25 @@ struct ImportCommand: ParsableCommand {
         guard let colbertPruning = ColBERTPruning((try? text("colbertPrune")) ?? "none") else {
             throw problem("settings.colbertPrune must be none or near-duplicates:<cos>")
         }
+        // Headers written before the prefixes existed: none. Precision: unrecorded when absent.
+        func optionalText(_ key: String) throws -> String? {
+            switch s[key] {
+            case nil, .null?: return nil
+            case .string(let t)?: return t
+            default: throw problem("settings.\(key) must be a string")
+            }
+        }
+        let precision = try optionalText("precision").map { text in
+            guard let p = Precision(text) else { throw problem("settings.precision must be f32, bf16 or int8") }
+            return p
+        }
         let settings = IndexSettings(modelID: try text("modelID"), dimension: try int("dimension", min: 1),
                                      maxLength: try int("maxLength", min: 3), overlap: try int("overlap", min: 0),
                                      pooling: pooling, normalize: normalize, hnswM: try int("hnswM", min: 2),
                                      hnswEfConstruction: try int("hnswEfConstruction", min: 1),
-                                     colbertStorage: colbertStorage, denseStorage: denseStorage, colbertPruning: colbertPruning)
+                                     colbertStorage: colbertStorage, denseStorage: denseStorage, colbertPruning: colbertPruning,
+                                     queryPrefix: try optionalText("queryPrefix") ?? "", passagePrefix: try optionalText("passagePrefix") ?? "",
+                                     precision: precision)
         var weights: FusionWeights?
         switch o["default_weights"] {
         case nil, .null?: weights = nil

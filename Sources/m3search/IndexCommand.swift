@@ -35,6 +35,21 @@ struct IndexCommand: ParsableCommand {
     @Option(name: .long, help: "Skip files larger than this many bytes.")
     var maxFileSize: Int64 = 64 << 20
 
+    @Option(name: .long, help: "Dense pooling: cls (BGE-M3's training), mean (e5 and many fine-tunes) or max (fixed when the index is created; default cls).")
+    var pooling: Pooling?
+
+    @Flag(name: .long, help: "Do not L2-normalise the dense and ColBERT vectors; dense scores are then inner products (fixed when the index is created).")
+    var noNormalize = false
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Text put before every query, e.g. \"query: \" for e5 models (fixed when the index is created; default none).", valueName: "text"))
+    var queryPrefix: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Text put before every passage, e.g. \"passage: \" for e5 models; its tokens count against --max-length (fixed when the index is created; default none).",
+        valueName: "text"))
+    var passagePrefix: String?
+
     @Option(name: .long, help: "HNSW links per node, M (fixed when the index is created).")
     var hnswM: Int = 16
 
@@ -82,11 +97,26 @@ struct IndexCommand: ParsableCommand {
     func run() throws {
         // From the start: a Ctrl-C while the model loads stops before the first document.
         let interrupt = Interrupt("stopping after the current document")
-        let searchIndex = try location.open(IndexOptions(maxLength: maxLength, overlap: overlap, hnswM: hnswM,
+        let searchIndex = try location.open(IndexOptions(maxLength: maxLength, overlap: overlap, pooling: pooling ?? .cls,
+                                                         normalize: !noNormalize, hnswM: hnswM,
                                                          hnswEfConstruction: efConstruction,
                                                          colbertStorage: colbertStorage.flatMap(ColBERTStorage.init),
                                                          denseStorage: denseStorage.flatMap { DenseStorage($0) },
-                                                         colbertPruning: colbertPrune.flatMap(ColBERTPruning.init)))
+                                                         colbertPruning: colbertPrune.flatMap(ColBERTPruning.init),
+                                                         queryPrefix: queryPrefix ?? "", passagePrefix: passagePrefix ?? ""))
+        // Encoding settings given explicitly must be those the index was created with: its
+        // vectors were computed with them.
+        let s = searchIndex.settings
+        let asked: [(IndexSettings.Mismatch.Setting, String?, String)] = [
+            (.pooling, pooling?.rawValue, s.pooling.rawValue),
+            (.normalize, noNormalize ? "off" : nil, s.normalize ? "on" : "off"),
+            (.queryPrefix, queryPrefix.map { "\"\($0)\"" }, "\"\(s.queryPrefix)\""),
+            (.passagePrefix, passagePrefix.map { "\"\($0)\"" }, "\"\(s.passagePrefix)\"")]
+        for (setting, value, recorded) in asked {
+            if let value, value != recorded {
+                throw IndexSettings.Mismatch(path: location.index, setting: setting, recorded: recorded, requested: value)
+            }
+        }
         try searchIndex.lockForWriting(wait: wait) { holder in
             let who = holder?.description ?? "another process"
             FileHandle.standardError.write(Data("waiting: \(location.index) is being written by \(who)\n".utf8))

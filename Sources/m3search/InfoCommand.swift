@@ -31,6 +31,8 @@ struct InfoCommand: ParsableCommand {
         let s = info.settings
         print("index: \(info.path)")
         print("storage: ColBERT \(s.colbertStorage), dense \(s.denseStorage), ColBERT pruning \(s.colbertPruning)")
+        print("encoding: pooling \(s.pooling.rawValue), \(s.normalize ? "normalised" : "not normalised"), precision "
+              + "\(s.precision?.description ?? "not recorded"); query prefix \(Self.quoted(s.queryPrefix)), passage prefix \(Self.quoted(s.passagePrefix))")
         print("chunking: max length \(s.maxLength), overlap \(s.overlap); HNSW M \(s.hnswM), efConstruction \(s.hnswEfConstruction); dimension \(s.dimension)")
         print("\(info.documents) documents, \(info.chunks) chunks, \(info.tokens) tokens, \(info.colbertRows) ColBERT rows")
         let c = info.components
@@ -47,6 +49,11 @@ struct InfoCommand: ParsableCommand {
                        info.bytesPerToken, info.colbertBytesPerRow)
               + (info.walBytes > 0 ? " + \(Self.size(info.walBytes)) write-ahead log" : ""))
         if !info.measuredInPages { print("  (SQLite lacks dbstat: components are payload sums)") }
+    }
+
+    /// A prefix as the user would type it: in quotes, or "none".
+    static func quoted(_ s: String) -> String {
+        s.isEmpty ? "none" : "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
     }
 
     static func pad(_ s: String, _ width: Int, left: Bool = false) -> String {

@@ -60,8 +60,17 @@ struct Ingestion {
 
     /// Chunks and encodes one document's text.
     func prepare(path: String, text: String, size: Int64, mtime: Double, contentHash: String, metadata: String?) throws -> PreparedDocument {
-        let chunks = Chunker.chunks(of: text, tokenizer: model.tokenizer, maxLength: settings.maxLength, overlap: settings.overlap)
-        let options = EncodeOptions(maxLength: settings.maxLength, outputs: .all, pooling: settings.pooling, normalize: settings.normalize)
+        // A model with fewer positions than the index's chunk length gets chunks it can take
+        // whole (`SearchIndex.notes` says so), rather than chunks it would cut.
+        let maxLength = min(settings.maxLength, model.config.maxSequenceLength)
+        let overlap = min(settings.overlap, max(0, maxLength - 3))
+        let chunks = Chunker.chunks(of: text, tokenizer: model.tokenizer, maxLength: maxLength, overlap: overlap,
+                                    prefix: settings.passagePrefix)
+        if let long = chunks.first(where: { $0.tokenIDs.count > maxLength }) {
+            throw M3SearchError.invalidArgument("Invalid settings: the passage prefix \"\(settings.passagePrefix)\" takes "
+                + "\(long.tokenIDs.count - 3) of the \(maxLength) tokens a chunk may have; use a shorter prefix or a longer chunk length")
+        }
+        let options = EncodeOptions(maxLength: maxLength, outputs: .all, pooling: settings.pooling, normalize: settings.normalize)
         let embeddings = try model.encode(tokenIDs: chunks.map(\.tokenIDs), options: options)
         return PreparedDocument(path: path, size: size, mtime: mtime, contentHash: contentHash, metadata: metadata,
                                 chunks: chunks, embeddings: embeddings)

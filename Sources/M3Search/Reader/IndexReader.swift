@@ -38,6 +38,9 @@ final class IndexReader: @unchecked Sendable {
         EncodeOptions(maxLength: Self.queryMaxLength, outputs: .all, pooling: settings.pooling, normalize: settings.normalize)
     }
 
+    /// The text a query is encoded as: the index's query prefix ("query: " for e5 models), then the query.
+    func queryText(_ query: String) -> String { settings.queryPrefix + query }
+
     // MARK: - Search
 
     /// Prepare, encode, search: the steps a batching server takes apart (`SearchIndex+Batching`).
@@ -61,7 +64,7 @@ final class IndexReader: @unchecked Sendable {
         if w.sparse > 0 || w.colbert > 0 { outputs.insert(.sparse) }
         if w.colbert > 0 { outputs.insert(.colbert) }
         let maxLength = min(Self.queryMaxLength, model.config.maxSequenceLength)
-        return PreparedQuery(tokenIDs: model.tokenizer.encode(query, maxLength: maxLength), outputs: outputs)
+        return PreparedQuery(tokenIDs: model.tokenizer.encode(queryText(query), maxLength: maxLength), outputs: outputs)
     }
 
     /// Encodes prepared queries in one forward pass (a budget of their total length), with
@@ -202,8 +205,8 @@ final class IndexReader: @unchecked Sendable {
         try store.chunkScoringRows(ids: ids, colbert: scorer != nil) { row, colbert in
             var c = ScoredChunk(chunkID: row.id, documentID: row.documentID, ordinal: row.ordinal,
                                 charStart: row.charStart, charEnd: row.charEnd)
-            if w.dense > 0, let qd = q.dense, let v = state.hnsw.vector(forID: c.chunkID) {
-                c.dense = Scores.dense(qd, v)
+            if w.dense > 0, let qd = q.dense, let dense = state.denseScore(qd, chunkID: c.chunkID) {
+                c.dense = dense
             }
             if w.sparse > 0, let qs = q.sparse {
                 var sum: Float = 0
