@@ -35,8 +35,7 @@ final class E5QuickStartTests: XCTestCase {
         for name in names {
             let text = try String(contentsOfFile: corpus + "/" + name, encoding: .utf8)
             guard expected.contains(name) || text.utf8.count < 4096 else { continue }
-            // The passage prefix, as `index --passage-prefix "passage: "` applies it.
-            documents.append(DocumentInput(id: name, text: "passage: " + text))
+            documents.append(DocumentInput(id: name, text: text))
         }
         XCTAssertTrue(expected.isSubset(of: Set(documents.map(\.id))))
         XCTAssertGreaterThanOrEqual(documents.count, 30)
@@ -46,12 +45,13 @@ final class E5QuickStartTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         let model = try BGEM3(folder: folder)
         let index = try SearchIndex(path: dir.appendingPathComponent("e5.m3index").path, model: model,
-                                    options: IndexOptions(maxLength: 512, overlap: 64, pooling: .mean))
+                                    options: IndexOptions(maxLength: 512, overlap: 64, pooling: .mean,
+                                                          queryPrefix: "query: ", passagePrefix: "passage: "))
         try index.add(documents)
 
         func top3(_ query: String) throws -> [String] {
             var seen: [String] = []
-            for r in try index.search("query: " + query, options: SearchOptions(k: 10)).results where !seen.contains(r.path) {
+            for r in try index.search(query, options: SearchOptions(k: 10)).results where !seen.contains(r.path) {
                 seen.append(r.path)
             }
             return Array(seen.prefix(3))
