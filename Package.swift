@@ -39,6 +39,10 @@ let package = Package(
         .target(
             name: "CSentencePiece",
             linkerSettings: [.linkedLibrary("sentencepiece")]),
+        // libpoppler-cpp's PDF text behind a small C API.
+        .target(
+            name: "CPoppler",
+            linkerSettings: [.linkedLibrary("poppler-cpp")]),
         // Hot loops BLAS does not cover (layer norm, GELU, softmax, conversions).
         .target(name: "CM3Kernels"),
 
@@ -48,7 +52,10 @@ let package = Package(
         // SparseVector) are what they store.
         .target(name: "M3Index", dependencies: ["M3Model", "CM3Kernels"]),
         .target(name: "M3Store", dependencies: ["CSQLite", "CChecksums"]),
-        .target(name: "M3Search", dependencies: ["M3Model", "M3Tokenizer", "M3Index", "M3Store"]),
+        // Files to text with structure: PDF pages (poppler), DOCX/ODT headings, EPUB chapters
+        // (zip through M3Model's ZipArchive + zlib, a bounded XML reader).
+        .target(name: "M3Documents", dependencies: ["M3Model", "CChecksums", "CPoppler"]),
+        .target(name: "M3Search", dependencies: ["M3Model", "M3Tokenizer", "M3Index", "M3Store", "M3Documents"]),
         // `m3search serve`: the JSON API over HTTP, Prometheus metrics, graceful shutdown.
         .target(
             name: "M3Server",
@@ -84,7 +91,10 @@ let package = Package(
         .testTarget(name: "M3ModelTests", dependencies: ["M3Model", "M3Tokenizer", "CM3Kernels", "M3TestSupport"]),
         .testTarget(name: "M3IndexTests", dependencies: ["M3Index", "M3Model"]),
         .testTarget(name: "M3StoreTests", dependencies: ["M3Store"]),
+        .testTarget(name: "M3DocumentsTests", dependencies: ["M3Documents"]),
         .testTarget(name: "M3SearchTests", dependencies: ["M3Search", "m3search", "M3TestSupport"]),
+        // An app's view: imports M3Search alone, so every public type it names must be re-exported.
+        .testTarget(name: "M3SearchImportTests", dependencies: ["M3Search"]),
         .testTarget(name: "M3ServerTests", dependencies: ["M3Server", "M3Search", "m3search", "M3TestSupport"]),
     ],
     cxxLanguageStandard: .cxx17

@@ -36,6 +36,10 @@ import vespa_check  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 K = 10            # top-k compared
 CANDIDATES = 100  # m3search's default --candidates: HNSW top-N ∪ sparse top-N
+# The recipes that must give m3search's ranking exactly (--check): every candidate scored in
+# all three modes, fused as m3search fuses.
+EXACT = {"qdrant: client-side fusion", "milvus: hybrid_search candidates + client-side fusion",
+         "vespa: rank profile m3 (emulated in NumPy)"}
 
 
 def run(cmd, stdin=None):
@@ -400,13 +404,17 @@ def main():
     parser.add_argument("--verbose", action="store_true", help="print the two top-10s of queries that differ only a little")
     parser.add_argument("--reuse", action="store_true", help="use the index and exports an earlier run left in --work")
     parser.add_argument("--record", action="store_true", help="append the results to Benchmarks/results/engines.jsonl")
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 unless every exact recipe (fusion in the client, Vespa's emulated profile) returns "
+                             "m3search's top 10 for every query, scores within 1e-5")
+    parser.add_argument("--queries", type=int, help="only the first N queries (a quicker check)")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     m3 = M3(args.m3search, args.model, work)
     m3.build(reuse=args.reuse)
     w = m3.weights
-    queries = [json.loads(line) for line in open(ROOT / "Fixtures/eval/queries.jsonl")]
+    queries = [json.loads(line) for line in open(ROOT / "Fixtures/eval/queries.jsonl")][:args.queries]
     encoded = m3.encode([x["text"] for x in queries])
     print(f"corpus: {m3.documents} documents, {m3.chunks} chunks; {len(queries)} queries; weights {w}; "
           f"top-{K}, {CANDIDATES} candidates per mode")
@@ -460,6 +468,7 @@ def main():
     references = [(m3.query(x["text"], chunks=True), m3.query(x["text"], chunks=False)) for x in queries]
     results = []
     print(f"\n{'recipe':58} {'chunks: overlap mean/min, identical':36} {'docs: overlap':14} max |Δscore|")
+    failures = []
     for name, (engine, native, chunk_fn, doc_fn) in recipes.items():
         chunk_rows = [compare(ref[0], chunk_fn(q), "chunk_id") for ref, q in zip(references, encoded)]
         doc_rows = [compare(ref[1], doc_fn(q), "path") for ref, q in zip(references, encoded)] if doc_fn else None
@@ -475,10 +484,14 @@ def main():
         diff = c["max_score_diff"] if c["max_score_diff"] is not None else "-"
         print(f"{name:58} {c['overlap_mean']:5.2f}/{c['overlap_min']:2d}, {c['identical_queries']:2d}/{c['queries']} identical"
               f"{'':9} {docs:14} {diff}")
+        if name in EXACT and (c["overlap_min"] < K or d is None or d["overlap_min"] < K
+                              or c["max_score_diff"] is None or c["max_score_diff"] > 1e-5):
+            failures.append(name)
     if args.record:
         commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
         record = {"benchmark": "engines", "date": datetime.date.today().isoformat(), "commit": commit,
                   "model": os.path.relpath(args.model, ROOT), "documents": m3.documents, "chunks": m3.chunks,
+                  "m3search": args.m3search, "engines": sorted(engines),
                   "queries": len(queries), "k": K, "candidates": CANDIDATES, "weights": w, "versions": versions(),
                   "vespa": {"validated": True, "services_xml": services, "puts": len(documents), "damaged_copies_refused": 16,
                             "instance_run": False},
@@ -486,6 +499,11 @@ def main():
         with open(ROOT / "Benchmarks/results/engines.jsonl", "a") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
         print("appended to Benchmarks/results/engines.jsonl")
+    if args.check:
+        if failures:
+            sys.exit(f"check failed: these recipes should reproduce m3search's top 10 exactly: {failures}")
+        print(f"check passed: {', '.join(n for n in recipes if n in EXACT)} reproduce m3search's top 10 "
+              "(chunks and documents) for every query")
 
 
 if __name__ == "__main__":

@@ -104,17 +104,26 @@ def create_index(binary, model, work, path, colbert, dense, pooling, max_length)
         run([binary, "index", "docs"] + common + opts + extra, cwd=work)
 
 
-def export_chunks(binary, path):
-    out = run([binary, "export", "--index", path]).stdout.splitlines()
-    header = json.loads(out[0])
-    chunks = []
-    for line in out[1:]:
-        c = json.loads(line)
-        chunks.append(c)
-    return header, chunks
+def export_lines(binary, path):
+    return run([binary, "export", "--index", path]).stdout.splitlines()
 
 
-def chunk_arrays(chunks):
+def reencode(binary, model, work, lines, path, colbert, dense):
+    """An index of another storage from the exact index's export: the header's storage
+    names changed, then `import` (no encoding; the vectors are encoded into the codec)."""
+    header = json.loads(lines[0])
+    header["settings"]["colbertStorage"], header["settings"]["denseStorage"] = colbert, dense
+    src = path + ".import.jsonl"
+    with open(src, "w") as f:
+        f.write(json.dumps(header) + "\n")
+        for l in lines[1:]:
+            f.write(l + "\n")
+    run([binary, "import", src, "--index", path, "--model", model], cwd=work)
+    os.remove(src)
+
+
+def chunk_arrays(lines):
+    chunks = [json.loads(l) for l in lines[1:]]
     doc = [c["doc_id"] for c in chunks]
     dense = np.asarray([c["dense"] for c in chunks], np.float32)
     sparse = [{int(k): float(v) for k, v in c["sparse"].items()} for c in chunks]
@@ -122,16 +131,22 @@ def chunk_arrays(chunks):
     return doc, dense, sparse, colbert
 
 
-def encode_queries(binary, model, texts, pooling, max_length):
+def encode_queries(binary, model, texts, pooling, max_length, cache):
+    if os.path.exists(cache):
+        enc = [json.loads(l) for l in open(cache)]
+        if len(enc) == len(texts):
+            return enc
     inp = "".join(json.dumps({"text": t}) + "\n" for t in texts)
     r = run([binary, "encode", "--model", model, "--pooling", pooling, "--max-length", str(max_length)], input=inp)
+    with open(cache, "w") as f:
+        f.write(r.stdout)
     return [json.loads(l) for l in r.stdout.splitlines()]
 
 
-def rankings(qenc, arrays):
-    """Per query: documents by hybrid score and by ColBERT score (best chunk per document)."""
+def mode_scores(qenc, arrays):
+    """Per query, every chunk's score in each mode `m3search eval` reports (brute force)."""
     doc, dense, sparse, colbert = arrays
-    hybrid, colb = [], []
+    out = []
     for q in qenc:
         qd = np.asarray(q["dense"], np.float32)
         qs = {int(k): float(v) for k, v in q["sparse"].items()}
@@ -140,16 +155,41 @@ def rankings(qenc, arrays):
         ss = np.array([sum(w * s.get(t, 0.0) for t, w in qs.items()) for s in sparse], np.float32)
         sc = np.array([float((qc @ c.T).max(axis=1).mean()) if len(c) and len(qc) else 0.0
                        for c in colbert], np.float32)
-        fused = (WEIGHTS[0] * sd + WEIGHTS[1] * ss + WEIGHTS[2] * sc) / sum(WEIGHTS)
-        for scores, out in ((fused, hybrid), (sc, colb)):
-            best = {}
-            for i in np.argsort(-scores, kind="stable"):
-                if doc[i] not in best:
-                    best[doc[i]] = scores[i]
-                if len(best) == 10:
-                    break
-            out.append(list(best))
-    return hybrid, colb
+        wd, ws, wc = WEIGHTS
+        out.append({"dense": sd, "sparse": ss, "colbert": sc,
+                    "dense+sparse": (wd * sd + ws * ss) / (wd + ws),
+                    "dense+sparse+colbert": (wd * sd + ws * ss + wc * sc) / (wd + ws + wc)})
+    return out
+
+
+def doc_ranking(doc, scores, n):
+    """Documents by their best chunk's score, top n, as (doc, score)."""
+    best = {}
+    for i in np.argsort(-scores, kind="stable"):
+        if doc[i] not in best:
+            best[doc[i]] = float(scores[i])
+            if len(best) == n:
+                break
+    return best
+
+
+def metrics(qids, doc, per_query, qrels):
+    """nDCG@10, Recall@100, MRR@10 per mode with pytrec_eval (trec_eval's C code)."""
+    import pytrec_eval
+    res = {}
+    for mode in MODES:
+        run100 = {q: doc_ranking(doc, s[mode], 100) for q, s in zip(qids, per_query)}
+        run10 = {q: dict(sorted(r.items(), key=lambda kv: -kv[1])[:10]) for q, r in run100.items()}
+        a = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_10", "recall_100"}).evaluate(run100)
+        b = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(run10)
+        res[mode] = {"ndcg@10": float(np.mean([a[q]["ndcg_cut_10"] for q in a])),
+                     "recall@100": float(np.mean([a[q]["recall_100"] for q in a])),
+                     "mrr@10": float(np.mean([b[q]["recip_rank"] for q in b]))}
+    return res
+
+
+def top10(doc, per_query, mode):
+    return [list(doc_ranking(doc, s[mode], 10)) for s in per_query]
 
 
 def overlap(a, b):
@@ -165,6 +205,8 @@ def main(argv=None):
     ap.add_argument("--random", default=None, help="random-weight model (default: full-size if generated, else tiny)")
     ap.add_argument("--models", default="e5,random")
     ap.add_argument("--storages", default=None, help="comma-separated colbert/dense pairs, e.g. int8/int8,pq16/int8")
+    ap.add_argument("--cli-eval", default="f16/f32,int8/int8,pq16/int8",
+                    help="storages also measured with `m3search eval --json` (HNSW and candidates included)")
     ap.add_argument("--work", default=os.path.join(ROOT, "Benchmarks", "work", "trained_eval"))
     ap.add_argument("--out", default=os.path.join(ROOT, "Benchmarks", "results", "trained_eval.jsonl"))
     args = ap.parse_args(argv)
@@ -173,57 +215,74 @@ def main(argv=None):
     full = os.path.join(ROOT, "Fixtures", "generated", "bge-m3-full-random")
     random_model = args.random or (full if os.path.exists(os.path.join(full, "config.json"))
                                    else os.path.join(ROOT, "Fixtures", "models", "tiny-safetensors"))
-    models = {"e5": (args.e5, "mean", ("query: ", "passage: "), 512),
-              "random": (random_model, "cls", ("", ""), 512)}
+    models = {"e5": (os.path.abspath(args.e5), "mean", ("query: ", "passage: "), 512),
+              "random": (os.path.abspath(random_model), "cls", ("", ""), 512)}
     storages = STORAGES if not args.storages else [tuple(s.split("/")) for s in args.storages.split(",")]
-    if EXACT not in storages:
-        storages = [EXACT] + storages
+    storages = [EXACT] + [s for s in storages if s != EXACT]
+    cli_eval = {tuple(s.split("/")) for s in args.cli_eval.split(",") if s}
     corpus, queries, qrels = load_set(args.set)
-    records = []
     for name in args.models.split(","):
         model, pooling, prefixes, max_length = models[name]
         work = os.path.join(args.work, name)
-        shutil.rmtree(work, ignore_errors=True)
-        os.makedirs(work)
+        os.makedirs(work, exist_ok=True)
+        for f in os.listdir(work):
+            if f.endswith(".m3index") or ".m3index" in f:
+                os.remove(os.path.join(work, f))
         qs = prepare(work, corpus, queries, qrels, args.split, prefixes)
-        qenc = encode_queries(binary, model, [t for _, t in qs], pooling, max_length)
-        ref = None
+        qids = [q for q, _ in qs]
+        judged = {}
+        for q, d, s in qrels[args.split]:
+            judged.setdefault(q, {})[f"docs/{d}.txt"] = s
+        t0 = time.time()
+        qenc = encode_queries(binary, model, [t for _, t in qs], pooling, max_length,
+                              os.path.join(work, f"queries.{pooling}.enc.jsonl"))
+        print(f"{name}: {len(qs)} queries encoded in {time.time() - t0:.0f} s", flush=True)
+        exact_lines, ref, base = None, None, None
         for colbert, dense in storages:
             path = os.path.join(work, f"{colbert}-{dense}.m3index")
             t0 = time.time()
-            create_index(binary, model, work, path, colbert, dense, pooling, max_length)
-            ev = json.loads(run([binary, "eval", "--queries", "queries.jsonl", "--qrels", "qrels.tsv",
-                                 "--index", path, "--model", model, "--json"], cwd=work).stdout)
-            header, chunks = export_chunks(binary, path)
-            assert header["settings"]["pooling"] == pooling, header["settings"]
-            hyb, col = rankings(qenc, chunk_arrays(chunks))
             if (colbert, dense) == EXACT:
-                ref = (hyb, col)
-            dim = len(chunks[0]["dense"])
-            rows = sum(len(c["colbert"]) for c in chunks)
+                create_index(binary, model, work, path, colbert, dense, pooling, max_length)
+                lines = exact_lines = export_lines(binary, path)
+            else:
+                reencode(binary, model, work, exact_lines, path, colbert, dense)
+                lines = export_lines(binary, path)
+            header = json.loads(lines[0])
+            assert header["settings"]["pooling"] == pooling, header["settings"]
+            assert (header["settings"]["colbertStorage"], header["settings"]["denseStorage"]) == (colbert, dense)
+            arrays = chunk_arrays(lines)
+            per_query = mode_scores(qenc, arrays)
+            hyb, col = top10(arrays[0], per_query, "dense+sparse+colbert"), top10(arrays[0], per_query, "colbert")
+            m = metrics(qids, arrays[0], per_query, judged)
+            if (colbert, dense) == EXACT:
+                ref, base = (hyb, col), m
             rec = {
                 "bench": "trained_eval", "model": name, "model_path": os.path.relpath(model, ROOT),
                 "pooling": pooling, "colbert_storage": colbert, "dense_storage": dense,
-                "dimension": dim, "documents": len(corpus), "queries": ev["queries"], "chunks": len(chunks),
-                "colbert_rows": rows, "split": args.split,
-                "metrics": {r["mode"]: {k: r[k] for k in ("ndcg@10", "recall@100", "mrr@10")} for r in ev["results"]},
+                "dimension": int(arrays[1].shape[1]), "documents": len(corpus), "queries": len(qids),
+                "chunks": len(lines) - 1, "colbert_rows": int(sum(len(c) for c in arrays[3])), "split": args.split,
+                "scoring": "brute force over the exported (decoded) vectors, pytrec_eval",
+                "metrics": m,
+                "ndcg@10_loss_vs_exact": {k: round(base[k]["ndcg@10"] - m[k]["ndcg@10"], 4) for k in MODES},
                 "hybrid_top10_overlap_vs_exact": overlap(hyb, ref[0]),
                 "colbert_top10_overlap_vs_exact": overlap(col, ref[1]),
-                "seconds": round(time.time() - t0, 1), "machine": platform.machine(),
-                "date": time.strftime("%Y-%m-%d"),
             }
-            records.append(rec)
-            base = next((r for r in records if r["model"] == name and (r["colbert_storage"], r["dense_storage"]) == EXACT))
-            loss = {m: round(base["metrics"][m]["ndcg@10"] - rec["metrics"][m]["ndcg@10"], 4) for m in rec["metrics"]}
-            rec["ndcg@10_loss_vs_exact"] = loss
+            if (colbert, dense) in cli_eval:
+                ev = json.loads(run([binary, "eval", "--queries", "queries.jsonl", "--qrels", "qrels.tsv",
+                                     "--index", path, "--model", model, "--json"], cwd=work).stdout)
+                rec["cli_eval"] = {r["mode"]: {k: r[k] for k in ("ndcg@10", "recall@100", "mrr@10")} for r in ev["results"]}
+            rec.update({"seconds": round(time.time() - t0, 1), "machine": platform.machine(),
+                        "date": time.strftime("%Y-%m-%d")})
+            loss = rec["ndcg@10_loss_vs_exact"]
             print(f"{name:6s} {colbert:>6s}/{dense:<4s} " +
-                  " ".join(f"{m}={rec['metrics'][m]['ndcg@10']:.4f}" for m in rec["metrics"]) +
+                  " ".join(f"{k}={m[k]['ndcg@10']:.4f}" for k in MODES) +
                   f" | max loss {max(loss.values()):+.4f} | overlap hybrid {rec['hybrid_top10_overlap_vs_exact']:.3f}"
-                  f" colbert {rec['colbert_top10_overlap_vs_exact']:.3f}", flush=True)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "a") as f:
-        for r in records:
-            f.write(json.dumps(r) + "\n")
+                  f" colbert {rec['colbert_top10_overlap_vs_exact']:.3f}" +
+                  (" | cli " + " ".join(f"{k}={v['ndcg@10']:.4f}" for k, v in rec["cli_eval"].items()) if "cli_eval" in rec else ""),
+                  flush=True)
+            os.makedirs(os.path.dirname(args.out), exist_ok=True)
+            with open(args.out, "a") as f:
+                f.write(json.dumps(rec) + "\n")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,12 @@ let package = Package(
         .executableTarget(name: "FuzzConfig", dependencies: [.product(name: "M3Search", package: "m3search")]),
         // sentencepiece.bpe.model bytes or a cached tokenizer image, then tokenizing.
         .executableTarget(name: "FuzzTokenizer", dependencies: [.product(name: "M3Search", package: "m3search")]),
+        // DOCX, ODT, EPUB: zip (M3Model's ZipArchive + zlib) and XML (M3Documents).
+        .executableTarget(name: "FuzzZip", dependencies: [.product(name: "M3Search", package: "m3search")]),
+        // The bounded XML scanner on its own.
+        .executableTarget(name: "FuzzXML", dependencies: [.product(name: "M3Search", package: "m3search")]),
+        // PDF text through poppler (libpoppler-cpp).
+        .executableTarget(name: "FuzzPDF", dependencies: [.product(name: "M3Search", package: "m3search")]),
         // Arbitrary bytes opened as an index, checked and searched.
         .executableTarget(name: "FuzzIndex", dependencies: [.product(name: "M3Search", package: "m3search")]),
     ]

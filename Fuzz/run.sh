@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets and runs each for SECONDS (default 600) from the committed
 # seed corpus (Fuzz/corpus/<target>), growing a working corpus under Fuzz/work/ (ignored).
-#   usage: Fuzz/run.sh [seconds] [target...]      targets: safetensors pickle html index config tokenizer
+#   usage: Fuzz/run.sh [seconds] [target...]      targets: safetensors pickle html index config tokenizer zip xml pdf
 # Crashes are written to Fuzz/work/<target>/artifacts/. To shrink the committed corpora
 # afterwards: Fuzz/run.sh merge
 set -euo pipefail
@@ -10,15 +10,15 @@ cd "$(dirname "$0")"
 export SWIFT_BACKTRACE=enable=no
 [ -x /opt/swift/usr/bin/swift ] && export PATH="/opt/swift/usr/bin:$PATH"
 swift build -c release --sanitize=fuzzer -Xswiftc -enable-testing >/dev/null
-declare -A binary=([safetensors]=FuzzSafeTensors [pickle]=FuzzPickle [html]=FuzzHTML [index]=FuzzIndex [config]=FuzzConfig [tokenizer]=FuzzTokenizer)
-declare -A maxlen=([safetensors]=8192 [pickle]=4096 [html]=8192 [index]=65536 [config]=4096 [tokenizer]=16384)
+declare -A binary=([zip]=FuzzZip [xml]=FuzzXML [pdf]=FuzzPDF [safetensors]=FuzzSafeTensors [pickle]=FuzzPickle [html]=FuzzHTML [index]=FuzzIndex [config]=FuzzConfig [tokenizer]=FuzzTokenizer)
+declare -A maxlen=([zip]=16384 [xml]=8192 [pdf]=16384 [safetensors]=8192 [pickle]=4096 [html]=8192 [index]=65536 [config]=4096 [tokenizer]=16384)
 
 if [ "${1:-}" = merge ]; then
   # Keep a smallest set of inputs covering every feature reached (set cover), so the
   # committed corpus stays small. The index corpus is not merged: its inputs are whole
   # index files (~36 KB each); the committed seed regrows it in seconds.
   shift
-  targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(safetensors pickle html config tokenizer)
+  targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(safetensors pickle html config tokenizer zip xml pdf)
   for t in "${targets[@]}"; do
     [ -d "work/$t/corpus" ] || continue
     rm -rf "work/$t/min" && mkdir -p "work/$t/min"
@@ -29,7 +29,7 @@ if [ "${1:-}" = merge ]; then
 fi
 
 seconds="${1:-600}"; shift || true
-targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(safetensors pickle html index config tokenizer)
+targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(safetensors pickle html index config tokenizer zip xml pdf)
 for t in "${targets[@]}"; do
   mkdir -p "work/$t/corpus" "work/$t/artifacts"
   echo "== $t: ${seconds}s"

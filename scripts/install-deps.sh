@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages m3search builds against, when they are missing.
 set -euo pipefail
-pkgs=(libopenblas-dev libsentencepiece-dev libsqlite3-dev libxxhash-dev zlib1g-dev pkg-config)
+# libpoppler-cpp-dev: PDF text (M3Documents). poppler-utils (pdftotext), git and ripgrep are
+# the independent references of the document and ignore-file tests.
+pkgs=(libopenblas-dev libsentencepiece-dev libsqlite3-dev libxxhash-dev zlib1g-dev pkg-config
+      libpoppler-cpp-dev poppler-utils git ripgrep)
 # script(1), the pseudo-terminal under which the command-line tests run m3search (essential, so normally present).
 pkgs+=(bsdutils)
 missing=()

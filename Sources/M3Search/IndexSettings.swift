@@ -12,7 +12,7 @@ import M3Store
 ///                             options: IndexOptions(colbertStorage: .int8, denseStorage: .f16))
 /// ```
 ///
-/// The creation settings (chunking, pooling, normalisation, HNSW shape, storage) are fixed
+/// The creation settings (chunking, pooling, normalisation, prefixes, HNSW shape, storage) are fixed
 /// when the index is created: an existing index keeps its own, except that a storage
 /// choice given explicitly must match it (nothing can convert stored vectors).
 public struct IndexOptions: Sendable, Equatable {
@@ -24,8 +24,14 @@ public struct IndexOptions: Sendable, Equatable {
     public var maxLength = 512
     /// Tokens shared by consecutive chunks.
     public var overlap = 64
+    /// Dense pooling, and whether dense and ColBERT vectors are L2-normalised.
     public var pooling: Pooling = .cls
     public var normalize = true
+    /// Texts put before every query and every passage at encode time (e5-style models
+    /// expect "query: " and "passage: "; BGE-M3 none). Chunk ranges refer to the
+    /// document's own text; the passage prefix's tokens count against `maxLength`.
+    public var queryPrefix = ""
+    public var passagePrefix = ""
     /// HNSW links per node (M) and construction breadth (efConstruction).
     public var hnswM = 16
     public var hnswEfConstruction = 200
@@ -38,10 +44,14 @@ public struct IndexOptions: Sendable, Equatable {
     /// How the in-memory graph holds the vectors; nil: `IndexSettings.graphEncoding` (int8
     /// codes for int8 dense storage). Benchmarks and tests force float32 to compare.
     package var graphEncoding: HNSWIndex.VectorEncoding?
+    /// The precision a new index records as its documents' (`import`: the exporting
+    /// index's); nil: the model's.
+    package var encodedPrecision: Precision?
 
     public init(create: Bool = true, readOnly: Bool = false, maxLength: Int = 512, overlap: Int = 64,
                 pooling: Pooling = .cls, normalize: Bool = true, hnswM: Int = 16, hnswEfConstruction: Int = 200,
-                colbertStorage: ColBERTStorage? = nil, denseStorage: DenseStorage? = nil, colbertPruning: ColBERTPruning? = nil) {
+                colbertStorage: ColBERTStorage? = nil, denseStorage: DenseStorage? = nil, colbertPruning: ColBERTPruning? = nil,
+                queryPrefix: String = "", passagePrefix: String = "") {
         self.create = create
         self.readOnly = readOnly
         self.maxLength = maxLength
@@ -53,6 +63,8 @@ public struct IndexOptions: Sendable, Equatable {
         self.colbertStorage = colbertStorage
         self.denseStorage = denseStorage
         self.colbertPruning = colbertPruning
+        self.queryPrefix = queryPrefix
+        self.passagePrefix = passagePrefix
     }
 
     /// An existing index, never created (`.notFound` when absent).
@@ -77,10 +89,17 @@ public struct IndexSettings: Equatable, Sendable, Codable {
     public var colbertStorage: ColBERTStorage
     public var denseStorage: DenseStorage
     public var colbertPruning: ColBERTPruning
+    /// Texts put before every query and every passage at encode time ("" when none).
+    public var queryPrefix: String
+    public var passagePrefix: String
+    /// The precision whose encoder wrote the documents; nil for indexes older than the
+    /// record. Queries at another precision still work (`SearchIndex.notes` says so).
+    public var precision: Precision?
 
     public init(modelID: String, dimension: Int, maxLength: Int = 512, overlap: Int = 64, pooling: Pooling = .cls,
                 normalize: Bool = true, hnswM: Int = 16, hnswEfConstruction: Int = 200, colbertStorage: ColBERTStorage = .float16,
-                denseStorage: DenseStorage = .f32, colbertPruning: ColBERTPruning = .none) {
+                denseStorage: DenseStorage = .f32, colbertPruning: ColBERTPruning = .none, queryPrefix: String = "",
+                passagePrefix: String = "", precision: Precision? = nil) {
         self.modelID = modelID
         self.dimension = dimension
         self.maxLength = maxLength
@@ -92,6 +111,9 @@ public struct IndexSettings: Equatable, Sendable, Codable {
         self.colbertStorage = colbertStorage
         self.denseStorage = denseStorage
         self.colbertPruning = colbertPruning
+        self.queryPrefix = queryPrefix
+        self.passagePrefix = passagePrefix
+        self.precision = precision
     }
 
     /// Reads the file's record. Throws `StoreError.corrupt` naming a value this m3search
@@ -102,9 +124,16 @@ public struct IndexSettings: Equatable, Sendable, Codable {
             throw StoreError.corrupt(path: path, detail: "unknown values in settings (pooling \(s.pooling), ColBERT \(s.colbertStorage), "
                 + "dense \(s.denseStorage), pruning \(s.colbertPrune)); a newer m3search wrote it")
         }
+        let precision = try s.precision.map { text in
+            guard let p = Precision(text) else {
+                throw StoreError.corrupt(path: path, detail: "unknown precision \(text) in settings; a newer m3search wrote it")
+            }
+            return p
+        }
         self.init(modelID: s.modelID, dimension: s.dimension, maxLength: s.maxLength, overlap: s.overlap, pooling: pooling,
                   normalize: s.normalize, hnswM: s.hnswM, hnswEfConstruction: s.hnswEfConstruction,
-                  colbertStorage: cs, denseStorage: ds, colbertPruning: cp)
+                  colbertStorage: cs, denseStorage: ds, colbertPruning: cp, queryPrefix: s.queryPrefix,
+                  passagePrefix: s.passagePrefix, precision: precision)
     }
 
     /// The record the file holds.
@@ -112,14 +141,15 @@ public struct IndexSettings: Equatable, Sendable, Codable {
         StoredSettings(modelID: modelID, dimension: dimension, maxLength: maxLength, overlap: overlap, pooling: pooling.rawValue,
                        normalize: normalize, hnswM: hnswM, hnswEfConstruction: hnswEfConstruction,
                        colbertStorage: colbertStorage.description, denseStorage: denseStorage.rawValue,
-                       colbertPrune: colbertPruning.description)
+                       colbertPrune: colbertPruning.description, queryPrefix: queryPrefix, passagePrefix: passagePrefix,
+                       precision: precision?.description)
     }
 
     /// The file's JSON (export headers, `m3search info --json`): the record's keys and texts.
     public func encode(to encoder: Encoder) throws { try stored.encode(to: encoder) }
 
     /// Reads the file's JSON; records written before the storage keys existed read as
-    /// float16 ColBERT, float32 dense and no pruning.
+    /// float16 ColBERT, float32 dense and no pruning; before the prefixes, with none.
     public init(from decoder: Decoder) throws {
         let s = try StoredSettings(from: decoder)
         do { try self.init(stored: s, path: "settings") } catch {
@@ -138,6 +168,8 @@ public struct IndexSettings: Equatable, Sendable, Codable {
         if colbertStorage != other.colbertStorage { return "ColBERT storage \(colbertStorage) vs \(other.colbertStorage)" }
         if denseStorage != other.denseStorage { return "dense storage \(denseStorage) vs \(other.denseStorage)" }
         if colbertPruning != other.colbertPruning { return "ColBERT pruning \(colbertPruning) vs \(other.colbertPruning)" }
+        if queryPrefix != other.queryPrefix { return "query prefix \"\(queryPrefix)\" vs \"\(other.queryPrefix)\"" }
+        if passagePrefix != other.passagePrefix { return "passage prefix \"\(passagePrefix)\" vs \"\(other.passagePrefix)\"" }
         return nil
     }
 
@@ -159,6 +191,7 @@ public struct IndexSettings: Equatable, Sendable, Codable {
     public struct Mismatch: Error, CustomStringConvertible, Sendable, Equatable {
         public enum Setting: String, Sendable, CaseIterable {
             case colbertStorage = "ColBERT storage", denseStorage = "dense storage", colbertPruning = "ColBERT pruning"
+            case pooling, normalize = "normalisation", queryPrefix = "query prefix", passagePrefix = "passage prefix"
         }
         public var path: String
         public var setting: Setting
@@ -166,8 +199,15 @@ public struct IndexSettings: Equatable, Sendable, Codable {
         public var recorded: String
         public var requested: String
 
+        package init(path: String, setting: Setting, recorded: String, requested: String) {
+            self.path = path
+            self.setting = setting
+            self.recorded = recorded
+            self.requested = requested
+        }
+
         public var description: String {
-            "\(path) was created with \(setting.rawValue) \(recorded), not \(requested); storage is fixed when an index is "
+            "\(path) was created with \(setting.rawValue) \(recorded), not \(requested); this setting is fixed when an index is "
                 + "created: open it without that choice, or create a new index"
         }
     }

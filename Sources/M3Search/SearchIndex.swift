@@ -25,6 +25,11 @@ public final class SearchIndex: @unchecked Sendable {
     /// Set when the index recorded the first-generation identity of this model (m3search
     /// before identity v2): what opening did about it. nil when it records `model.identity`.
     public let identityUpgrade: IdentityUpgrade?
+    /// One-line remarks about how this index meets this model, for the caller to show once:
+    /// a model precision other than the one that encoded the documents (queries still
+    /// work, their vectors differ slightly), or a model with fewer positions than the
+    /// index's chunk length (chunks are cut to the model's limit). Empty when none apply.
+    public let notes: [String]
 
     /// An index created before identity v2 records a model identity that sampled the
     /// weights and ignored tokenizer.json (`BGEM3.matchIdentity(_:)` recognises it as
@@ -44,15 +49,14 @@ public final class SearchIndex: @unchecked Sendable {
     let writer: IndexWriter
     var ingestion: Ingestion { Ingestion(model: model, settings: settings, writer: writer) }
 
-    /// Storage of new indexes when the caller names none, the best trade-off measured on
-    /// 5,000 full-size-model chunks (docs/storage.md, BENCHMARKS.md "Storage"): ColBERT pq16
-    /// (64 bytes per row, 32× smaller than float16, hybrid top-10 agreement 0.999) and int8
-    /// dense (1,028 bytes, agreement 1.000). pq16 needs a dimension divisible by 16; other
-    /// models get int8 ColBERT.
-    public static func defaultColBERTStorage(dimension: Int) -> ColBERTStorage {
-        let pq16 = ColBERTStorage.productQuantized(dimensionsPerCode: 16)
-        return pq16.unsupportedReason(dimension: dimension) == nil ? pq16 : .int8
-    }
+    /// Storage of new indexes when the caller names none: int8 ColBERT (1,028 bytes per
+    /// 1024-d row, half of float16) and int8 dense. On the gettext evaluation set
+    /// (BENCHMARKS.md "Storage on trained weights", `StorageCost`) it keeps every mode `eval`
+    /// reports within 0.0001 nDCG@10 of exact float16/float32 storage and hybrid top-10
+    /// overlap 0.998, where pq16 (the previous default, 64 bytes) lost 0.039 in ColBERT mode
+    /// (issue 12 reports 0.859 → 0.710 on a trained e5-small). The smaller codecs stay
+    /// available by name. `dimension` is kept for callers; int8 fits every dimension.
+    public static func defaultColBERTStorage(dimension: Int) -> ColBERTStorage { .int8 }
     public static let defaultDenseStorage: DenseStorage = .int8
 
     /// The fusion weights used when none are given: 0.4 / 0.3 / 0.3 (FlagEmbedding's
@@ -75,10 +79,14 @@ public final class SearchIndex: @unchecked Sendable {
             let (store, settings, upgrade) = try Self.open(path: path, model: model, options: options)
             self.settings = settings
             identityUpgrade = upgrade
+            notes = Self.openingNotes(path: path, settings: settings, model: model)
             let shared = SharedState(try IndexState.load(from: store, settings: settings,
                                                          graphEncoding: options.graphEncoding ?? settings.graphEncoding))
             writer = try IndexWriter(path: path, settings: settings, store: store, shared: shared)
             reader = try IndexReader(path: path, model: model, settings: settings, shared: shared)
+            // Indexes written before file ids were canonical: merge a file's copies under
+            // several spellings (IndexWriter+DocumentIDs).
+            if !options.readOnly { try writer.canonicalizeDocumentIDs() }
         } catch {
             throw M3SearchError(error)
         }
@@ -96,7 +104,9 @@ public final class SearchIndex: @unchecked Sendable {
         let wanted = IndexSettings(modelID: model.identity, dimension: dimension, maxLength: o.maxLength, overlap: o.overlap,
                                    pooling: o.pooling, normalize: o.normalize, hnswM: o.hnswM, hnswEfConstruction: o.hnswEfConstruction,
                                    colbertStorage: o.colbertStorage ?? defaultColBERTStorage(dimension: dimension),
-                                   denseStorage: o.denseStorage ?? defaultDenseStorage, colbertPruning: o.colbertPruning ?? .none)
+                                   denseStorage: o.denseStorage ?? defaultDenseStorage, colbertPruning: o.colbertPruning ?? .none,
+                                   queryPrefix: o.queryPrefix, passagePrefix: o.passagePrefix,
+                                   precision: o.encodedPrecision ?? model.precision)
         let exists = FileManager.default.fileExists(atPath: path)
         if !exists && (!o.create || o.readOnly) { throw StoreError.missing(path: path) }
         if !exists {
@@ -122,6 +132,21 @@ public final class SearchIndex: @unchecked Sendable {
             }
         }
         return (store, stored, upgrade)
+    }
+
+    /// What `notes` says about `settings` opened with `model`.
+    static func openingNotes(path: String, settings: IndexSettings, model: BGEM3) -> [String] {
+        var notes: [String] = []
+        if let recorded = settings.precision, recorded != model.precision {
+            notes.append("\(path) was encoded at precision \(recorded); queries are encoded at \(model.precision), "
+                         + "so their vectors differ slightly from the documents' (search still works)")
+        }
+        let limit = model.config.maxSequenceLength
+        if settings.maxLength > limit {
+            notes.append("the model takes at most \(limit) tokens (max_position_embeddings \(model.config.maxPositions)), "
+                         + "fewer than the index's chunk length \(settings.maxLength): documents are chunked to \(limit) tokens")
+        }
+        return notes
     }
 
     /// Compares the recorded model identity with `model`'s (`BGEM3.matchIdentity`): the same
@@ -172,8 +197,10 @@ public final class SearchIndex: @unchecked Sendable {
     /// Indexes files and folders incrementally: new and changed files are encoded,
     /// unchanged ones skipped without encoding, and files deleted under a given folder
     /// removed. Work is committed in batches, so an interrupted run keeps what it finished
-    /// and the next run resumes. Document paths are the roots as given joined with each
-    /// file's relative path.
+    /// and the next run resumes. Document ids are the files' canonical absolute paths
+    /// (realpath: symlinks, `.` and `..` resolved), so a file reached through different
+    /// spellings (`dir`, `./dir`, `/abs/dir`, a symlinked parent) is one document. Ids given
+    /// to `add` are kept as given.
     ///
     /// `shouldStop` is asked before each file: when it returns true the run commits what it
     /// has encoded, stops, and returns a summary with `interrupted` set (a later run with
@@ -188,6 +215,17 @@ public final class SearchIndex: @unchecked Sendable {
         try M3SearchError.boundary {
             try ingestion.indexFiles(roots, selection: selection, shouldStop: shouldStop, progress: progress)
         }
+    }
+
+    /// Indexes the documents of JSONL files (BEIR corpus.jsonl or `{"id", "title", "text",
+    /// "metadata"}` lines; see `Ingestion.indexJSONL`): ids as given, unchanged documents
+    /// not encoded again, invalid lines reported in the summary's warnings and skipped.
+    ///
+    /// Throws `M3SearchError`: `.notFound` for a missing file, `.locked`, and the model's
+    /// and store's errors.
+    public func indexJSONL(_ files: [String], batchDocuments: Int = 16,
+                           progress: ((IndexProgress) -> Void)? = nil) throws -> IndexSummary {
+        try M3SearchError.boundary { try ingestion.indexJSONL(files, batchDocuments: batchDocuments, progress: progress) }
     }
 
     // MARK: - Search

@@ -33,9 +33,13 @@ public struct SearchOptions: Sendable, Equatable {
     public var groupByDocument = true
     /// HNSW search breadth; nil: max(64, candidates).
     public var efSearch: Int?
+    /// Only documents this filter allows (nil: all). Applied while candidates are generated,
+    /// never to a top k already cut (see `SearchFilter`).
+    public var filter: SearchFilter?
 
     public init(k: Int = 10, weights: FusionWeights? = nil, mode: Mode = .hybrid, fusion: Fusion = .weighted,
-                candidates: Int = 100, groupByDocument: Bool = true, efSearch: Int? = nil) {
+                candidates: Int = 100, groupByDocument: Bool = true, efSearch: Int? = nil, filter: SearchFilter? = nil) {
+        self.filter = filter
         self.k = k
         self.weights = weights
         self.mode = mode
@@ -86,6 +90,12 @@ public struct SearchReport: Sendable {
     public var candidateSeconds = 0.0
     public var scoreSeconds = 0.0
     public var fuseSeconds = 0.0
+    /// With a filter: the documents and chunks it matched, and how candidates were found
+    /// ("all matching chunks scored" when they fit in the candidate count, else the HNSW
+    /// plan: "graph", "two-hop" or "exhaustive"). nil without a filter.
+    public var filterDocuments: Int?
+    public var filterChunks: Int?
+    public var filterPlan: String?
 
     public init(results: [SearchResult]) { self.results = results }
 }

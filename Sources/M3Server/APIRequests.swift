@@ -15,7 +15,7 @@ struct SearchRequest: Decodable {
     var explain: Bool
 
     private enum Key: String, CodingKey, CaseIterable {
-        case query, k, weights, mode, fusion, candidates, ef_search, chunks, explain
+        case query, k, weights, mode, fusion, candidates, ef_search, chunks, explain, filter
     }
 
     /// Only white space: the characters the OpenAPI `pattern` of `query` excludes,
@@ -59,7 +59,42 @@ struct SearchRequest: Decodable {
         if let ef = options.efSearch { try checkRange(ef, 1...Self.maxCandidates, "ef_search") }
         options.groupByDocument = !(try c.optional(Bool.self, forKey: .chunks) ?? false)
         explain = try c.optional(Bool.self, forKey: .explain) ?? false
+        if let filter = try c.optional(FilterBody.self, forKey: .filter)?.value, !filter.isEmpty { options.filter = filter }
         self.options = options
+    }
+}
+
+/// `"filter": {"path": ["*.md"], "metadata": {"lang": "en"}, "modified_after": "2024-05-01",
+/// "modified_before": "2024-06-01T12:00:00Z"}`: every field optional, every one given must hold.
+struct FilterBody: Decodable {
+    static let maxPatterns = 1000
+    static let maxPairs = 100
+    var value: SearchFilter
+
+    private enum Key: String, CodingKey, CaseIterable { case path, metadata, modified_after, modified_before }
+
+    init(from decoder: any Decoder) throws {
+        let c = try strictContainer(decoder, keyedBy: Key.self)
+        var filter = SearchFilter()
+        filter.paths = try c.optional([String].self, forKey: .path) ?? []
+        if filter.paths.count > Self.maxPatterns {
+            throw APIError.badRequest("filter.path has \(filter.paths.count) patterns; at most \(Self.maxPatterns)")
+        }
+        if let i = filter.paths.firstIndex(where: { $0.isEmpty || $0.utf8.count > 4096 }) {
+            throw APIError.badRequest("filter.path[\(i)] must have 1 to 4096 bytes")
+        }
+        filter.metadata = try c.optional([String: String].self, forKey: .metadata) ?? [:]
+        if filter.metadata.count > Self.maxPairs {
+            throw APIError.badRequest("filter.metadata has \(filter.metadata.count) keys; at most \(Self.maxPairs)")
+        }
+        for (key, name) in [(Key.modified_after, "filter.modified_after"), (.modified_before, "filter.modified_before")] {
+            guard let text = try c.optional(String.self, forKey: key) else { continue }
+            guard let date = SearchFilter.date(text) else {
+                throw APIError.badRequest("\(name) must be an ISO 8601 date (2024-05-01) or date-time (2024-05-01T12:30:00Z) (got \"\(text)\")")
+            }
+            if key == .modified_after { filter.modifiedAfter = date } else { filter.modifiedBefore = date }
+        }
+        value = filter
     }
 }
 

@@ -21,6 +21,8 @@ package struct ChunkRecord: Sendable, Equatable {
     package var charEnd: Int
     package var tokenCount: Int
     package var text: String
+    /// JSON object of string values locating the chunk in its source (page, section); nil: none.
+    package var metadata: String? = nil
 }
 
 /// One stored chunk with its vector blobs borrowed from SQLite: valid only inside the
@@ -106,12 +108,13 @@ extension IndexStore {
     // MARK: - Chunks
 
     package func insertChunk(documentID: Int64, ordinal: Int, charStart: Int, charEnd: Int, tokenCount: Int,
-                             text: String, dense: Data, sparse: Data, colbert: Data) throws -> Int64 {
+                             text: String, dense: Data, sparse: Data, colbert: Data, metadata: String? = nil) throws -> Int64 {
         try db.prepare("""
-            INSERT INTO chunks(document_id, ordinal, char_start, char_end, token_count, text, dense, sparse, colbert)
-            VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO chunks(document_id, ordinal, char_start, char_end, token_count, text, dense, sparse, colbert, metadata)
+            VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """).run([.int(documentID), .int(Int64(ordinal)), .int(Int64(charStart)), .int(Int64(charEnd)),
-                      .int(Int64(tokenCount)), .text(text), .blob(dense), .blob(sparse), .blob(colbert)])
+                      .int(Int64(tokenCount)), .text(text), .blob(dense), .blob(sparse), .blob(colbert),
+                      metadata.map { .text($0) } ?? .null])
         let id = db.lastInsertRowID
         let sums = dense.withUnsafeBytes { d in sparse.withUnsafeBytes { s in colbert.withUnsafeBytes { c in
             Self.checksums(documentID: documentID, ordinal: Int64(ordinal), charStart: Int64(charStart), charEnd: Int64(charEnd),
@@ -122,16 +125,21 @@ extension IndexStore {
     }
 
     package func chunk(id: Int64) throws -> ChunkRecord? {
-        let s = try db.prepare("SELECT id, document_id, ordinal, char_start, char_end, token_count, text FROM chunks WHERE id = ?")
+        let s = try db.prepare("SELECT id, document_id, ordinal, char_start, char_end, token_count, text, \(chunkMetadataColumn) FROM chunks WHERE id = ?")
         try s.bind([.int(id)])
         guard try s.step() else { return nil }
-        return Self.chunk(s)
+        return Self.chunk(s, metadataColumn: 7)
     }
 
-    private static func chunk(_ s: Statement, from c: Int32 = 0) -> ChunkRecord {
+    /// `metadata`, or NULL in a format-2 file read without migrating.
+    private var chunkMetadataColumn: String { hasChunkMetadata ? "metadata" : "NULL" }
+
+    /// The chunk columns id…text from column `c`; its metadata from `metadataColumn`.
+    private static func chunk(_ s: Statement, from c: Int32 = 0, metadataColumn m: Int32) -> ChunkRecord {
         ChunkRecord(id: s.int(c), documentID: s.int(c + 1), ordinal: Int(truncatingIfNeeded: s.int(c + 2)),
                     charStart: Int(truncatingIfNeeded: s.int(c + 3)), charEnd: Int(truncatingIfNeeded: s.int(c + 4)),
-                    tokenCount: Int(truncatingIfNeeded: s.int(c + 5)), text: s.text(c + 6))
+                    tokenCount: Int(truncatingIfNeeded: s.int(c + 5)), text: s.text(c + 6),
+                    metadata: s.isNull(m) ? nil : s.text(m))
     }
 
     /// The chunk ids of one document, by ordinal.
@@ -170,7 +178,8 @@ extension IndexStore {
     /// Every row is verified against its checksums (`StoreError.corrupt` on a mismatch).
     package func forEachChunk(_ body: (ChunkRow) throws -> Void) throws {
         let s = try db.prepare("""
-            SELECT c.id, c.document_id, c.ordinal, c.char_start, c.char_end, c.token_count, c.text, c.dense, c.sparse, c.colbert, \(try checksumColumns)
+            SELECT c.id, c.document_id, c.ordinal, c.char_start, c.char_end, c.token_count, c.text, c.dense, c.sparse, c.colbert,
+                   \(hasChunkMetadata ? "c.metadata" : "NULL"), \(try checksumColumns)
             FROM chunks c \(try checksumJoin) ORDER BY c.id
             """)
         while try s.step() { try withVerifiedRow(s, from: 0, body) }
@@ -182,7 +191,7 @@ extension IndexStore {
         let s = try db.prepare("""
             SELECT d.id, d.path, d.size, d.mtime, d.content_hash, d.metadata,
                    c.id, c.document_id, c.ordinal, c.char_start, c.char_end, c.token_count, c.text, c.dense, c.sparse, c.colbert,
-                   \(try checksumColumns)
+                   \(hasChunkMetadata ? "c.metadata" : "NULL"), \(try checksumColumns)
             FROM chunks c JOIN documents d ON d.id = c.document_id \(try checksumJoin) ORDER BY d.id, c.ordinal
             """)
         while try s.step() {
@@ -191,7 +200,7 @@ extension IndexStore {
         }
     }
 
-    /// The checksum columns (dense, colbert, row) after a row's ten, NULL when the file has no
+    /// The checksum columns (dense, colbert, row) after a row's eleven, NULL when the file has no
     /// checksum table (a read-only file from before them: not yet checked).
     private var checksumColumns: String {
         get throws { try hasChecksums() ? "k.dense, k.colbert, k.row" : "NULL, NULL, NULL" }
@@ -200,23 +209,24 @@ extension IndexStore {
         get throws { try hasChecksums() ? "LEFT JOIN chunk_checksums k ON k.chunk_id = c.id" : "" }
     }
 
-    /// `withRow`, after checking the row against the checksums in the three columns after it.
+    /// `withRow`, after checking the row against the checksums in the three columns after it
+    /// (after the metadata column, which the checksums do not cover).
     private func withVerifiedRow(_ s: Statement, from c: Int32, _ body: (ChunkRow) throws -> Void) throws {
         try Self.withRow(s, from: c) { row in
-            if !s.isNull(c + 10) {
+            if !s.isNull(c + 11) {
                 let chunk = row.chunk
-                if Self.digest(row.dense, seed: 1) != s.int(c + 10) { throw checksumMismatch(chunk.id, "dense vector") }
-                if Self.digest(row.colbert, seed: 2) != s.int(c + 11) { throw checksumMismatch(chunk.id, "ColBERT vectors") }
+                if Self.digest(row.dense, seed: 1) != s.int(c + 11) { throw checksumMismatch(chunk.id, "dense vector") }
+                if Self.digest(row.colbert, seed: 2) != s.int(c + 12) { throw checksumMismatch(chunk.id, "ColBERT vectors") }
                 let rowSum = Self.rowDigest(documentID: s.int(c + 1), ordinal: s.int(c + 2), charStart: s.int(c + 3), charEnd: s.int(c + 4),
                                             tokenCount: s.int(c + 5), sparse: row.sparse, text: chunk.text)
-                if rowSum != s.int(c + 12) { throw checksumMismatch(chunk.id, "text, sparse vector or position") }
+                if rowSum != s.int(c + 13) { throw checksumMismatch(chunk.id, "text, sparse vector or position") }
             }
             try body(row)
         }
     }
 
     private static func withRow(_ s: Statement, from c: Int32, _ body: (ChunkRow) throws -> Void) throws {
-        let chunk = Self.chunk(s, from: c)
+        let chunk = Self.chunk(s, from: c, metadataColumn: c + 10)
         try s.withBlob(c + 7) { dense in
             try s.withBlob(c + 8) { sparse in
                 try s.withBlob(c + 9) { colbert in
@@ -263,6 +273,19 @@ extension IndexStore {
         for start in stride(from: 0, to: ids.count, by: Self.idsPerStatement) {
             let slice = ids[start ..< min(start + Self.idsPerStatement, ids.count)]
             let s = try db.prepare("SELECT id, text FROM chunks WHERE id IN (\(slice.map { _ in "?" }.joined(separator: ",")))")
+            try s.bind(slice.map { .int($0) })
+            while try s.step() { out[s.int(0)] = s.text(1) }
+        }
+        return out
+    }
+
+    /// The metadata (JSON) of the given chunks that have some, by id.
+    package func chunkMetadata(ids: [Int64]) throws -> [Int64: String] {
+        var out: [Int64: String] = [:]
+        guard hasChunkMetadata else { return out }
+        for start in stride(from: 0, to: ids.count, by: Self.idsPerStatement) {
+            let slice = ids[start ..< min(start + Self.idsPerStatement, ids.count)]
+            let s = try db.prepare("SELECT id, metadata FROM chunks WHERE metadata IS NOT NULL AND id IN (\(slice.map { _ in "?" }.joined(separator: ",")))")
             try s.bind(slice.map { .int($0) })
             while try s.step() { out[s.int(0)] = s.text(1) }
         }

@@ -21,12 +21,15 @@ import Foundation
 /// reader their own store and serialises access to each.
 package final class IndexStore: @unchecked Sendable {
     package static let magic = "m3search-index"
-    package static let formatVersion = 2
+    package static let formatVersion = 3
 
     package let path: String
     /// The connection: internal, so M3Store's files share it and no other module can run SQL.
     let db: SQLiteConnection
     package let readOnly: Bool
+    /// False for a format-2 file opened read-only (not migrated): its chunks have no
+    /// metadata column, and queries read NULL in its place.
+    private(set) var hasChunkMetadata = true
 
     /// Opens an existing index, or creates one when `createWith` gives the settings record.
     /// Throws `StoreError.notAnIndex` for a foreign file, `.newerFormat`, `.missing`.
@@ -74,6 +77,7 @@ package final class IndexStore: @unchecked Sendable {
             let version = try Self.readFormatVersion(of: db, path: path)
             try verifySchema(formatVersion: version)
             if version < Self.formatVersion && !readOnly { try migrate(from: version) }
+            if version < 3 && readOnly { hasChunkMetadata = false }
         }
     }
 
@@ -147,6 +151,11 @@ package final class IndexStore: @unchecked Sendable {
         """),
         (2, "codebooks", """
         CREATE TABLE codebooks (name TEXT PRIMARY KEY, data BLOB NOT NULL);
+        """),
+        // Where a chunk sits in its source ({"page": "3"}, {"section": "Introduction"}): a
+        // JSON object of strings, NULL for plain text. Old rows keep NULL.
+        (3, "chunk metadata", """
+        ALTER TABLE chunks ADD COLUMN metadata TEXT;
         """),
     ]
 

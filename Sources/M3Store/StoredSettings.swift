@@ -22,10 +22,17 @@ public struct StoredSettings: Codable, Equatable, Sendable {
     public var denseStorage: String
     /// Which ColBERT rows are kept: "none" or "near-duplicates:<cos>".
     public var colbertPrune: String
+    /// Texts put before every query and every passage at encode time ("" when none).
+    public var queryPrefix: String
+    public var passagePrefix: String
+    /// The linear-layer precision that encoded the documents ("f32", "bf16", "int8"); nil
+    /// in indexes written before it was recorded.
+    public var precision: String?
 
     public init(modelID: String, dimension: Int, maxLength: Int = 512, overlap: Int = 64, pooling: String = "cls",
                 normalize: Bool = true, hnswM: Int = 16, hnswEfConstruction: Int = 200, colbertStorage: String = "f16",
-                denseStorage: String = "f32", colbertPrune: String = "none") {
+                denseStorage: String = "f32", colbertPrune: String = "none", queryPrefix: String = "",
+                passagePrefix: String = "", precision: String? = nil) {
         self.modelID = modelID
         self.dimension = dimension
         self.maxLength = maxLength
@@ -37,10 +44,13 @@ public struct StoredSettings: Codable, Equatable, Sendable {
         self.colbertStorage = colbertStorage
         self.denseStorage = denseStorage
         self.colbertPrune = colbertPrune
+        self.queryPrefix = queryPrefix
+        self.passagePrefix = passagePrefix
+        self.precision = precision
     }
 
     /// Settings written before a key existed decode with the value that was then implied
-    /// (float16 ColBERT, float32 dense, no pruning).
+    /// (float16 ColBERT, float32 dense, no pruning, no prefixes, precision unrecorded).
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         modelID = try c.decode(String.self, forKey: .modelID)
@@ -54,5 +64,8 @@ public struct StoredSettings: Codable, Equatable, Sendable {
         colbertStorage = try c.decodeIfPresent(String.self, forKey: .colbertStorage) ?? "f16"
         denseStorage = try c.decodeIfPresent(String.self, forKey: .denseStorage) ?? "f32"
         colbertPrune = try c.decodeIfPresent(String.self, forKey: .colbertPrune) ?? "none"
+        queryPrefix = try c.decodeIfPresent(String.self, forKey: .queryPrefix) ?? ""
+        passagePrefix = try c.decodeIfPresent(String.self, forKey: .passagePrefix) ?? ""
+        precision = try c.decodeIfPresent(String.self, forKey: .precision)
     }
 }

@@ -11,7 +11,8 @@ struct EncodeCommand: ParsableCommand {
         Each input line is {"text": "…"}. Each output line is
         {"input_ids": [...], "dense": [...], "sparse": {"<token id>": weight, ...}, "colbert": [[...], ...],
         "precision": "f32|bf16|int8"}, in input order; "precision" is the one actually used (float32 when \
-        the CPU lacks the instructions --precision asks for). Input is streamed: outputs are written as \
+        the CPU lacks the instructions --precision asks for). The prefix of --texts (--passage-prefix, or \
+        --query-prefix with --texts query) is put before each text, as an index with that prefix does. Input is streamed: outputs are written as \
         inputs arrive. A line may hold at most 8 MiB (\(EncodeCommand.maxLineBytes) bytes); a longer one is refused \
         with its line number (the model reads at most 8,192 tokens of a text anyway).
         """)
@@ -26,6 +27,11 @@ struct EncodeCommand: ParsableCommand {
     @Option(name: .long, help: "Outputs to compute, comma-separated: dense,sparse,colbert. Heads not asked for are not run.")
     var outputs: String = "dense,sparse,colbert"
 
+    enum TextKind: String, ExpressibleByArgument, CaseIterable { case passage, query }
+
+    @Option(name: .long, help: "What the texts are: passage (prefixed with --passage-prefix) or query (with --query-prefix).")
+    var texts: TextKind = .passage
+
     @Flag(name: .long, help: "Print the model's load times on stderr (stdout holds only the encodings).")
     var explain = false
 
@@ -36,17 +42,18 @@ struct EncodeCommand: ParsableCommand {
         let model = try modelOptions.load()
         if explain { FileHandle.standardError.write(Data((model.loadTimings.description + "\n").utf8)) }
         let options = encoding.encodeOptions(outputs: kinds)
+        let prefix = texts == .query ? encoding.queryPrefix : encoding.passagePrefix
         var writer = JSONWriter()
         // Batches of 256 lines keep memory bounded on long inputs; order is kept.
         var reader = LineReader(handle: .standardInput, maxLineBytes: Self.maxLineBytes)
-        var texts: [String] = []
+        var batch: [String] = []
         func flush() throws {
-            guard !texts.isEmpty else { return }
-            for e in try model.encode(texts, options: options) {
+            guard !batch.isEmpty else { return }
+            for e in try model.encode(batch, options: options) {
                 write(e, precision: model.precision, to: &writer)
                 writer.flush()
             }
-            texts.removeAll(keepingCapacity: true)
+            batch.removeAll(keepingCapacity: true)
         }
         let decoder = JSONDecoder()
         while true {
@@ -64,8 +71,8 @@ struct EncodeCommand: ParsableCommand {
                 try flush()
                 throw M3SearchError(.invalidInput, "stdin line \(reader.lineNumber) is not a JSON object with a \"text\" string")
             }
-            texts.append(item.text)
-            if texts.count == 256 { try flush() }
+            batch.append(prefix + item.text)
+            if batch.count == 256 { try flush() }
         }
         try flush()
     }

@@ -39,7 +39,7 @@ enum ExitStatus {
         case let mismatch as IndexSettings.Mismatch:
             let flag = flag(for: mismatch.setting)
             return "\(mismatch.path) was built with different settings: it was created with \(flag) \(mismatch.recorded), "
-                + "not \(mismatch.requested); storage is fixed when an index is created: omit \(flag) to use this index, "
+                + "not \(mismatch.requested); this setting is fixed when an index is created: omit \(flag) to use this index, "
                 + "or build a new one with another --index path."
         case ExportError.earlierExport(let path)?:
             return "\(path) holds an earlier export: pass --force to replace it, or choose another --out folder (nothing was written)."
@@ -66,6 +66,10 @@ enum ExitStatus {
         case .colbertStorage: return "--colbert-storage"
         case .denseStorage: return "--dense-storage"
         case .colbertPruning: return "--colbert-prune"
+        case .pooling: return "--pooling"
+        case .normalize: return "--no-normalize"
+        case .queryPrefix: return "--query-prefix"
+        case .passagePrefix: return "--passage-prefix"
         }
     }
 

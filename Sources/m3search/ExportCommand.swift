@@ -10,7 +10,7 @@ struct ExportCommand: ParsableCommand {
         abstract: "Write every chunk with its dense, sparse and ColBERT vectors: as JSON Lines, or as the files Qdrant, Milvus or Vespa load.",
         discussion: """
         The first line is a header with the index settings; then one line per chunk: \
-        {"id", "doc_id", "chunk", "char_start", "char_end", "token_count", "text", "metadata", "source", \
+        {"id", "doc_id", "chunk", "char_start", "char_end", "token_count", "text", "metadata", ["chunk_metadata",] "source", \
         "dense", "sparse", "colbert"}. Streams (one chunk in memory at a time) and needs no model. \
         --format qdrant|milvus|vespa --out DIR writes the files each engine loads (docs/engines.md).
         """)
@@ -97,6 +97,14 @@ struct ExportCommand: ParsableCommand {
             w.raw("}")
         } else {
             w.raw("null")
+        }
+        if let m = c.chunkMetadata {
+            w.raw(",\"chunk_metadata\":{")
+            for (i, key) in m.keys.sorted().enumerated() {
+                if i > 0 { w.raw(",") }
+                w.string(key); w.raw(":"); w.string(m[key] ?? "")
+            }
+            w.raw("}")
         }
         w.raw(",\"source\":{\"size\":\(c.size),\"mtime\":\(c.mtime.description),\"content_hash\":"); w.string(c.contentHash)
         w.raw("},\"dense\":"); w.floats(c.dense)

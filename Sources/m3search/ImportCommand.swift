@@ -50,12 +50,15 @@ struct ImportCommand: ParsableCommand {
         }
         let existed = FileManager.default.fileExists(atPath: location.index)
         // A new index takes the exported index's storage; an existing one keeps its own.
-        let index = try SearchIndex(path: location.index, model: model, options: IndexOptions(
+        var options = IndexOptions(
             maxLength: s.maxLength, overlap: s.overlap, pooling: s.pooling, normalize: s.normalize,
             hnswM: s.hnswM, hnswEfConstruction: s.hnswEfConstruction,
             colbertStorage: existed ? nil : s.colbertStorage, denseStorage: existed ? nil : s.denseStorage,
-            colbertPruning: existed ? nil : s.colbertPruning))
+            colbertPruning: existed ? nil : s.colbertPruning, queryPrefix: s.queryPrefix, passagePrefix: s.passagePrefix)
+        options.encodedPrecision = s.precision
+        let index = try SearchIndex(path: location.index, model: model, options: options)
         noteIdentityUpgrade(index)
+        for line in index.notes { note(line) }
         try index.lockForWriting(wait: wait) { holder in
             FileHandle.standardError.write(Data("waiting: \(location.index) is being written by \(holder?.description ?? "another process")\n".utf8))
         }
@@ -165,11 +168,25 @@ struct ImportCommand: ParsableCommand {
         guard let colbertPruning = ColBERTPruning((try? text("colbertPrune")) ?? "none") else {
             throw problem("settings.colbertPrune must be none or near-duplicates:<cos>")
         }
+        // Headers written before the prefixes existed: none. Precision: unrecorded when absent.
+        func optionalText(_ key: String) throws -> String? {
+            switch s[key] {
+            case nil, .null?: return nil
+            case .string(let t)?: return t
+            default: throw problem("settings.\(key) must be a string")
+            }
+        }
+        let precision = try optionalText("precision").map { text in
+            guard let p = Precision(text) else { throw problem("settings.precision must be f32, bf16 or int8") }
+            return p
+        }
         let settings = IndexSettings(modelID: try text("modelID"), dimension: try int("dimension", min: 1),
                                      maxLength: try int("maxLength", min: 3), overlap: try int("overlap", min: 0),
                                      pooling: pooling, normalize: normalize, hnswM: try int("hnswM", min: 2),
                                      hnswEfConstruction: try int("hnswEfConstruction", min: 1),
-                                     colbertStorage: colbertStorage, denseStorage: denseStorage, colbertPruning: colbertPruning)
+                                     colbertStorage: colbertStorage, denseStorage: denseStorage, colbertPruning: colbertPruning,
+                                     queryPrefix: try optionalText("queryPrefix") ?? "", passagePrefix: try optionalText("passagePrefix") ?? "",
+                                     precision: precision)
         var weights: FusionWeights?
         switch o["default_weights"] {
         case nil, .null?: weights = nil
@@ -212,7 +229,7 @@ struct ImportCommand: ParsableCommand {
                 return f
             }
             let known: Set<String> = ["id", "doc_id", "chunk", "char_start", "char_end", "token_count", "text", "metadata",
-                                      "source", "dense", "sparse", "colbert"]
+                                      "chunk_metadata", "source", "dense", "sparse", "colbert"]
             if let unknown = o.keys.first(where: { !known.contains($0) }) { throw problem("unknown field \"\(unknown)\"") }
             docID = try string("doc_id")
             guard !docID.isEmpty else { throw problem("\"doc_id\" is empty") }
@@ -222,17 +239,21 @@ struct ImportCommand: ParsableCommand {
             let start = try int("char_start"), end = try int("char_end")
             guard start <= end else { throw problem("char_start \(start) is after char_end \(end)") }
             let tokenCount = try int("token_count")
-            switch o["metadata"] {
-            case nil, .null?: metadata = nil
-            case .object(let m)?:
-                var out: [String: String] = [:]
-                for (k, v) in m {
-                    guard case .string(let s) = v else { throw problem("metadata \"\(k)\" must be a string") }
-                    out[k] = s
+            func strings(_ key: String) throws -> [String: String]? {
+                switch o[key] {
+                case nil, .null?: return nil
+                case .object(let m)?:
+                    var out: [String: String] = [:]
+                    for (k, v) in m {
+                        guard case .string(let s) = v else { throw problem("\(key) \"\(k)\" must be a string") }
+                        out[k] = s
+                    }
+                    return out
+                default: throw problem("\"\(key)\" must be an object of strings or null")
                 }
-                metadata = out
-            default: throw problem("\"metadata\" must be an object of strings or null")
             }
+            metadata = try strings("metadata")
+            let chunkMetadata = try strings("chunk_metadata")
             switch o["source"] {
             case nil, .null?: break
             case .object(let s)?:
@@ -273,7 +294,8 @@ struct ImportCommand: ParsableCommand {
             }
             let embedding = Embedding(tokenIDs: [], dense: dense, sparse: SparseVector(ids: pairs.map(\.0), weights: pairs.map(\.1)),
                                       colbert: MultiVector(dimension: d, values: values))
-            chunk = SearchIndex.EncodedChunk(text: text, tokenCount: tokenCount, embedding: embedding, charRange: start ..< end)
+            chunk = SearchIndex.EncodedChunk(text: text, tokenCount: tokenCount, embedding: embedding, charRange: start ..< end,
+                                             metadata: chunkMetadata)
         }
     }
 }

@@ -24,6 +24,7 @@ struct InfoCommand: ParsableCommand {
             object["bytesPerChunk"] = info.bytesPerChunk
             object["bytesPerToken"] = info.bytesPerToken
             object["colbertBytesPerRow"] = info.colbertBytesPerRow
+            object["storageCost"] = Self.costObject(info.settings)
             let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
             print(String(decoding: data, as: UTF8.self))
             return
@@ -31,6 +32,8 @@ struct InfoCommand: ParsableCommand {
         let s = info.settings
         print("index: \(info.path)")
         print("storage: ColBERT \(s.colbertStorage), dense \(s.denseStorage), ColBERT pruning \(s.colbertPruning)")
+        print("encoding: pooling \(s.pooling.rawValue), \(s.normalize ? "normalised" : "not normalised"), precision "
+              + "\(s.precision?.description ?? "not recorded"); query prefix \(Self.quoted(s.queryPrefix)), passage prefix \(Self.quoted(s.passagePrefix))")
         print("chunking: max length \(s.maxLength), overlap \(s.overlap); HNSW M \(s.hnswM), efConstruction \(s.hnswEfConstruction); dimension \(s.dimension)")
         print("\(info.documents) documents, \(info.chunks) chunks, \(info.tokens) tokens, \(info.colbertRows) ColBERT rows")
         let c = info.components
@@ -47,6 +50,29 @@ struct InfoCommand: ParsableCommand {
                        info.bytesPerToken, info.colbertBytesPerRow)
               + (info.walBytes > 0 ? " + \(Self.size(info.walBytes)) write-ahead log" : ""))
         if !info.measuredInPages { print("  (SQLite lacks dbstat: components are payload sums)") }
+        print("ranking cost of this storage against exact f16/f32, measured on a trained model (\(StorageCost.source)):")
+        for (name, cost) in [("ColBERT \(s.colbertStorage)", StorageCost.colbert(s.colbertStorage)),
+                             ("dense \(s.denseStorage)", StorageCost.dense(s.denseStorage))] {
+            print("  " + (cost?.summary ?? "\(name): not measured"))
+        }
+    }
+
+    /// `info --json`'s "storageCost": each component's measured nDCG@10 loss per mode and
+    /// top-10 overlaps (null when the codec was not measured), and where the numbers come from.
+    static func costObject(_ s: IndexSettings) -> [String: Any] {
+        func entry(_ c: StorageCost?) -> Any {
+            guard let c else { return NSNull() }
+            return ["codec": c.codec, "ndcg@10_loss": Dictionary(uniqueKeysWithValues: zip(StorageCost.modes, c.ndcgLoss)),
+                    "worst_ndcg@10_loss": c.worstLoss, "hybrid_top10_overlap": c.hybridOverlap,
+                    "colbert_top10_overlap": c.colbertOverlap] as [String: Any]
+        }
+        return ["colbert": entry(StorageCost.colbert(s.colbertStorage)), "dense": entry(StorageCost.dense(s.denseStorage)),
+                "source": StorageCost.source]
+    }
+
+    /// A prefix as the user would type it: in quotes, or "none".
+    static func quoted(_ s: String) -> String {
+        s.isEmpty ? "none" : "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
     }
 
     static func pad(_ s: String, _ width: Int, left: Bool = false) -> String {

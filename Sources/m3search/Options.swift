@@ -61,6 +61,7 @@ struct IndexLocation: ParsableArguments {
         try path.requireRegularFile()
         let opened = try SearchIndex(path: index, model: try modelOptions.load(), options: options)
         noteIdentityUpgrade(opened)
+        for line in opened.notes { note(line) }
         return opened
     }
 }
@@ -82,6 +83,14 @@ struct EncodingOptions: ParsableArguments {
 
     @Flag(name: .long, help: "Do not L2-normalise the dense and ColBERT vectors.")
     var noNormalize = false
+
+    @Option(name: .long, help: ArgumentHelp("Text put before every query, e.g. \"query: \" for e5 models (as `index --query-prefix`).",
+                                            valueName: "text"))
+    var queryPrefix: String = ""
+
+    @Option(name: .long, help: ArgumentHelp("Text put before every passage, e.g. \"passage: \" for e5 models (as `index --passage-prefix`).",
+                                            valueName: "text"))
+    var passagePrefix: String = ""
 
     @Option(name: .long, help: "Tokens per packed batch (texts are sorted by length first).")
     var batchTokens: Int = 16384

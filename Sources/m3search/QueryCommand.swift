@@ -24,6 +24,8 @@ struct QueryCommand: ParsableCommand {
 
     @OptionGroup var location: IndexLocation
 
+    @OptionGroup(title: "Filters") var filterOptions: FilterOptions
+
     @Option(name: [.customShort("k"), .long], help: "Number of results.")
     var k: Int = 10
 
@@ -79,7 +81,7 @@ struct QueryCommand: ParsableCommand {
         let batch = try queries.map(readBatchQueries)
         let searchIndex = try location.open(.existing(readOnly: !location.path.isWritable))
         let options = SearchOptions(k: k, weights: w, mode: mode, fusion: fusion, candidates: candidates,
-                                    groupByDocument: !chunks, efSearch: efSearch)
+                                    groupByDocument: !chunks, efSearch: efSearch, filter: try filterOptions.filter())
         if let batch { return try runBatch(batch, searchIndex, options) }
         guard let text else { return }
         let report = try searchIndex.search(text, options: options)
@@ -103,6 +105,9 @@ struct QueryCommand: ParsableCommand {
             print(String(format: "candidates: %d dense + %d sparse → %d unique; encode %.1f ms, candidates %.1f ms, scoring %.1f ms, fusion %.1f ms",
                          report.denseCandidates, report.sparseCandidates, report.candidates, report.encodeSeconds * 1000,
                          report.candidateSeconds * 1000, report.scoreSeconds * 1000, report.fuseSeconds * 1000))
+            if let documents = report.filterDocuments, let chunks = report.filterChunks {
+                print("filter: \(documents) documents, \(chunks) chunks match; candidates: \(report.filterPlan ?? "-")")
+            }
             print(searchIndex.model.loadTimings.description)
         }
     }

@@ -32,7 +32,7 @@ struct ScoreCommand: ParsableCommand {
         var start = 0
         while start < pairs.count {
             let slice = Array(pairs[start ..< min(start + chunk, pairs.count)])
-            let texts = slice.map(\.query) + slice.map(\.passage)
+            let texts = slice.map { encoding.queryPrefix + $0.query } + slice.map { encoding.passagePrefix + $0.passage }
             let e = try model.encode(texts, options: options)
             for i in slice.indices {
                 let q = e[i], p = e[slice.count + i]

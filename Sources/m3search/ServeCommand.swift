@@ -164,6 +164,7 @@ struct ServeCommand: AsyncParsableCommand {
         let readOnly = FileManager.default.fileExists(atPath: path) && !location.path.isWritable
         let index = try SearchIndex(path: path, model: model, options: IndexOptions(readOnly: readOnly))
         let indexSeconds = Date().timeIntervalSince(t)
+        for line in index.notes { logger.notice("\(line)", metadata: ["index": "\(path)"]) }
         if index.identityUpgrade == .upgraded {
             logger.notice("upgraded the index's model identity to v2", metadata: ["index": "\(path)"])
         }

@@ -345,4 +345,37 @@ final class EngineExportTests: XCTestCase {
         XCTAssertEqual(manifest["chunks"] as? Int, index.chunkCount)
         XCTAssertEqual((manifest["settings"] as? [String: Any])?["modelID"] as? String, index.model.identity)
     }
+
+    // MARK: The engines themselves (optional)
+
+    /// The round trip of `Benchmarks/engines.py --check`: the committed corpus indexed and
+    /// exported by this build's m3search, loaded into Milvus Lite (and Qdrant's local mode
+    /// when asked), the Vespa export validated, and the top 10 of every exact recipe compared
+    /// with `m3search query` for the fixture queries. Needs a Python with
+    /// Benchmarks/requirements-engines.txt: set M3SEARCH_ENGINES_PYTHON to it (and
+    /// M3SEARCH_ENGINES to e.g. `qdrant,milvus,vespa`; the default `milvus,vespa` takes about
+    /// three minutes). CI has no Python packages and skips it.
+    func testEnginesReproduceTheRankingWhenPythonIsGiven() throws {
+        let environment = ProcessInfo.processInfo.environment
+        guard let python = environment["M3SEARCH_ENGINES_PYTHON"], !python.isEmpty else {
+            throw XCTSkip("set M3SEARCH_ENGINES_PYTHON to a Python with Benchmarks/requirements-engines.txt to run the engines")
+        }
+        let root = URL(fileURLWithPath: fixture("corpus")).deletingLastPathComponent().deletingLastPathComponent()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = [root.appendingPathComponent("Benchmarks/engines.py").path, "--m3search", m3searchBinary.path,
+                             "--work", path("work"), "--engines", environment["M3SEARCH_ENGINES"] ?? "milvus,vespa", "--check"]
+        let log = dir.appendingPathComponent("engines.log")
+        try Data().write(to: log)
+        let handle = try FileHandle(forWritingTo: log)
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        process.waitUntilExit()
+        try handle.close()
+        let output = try String(contentsOf: log, encoding: .utf8)
+        XCTAssertEqual(process.terminationStatus, 0, output)
+        XCTAssertTrue(output.contains("check passed"), output)
+        XCTAssertTrue(output.contains("milvus: hybrid_search candidates + client-side fusion"), output)
+    }
 }

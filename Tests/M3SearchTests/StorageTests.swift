@@ -288,6 +288,25 @@ final class StorageCommandLineTests: XCTestCase {
         XCTAssertEqual(components["dense"], chunks * 2 * 16)
         XCTAssertEqual(info["bytesPerChunk"] as! Double, Double(file) / Double(chunks), accuracy: 1e-6)
         XCTAssertGreaterThanOrEqual(components["colbert"]!, rows * (4 + 16 / 8))
+        // The measured ranking cost (StorageCost): binary ColBERT and f16 dense were not measured.
+        let cost = info["storageCost"] as! [String: Any]
+        XCTAssertTrue(cost["colbert"] is NSNull && cost["dense"] is NSNull, "\(cost)")
+        XCTAssertEqual(cost["source"] as? String, StorageCost.source)
+        run = try runM3Search(["info", "--index", index], stdin: "")
+        XCTAssertTrue(run.stdout.contains("ColBERT binary: not measured"), run.stdout)
+        // An index with the default storage: info states the int8 rows of the table.
+        let defaultIndex = dir.appendingPathComponent("d.m3index").path
+        run = try runM3Search(["index", dir.appendingPathComponent("docs").path, "--index", defaultIndex, "--model", model,
+                               "--max-length", "48", "--overlap", "8"], stdin: "")
+        XCTAssertEqual(run.status, 0, run.stderr)
+        run = try runM3Search(["info", "--index", defaultIndex, "--json"], stdin: "")
+        let defaultCost = (try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as! [String: Any])["storageCost"] as! [String: Any]
+        let colbertCost = defaultCost["colbert"] as! [String: Any]
+        XCTAssertEqual(colbertCost["codec"] as? String, "int8")
+        XCTAssertEqual(colbertCost["worst_ndcg@10_loss"] as? Double, StorageCost.colbert(.int8)!.worstLoss)
+        XCTAssertEqual((defaultCost["dense"] as! [String: Any])["codec"] as? String, "int8")
+        run = try runM3Search(["info", "--index", defaultIndex], stdin: "")
+        XCTAssertTrue(run.stdout.contains(StorageCost.colbert(.int8)!.summary), run.stdout)
         run = try runM3Search(["info", "--index", dir.appendingPathComponent("none.m3index").path], stdin: "")
         XCTAssertNotEqual(run.status, 0)
         XCTAssertTrue(run.stderr.contains("none.m3index"), run.stderr)

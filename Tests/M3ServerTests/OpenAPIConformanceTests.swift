@@ -53,6 +53,9 @@ final class OpenAPIConformanceTests: XCTestCase {
         try await checkRequestSchema(spec.schema(named: "Weights"), example: example["weights"]!, path: "/search", server: s) {
             .object(["query": .string("weights"), "weights": $0])
         }
+        try await checkRequestSchema(spec.schema(named: "Filter"), example: example["filter"]!, path: "/search", server: s) {
+            .object(["query": .string("filter"), "filter": $0])
+        }
         try await s.stop()
     }
 

@@ -1,5 +1,6 @@
-// A minimal reader for the zip archives torch.save writes: stored (uncompressed) entries,
-// located through the central directory, read in place from the memory map.
+// A minimal reader for zip archives, located through the central directory and read in
+// place: torch.save's (stored entries only) and, with `allowDeflate`, office documents and
+// EPUBs (M3Documents inflates their deflated entries, bounded by the declared sizes).
 //
 // Layout (PKWARE APPNOTE.TXT), all integers little-endian:
 //   per entry:  local header   "PK\3\4"  30 bytes + name + extra, then the entry's bytes
@@ -11,19 +12,25 @@
 // values in a zip64 extra field (id 0x0001) of the central header. torch writes the zip64
 // records for every file.
 
-struct ZipArchive {
+package struct ZipArchive {
     /// Where an entry's bytes are in the file.
-    struct Entry {
-        let offset: Int
-        let size: Int
-        /// The CRC-32 of the entry's bytes, from the central directory.
-        let crc32: UInt32
+    package struct Entry: Sendable {
+        /// The first byte of the entry's (possibly compressed) data.
+        package let offset: Int
+        /// The uncompressed size, from the central directory.
+        package let size: Int
+        /// Bytes of data in the file: `size` for stored entries.
+        package let compressedSize: Int
+        /// 0: stored, 8: deflated (the only methods accepted).
+        package let method: Int
+        /// The CRC-32 of the entry's uncompressed bytes, from the central directory.
+        package let crc32: UInt32
     }
 
     /// Entries by name (e.g. "archive/data/0").
-    let entries: [String: Entry]
+    package let entries: [String: Entry]
 
-    static func looksLike(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    package static func looksLike(_ bytes: UnsafeRawBufferPointer) -> Bool {
         bytes.readLE(UInt32.self, at: 0) == localSignature
     }
 
@@ -33,7 +40,9 @@ struct ZipArchive {
     private static let zip64EndSignature: UInt32 = 0x0606_4B50
     private static let zip64LocatorSignature: UInt32 = 0x0706_4B50
 
-    init(_ bytes: UnsafeRawBufferPointer, path: String) throws {
+    /// Throws `ModelError.truncated` / `.invalidFormat` naming what is wrong. Without
+    /// `allowDeflate` only stored entries are accepted (what torch writes).
+    package init(_ bytes: UnsafeRawBufferPointer, path: String, allowDeflate: Bool = false) throws {
         func invalid(_ detail: String) -> ModelError { .invalidFormat(path: path, detail: "zip archive: " + detail) }
         func u16(_ at: Int) throws -> Int {
             guard let v = bytes.readLE(UInt16.self, at: at) else { throw invalid("header at byte \(at) runs past the end of the file") }
@@ -115,11 +124,12 @@ struct ZipArchive {
             }
 
             guard flags & 1 == 0 else { throw invalid("entry '\(name)' is encrypted") }
-            guard method == 0 else {
+            guard method == 0 || (allowDeflate && method == 8) else {
+                if allowDeflate { throw invalid("entry '\(name)' uses compression method \(method) (only stored and deflate are read)") }
                 throw invalid("entry '\(name)' is compressed (method \(method)); torch.save stores entries uncompressed, "
                     + "so re-save the file with torch.save instead of re-zipping it")
             }
-            guard compressedSize == size else {
+            guard method == 8 || compressedSize == size else {
                 throw invalid("stored entry '\(name)' has compressed size \(compressedSize) ≠ size \(size)")
             }
             // The local header's name and extra lengths can differ from the central ones.
@@ -127,10 +137,10 @@ struct ZipArchive {
                 throw invalid("entry '\(name)' has no local header at byte \(localOffset)")
             }
             let dataOffset = localOffset + 30 + (try u16(localOffset + 26)) + (try u16(localOffset + 28))
-            guard dataOffset <= directoryOffset, size <= directoryOffset - dataOffset else {
-                throw invalid("entry '\(name)' (\(size) bytes at byte \(dataOffset)) extends past the archive's data")
+            guard dataOffset <= directoryOffset, compressedSize <= directoryOffset - dataOffset else {
+                throw invalid("entry '\(name)' (\(compressedSize) bytes at byte \(dataOffset)) extends past the archive's data")
             }
-            guard entries.updateValue(Entry(offset: dataOffset, size: size, crc32: crc), forKey: name) == nil else {
+            guard entries.updateValue(Entry(offset: dataOffset, size: size, compressedSize: compressedSize, method: method, crc32: crc), forKey: name) == nil else {
                 throw invalid("entry '\(name)' appears twice")
             }
             at = headerEnd

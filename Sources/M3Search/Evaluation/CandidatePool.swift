@@ -110,7 +110,7 @@ extension IndexReader {
         for start in stride(from: 0, to: queries.count, by: 256) {
             let batch = queries[start ..< min(start + 256, queries.count)]
             let t0 = Date()
-            let encoded = try model.encode(batch.map(\.text), options: queryOptions)
+            let encoded = try model.encode(batch.map { queryText($0.text) }, options: queryOptions)
             let t1 = Date()
             for (query, q) in zip(batch, encoded) {
                 out.append(try shared.read { state in

@@ -1,8 +1,11 @@
 import Foundation
+import M3Documents
 
 /// The kinds of files `m3search index` reads. Everything else is skipped and counted.
 public enum DocumentKind: String, Sendable, CaseIterable {
     case text, markdown, restructuredText = "rst", html, source
+    /// Read through M3Documents: text with page or section locations.
+    case pdf, docx, odt, epub
 
     static let byExtension: [String: DocumentKind] = {
         var map: [String: DocumentKind] = [
@@ -10,6 +13,7 @@ public enum DocumentKind: String, Sendable, CaseIterable {
             "md": .markdown, "markdown": .markdown, "mdx": .markdown,
             "rst": .restructuredText, "rest": .restructuredText,
             "html": .html, "htm": .html, "xhtml": .html,
+            "pdf": .pdf, "docx": .docx, "odt": .odt, "epub": .epub,
         ]
         for ext in ["swift", "c", "h", "cc", "cpp", "cxx", "hpp", "hh", "m", "mm", "py", "pyi", "js", "mjs", "ts", "tsx", "jsx",
                     "java", "kt", "kts", "scala", "go", "rs", "rb", "php", "pl", "pm", "sh", "bash", "zsh", "fish", "lua", "r",
@@ -33,6 +37,19 @@ public enum DocumentKind: String, Sendable, CaseIterable {
     }
 }
 
+extension DocumentKind {
+    /// The M3Documents format of a structured kind; nil for text kinds.
+    var format: DocumentFormat? {
+        switch self {
+        case .pdf: return .pdf
+        case .docx: return .docx
+        case .odt: return .odt
+        case .epub: return .epub
+        case .text, .markdown, .restructuredText, .html, .source: return nil
+        }
+    }
+}
+
 /// A file read for indexing: its text (HTML reduced to text), and what identifies it.
 struct ReadDocument: Sendable {
     var text: String
@@ -42,6 +59,9 @@ struct ReadDocument: Sendable {
     var contentHash: String
     /// The bytes were not valid UTF-8; the text holds U+FFFD replacement characters.
     var hadInvalidUTF8: Bool
+    /// For PDF, DOCX, ODT, EPUB: where each page or section begins in `text` (Unicode
+    /// scalars) and its metadata; empty for plain text.
+    var locations: [(start: Int, metadata: [String: String])] = []
 }
 
 /// Why a file was not indexed.
@@ -51,6 +71,8 @@ enum SkipReason: Error, Equatable, Sendable {
     case empty
     case tooLarge(Int64)
     case unreadable(String)
+    /// A PDF, DOCX, ODT or EPUB whose text cannot be read (broken, encrypted, hostile).
+    case document(DocumentError)
 
     var summary: String {
         switch self {
@@ -59,6 +81,7 @@ enum SkipReason: Error, Equatable, Sendable {
         case .empty: return "empty"
         case .tooLarge(let n): return "larger than the size limit (\(n) bytes)"
         case .unreadable(let why): return "unreadable: \(why)"
+        case .document(let error): return error.description
         }
     }
 }
@@ -78,11 +101,25 @@ enum DocumentReader {
         let mtime = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
         if size > maxBytes { return .failure(.tooLarge(size)) }
         let data: Data
-        switch readBounded(path: path, maxBytes: maxBytes) {
+        switch readBounded(path: path, maxBytes: maxBytes, binary: kind.format != nil) {
         case .success(let d): data = d
         case .failure(let reason): return .failure(reason)
         }
         if data.isEmpty { return .failure(.empty) }
+        if let format = kind.format {
+            do {
+                let limit = Int(min(maxBytes, Int64(Int32.max)))
+                let extracted = try DocumentText.extract(Array(data), format: format, limits: ExtractionLimits(maxTextBytes: limit))
+                let (text, starts) = extracted.joined()
+                return .success(ReadDocument(text: text, kind: kind, size: Int64(data.count), mtime: mtime,
+                                             contentHash: contentHash(data), hadInvalidUTF8: false,
+                                             locations: zip(starts, extracted.segments).map { ($0, $1.metadata) }))
+            } catch let error as DocumentError {
+                return .failure(.document(error))
+            } catch {
+                return .failure(.unreadable("\(error)"))
+            }
+        }
         let (text, invalid) = decodeUTF8(data)
         let body = kind == .html ? HTMLText.extract(text) : text
         if body.unicodeScalars.allSatisfy({ $0.properties.isWhitespace }) { return .failure(.empty) }
@@ -94,7 +131,8 @@ enum DocumentReader {
     /// would block or never end), the first 8 KiB checked for NUL before the rest is read
     /// (a huge binary file costs 8 KiB), and a file that grows past the limit while being
     /// read is skipped as too large rather than read without bound.
-    static func readBounded(path: String, maxBytes: Int64) -> Result<Data, SkipReason> {
+    /// `binary`: a format with its own reader (PDF, zip): NUL bytes are expected.
+    static func readBounded(path: String, maxBytes: Int64, binary: Bool = false) -> Result<Data, SkipReason> {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { return .failure(.unreadable(String(cString: strerror(errno)))) }
         defer { close(fd) }
@@ -114,7 +152,7 @@ enum DocumentReader {
             }
             if n == 0 { break }
             data.append(contentsOf: chunk[0 ..< n])
-            if data.count <= 8192, chunk[0 ..< n].contains(0) { return .failure(.binary) }
+            if !binary, data.count <= 8192, chunk[0 ..< n].contains(0) { return .failure(.binary) }
             if data.count > limit { return .failure(.tooLarge(Int64(data.count))) }
         }
         return .success(data)

@@ -16,6 +16,8 @@ public struct IndexSummary: Sendable, Equatable {
     public var seconds = 0.0
     /// The run stopped early because `shouldStop` said so; what it finished is committed.
     public var interrupted = false
+
+    public init() {}
 }
 
 /// Progress of an indexing run, reported after each file.
@@ -29,16 +31,22 @@ public struct IndexProgress: Sendable {
 
 /// Which files to index.
 public struct FileSelection: Sendable {
-    /// Globs matched against the path relative to its root and against the file name;
-    /// empty: everything m3search reads.
+    /// Globs with gitignore semantics, relative to each folder given (FileWalker): a glob
+    /// without `/` matches a name at any depth, `dir/**` everything inside `dir`. Include:
+    /// empty means everything m3search reads; exclude prunes folders it matches.
     public var include: [String] = []
     public var exclude: [String] = []
+    /// Skip what `.gitignore` (in a git work tree), `.ignore` and `.git/info/exclude` list,
+    /// as ripgrep does; false: `--no-ignore`.
+    public var respectIgnoreFiles = true
     /// Files larger than this are skipped with a message.
     public var maxFileBytes: Int64 = 64 << 20
     /// Documents per transaction: a killed run keeps every finished batch.
     public var batchDocuments = 16
 
-    public init(include: [String] = [], exclude: [String] = [], maxFileBytes: Int64 = 64 << 20, batchDocuments: Int = 16) {
+    public init(include: [String] = [], exclude: [String] = [], maxFileBytes: Int64 = 64 << 20, batchDocuments: Int = 16,
+                respectIgnoreFiles: Bool = true) {
+        self.respectIgnoreFiles = respectIgnoreFiles
         self.include = include
         self.exclude = exclude
         self.maxFileBytes = maxFileBytes
@@ -59,9 +67,30 @@ struct Ingestion {
     let writer: IndexWriter
 
     /// Chunks and encodes one document's text.
-    func prepare(path: String, text: String, size: Int64, mtime: Double, contentHash: String, metadata: String?) throws -> PreparedDocument {
-        let chunks = Chunker.chunks(of: text, tokenizer: model.tokenizer, maxLength: settings.maxLength, overlap: settings.overlap)
-        let options = EncodeOptions(maxLength: settings.maxLength, outputs: .all, pooling: settings.pooling, normalize: settings.normalize)
+    /// `locations`: where each part of a structured document (PDF page, DOCX section)
+    /// begins in `text`, in Unicode scalars, ascending, with its metadata; each chunk gets
+    /// the metadata of the part it starts in.
+    func prepare(path: String, text: String, size: Int64, mtime: Double, contentHash: String, metadata: String?,
+                 locations: [(start: Int, metadata: [String: String])] = []) throws -> PreparedDocument {
+        // A model with fewer positions than the index's chunk length gets chunks it can take
+        // whole (`SearchIndex.notes` says so), rather than chunks it would cut.
+        let maxLength = min(settings.maxLength, model.config.maxSequenceLength)
+        let overlap = min(settings.overlap, max(0, maxLength - 3))
+        var chunks = Chunker.chunks(of: text, tokenizer: model.tokenizer, maxLength: maxLength, overlap: overlap,
+                                    prefix: settings.passagePrefix)
+        if let long = chunks.first(where: { $0.tokenIDs.count > maxLength }) {
+            throw M3SearchError.invalidArgument("Invalid settings: the passage prefix \"\(settings.passagePrefix)\" takes "
+                + "\(long.tokenIDs.count - 3) of the \(maxLength) tokens a chunk may have; use a shorter prefix or a longer chunk length")
+        }
+        if !locations.isEmpty {
+            let encoded = try locations.map { String(decoding: try JSONEncoder.sorted.encode($0.metadata), as: UTF8.self) }
+            for i in chunks.indices {
+                // The last part starting at or before the chunk's first character.
+                let part = (locations.lastIndex { $0.start <= chunks[i].charStart }) ?? 0
+                chunks[i].metadata = encoded[part]
+            }
+        }
+        let options = EncodeOptions(maxLength: maxLength, outputs: .all, pooling: settings.pooling, normalize: settings.normalize)
         let embeddings = try model.encode(tokenIDs: chunks.map(\.tokenIDs), options: options)
         return PreparedDocument(path: path, size: size, mtime: mtime, contentHash: contentHash, metadata: metadata,
                                 chunks: chunks, embeddings: embeddings)
@@ -87,7 +116,8 @@ struct Ingestion {
             let range = c.charRange ?? offset ..< offset + c.text.unicodeScalars.count
             // Only the count of token ids is stored; the ids themselves are not needed.
             chunks.append(Chunk(ordinal: ordinal, tokenIDs: [Int32](repeating: 0, count: c.tokenCount),
-                                charStart: range.lowerBound, charEnd: range.upperBound, text: c.text))
+                                charStart: range.lowerBound, charEnd: range.upperBound, text: c.text,
+                                metadata: try c.metadata.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }))
             offset = range.upperBound
         }
         let text = Data(doc.chunks.map(\.text).joined().utf8)
@@ -100,8 +130,8 @@ struct Ingestion {
     /// Indexes files and folders incrementally: new and changed files are encoded,
     /// unchanged ones skipped without encoding, and files deleted under a given folder
     /// removed. Work is committed in batches, so an interrupted run keeps what it finished
-    /// and the next run resumes. Document paths are the roots as given joined with each
-    /// file's relative path.
+    /// and the next run resumes. Document ids are canonical absolute paths (symlinks, `.` and
+    /// `..` resolved), so a file reached through different spellings is one document.
     func indexFiles(_ roots: [String], selection: FileSelection, shouldStop: (() -> Bool)? = nil,
                     progress: ((IndexProgress) -> Void)?) throws -> IndexSummary {
         let start = Date()
@@ -111,16 +141,24 @@ struct Ingestion {
         var files: [(path: String, kind: DocumentKind?)] = []
         var folderRoots: [String] = []
         let fm = FileManager.default
-        for root in roots {
+        for given in roots {
             var isDir: ObjCBool = false
-            guard fm.fileExists(atPath: root, isDirectory: &isDir) else {
-                throw M3SearchError(.notFound, "\(root) does not exist")
+            guard fm.fileExists(atPath: given, isDirectory: &isDir) else {
+                throw M3SearchError(.notFound, "\(given) does not exist")
+            }
+            // One document per file, however it was reached: `dir`, `./dir`, `/abs/dir` and
+            // a symlinked parent all give the same ids (the walk below follows no symlinks,
+            // so every path under a canonical root is canonical too).
+            guard let root = Self.canonicalPath(given) else {
+                throw M3SearchError(.io, "\(given) cannot be resolved to a canonical path")
             }
             if isDir.boolValue {
                 let base = root.hasSuffix("/") && root.count > 1 ? String(root.dropLast()) : root
                 folderRoots.append(base)
-                let (found, undecodable) = Self.walk(base)
-                for rel in found where Self.selected(rel, selection) {
+                let walker = FileWalker(respectIgnoreFiles: selection.respectIgnoreFiles,
+                                        include: selection.include, exclude: selection.exclude)
+                let (found, undecodable) = walker.walk(base)
+                for rel in found {
                     let path = base == "." ? rel : base + "/" + rel
                     files.append((path, DocumentKind.of(path: path)))
                 }
@@ -179,7 +217,14 @@ struct Ingestion {
                     summary.warnings.append("\(path): \(reason.summary)")
                 } else {
                     summary.skipped += 1
-                    summary.skippedByReason[reason.summary, default: 0] += 1
+                    // Broken documents are grouped by kind in the counts ("pdf: encrypted…" would
+                    // split per message); each file is named in a warning.
+                    if case .document = reason {
+                        summary.skippedByReason["unreadable \(kind.rawValue)", default: 0] += 1
+                        summary.warnings.append("\(path): skipped, \(reason.summary)")
+                    } else {
+                        summary.skippedByReason[reason.summary, default: 0] += 1
+                    }
                     if case .tooLarge = reason { summary.warnings.append("\(path): skipped, \(reason.summary)") }
                 }
                 // A file that became unreadable or empty no longer matches its old entry.
@@ -192,7 +237,7 @@ struct Ingestion {
                     continue
                 }
                 let prepared = try prepare(path: path, text: doc.text, size: doc.size, mtime: doc.mtime,
-                                           contentHash: doc.contentHash, metadata: nil)
+                                           contentHash: doc.contentHash, metadata: nil, locations: doc.locations)
                 summary.indexed += 1
                 summary.chunks += prepared.chunks.count
                 summary.tokens += prepared.chunks.reduce(0) { $0 + $1.tokenIDs.count }
@@ -207,44 +252,20 @@ struct Ingestion {
         return summary
     }
 
-    /// Relative paths of the regular files under `root`, sorted, read with readdir/lstat:
-    /// hidden entries are skipped, symlinks (to files or folders) are not followed, so
-    /// loops cannot happen, and FIFOs, sockets and devices are never opened. Names that are
-    /// not UTF-8 cannot round-trip through a String path: they come back in `undecodable`
-    /// (with replacement characters) to be reported, never silently dropped.
-    static func walk(_ root: String) -> (files: [String], undecodable: [String]) {
-        var files: [String] = [], undecodable: [String] = []
-        func visit(_ relative: String) {
-            let folder = relative.isEmpty ? root : root + "/" + relative
-            guard let dir = opendir(folder) else { return }
-            defer { closedir(dir) }
-            while let entry = readdir(dir) {
-                let bytes = withUnsafeBytes(of: entry.pointee.d_name) { Array($0.prefix(while: { $0 != 0 })) }
-                guard let first = bytes.first, first != UInt8(ascii: ".") else { continue }  // hidden, ".", ".."
-                let path = { (name: String) in relative.isEmpty ? name : relative + "/" + name }
-                guard let name = String(validating: bytes, as: UTF8.self) else {
-                    undecodable.append(path(String(decoding: bytes, as: UTF8.self)))
-                    continue
-                }
-                var info = stat()
-                guard lstat(folder + "/" + name, &info) == 0 else { continue }
-                switch info.st_mode & S_IFMT {
-                case S_IFDIR: visit(path(name))
-                case S_IFREG: files.append(path(name))
-                default: continue
-                }
-            }
-        }
-        visit("")
-        return (files.sorted(), undecodable.sorted())
+    /// The absolute path of `path` with every symlink, `.` and `..` resolved (realpath(3)),
+    /// the id of an indexed file; nil when it cannot be resolved.
+    static func canonicalPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(validatingCString: resolved)
     }
+}
 
-    static func selected(_ relative: String, _ s: FileSelection) -> Bool {
-        let name = (relative as NSString).lastPathComponent
-        func matches(_ globs: [String]) -> Bool {
-            globs.contains { fnmatch($0, relative, 0) == 0 || fnmatch($0, name, 0) == 0 }
-        }
-        if !s.include.isEmpty && !matches(s.include) { return false }
-        return !matches(s.exclude)
+extension JSONEncoder {
+    /// Keys sorted: the same metadata always stores as the same JSON.
+    static var sorted: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return e
     }
 }

@@ -10,8 +10,12 @@ extension SearchIndex {
         package var embedding: Embedding
         /// Range in the document text (Unicode scalars); nil: the chunk texts laid end to end.
         package var charRange: Range<Int>?
+        /// Where the chunk sits in its source (page, section); nil: nothing.
+        package var metadata: [String: String]?
 
-        package init(text: String, tokenCount: Int, embedding: Embedding, charRange: Range<Int>? = nil) {
+        package init(text: String, tokenCount: Int, embedding: Embedding, charRange: Range<Int>? = nil,
+                     metadata: [String: String]? = nil) {
+            self.metadata = metadata
             self.text = text
             self.tokenCount = tokenCount
             self.embedding = embedding

@@ -8,6 +8,8 @@ import M3Store
 package struct ExportedChunk {
     package var documentID: String
     package var metadata: [String: String]?
+    /// Where the chunk sits in its source (page, section); nil: nothing stored.
+    package var chunkMetadata: [String: String]?
     /// The source document's size in bytes, mtime and content hash, as stored.
     package var size: Int64
     package var mtime: Double
@@ -64,6 +66,7 @@ extension SearchIndex {
             guard c.charStart >= 0, c.charEnd >= c.charStart else { throw corrupt("the character range") }
             try body(ExportedChunk(
                 documentID: document.path, metadata: IndexState.decodeMetadata(document.metadata),
+                chunkMetadata: IndexState.decodeMetadata(c.metadata),
                 size: document.size, mtime: document.mtime, contentHash: document.contentHash,
                 ordinal: c.ordinal, charRange: c.charStart ..< c.charEnd, tokenCount: c.tokenCount,
                 text: c.text, dense: dense, sparse: sparse, colbert: colbert))

@@ -51,6 +51,12 @@ extension SearchReport {
             out.raw(",\"candidates_ms\":"); out.number(candidateSeconds * 1000)
             out.raw(",\"score_ms\":"); out.number(scoreSeconds * 1000)
             out.raw(",\"fuse_ms\":"); out.number(fuseSeconds * 1000)
+            if let filterDocuments, let filterChunks {
+                out.raw(",\"filter\":{\"documents\":"); out.number(filterDocuments)
+                out.raw(",\"chunks\":"); out.number(filterChunks)
+                out.raw(",\"plan\":"); out.string(filterPlan ?? "")
+                out.raw("}")
+            }
             if let modelLoad {
                 out.raw(",\"model_load\":")
                 modelLoad.writeJSON(to: &out)

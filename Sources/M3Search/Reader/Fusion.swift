@@ -8,6 +8,8 @@ struct ScoredChunk {
     var charStart = 0
     var charEnd = 0
     var text = ""
+    /// Where the chunk sits in its source (page, section): filled with the text.
+    var metadata: [String: String]?
     var dense: Float?
     var sparse: Float?
     var colbert: Float?

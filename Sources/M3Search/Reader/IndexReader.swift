@@ -38,6 +38,9 @@ final class IndexReader: @unchecked Sendable {
         EncodeOptions(maxLength: Self.queryMaxLength, outputs: .all, pooling: settings.pooling, normalize: settings.normalize)
     }
 
+    /// The text a query is encoded as: the index's query prefix ("query: " for e5 models), then the query.
+    func queryText(_ query: String) -> String { settings.queryPrefix + query }
+
     // MARK: - Search
 
     /// Prepare, encode, search: the steps a batching server takes apart (`SearchIndex+Batching`).
@@ -61,7 +64,7 @@ final class IndexReader: @unchecked Sendable {
         if w.sparse > 0 || w.colbert > 0 { outputs.insert(.sparse) }
         if w.colbert > 0 { outputs.insert(.colbert) }
         let maxLength = min(Self.queryMaxLength, model.config.maxSequenceLength)
-        return PreparedQuery(tokenIDs: model.tokenizer.encode(query, maxLength: maxLength), outputs: outputs)
+        return PreparedQuery(tokenIDs: model.tokenizer.encode(queryText(query), maxLength: maxLength), outputs: outputs)
     }
 
     /// Encodes prepared queries in one forward pass (a budget of their total length), with
@@ -79,6 +82,16 @@ final class IndexReader: @unchecked Sendable {
         if options.k < 1 { throw invalid("k must be at least 1 (got \(options.k))") }
         if options.k > 10_000 { throw invalid("k must be at most 10000 (got \(options.k))") }
         if options.candidates < 1 { throw invalid("the candidate count must be at least 1 (got \(options.candidates))") }
+        if let f = options.filter {
+            if f.paths.count > 1000 { throw invalid("at most 1000 path patterns (got \(f.paths.count))") }
+            if f.metadata.count > 100 { throw invalid("at most 100 metadata pairs (got \(f.metadata.count))") }
+            if let p = f.paths.first(where: { $0.isEmpty || $0.utf8.count > 4096 }) {
+                throw invalid("a path pattern must have 1 to 4096 bytes (got \(p.utf8.count))")
+            }
+            for d in [f.modifiedAfter, f.modifiedBefore].compactMap({ $0 }) where !d.timeIntervalSince1970.isFinite {
+                throw invalid("filter dates must be finite")
+            }
+        }
         guard let w = options.weights else { return }
         if ![w.dense, w.sparse, w.colbert].allSatisfy({ $0.isFinite && $0 >= 0 }) || w.dense + w.sparse + w.colbert <= 0 {
             throw invalid("weights must be non-negative and not all zero (got \(w))")
@@ -93,12 +106,39 @@ final class IndexReader: @unchecked Sendable {
         return try shared.read { state in
             guard state.hnsw.count > 0 else { throw M3SearchError.emptyIndex(path) }
             let n = max(options.candidates, options.k)
+            let fromGraph = w.dense > 0 || w.colbert > 0, fromPostings = w.sparse > 0 || w.colbert > 0
+            // 0. A filter becomes the set of matching chunks, which the candidate generators
+            //    below search within (never a cut of unfiltered candidates).
+            var allowed: Set<Int64>?
+            if let filter = options.filter, !filter.isEmpty {
+                let matching = try matchingChunks(filter)
+                let live = matching.chunks.filter { state.hnsw.contains(id: $0) }
+                report.filterDocuments = matching.documents
+                report.filterChunks = live.count
+                allowed = Set(live)
+            }
             // 1. Candidates.
-            let found = try candidates(state, for: q, n: n, efSearch: options.efSearch,
-                                       fromGraph: w.dense > 0 || w.colbert > 0, fromPostings: w.sparse > 0 || w.colbert > 0)
-            report.denseCandidates = found.graph.count
-            report.sparseCandidates = found.postings.count
-            let ids = Set(found.graph).union(found.postings)
+            let ids: Set<Int64>
+            if let allowed, allowed.count <= n, fromGraph {
+                // No more matching chunks than candidates: score them all (what exact
+                // candidate generation would return), no traversal needed.
+                ids = allowed
+                report.filterPlan = "all matching chunks scored"
+                report.denseCandidates = allowed.count
+            } else {
+                let filter = allowed.map { IDFilter(allowing: $0) }
+                let found = try candidates(state, for: q, n: n, efSearch: options.efSearch,
+                                           fromGraph: fromGraph, fromPostings: fromPostings, filter: filter)
+                if let filter, fromGraph {
+                    let ef = max(options.efSearch ?? state.hnsw.efSearch, n)
+                    report.filterPlan = state.hnsw.filterPlan(filter, k: n, ef: ef).plan.description
+                } else if filter != nil {
+                    report.filterPlan = "sparse postings"
+                }
+                report.denseCandidates = found.graph.count
+                report.sparseCandidates = found.postings.count
+                ids = Set(found.graph).union(found.postings)
+            }
             report.candidates = ids.count
             let t2 = Date()
             report.candidateSeconds = t2.timeIntervalSince(t1)
@@ -120,7 +160,7 @@ final class IndexReader: @unchecked Sendable {
                     throw StoreError.corrupt(path: path, detail: "chunk \(c.chunkID) has the character range \(c.charStart)..<\(c.charEnd)")
                 }
                 return SearchResult(rank: i + 1, score: c.fused, dense: c.dense, sparse: c.sparse,
-                                    colbert: c.colbert, path: info.path, metadata: info.metadata,
+                                    colbert: c.colbert, path: info.path, metadata: Self.merged(info.metadata, c.metadata),
                                     chunk: c.ordinal, chunkID: c.chunkID, charRange: c.charStart ..< c.charEnd, text: c.text)
             }
             report.fuseSeconds = Date().timeIntervalSince(t3)
@@ -132,16 +172,16 @@ final class IndexReader: @unchecked Sendable {
     /// searched at the same time (two threads; both structures are read-only here).
     /// Evaluation pools take the same candidates.
     func candidates(_ state: IndexState, for q: Embedding, n: Int, efSearch: Int?,
-                    fromGraph: Bool, fromPostings: Bool) throws -> (graph: [Int64], postings: [Int64]) {
+                    fromGraph: Bool, fromPostings: Bool, filter: IDFilter? = nil) throws -> (graph: [Int64], postings: [Int64]) {
         let dense = fromGraph ? q.dense : nil
         let terms = fromPostings ? q.sparse.map { zip($0.ids, $0.weights).map { (token: $0, weight: $1) } } : nil
         var found: [Result<[IndexHit], Error>?] = [nil, nil]
         found.withUnsafeMutableBufferPointer { out in
             concurrently(2) { i in
                 if i == 0, let dense {
-                    out[0] = Result { try Self.graphSearch(state.hnsw, dense, n: n, ef: max(efSearch ?? state.hnsw.efSearch, n)) }
+                    out[0] = Result { try Self.graphSearch(state.hnsw, dense, n: n, ef: max(efSearch ?? state.hnsw.efSearch, n), filter: filter) }
                 } else if i == 1, let terms, !terms.isEmpty {
-                    out[1] = Result { try state.sparse.search(terms, k: n) }
+                    out[1] = Result { try state.sparse.search(terms, k: n, filter: filter) }
                 }
             }
         }
@@ -151,10 +191,10 @@ final class IndexReader: @unchecked Sendable {
     /// The graph's top n for a dense query. An int8 graph traverses on codes and rescores
     /// its ef candidates exactly (float query · stored int8 vector) before cutting to n, so
     /// the candidates are the ones a float32 graph of the same vectors would keep.
-    static func graphSearch(_ hnsw: HNSWIndex, _ query: [Float], n: Int, ef: Int) throws -> [IndexHit] {
-        guard hnsw.encoding == .int8 else { return try hnsw.search(query, k: n, ef: ef) }
+    static func graphSearch(_ hnsw: HNSWIndex, _ query: [Float], n: Int, ef: Int, filter: IDFilter? = nil) throws -> [IndexHit] {
+        guard hnsw.encoding == .int8 else { return try hnsw.search(query, k: n, ef: ef, filter: filter) }
         return try query.withUnsafeBufferPointer { q in
-            try hnsw.search(q, k: n, ef: ef, exactScore: { id in hnsw.score(q, id: id) ?? -.infinity })
+            try hnsw.search(q, k: n, ef: ef, filter: filter, exactScore: { id in hnsw.score(q, id: id) ?? -.infinity })
         }
     }
 
@@ -202,8 +242,8 @@ final class IndexReader: @unchecked Sendable {
         try store.chunkScoringRows(ids: ids, colbert: scorer != nil) { row, colbert in
             var c = ScoredChunk(chunkID: row.id, documentID: row.documentID, ordinal: row.ordinal,
                                 charStart: row.charStart, charEnd: row.charEnd)
-            if w.dense > 0, let qd = q.dense, let v = state.hnsw.vector(forID: c.chunkID) {
-                c.dense = Scores.dense(qd, v)
+            if w.dense > 0, let qd = q.dense, let dense = state.denseScore(qd, chunkID: c.chunkID) {
+                c.dense = dense
             }
             if w.sparse > 0, let qs = q.sparse {
                 var sum: Float = 0
@@ -224,12 +264,36 @@ final class IndexReader: @unchecked Sendable {
         return out
     }
 
+    /// The chunks of the documents `filter` allows: the mtime and metadata conditions in SQL,
+    /// the path globs on the ids returned, all in one read transaction.
+    func matchingChunks(_ filter: SearchFilter) throws -> (documents: Int, chunks: [Int64]) {
+        let patterns = filter.paths.map(PathPattern.init)
+        return try connections[0].use { store in
+            try store.read {
+                var docs = try store.documents(modifiedAfter: filter.modifiedAfter?.timeIntervalSince1970,
+                                               modifiedBefore: filter.modifiedBefore?.timeIntervalSince1970,
+                                               metadata: filter.metadata.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+                if !patterns.isEmpty { docs = docs.filter { d in patterns.contains { $0.matches(d.path) } } }
+                return (docs.count, try store.chunkIDs(documentIDs: docs.map(\.id)))
+            }
+        }
+    }
+
     /// Reads the texts of the given chunks (the results kept, not every candidate).
     func fillTexts(_ chunks: inout [ScoredChunk]) throws {
         guard !chunks.isEmpty else { return }
         let ids = chunks.map(\.chunkID)
-        let texts = try connections[0].use { try $0.chunkTexts(ids: ids) }
-        for i in chunks.indices { if let text = texts[chunks[i].chunkID] { chunks[i].text = text } }
+        let (texts, metadata) = try connections[0].use { (try $0.chunkTexts(ids: ids), try $0.chunkMetadata(ids: ids)) }
+        for i in chunks.indices {
+            if let text = texts[chunks[i].chunkID] { chunks[i].text = text }
+            chunks[i].metadata = IndexState.decodeMetadata(metadata[chunks[i].chunkID])
+        }
+    }
+
+    /// A hit's metadata: its document's, with its chunk's location keys (page, section) added.
+    static func merged(_ document: [String: String]?, _ chunk: [String: String]?) -> [String: String]? {
+        guard let chunk, !chunk.isEmpty else { return document }
+        return (document ?? [:]).merging(chunk) { _, fromChunk in fromChunk }
     }
 
     /// Exact fused scores of every chunk, no candidate generation: the oracle for tests.

@@ -17,6 +17,10 @@ struct IndexState {
     var sparse: SparseIndex
     var documents: [Int64: DocumentInfo]
     var codec: ChunkCodec
+    /// Norms of the dense vectors of an index created with `normalize` false, by chunk id:
+    /// the inner-product graph holds their directions (it needs unit vectors), and the
+    /// dense score multiplies the norm back (`denseScore`). Empty for normalised indexes.
+    var denseNorms: [Int64: Float] = [:]
     /// Weights saved in the file (`setDefaultWeights`); nil: `SearchIndex.builtInWeights`.
     var savedWeights: FusionWeights?
 
@@ -35,6 +39,7 @@ struct IndexState {
 
     private static func decode(_ store: IndexStore, settings: IndexSettings, graphEncoding encoding: HNSWIndex.VectorEncoding) throws -> IndexState {
         var documents: [Int64: DocumentInfo] = [:]
+        var denseNorms: [Int64: Float] = [:]
         for d in try store.documents() { documents[d.id] = DocumentInfo(path: d.path, metadata: decodeMetadata(d.metadata)) }
 
         var sparseLoader = SparseIndex.Loader()
@@ -69,7 +74,13 @@ struct IndexState {
                     guard let v = codec.decodeDense(blob) else {
                         throw StoreError.corrupt(path: store.path, detail: "dense vector of chunk \(id) has \(blob.count) bytes")
                     }
-                    try loader.add(record, vector: v)
+                    if settings.normalize {
+                        try loader.add(record, vector: v)
+                    } else {
+                        let (direction, norm) = Self.direction(of: v)
+                        denseNorms[id] = norm
+                        try loader.add(record, vector: direction)
+                    }
                 }
             }
             // A live node whose chunk is gone: the loader would report the slot as missing.
@@ -81,8 +92,28 @@ struct IndexState {
             hnsw = try HNSWIndex(parameters: .init(dimension: settings.dimension, m: settings.hnswM,
                                                    efConstruction: settings.hnswEfConstruction, encoding: encoding))
         }
-        return IndexState(hnsw: hnsw, sparse: sparse, documents: documents, codec: codec,
+        return IndexState(hnsw: hnsw, sparse: sparse, documents: documents, codec: codec, denseNorms: denseNorms,
                           savedWeights: try loadSavedWeights(store))
+    }
+
+    /// v = norm · direction, with ‖direction‖ = 1: what the graph holds of an unnormalised
+    /// vector. A zero (or non-finite) vector gets the first axis and norm 0, so it scores 0.
+    static func direction(of v: [Float]) -> (direction: [Float], norm: Float) {
+        let norm = v.reduce(Float(0)) { $0 + $1 * $1 }.squareRoot()
+        guard norm > 0, norm.isFinite else {
+            var axis = [Float](repeating: 0, count: v.count)
+            if !axis.isEmpty { axis[0] = 1 }
+            return (axis, 0)
+        }
+        return (v.map { $0 / norm }, norm)
+    }
+
+    /// The graph's vector for a chunk as the dense score needs it: query · stored vector
+    /// (the direction times its norm for an unnormalised index).
+    func denseScore(_ query: [Float], chunkID: Int64) -> Float? {
+        guard let v = hnsw.vector(forID: chunkID) else { return nil }
+        let dot = Scores.dense(query, v)
+        return denseNorms.isEmpty ? dot : dot * (denseNorms[chunkID] ?? 1)
     }
 
     /// The ColBERT product quantiser stored in the index, if any.

@@ -156,6 +156,7 @@ final class IndexWriter: @unchecked Sendable {
             guard let existing = try store.document(path: path) else { continue }
             for chunkID in try store.deleteDocument(id: existing.id) {
                 state.hnsw.remove(id: chunkID)
+                state.denseNorms[chunkID] = nil
                 state.sparse.remove(document: chunkID)
             }
             state.documents[existing.id] = nil
@@ -171,8 +172,15 @@ final class IndexWriter: @unchecked Sendable {
                 let blobs = state.codec.encode(dense: dense, sparse: sv, colbert: colbert)
                 let chunkID = try store.insertChunk(
                     documentID: docID, ordinal: chunk.ordinal, charStart: chunk.charStart, charEnd: chunk.charEnd,
-                    tokenCount: chunk.tokenIDs.count, text: chunk.text, dense: blobs.dense, sparse: blobs.sparse, colbert: blobs.colbert)
-                try state.hnsw.insert(id: chunkID, vector: blobs.graphVector)
+                    tokenCount: chunk.tokenIDs.count, text: chunk.text, dense: blobs.dense, sparse: blobs.sparse, colbert: blobs.colbert,
+                    metadata: chunk.metadata)
+                if settings.normalize {
+                    try state.hnsw.insert(id: chunkID, vector: blobs.graphVector)
+                } else {
+                    let (direction, norm) = IndexState.direction(of: blobs.graphVector)
+                    try state.hnsw.insert(id: chunkID, vector: direction)
+                    state.denseNorms[chunkID] = norm
+                }
                 if !sv.isEmpty {
                     try state.sparse.add(document: chunkID, terms: zip(sv.ids, sv.weights).map { (token: $0, weight: $1) })
                 }

@@ -133,7 +133,9 @@ enum ExportRecord {
         w.raw(",\"chunk\":\(c.ordinal),\"char_start\":\(c.charRange.lowerBound),\"char_end\":\(c.charRange.upperBound)")
         w.raw(",\"token_count\":\(c.tokenCount),\"text\":"); w.string(clean(c.text))
         w.raw(",\"metadata\":{")
-        if let m = c.metadata {
+        // One metadata object per engine record: the document's, with the chunk's page or
+        // section added (what a search hit returns).
+        if let m = IndexReader.merged(c.metadata, c.chunkMetadata) {
             for (i, key) in m.keys.sorted().enumerated() {
                 if i > 0 { w.raw(",") }
                 w.string(clean(key)); w.raw(":"); w.string(clean(m[key]!))
