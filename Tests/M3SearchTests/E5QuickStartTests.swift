@@ -20,7 +20,7 @@ final class E5QuickStartTests: XCTestCase {
 
     func testCommittedQueriesFindTheirPages() throws {
         let folder = try modelFolder()
-        let spec = try loadJSON(fixture("e5-queries.json"))
+        let spec = try loadJSON("e5-queries.json")
         let queries = try XCTUnwrap(spec["queries"] as? [[String: Any]])
         let crossLingual = try XCTUnwrap(spec["crosslingual"] as? [[String: Any]])
         XCTAssertGreaterThanOrEqual(queries.count, 5)
