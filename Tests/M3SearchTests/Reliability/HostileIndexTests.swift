@@ -25,14 +25,16 @@ final class HostileIndexTests: XCTestCase {
 
     static let words = ["harbor", "lantern", "granite", "meadow", "copper", "falcon", "river", "violet", "summit", "cedar"]
 
-    /// A checkpointed 12-document index (pq16 ColBERT, int8 dense: the defaults), built once.
+    /// A checkpointed 12-document index (pq16 ColBERT, so that codebooks and PQ codes can be
+    /// damaged; int8 dense), built once.
     func baseIndex() throws -> String {
         if let base = Self.base { return base.path }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("m3-hostile-base-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let path = dir.appendingPathComponent("base.m3index").path
         do {
-            let index = try SearchIndex(path: path, model: try BGEM3(folder: modelFolder), options: IndexOptions(maxLength: 32, overlap: 4))
+            let index = try SearchIndex(path: path, model: try BGEM3(folder: modelFolder), options: IndexOptions(maxLength: 32, overlap: 4,
+                                                                                                                   colbertStorage: .productQuantized(dimensionsPerCode: 16)))
             index.codebookMinimumRows = 1  // train the PQ codebook on the first batch
             try index.add((0 ..< 12).map { i in
                 DocumentInput(id: "doc\(i)", text: "File \(i): " + (0 ..< 10 + i).map { Self.words[($0 * 7 + i * 3) % Self.words.count] }.joined(separator: " "))
