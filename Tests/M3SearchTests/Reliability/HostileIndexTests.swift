@@ -343,16 +343,24 @@ final class HostileIndexTests: XCTestCase {
         try Data("keep me".utf8).write(to: URL(fileURLWithPath: victim))
         let link = dir.appendingPathComponent("link.jsonl").path
         try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: victim)
-        for (target, kind) in [(link, "a symbolic link"), ("/dev/full", "a device"), (dir.path, "a directory")] {
+        // A device node of the test's own (a copy of /dev/full's numbers) rather than
+        // /dev/full itself: a regression must not replace a shared system device.
+        let device = dir.appendingPathComponent("full-device").path
+        let haveDevice = mknod(device, S_IFCHR | 0o600, dev_t((1 << 8) | 7)) == 0
+        var targets = [(link, "a symbolic link"), (dir.path, "a directory")]
+        if haveDevice { targets.append((device, "a device")) }
+        for (target, kind) in targets {
             let r = try run(["export", "--index", index, "--out", target])
             XCTAssertEqual(r.status, 64, "\(target): \(r.err)")
             XCTAssertTrue(r.err.contains("is \(kind)"), r.err)
         }
         XCTAssertEqual(try String(contentsOfFile: victim, encoding: .utf8), "keep me")
         XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: link), victim)
-        var info = stat()
-        XCTAssertEqual(stat("/dev/full", &info), 0)
-        XCTAssertEqual(info.st_mode & S_IFMT, S_IFCHR, "/dev/full is still a device")
+        if haveDevice {
+            var info = stat()
+            XCTAssertEqual(stat(device, &info), 0)
+            XCTAssertEqual(info.st_mode & S_IFMT, S_IFCHR, "the device node is still a device")
+        }
 
         // A FIFO is written through, byte for byte what stdout gets.
         let fifo = dir.appendingPathComponent("pipe").path
@@ -364,8 +372,9 @@ final class HostileIndexTests: XCTestCase {
         while !reader.isFinished { usleep(10_000) }
         XCTAssertEqual(piped.status, 0, piped.err)
         XCTAssertEqual(String(decoding: received, as: UTF8.self), reference.out)
-        XCTAssertEqual(stat(fifo, &info), 0)
-        XCTAssertEqual(info.st_mode & S_IFMT, S_IFIFO)
+        var fifoInfo = stat()
+        XCTAssertEqual(stat(fifo, &fifoInfo), 0)
+        XCTAssertEqual(fifoInfo.st_mode & S_IFMT, S_IFIFO)
 
         // A regular file is replaced whole; `-` is stdout.
         let file = dir.appendingPathComponent("out.jsonl").path
