@@ -84,12 +84,12 @@ let package = Package(
             path: "Benchmarks/Sources/m3bench"),
 
         // A test target per module: each module's fast paths against its references.
-        // M3TestSupport: what several test targets share (a model cache outside ~/.cache).
+        // M3TestSupport: what several test targets share (a model cache outside ~/.cache, seeded data).
         .target(name: "M3TestSupport", path: "Tests/M3TestSupport"),
-        .testTarget(name: "CM3KernelsTests", dependencies: ["CM3Kernels"]),
+        .testTarget(name: "CM3KernelsTests", dependencies: ["CM3Kernels", "M3TestSupport"]),
         .testTarget(name: "M3TokenizerTests", dependencies: ["M3Tokenizer"]),
         .testTarget(name: "M3ModelTests", dependencies: ["M3Model", "M3Tokenizer", "CM3Kernels", "M3TestSupport"]),
-        .testTarget(name: "M3IndexTests", dependencies: ["M3Index", "M3Model"]),
+        .testTarget(name: "M3IndexTests", dependencies: ["M3Index", "M3Model", "M3TestSupport"]),
         .testTarget(name: "M3StoreTests", dependencies: ["M3Store"]),
         .testTarget(name: "M3DocumentsTests", dependencies: ["M3Documents"]),
         .testTarget(name: "M3SearchTests", dependencies: ["M3Search", "m3search", "M3TestSupport"]),

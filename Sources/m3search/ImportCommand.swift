@@ -107,11 +107,11 @@ struct ImportCommand: ParsableCommand {
         var documents = 0, chunks = 0
         while let line = try lines.next() {
             if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
-            let object: [String: JSONValue]
+            let object: [String: StrictJSON]
             do {
-                guard case .object(let o) = try JSONReader.parse(line) else { throw problem("expected a JSON object") }
+                guard let o = try StrictJSON.parse(line, numberArraysAsFloats: true).members else { throw problem("expected a JSON object") }
                 object = o
-            } catch let e as JSONReader.Failure { throw problem("invalid JSON: \(e)") }
+            } catch let e as StrictJSON.Failure { throw problem("invalid JSON: \(e)") }
             let fields = try ChunkFields(object, dimension: d, problem: problem)
             if current?.id != fields.docID {
                 if let done = current {
@@ -140,14 +140,14 @@ struct ImportCommand: ParsableCommand {
     }
 
     static func parseHeader(_ line: [UInt8], problem: (String) -> M3SearchError) throws -> Header {
-        guard case .object(let o)? = try? JSONReader.parse(line),
+        guard let o = (try? StrictJSON.parse(line))?.members,
               case .string(ExportCommand.formatName)? = o["format"] else {
             throw problem("the first line is not an `m3search export` header ({\"format\": \"\(ExportCommand.formatName)\", …})")
         }
         guard case .number(let v)? = o["version"], Int(v) == ExportCommand.formatVersion else {
             throw problem("unsupported export version (this m3search reads version \(ExportCommand.formatVersion)); use the m3search that wrote it")
         }
-        guard case .object(let s)? = o["settings"] else { throw problem("the header has no \"settings\" object") }
+        guard let s = o["settings"]?.members else { throw problem("the header has no \"settings\" object") }
         func text(_ key: String) throws -> String {
             guard case .string(let t)? = s[key], !t.isEmpty else { throw problem("settings.\(key) must be a non-empty string") }
             return t
@@ -190,8 +190,9 @@ struct ImportCommand: ParsableCommand {
         var weights: FusionWeights?
         switch o["default_weights"] {
         case nil, .null?: weights = nil
-        case .object(let w)?:
-            guard case .number(let a)? = w["dense"], case .number(let b)? = w["sparse"], case .number(let c)? = w["colbert"],
+        case .object?:
+            let w = o["default_weights"]
+            guard case .number(let a)? = w?["dense"], case .number(let b)? = w?["sparse"], case .number(let c)? = w?["colbert"],
                   let parsed = try? FusionWeights(parsing: "\(a),\(b),\(c)") else {
                 throw problem("default_weights must be {\"dense\", \"sparse\", \"colbert\"} non-negative numbers, not all zero")
             }
@@ -215,7 +216,7 @@ struct ImportCommand: ParsableCommand {
         var contentHash: String?
         var chunk: SearchIndex.EncodedChunk
 
-        init(_ o: [String: JSONValue], dimension d: Int, problem: (String) -> M3SearchError) throws {
+        init(_ o: [String: StrictJSON], dimension d: Int, problem: (String) -> M3SearchError) throws {
             func string(_ key: String) throws -> String {
                 guard case .string(let s)? = o[key] else { throw problem("\"\(key)\" must be a string (found \(o[key]?.kind ?? "nothing"))") }
                 return s
@@ -224,7 +225,7 @@ struct ImportCommand: ParsableCommand {
                 guard case .number(let t)? = o[key], let n = Int(t), n >= 0 else { throw problem("\"\(key)\" must be a non-negative integer") }
                 return n
             }
-            func float(_ v: JSONValue, _ what: String) throws -> Float {
+            func float(_ v: StrictJSON, _ what: String) throws -> Float {
                 guard case .number(let t) = v, let f = Float(t), f.isFinite else { throw problem("\(what) must be a finite float32 number") }
                 return f
             }
@@ -256,7 +257,7 @@ struct ImportCommand: ParsableCommand {
             let chunkMetadata = try strings("chunk_metadata")
             switch o["source"] {
             case nil, .null?: break
-            case .object(let s)?:
+            case let s? where s.members != nil:
                 if case .number(let t)? = s["size"] {
                     guard let n = Int64(t), n >= 0 else { throw problem("source.size must be a non-negative integer") }
                     size = n
@@ -297,5 +298,13 @@ struct ImportCommand: ParsableCommand {
             chunk = SearchIndex.EncodedChunk(text: text, tokenCount: tokenCount, embedding: embedding, charRange: start ..< end,
                                              metadata: chunkMetadata)
         }
+    }
+}
+
+private extension StrictJSON {
+    /// An object's members by key (the parser refuses duplicate keys, so none is lost).
+    var members: [String: StrictJSON]? {
+        guard case .object(let m) = self else { return nil }
+        return Dictionary(m.map { ($0.key, $0.value) }, uniquingKeysWith: { first, _ in first })
     }
 }

@@ -1,6 +1,7 @@
 import CM3Kernels
 import Foundation
 import XCTest
+import M3TestSupport
 
 /// The compressed-row MaxSim kernels (every level this CPU has) against plain Swift loops
 /// in double precision over the values the rows stand for.

@@ -1,6 +1,7 @@
 import CM3Kernels
 import Foundation
 import XCTest
+import M3TestSupport
 
 /// Every kernel version this CPU has, against a plain Swift loop in double precision.
 final class IndexKernelTests: XCTestCase {

@@ -1,5 +1,6 @@
 import M3Index
 import XCTest
+import M3TestSupport
 
 /// Issue 16 item 1: no input may leave nodes unreachable. Pathological corpora (identical,
 /// few distinct, near-identical, clustered, and the repeated-log shape of the report), built

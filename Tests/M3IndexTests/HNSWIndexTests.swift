@@ -1,6 +1,7 @@
 import Dispatch
 import M3Index
 import XCTest
+import M3TestSupport
 
 final class HNSWIndexTests: XCTestCase {
     /// Recall@10 against the exact oracle on 20k 128-d embedding-like vectors at the default

@@ -1,5 +1,6 @@
 import XCTest
 import M3Index
+import M3TestSupport
 
 /// What the SQLite layer will do: keep a header blob and one row per slot (record + the
 /// vector, which the caller stores anyway), updated from `dirtySlots`.

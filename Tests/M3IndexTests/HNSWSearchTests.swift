@@ -1,5 +1,6 @@
 import M3Index
 import XCTest
+import M3TestSupport
 
 /// The compact (int8) graph with exact rescoring, and filtered search under every plan,
 /// against the brute-force oracle.

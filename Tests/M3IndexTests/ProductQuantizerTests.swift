@@ -1,6 +1,7 @@
 import CM3Kernels
 import M3Index
 import XCTest
+import M3TestSupport
 
 /// The product quantiser and its table-driven MaxSim (every level this CPU has), against
 /// plain Swift loops in double precision over the values the codes stand for. (The int8 and

@@ -1,5 +1,6 @@
 import XCTest
 import M3Index
+import M3TestSupport
 
 /// Zipf-like sparse vectors with weights from a small set, so scores tie often.
 struct SparseCorpus {

@@ -4,32 +4,7 @@ import Glibc
 import Darwin
 #endif
 import M3Index
-
-/// Seeded test data: the same vectors on every run and machine.
-struct TestRNG {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {  // SplitMix64
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    mutating func uniform() -> Double { Double(next() >> 11) * 0x1p-53 }
-
-    mutating func int(_ range: Range<Int>) -> Int { range.lowerBound + Int(next() % UInt64(range.count)) }
-
-    /// Standard normal (Box–Muller).
-    mutating func gaussian() -> Float {
-        let u1 = Swift.max(uniform(), 1e-300), u2 = uniform()
-        return Float((-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2))
-    }
-}
+import M3TestSupport
 
 func normalized(_ v: [Float]) -> [Float] {
     var ss: Double = 0

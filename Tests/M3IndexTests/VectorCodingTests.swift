@@ -2,6 +2,7 @@ import Foundation
 import M3Index
 import M3Model
 import XCTest
+import M3TestSupport
 
 /// The byte forms of stored vectors: codec error bounds, and scoring on the compressed form
 /// against scoring decoded rows with the model's own scorer.

@@ -143,25 +143,15 @@ final class CommandLineConventionsTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         let docs = dir.appendingPathComponent("docs").path, index = dir.appendingPathComponent("c.m3index").path
         let arguments = ["index", docs, "-i", index, "-m", Self.model, "--max-length", "32", "--overlap", "4", "--batch", "1"]
-        let out = dir.appendingPathComponent("out"), err = dir.appendingPathComponent("err")
-        FileManager.default.createFile(atPath: out.path, contents: nil)
-        FileManager.default.createFile(atPath: err.path, contents: nil)
-        let process = Process()
-        process.executableURL = m3searchBinary
-        process.arguments = arguments
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = try FileHandle(forWritingTo: out)
-        process.standardError = try FileHandle(forWritingTo: err)
-        try process.run()
+        let child = try M3SearchChild(arguments)
         var committed = 0
-        while process.isRunning && committed < 2 {
+        while child.process.isRunning && committed < 2 {
             if let c = try? KillCampaignTests.committedPaths(index).count { committed = c }
             usleep(3_000)
         }
-        kill(process.processIdentifier, SIGINT)
-        process.waitUntilExit()
-        let stdout = try String(contentsOf: out, encoding: .utf8), stderr = try String(contentsOf: err, encoding: .utf8)
-        XCTAssertEqual(process.terminationStatus, 130, "\(stdout)\n\(stderr)")
+        kill(child.process.processIdentifier, SIGINT)
+        let run = child.finish(), stdout = run.stdout, stderr = run.stderr
+        XCTAssertEqual(run.status, 130, "\(stdout)\n\(stderr)")
         XCTAssertTrue(stderr.hasSuffix("interrupted: rerun the same command to resume\n"), stderr)
         let kept = try KillCampaignTests.committedPaths(index).count
         XCTAssertGreaterThanOrEqual(kept, 2)
@@ -186,64 +176,19 @@ final class CommandLineConventionsTests: XCTestCase {
             try Data(text.utf8).write(to: dir.appendingPathComponent("docs/b\(i).txt"))
         }
         let index = dir.appendingPathComponent("c.m3index").path
-        let out = dir.appendingPathComponent("out"), err = dir.appendingPathComponent("err")
-        FileManager.default.createFile(atPath: out.path, contents: nil)
-        FileManager.default.createFile(atPath: err.path, contents: nil)
-        let process = Process()
-        process.executableURL = m3searchBinary
-        process.arguments = ["index", dir.appendingPathComponent("docs").path, "-i", index, "-m", Self.model,
-                             "--max-length", "32", "--overlap", "4", "--batch", "1"]
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = try FileHandle(forWritingTo: out)
-        process.standardError = try FileHandle(forWritingTo: err)
-        try process.run()
+        let child = try M3SearchChild(["index", dir.appendingPathComponent("docs").path, "-i", index, "-m", Self.model,
+                                       "--max-length", "32", "--overlap", "4", "--batch", "1"])
+        let process = child.process
         // Once the index's creation is committed, the first document is being encoded.
         func opens() -> Bool { FileManager.default.fileExists(atPath: index) && (try? KillCampaignTests.committedPaths(index)) != nil }
         while process.isRunning && !opens() { usleep(3_000) }
         kill(process.processIdentifier, SIGINT)
-        while process.isRunning && !((try? String(contentsOf: err, encoding: .utf8)) ?? "").contains("stopping after the current document") {
-            usleep(3_000)
-        }
+        while process.isRunning && !child.stderrSoFar.contains("stopping after the current document") { usleep(3_000) }
         kill(process.processIdentifier, SIGINT)
-        process.waitUntilExit()
-        let stdout = try String(contentsOf: out, encoding: .utf8), stderr = try String(contentsOf: err, encoding: .utf8)
-        XCTAssertEqual(process.terminationStatus, 130, stderr)
+        let run = child.finish(), stdout = run.stdout, stderr = run.stderr
+        XCTAssertEqual(run.status, 130, stderr)
         XCTAssertTrue(stdout.isEmpty, "no summary: \(stdout)")
         XCTAssertFalse(stderr.contains("interrupted:"), stderr)
         XCTAssertNoThrow(try KillCampaignTests.committedPaths(index), "the index still opens")
     }
-}
-
-/// Runs m3search with changes to the environment (nil removes a variable). `terminal`
-/// runs it under a pseudo-terminal (`script` from util-linux) after `shellPrefix` (shell
-/// commands, e.g. `stty cols 40;`); stdout then holds stdout and stderr as the terminal
-/// showed them.
-func runM3SearchWith(_ arguments: [String], environment changes: [String: String?] = [:], terminal: Bool = false,
-                     shellPrefix: String = "") throws -> RunResult {
-    let binary = m3searchBinary.path
-    var environment = ProcessInfo.processInfo.environment
-    for (key, value) in changes { environment[key] = value }
-    let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("m3-run-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: scratch) }
-    let out = scratch.appendingPathComponent("out"), err = scratch.appendingPathComponent("err")
-    FileManager.default.createFile(atPath: out.path, contents: nil)
-    FileManager.default.createFile(atPath: err.path, contents: nil)
-    let process = Process()
-    if terminal {
-        func quoted(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/script")
-        process.arguments = ["-qfec", shellPrefix + " exec " + ([binary] + arguments).map(quoted).joined(separator: " "), "/dev/null"]
-    } else {
-        process.executableURL = m3searchBinary
-        process.arguments = arguments
-    }
-    process.environment = environment
-    process.standardInput = FileHandle.nullDevice
-    process.standardOutput = try FileHandle(forWritingTo: out)
-    process.standardError = try FileHandle(forWritingTo: err)
-    try process.run()
-    process.waitUntilExit()
-    return RunResult(status: process.terminationStatus, stdout: try String(contentsOf: out, encoding: .utf8),
-                     stderr: try String(contentsOf: err, encoding: .utf8))
 }

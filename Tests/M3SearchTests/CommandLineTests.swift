@@ -162,32 +162,6 @@ var m3searchBinary: URL {
     return testBinary.deletingLastPathComponent().appendingPathComponent("m3search")
 }
 
-struct RunResult { let status: Int32; let stdout: String; let stderr: String }
-
-func runM3Search(_ arguments: [String], stdin: String) throws -> RunResult {
-    // stdin and stderr go through temporary files and stdout through a pipe read to the
-    // end, so large outputs cannot deadlock.
-    let tmp = FileManager.default.temporaryDirectory
-    let inURL = tmp.appendingPathComponent("m3-in-\(UUID().uuidString)")
-    let errURL = tmp.appendingPathComponent("m3-err-\(UUID().uuidString)")
-    defer { try? FileManager.default.removeItem(at: inURL); try? FileManager.default.removeItem(at: errURL) }
-    try Data(stdin.utf8).write(to: inURL)
-    FileManager.default.createFile(atPath: errURL.path, contents: nil)
-    let process = Process()
-    process.executableURL = m3searchBinary
-    process.arguments = arguments
-    let output = Pipe()
-    process.standardInput = try FileHandle(forReadingFrom: inURL)
-    process.standardOutput = output
-    process.standardError = try FileHandle(forWritingTo: errURL)
-    try process.run()
-    let outData = output.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    let errData = (try? Data(contentsOf: errURL)) ?? Data()
-    return RunResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                     stderr: String(decoding: errData, as: UTF8.self))
-}
-
 /// `m3search index` and `m3search query` end to end through the binary.
 final class IndexQueryCommandTests: XCTestCase {
     func testIndexThenQueryJSON() throws {

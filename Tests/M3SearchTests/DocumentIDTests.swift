@@ -113,22 +113,3 @@ final class DocumentIDTests: XCTestCase {
         XCTAssertEqual(index.documentCount, 3)
     }
 }
-
-/// `runM3Search` run in a given folder.
-func runM3Search(_ arguments: [String], stdin: String, currentDirectory: URL) throws -> RunResult {
-    let process = Process()
-    process.executableURL = m3searchBinary
-    process.arguments = arguments
-    process.currentDirectoryURL = currentDirectory
-    let output = Pipe(), errors = Pipe()
-    process.standardOutput = output
-    process.standardError = errors
-    process.standardInput = FileHandle.nullDevice
-    try process.run()
-    // Small outputs only: both pipes are read after the output ends.
-    let out = output.fileHandleForReading.readDataToEndOfFile()
-    let err = errors.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return RunResult(status: process.terminationStatus, stdout: String(decoding: out, as: UTF8.self),
-                     stderr: String(decoding: err, as: UTF8.self))
-}

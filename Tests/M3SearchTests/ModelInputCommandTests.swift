@@ -53,28 +53,10 @@ final class ModelInputCommandTests: XCTestCase {
     /// fails after 60 s (a hang).
     func encode(folder: String, stdin: String) throws -> Run {
         let scratch = try temporaryFolder()
-        let input = scratch.appendingPathComponent("stdin"), errors = scratch.appendingPathComponent("stderr")
-        try Data(stdin.utf8).write(to: input)
-        FileManager.default.createFile(atPath: errors.path, contents: nil)
-        let process = Process()
-        process.executableURL = m3searchBinary
-        process.arguments = ["encode", "--model", folder]
-        var environment = ProcessInfo.processInfo.environment
-        environment["M3SEARCH_CACHE_DIR"] = scratch.appendingPathComponent("cache").path
-        process.environment = environment
-        let output = Pipe()
-        process.standardInput = try FileHandle(forReadingFrom: input)
-        process.standardOutput = output
-        process.standardError = try FileHandle(forWritingTo: errors)
-        try process.run()
-        let watchdog = DispatchWorkItem { [process] in if process.isRunning { process.terminate() } }
-        DispatchQueue.global().asyncAfter(deadline: .now() + 60, execute: watchdog)
-        let out = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        watchdog.cancel()
-        let err = (try? Data(contentsOf: errors)) ?? Data()
-        return Run(status: process.terminationStatus, reason: process.terminationReason,
-                   stdout: String(decoding: out, as: UTF8.self), stderr: String(decoding: err, as: UTF8.self))
+        let child = try M3SearchChild(["encode", "--model", folder], stdin: stdin,
+                                      environment: ["M3SEARCH_CACHE_DIR": scratch.appendingPathComponent("cache").path])
+        let run = child.finish(seconds: 60)
+        return Run(status: run.status, reason: child.process.terminationReason, stdout: run.stdout, stderr: run.stderr)
     }
 
     /// A copy of the tiny model: config.json copied, the rest linked.

@@ -1,24 +1,31 @@
-// A strict JSON reader for the small JSON documents of a model folder: config.json and
-// the safetensors header.
+// A strict JSON reader for the small JSON documents of a model folder (config.json, the
+// safetensors header) and for the lines of an `m3search export` file.
 //
 // Foundation's parsers are the wrong tool for untrusted model files: a duplicate key
 // silently keeps one value, numbers arrive as Double (so `1e19` reaches an Int conversion
 // that traps), and nesting depth is unbounded. Here numbers keep their text, objects
 // keep their keys in order and refuse duplicates, and depth is capped.
 
+import Foundation
+
 /// One JSON value; numbers are the literal text, checked against the RFC 8259 grammar.
-enum StrictJSON: Equatable, Sendable {
+package enum StrictJSON: Equatable, Sendable {
     case object([(key: String, value: StrictJSON)])
     case array([StrictJSON])
+    /// An array of numbers only, read straight into float32s (correctly rounded from the text
+    /// by strtof, never through Double, which could round twice): only when parsing with
+    /// `numberArraysAsFloats`, for the vectors that make up most of an export.
+    case floats([Float])
     case string(String)
     case number(String)
     case bool(Bool)
     case null
 
-    static func == (a: StrictJSON, b: StrictJSON) -> Bool {
+    package static func == (a: StrictJSON, b: StrictJSON) -> Bool {
         switch (a, b) {
         case let (.object(x), .object(y)): x.count == y.count && zip(x, y).allSatisfy { $0.key == $1.key && $0.value == $1.value }
         case let (.array(x), .array(y)): x == y
+        case let (.floats(x), .floats(y)): x == y
         case let (.string(x), .string(y)), let (.number(x), .number(y)): x == y
         case let (.bool(x), .bool(y)): x == y
         case (.null, .null): true
@@ -27,37 +34,49 @@ enum StrictJSON: Equatable, Sendable {
     }
 
     /// Why a document was refused, with the byte offset (from 1) where it happened.
-    struct Failure: Error, CustomStringConvertible {
-        let offset: Int
-        let message: String
-        var description: String { "\(message) at byte \(offset + 1)" }
+    package struct Failure: Error, CustomStringConvertible {
+        package let offset: Int
+        package let message: String
+        package var description: String { "\(message) at byte \(offset + 1)" }
     }
 
     static let maxDepth = 64
 
     /// Parses one complete document; only whitespace may follow the value.
     static func parse(_ bytes: UnsafeRawBufferPointer) throws -> StrictJSON {
-        var parser = Parser(bytes: bytes)
+        try parse(bytes, numberArraysAsFloats: false)
+    }
+
+    /// Parses one complete document; with `numberArraysAsFloats`, an array of numbers only
+    /// becomes `.floats`.
+    package static func parse(_ bytes: [UInt8], numberArraysAsFloats: Bool = false) throws -> StrictJSON {
+        guard numberArraysAsFloats else { return try bytes.withUnsafeBytes { try parse($0) } }
+        // A NUL after the text lets strtof run on the buffer in place: it stops there at the latest.
+        var terminated = bytes
+        terminated.append(0)
+        return try terminated.withUnsafeBytes { try parse(UnsafeRawBufferPointer(rebasing: $0[..<bytes.count]), numberArraysAsFloats: true) }
+    }
+
+    /// `numberArraysAsFloats` needs a readable NUL byte just past `bytes`.
+    private static func parse(_ bytes: UnsafeRawBufferPointer, numberArraysAsFloats: Bool) throws -> StrictJSON {
+        var parser = Parser(bytes: bytes, numberArraysAsFloats: numberArraysAsFloats)
         let value = try parser.value(depth: 0)
         parser.skipWhitespace()
         guard parser.i == bytes.count else { throw parser.fail("unexpected text after the JSON value") }
         return value
     }
 
-    static func parse(_ bytes: [UInt8]) throws -> StrictJSON {
-        try bytes.withUnsafeBytes { try parse($0) }
-    }
-
     /// The member `key` of an object (nil for other values or an absent key).
-    subscript(key: String) -> StrictJSON? {
+    package subscript(key: String) -> StrictJSON? {
         guard case .object(let members) = self else { return nil }
         return members.first { $0.key == key }?.value
     }
 
-    var kind: String {
+    package var kind: String {
         switch self {
         case .object: "an object"
         case .array: "an array"
+        case .floats: "an array of numbers"
         case .string: "a string"
         case .number: "a number"
         case .bool: "a boolean"
@@ -80,6 +99,7 @@ enum StrictJSON: Equatable, Sendable {
 
     private struct Parser {
         let bytes: UnsafeRawBufferPointer
+        let numberArraysAsFloats: Bool
         var i = 0
 
         func fail(_ message: String) -> Failure { Failure(offset: i, message: message) }
@@ -120,6 +140,11 @@ enum StrictJSON: Equatable, Sendable {
                 var items: [StrictJSON] = []
                 skipWhitespace()
                 if i < bytes.count, bytes[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
+                if numberArraysAsFloats {
+                    let first = i
+                    if let floats = try numberArray() { return .floats(floats) }
+                    i = first  // not numbers only: parse the general way
+                }
                 while true {
                     items.append(try value(depth: depth + 1))
                     skipWhitespace()
@@ -148,6 +173,32 @@ enum StrictJSON: Equatable, Sendable {
                   UnsafeRawBufferPointer(rebasing: bytes[i ..< i + n]).elementsEqual(UnsafeBufferPointer(start: word.utf8Start, count: n))
             else { throw fail("invalid literal") }
             i += n
+        }
+
+        /// The rest of an array whose elements are all numbers, as float32s; nil (position
+        /// undefined) when an element is not a number.
+        mutating func numberArray() throws -> [Float]? {
+            var out: [Float] = []
+            while true {
+                skipWhitespace()
+                guard i < bytes.count, bytes[i] == UInt8(ascii: "-") || (bytes[i] >= UInt8(ascii: "0") && bytes[i] <= UInt8(ascii: "9")) else {
+                    return nil
+                }
+                let start = i
+                try scanNumber()
+                // The text matched the JSON grammar, which strtof accepts in full; the NUL
+                // past the buffer stops it at the latest.
+                guard let base = bytes.baseAddress else { return nil }
+                var end: UnsafeMutablePointer<CChar>?
+                let v = strtof(base.assumingMemoryBound(to: CChar.self) + start, &end)
+                guard let end, UnsafeRawPointer(end) == base + i else { throw Failure(offset: start, message: "invalid number") }
+                out.append(v)
+                skipWhitespace()
+                guard i < bytes.count else { throw fail("unterminated array") }
+                if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
+                if bytes[i] == UInt8(ascii: "]") { i += 1; return out }
+                return nil
+            }
         }
 
         /// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?

@@ -58,22 +58,9 @@ final class HostileIndexTests: XCTestCase {
 
     /// Runs m3search, killing it after `seconds`: a hang fails the test instead of stalling it.
     func run(_ arguments: [String], seconds: Double = 60) throws -> (status: Int32, out: String, err: String, elapsed: Double, exited: Bool) {
-        let outURL = dir.appendingPathComponent("out-\(UUID().uuidString)"), errURL = dir.appendingPathComponent("err-\(UUID().uuidString)")
-        FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        FileManager.default.createFile(atPath: errURL.path, contents: nil)
-        let p = Process()
-        p.executableURL = m3searchBinary
-        p.arguments = arguments
-        p.standardInput = FileHandle.nullDevice
-        p.standardOutput = try FileHandle(forWritingTo: outURL)
-        p.standardError = try FileHandle(forWritingTo: errURL)
-        let start = Date()
-        try p.run()
-        while p.isRunning && Date().timeIntervalSince(start) < seconds { usleep(20_000) }
-        if p.isRunning { p.terminate(); p.waitUntilExit(); XCTFail("m3search \(arguments.joined(separator: " ")) still ran after \(seconds) s") }
-        p.waitUntilExit()
-        return (p.terminationStatus, (try? String(contentsOf: outURL, encoding: .utf8)) ?? "",
-                (try? String(contentsOf: errURL, encoding: .utf8)) ?? "", Date().timeIntervalSince(start), p.terminationReason == .exit)
+        let child = try M3SearchChild(arguments)
+        let result = child.finish(seconds: seconds)
+        return (result.status, result.stdout, result.stderr, child.elapsed, child.process.terminationReason == .exit)
     }
 
     // MARK: - Item 6: attacker SQL

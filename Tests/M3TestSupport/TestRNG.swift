@@ -1,12 +1,12 @@
 import Foundation
 
 /// Seeded test data: the same values on every run and machine (SplitMix64, Box–Muller).
-struct TestRNG {
-    var state: UInt64
+public struct TestRNG {
+    public var state: UInt64
 
-    init(seed: UInt64) { state = seed }
+    public init(seed: UInt64) { state = seed }
 
-    mutating func next() -> UInt64 {
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -15,12 +15,12 @@ struct TestRNG {
     }
 
     /// Uniform in [0, 1).
-    mutating func uniform() -> Double { Double(next() >> 11) * 0x1p-53 }
+    public mutating func uniform() -> Double { Double(next() >> 11) * 0x1p-53 }
 
-    mutating func int(_ range: Range<Int>) -> Int { range.lowerBound + Int(next() % UInt64(range.count)) }
+    public mutating func int(_ range: Range<Int>) -> Int { range.lowerBound + Int(next() % UInt64(range.count)) }
 
     /// Standard normal.
-    mutating func gaussian() -> Float {
+    public mutating func gaussian() -> Float {
         let u1 = Swift.max(uniform(), 1e-300), u2 = uniform()
         return Float((-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2))
     }
