@@ -16,15 +16,17 @@ declare -A binary=([zip]=FuzzZip [xml]=FuzzXML [pdf]=FuzzPDF [safetensors]=FuzzS
 declare -A maxlen=([zip]=16384 [xml]=8192 [pdf]=16384 [safetensors]=8192 [pickle]=4096 [html]=8192 [index]=65536 [config]=4096 [tokenizer]=16384)
 
 if [ "${1:-}" = merge ]; then
-  # Keep a smallest set of inputs covering every feature reached (set cover), so the
-  # committed corpus stays small. The index corpus is not merged: its inputs are whole
+  # Add to the committed corpus a smallest set of grown inputs covering the features it
+  # lacks (set cover), so it stays small. The index corpus is not merged: its inputs are whole
   # index files (~36 KB each); the committed seed regrows it in seconds.
   shift
   targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(safetensors pickle html config tokenizer zip xml pdf)
   for t in "${targets[@]}"; do
     [ -d "work/$t/corpus" ] || continue
-    rm -rf "work/$t/min" && mkdir -p "work/$t/min"
-    ".build/release/${binary[$t]}" -set_cover_merge=1 -max_len="${maxlen[$t]}" "work/$t/min" "corpus/$t" "work/$t/corpus" 2>&1 | tail -n 2
+    # The committed inputs stay (hand-made hostile seeds document attacks even when they
+    # add no coverage); of the grown ones, only a set cover of what they add is kept.
+    rm -rf "work/$t/min" && mkdir -p "work/$t/min" && cp -rp "corpus/$t/." "work/$t/min/"
+    ".build/release/${binary[$t]}" -set_cover_merge=1 -max_len="${maxlen[$t]}" "work/$t/min" "work/$t/corpus" 2>&1 | tail -n 2
     rm -rf "corpus/$t" && mv "work/$t/min" "corpus/$t"
   done
   exit 0
