@@ -5,7 +5,9 @@ import M3Search
 
 let modelFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .appendingPathComponent("../../../Fixtures/models/tiny-safetensors").standardizedFileURL.path
-let model = try! BGEM3(folder: modelFolder)
+let model: BGEM3 = {
+    do { return try BGEM3(folder: modelFolder) } catch { fatalError("the fuzzer's model did not load: \(error)") }
+}()
 nonisolated(unsafe) let scratch = "/dev/shm/m3fuzz-index-\(getpid()).m3index"
 
 /// Loads the model before the first input, so its load time is not charged to that input

@@ -98,6 +98,11 @@ extension IndexWriter {
                 report.problems.append("chunk \(id): text length disagrees with its character range")
             }
             if !hnsw.contains(id: id) { report.problems.append("chunk \(id) is missing from the HNSW graph") }
+            // Metadata is outside the row checksums, and reads turn what does not decode into
+            // no metadata: only here does damage to it show.
+            if let m = c.metadata, IndexState.decodeMetadata(m) == nil {
+                report.problems.append("chunk \(id): its metadata is not a JSON object of strings")
+            }
             guard let sv = VectorCoding.decodeSparse(row.sparse) else {
                 report.problems.append("chunk \(id): sparse vector unreadable")
                 return
@@ -117,6 +122,9 @@ extension IndexWriter {
             if !(rows.map { expected.contains($0) } ?? false) {
                 report.problems.append("chunk \(id): \(rows.map(String.init) ?? "unreadable") ColBERT rows for \(tokens) tokens")
             }
+        }
+        for d in try store.documents() where d.metadata.map({ IndexState.decodeMetadata($0) == nil }) ?? false {
+            report.problems.append("document \(d.path): its metadata is not a JSON object of strings")
         }
         report.chunks = chunkIDs.count
         report.documents = state.documents.count

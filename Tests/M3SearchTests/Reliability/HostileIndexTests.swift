@@ -231,6 +231,21 @@ final class HostileIndexTests: XCTestCase {
         }
     }
 
+    /// Metadata is not covered by the row checksums and reads drop what does not decode, so
+    /// damaged metadata gave `"metadata": null` while `check` said ok (found with the FuzzIndex
+    /// seed issue16-chunk-metadata-v3). `check` now names the chunk and the document.
+    func testUndecodableMetadataIsReportedByCheck() throws {
+        let path = try copy("metadata.m3index", damage: """
+            UPDATE chunks SET metadata = '{not json' WHERE id = (SELECT min(id) FROM chunks);
+            UPDATE documents SET metadata = '["a list"]' WHERE id = (SELECT max(id) FROM documents)
+            """)
+        let document = try XCTUnwrap(try IndexStore(path: path, readOnly: true).documents().max { $0.id < $1.id }?.path)
+        let check = try run(["check", "--index", path, "--model", modelFolder])
+        XCTAssertEqual(check.status, 3, "\(check.out) \(check.err)")
+        XCTAssertTrue(check.out.contains("chunk ") && check.out.contains(": its metadata is not a JSON object of strings"), check.out)
+        XCTAssertTrue(check.out.contains("document \(document): its metadata is not a JSON object of strings"), check.out)
+    }
+
     /// A codebook whose header says 32 codes per row while the rows hold 16: `check` used
     /// to say ok and every query trapped.
     func testCodebookDisagreeingWithItsCodesIsReported() throws {
