@@ -314,6 +314,8 @@ public final class SearchIndex: @unchecked Sendable {
     var hnsw: HNSWIndex { reader.shared.read { $0.hnsw } }
     /// Bytes the in-memory graph holds (`HNSWIndex.memoryBytes`), for benchmarks.
     package var graphMemoryBytes: Int { reader.shared.read { $0.hnsw.memoryBytes } }
+    /// The commit count of the state new searches read (tests pair results with commits).
+    package var publishedCommit: Int64 { reader.shared.current.commit }
     var sparse: SparseIndex { reader.shared.read { $0.sparse } }
     var colbertCodebook: ProductQuantizer? { reader.shared.read { $0.codec.codebook } }
     /// ColBERT rows a PQ index waits for before training its codebook.
