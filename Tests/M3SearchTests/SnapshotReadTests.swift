@@ -144,10 +144,10 @@ final class SnapshotReadTests: XCTestCase {
     /// deleted from the file by later commits while it runs.
     func testSearchesDuringDeletesAndUpdatesMatchACommittedState() throws {
         var writes: [Write] = []
-        for b in 0..<12 {
+        for b in 0..<24 {
             switch b % 3 {
             case 0: writes.append(.add(Self.docs(b ..< b + 4, version: b + 1)))            // replaces 4
-            case 1: writes.append(.remove((0..<3).map { "doc-\(b * 2 + $0)" }))            // some already gone
+            case 1: writes.append(.remove((0..<3).map { "doc-\((b * 2 + $0) % 40)" }))     // some already gone
             default: writes.append(.add(Self.docs(40 + b ..< 43 + b) + Self.docs(b + 5 ..< b + 6, version: 99)))
             }
         }
