@@ -14,8 +14,10 @@ import M3Search
 ///    documents each, and every other commit replaces `--batch-documents / 2` documents of
 ///    the base: deletions, so tombstones and compaction are in the mix) while the same
 ///    searches run again.
-/// Prints p50 / p99 / max of both phases, the writes' commit times and the graph's size
-/// (what a write copies since searches read snapshots), and the process's peak RSS.
+/// Prints p50 / p99 / max of both phases, the writes' commit times, what a write spends
+/// copying the published state (`SearchIndex.snapshotCopySeconds`), the graph's size and
+/// the process's peak RSS. (The "before" figures in BENCHMARKS.md come from this file with
+/// the copy measurement taken out, built at the commit before snapshots.)
 struct SearchDuringWritesBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "search-during-writes", abstract: "Search p50/p99 idle and during a continuous write load.")
@@ -59,6 +61,9 @@ struct SearchDuringWritesBench: ParsableCommand {
         }
         let idle = try searchAll()
         let idleRSS = peakRSSMegabytes()
+        // What each write copies before its own work (median of 5).
+        let copies = (0..<5).map { _ in index.snapshotCopySeconds() }
+        let copyGraphMs = copies.map { $0.graph * 1e3 }.sorted()[2], copyTablesMs = copies.map { $0.tables * 1e3 }.sorted()[2]
 
         // The writer: commits until the searches are done.
         final class WriterLog: @unchecked Sendable {
@@ -120,6 +125,7 @@ struct SearchDuringWritesBench: ParsableCommand {
         let idleRow = row("idle", idle)
         let busyRow = row("during writes", busy)
         let commitRow = row("commit (one write of \(batchDocuments)–\(batchDocuments * 3 / 2) documents)", commits)
+        print("per write, snapshot copies: graph \(QueryBench.fmt(copyGraphMs, 1)) ms, tables \(QueryBench.fmt(copyTablesMs, 1)) ms (at the start)")
         print("chunks at the end: \(index.chunkCount); graph \(QueryBench.fmt(Double(index.graphMemoryBytes) / 1e6, 1)) MB; "
               + "peak RSS idle \(idleRSS) MB, after writes \(busyRSS) MB")
 
@@ -135,6 +141,7 @@ struct SearchDuringWritesBench: ParsableCommand {
         rec["commits"] = commits.count
         rec["graph_bytes_end"] = index.graphMemoryBytes
         rec["peak_rss_mb"] = ["idle": idleRSS, "after_writes": busyRSS]
+        rec["snapshot_copy_ms"] = ["graph": copyGraphMs, "tables": copyTablesMs]
         try QueryBench.write(record: rec, appendTo: record ? QueryBench.root + "/Benchmarks/results/search_during_writes.jsonl" : nil,
                              jsonOut: json)
     }
