@@ -314,6 +314,20 @@ public final class SearchIndex: @unchecked Sendable {
     var hnsw: HNSWIndex { reader.shared.read { $0.hnsw } }
     /// Bytes the in-memory graph holds (`HNSWIndex.memoryBytes`), for benchmarks.
     package var graphMemoryBytes: Int { reader.shared.read { $0.hnsw.memoryBytes } }
+    /// The commit count of the state new searches read (tests pair results with commits).
+    package var publishedCommit: Int64 { reader.shared.current.commit }
+    /// What a write pays for snapshots before its own work, in seconds (benchmarks): copying
+    /// the graph, then the first change to each copy-on-write table of the copy (document
+    /// table, sparse postings map, chunk → tokens map), which copies the whole table.
+    package func snapshotCopySeconds() -> (graph: Double, tables: Double) {
+        let current = reader.shared.current
+        let t0 = Date()
+        var next = current.writable()
+        let t1 = Date()
+        next.documents[Int64.min] = DocumentInfo(path: "", metadata: nil)
+        _ = try? next.sparse.add(document: Int64.min, terms: [(token: Int32.max, weight: 1)])
+        return (t1.timeIntervalSince(t0), Date().timeIntervalSince(t1))
+    }
     var sparse: SparseIndex { reader.shared.read { $0.sparse } }
     var colbertCodebook: ProductQuantizer? { reader.shared.read { $0.codec.codebook } }
     /// ColBERT rows a PQ index waits for before training its codebook.

@@ -198,6 +198,9 @@ package final class IndexStore: @unchecked Sendable {
         return try db.transaction(immediate: true, body)
     }
 
+    /// Whether a transaction of this store is open.
+    package var inTransaction: Bool { db.inTransaction }
+
     /// A number that changes when another connection commits to the file (SQLite's
     /// `data_version`; commits on this connection leave it unchanged).
     package func dataVersion() throws -> Int64 {
@@ -230,6 +233,18 @@ package final class IndexStore: @unchecked Sendable {
         package static let createdAt = "created_at"
         package static let hnswHeader = "hnsw_header"
         package static let defaultWeights = "default_weights"
+        package static let commitCount = "commit_count"
+    }
+
+    /// How many writes of the index state have committed (0 for files from before the
+    /// count): searches match their read transaction to the in-memory state of that commit.
+    package func commitCount() throws -> Int64 {
+        try meta(MetaKey.commitCount).flatMap { Int64($0) } ?? 0
+    }
+
+    /// Records the count of the write committing now (inside its transaction).
+    package func setCommitCount(_ count: Int64) throws {
+        try setMeta(MetaKey.commitCount, String(count))
     }
 
     package func meta(_ key: String) throws -> String? {

@@ -10,5 +10,5 @@ struct M3Bench: ParsableCommand {
         abstract: "m3search benchmark programs (see BENCHMARKS.md).",
         subcommands: [HNSWBench.self, SparseBench.self, ColBERTBench.self, EndToEndBench.self, GEMMBench.self,
                       EncoderBench.self, StorageBench.self, LoadBench.self, ShortQueryBench.self,
-                      HNSWWritesBench.self, HNSWOpenBench.self])
+                      HNSWWritesBench.self, HNSWOpenBench.self, SearchDuringWritesBench.self])
 }

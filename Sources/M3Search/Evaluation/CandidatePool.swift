@@ -113,11 +113,12 @@ extension IndexReader {
             let encoded = try model.encode(batch.map { queryText($0.text) }, options: queryOptions)
             let t1 = Date()
             for (query, q) in zip(batch, encoded) {
-                out.append(try shared.read { state in
+                out.append(try withSnapshot { snapshot in
+                    let state = snapshot.state
                     guard state.hnsw.count > 0 else { throw M3SearchError.emptyIndex(path) }
                     let found = try self.candidates(state, for: q, n: n, efSearch: efSearch, fromGraph: true, fromPostings: true)
                     let ids = Set(found.graph).union(found.postings)
-                    return .init(id: query.id, scored: try score(state, ids.sorted(), query: q, weights: all),
+                    return .init(id: query.id, scored: try score(snapshot, ids.sorted(), query: q, weights: all),
                                  graph: Set(found.graph), postings: Set(found.postings))
                 })
             }

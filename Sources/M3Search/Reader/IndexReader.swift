@@ -6,19 +6,18 @@ import M3Store
 /// Answers searches: query → encoder → candidates (HNSW ∪ sparse postings) → exact scores
 /// → fusion → results.
 ///
-/// Lock story: a search holds the shared state's read lock from candidate generation to
-/// the last row it reads, so it sees one state of the graph, postings and document table;
-/// any number of searches share it. The writer takes the write lock while it changes the
-/// state and commits (IndexWriter), so a search waits at most for one write. Rows are read
-/// through two read-only connections, each serialised by its own lock; WAL gives them the
-/// committed state.
+/// Snapshot story: a search reads one published state (graph, postings, document table;
+/// see SharedState) and rows through read transactions that see the file exactly as that
+/// state's commit left it (`withSnapshot`), so it answers as if no write were running, and
+/// never waits for one: a writer builds the next state on a copy and publishes it after
+/// its COMMIT. Each search has its own two read-only connections from a pool (WAL lets any
+/// number of readers hold their own snapshot of the file).
 final class IndexReader: @unchecked Sendable {
     let path: String
     let model: BGEM3
     let settings: IndexSettings
     let shared: SharedState
-    /// Rescoring splits the candidates over both connections, one thread each.
-    private let connections: [ReaderConnection]
+    private let pool: ReaderPool
 
     /// Queries are encoded with at most this many tokens (BGE-M3's usual query length).
     static let queryMaxLength = 512
@@ -28,7 +27,7 @@ final class IndexReader: @unchecked Sendable {
         self.model = model
         self.settings = settings
         self.shared = shared
-        connections = [try ReaderConnection(path: path), try ReaderConnection(path: path)]
+        pool = try ReaderPool(path: path)
     }
 
     /// The weights a hybrid search uses when `SearchOptions.weights` is nil.
@@ -103,7 +102,8 @@ final class IndexReader: @unchecked Sendable {
         let w = options.effectiveWeights(indexDefault: defaultWeights)
         var report = SearchReport(results: [])
         let t1 = Date()
-        return try shared.read { state in
+        return try withSnapshot { snapshot in
+            let state = snapshot.state
             guard state.hnsw.count > 0 else { throw M3SearchError.emptyIndex(path) }
             let n = max(options.candidates, options.k)
             let fromGraph = w.dense > 0 || w.colbert > 0, fromPostings = w.sparse > 0 || w.colbert > 0
@@ -111,7 +111,7 @@ final class IndexReader: @unchecked Sendable {
             //    below search within (never a cut of unfiltered candidates).
             var allowed: Set<Int64>?
             if let filter = options.filter, !filter.isEmpty {
-                let matching = try matchingChunks(filter)
+                let matching = try matchingChunks(filter, in: snapshot)
                 let live = matching.chunks.filter { state.hnsw.contains(id: $0) }
                 report.filterDocuments = matching.documents
                 report.filterChunks = live.count
@@ -143,13 +143,13 @@ final class IndexReader: @unchecked Sendable {
             let t2 = Date()
             report.candidateSeconds = t2.timeIntervalSince(t1)
             // 2. Exact scores.
-            var scored = try score(state, Array(ids).sorted(), query: q, weights: w)
+            var scored = try score(snapshot, Array(ids).sorted(), query: q, weights: w)
             let t3 = Date()
             report.scoreSeconds = t3.timeIntervalSince(t2)
             // 3. Fuse, group, cut.
             Fusion.fuse(&scored, weights: w, fusion: options.mode == .hybrid ? options.fusion : .weighted)
             var kept = Fusion.top(scored, k: options.k, groupByDocument: options.groupByDocument)
-            try fillTexts(&kept)
+            try fillTexts(&kept, from: snapshot)
             report.results = try kept.enumerated().map { i, c in
                 // Stored rows are checked before they become results: a damaged file must
                 // fail loudly, not trap or answer with an empty path (found by Fuzz/FuzzIndex).
@@ -207,8 +207,9 @@ final class IndexReader: @unchecked Sendable {
     /// bit for bit), and the ColBERT score runs the MaxSim kernel on the stored blob where
     /// SQLite holds it. Reading and converting rows to float32 used to cost ~0.25 ms per
     /// 32-row candidate, more than the rest of the query.
-    func score(_ state: IndexState, _ ids: [Int64], query q: Embedding, weights w: FusionWeights) throws -> [ScoredChunk] {
+    func score(_ snapshot: Snapshot, _ ids: [Int64], query q: Embedding, weights w: FusionWeights) throws -> [ScoredChunk] {
         guard !ids.isEmpty else { return [] }
+        let state = snapshot.state
         let d = settings.dimension
         let qColBERT = w.colbert > 0 ? q.colbert : nil
         if let qc = qColBERT, qc.dimension != d {
@@ -220,15 +221,13 @@ final class IndexReader: @unchecked Sendable {
         let scorer = qColBERT.map { state.codec.scorer(query: $0) }
         // Two halves (ids ascending, so each reads a compact part of the file), one per
         // connection and thread: reading the rows and MaxSim dominate the query.
-        let parts = ids.count >= 32 ? 2 : 1
+        let parts = ids.count >= 32 ? min(2, snapshot.stores.count) : 1
         var results = [Result<[ScoredChunk], Error>](repeating: .success([]), count: parts)
         results.withUnsafeMutableBufferPointer { out in
             concurrently(parts) { p in
                 let slice = Array(ids[ids.count * p / parts ..< ids.count * (p + 1) / parts])
                 out[p] = Result {
-                    try connections[p].use { store in
-                        try score(state, slice, store: store, query: q, weights: w, queryLists: queryLists, scorer: scorer)
-                    }
+                    try score(state, slice, store: snapshot.stores[p], query: q, weights: w, queryLists: queryLists, scorer: scorer)
                 }
             }
         }
@@ -266,24 +265,24 @@ final class IndexReader: @unchecked Sendable {
 
     /// The chunks of the documents `filter` allows: the mtime and metadata conditions in SQL,
     /// the path globs on the ids returned, all in one read transaction.
-    func matchingChunks(_ filter: SearchFilter) throws -> (documents: Int, chunks: [Int64]) {
+    func matchingChunks(_ filter: SearchFilter, in snapshot: Snapshot) throws -> (documents: Int, chunks: [Int64]) {
         let patterns = filter.paths.map(PathPattern.init)
-        return try connections[0].use { store in
-            try store.read {
-                var docs = try store.documents(modifiedAfter: filter.modifiedAfter?.timeIntervalSince1970,
-                                               modifiedBefore: filter.modifiedBefore?.timeIntervalSince1970,
-                                               metadata: filter.metadata.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
-                if !patterns.isEmpty { docs = docs.filter { d in patterns.contains { $0.matches(d.path) } } }
-                return (docs.count, try store.chunkIDs(documentIDs: docs.map(\.id)))
-            }
+        let store = snapshot.stores[0]
+        return try store.read {
+            var docs = try store.documents(modifiedAfter: filter.modifiedAfter?.timeIntervalSince1970,
+                                           modifiedBefore: filter.modifiedBefore?.timeIntervalSince1970,
+                                           metadata: filter.metadata.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+            if !patterns.isEmpty { docs = docs.filter { d in patterns.contains { $0.matches(d.path) } } }
+            return (docs.count, try store.chunkIDs(documentIDs: docs.map(\.id)))
         }
     }
 
     /// Reads the texts of the given chunks (the results kept, not every candidate).
-    func fillTexts(_ chunks: inout [ScoredChunk]) throws {
+    func fillTexts(_ chunks: inout [ScoredChunk], from snapshot: Snapshot) throws {
         guard !chunks.isEmpty else { return }
         let ids = chunks.map(\.chunkID)
-        let (texts, metadata) = try connections[0].use { (try $0.chunkTexts(ids: ids), try $0.chunkMetadata(ids: ids)) }
+        let store = snapshot.stores[0]
+        let (texts, metadata) = (try store.chunkTexts(ids: ids), try store.chunkMetadata(ids: ids))
         for i in chunks.indices {
             if let text = texts[chunks[i].chunkID] { chunks[i].text = text }
             chunks[i].metadata = IndexState.decodeMetadata(metadata[chunks[i].chunkID])
@@ -299,13 +298,14 @@ final class IndexReader: @unchecked Sendable {
     /// Exact fused scores of every chunk, no candidate generation: the oracle for tests.
     func exhaustiveSearch(encoded q: Embedding, options: SearchOptions) throws -> [SearchResult] {
         let w = options.effectiveWeights(indexDefault: defaultWeights)
-        return try shared.read { state in
-            let ids = try connections[0].use { try $0.chunkIDs() }
-            var scored = try score(state, ids, query: q, weights: w)
+        return try withSnapshot { snapshot in
+            let state = snapshot.state
+            let ids = try snapshot.stores[0].chunkIDs()
+            var scored = try score(snapshot, ids, query: q, weights: w)
             Fusion.fuse(&scored, weights: w, fusion: .weighted)
             scored.sort { $0.fused != $1.fused ? $0.fused > $1.fused : $0.chunkID < $1.chunkID }
             var kept = Array(scored.prefix(options.k))
-            try fillTexts(&kept)
+            try fillTexts(&kept, from: snapshot)
             return kept.enumerated().map { i, c in
                 SearchResult(rank: i + 1, score: c.fused, dense: c.dense, sparse: c.sparse, colbert: c.colbert,
                              path: state.documents[c.documentID]?.path ?? "", metadata: nil, chunk: c.ordinal,
@@ -315,17 +315,85 @@ final class IndexReader: @unchecked Sendable {
     }
 }
 
-/// A read-only store and the lock that gives one thread at a time its connection.
-final class ReaderConnection: @unchecked Sendable {
-    private let store: IndexStore
+// MARK: - Snapshots
+
+/// What one search reads: a published state, and read transactions on two connections
+/// that see the file as that state's commit left it.
+struct Snapshot {
+    let state: IndexState
+    /// Rescoring splits the candidates over both, one thread each; the rest uses the first.
+    let stores: [IndexStore]
+}
+
+extension IndexReader {
+    /// Runs `body` on a snapshot: read transactions opened on two pooled connections, and
+    /// the in-memory state of the commit they see (`SharedState.state(atCommit:)`). Rows
+    /// of chunks the state does not know (later commits) are never asked for, and every
+    /// chunk it knows still has its rows, so the search answers exactly as it would alone
+    /// on that commit.
+    ///
+    /// Retried when the transactions see different commits or a commit already replaced
+    /// in memory (writes landing between the BEGINs and the lookup; rare, and each try
+    /// costs microseconds). A commit of another process is never in memory: then the
+    /// newest state runs against the file as it is, as before snapshots existed: chunks
+    /// the file lost drop out of the candidates, new ones are not found.
+    func withSnapshot<T>(_ body: (Snapshot) throws -> T) throws -> T {
+        return try pool.withConnections { stores in
+            for _ in 0 ..< 4 {
+                do {
+                    return try stores[0].read {
+                        try stores[1].read {
+                            // The first read fixes each transaction's view of the file.
+                            let commit = try stores[0].commitCount()
+                            guard try stores[1].commitCount() == commit, let state = shared.state(atCommit: commit) else { throw SnapshotMoved() }
+                            return try body(Snapshot(state: state, stores: stores))
+                        }
+                    }
+                } catch is SnapshotMoved {
+                    continue
+                }
+            }
+            return try stores[0].read { try stores[1].read { try body(Snapshot(state: shared.current, stores: stores)) } }
+        }
+    }
+}
+
+/// A snapshot attempt whose transactions saw a commit no longer (or not) in memory.
+private struct SnapshotMoved: Error {}
+
+/// Read-only connections to the file. A search checks out two for its whole run (their
+/// read transactions are its view of the file), so concurrent searches never share one;
+/// the pool grows to twice the searches running at once and keeps a few idle.
+final class ReaderPool: @unchecked Sendable {
+    private let path: String
     private let lock = NSLock()
+    private var idle: [IndexStore]
+    /// Idle connections kept (each holds SQLite's page cache, up to ~2 MB).
+    private let keep = 8
 
-    init(path: String) throws { store = try IndexStore(path: path, readOnly: true) }
+    /// Opens the first two, so an unreadable file fails at open, not at the first search.
+    init(path: String) throws {
+        self.path = path
+        idle = [try IndexStore(path: path, readOnly: true), try IndexStore(path: path, readOnly: true)]
+    }
 
-    func use<T>(_ body: (IndexStore) throws -> T) throws -> T {
-        lock.lock()
-        defer { lock.unlock() }
-        return try body(store)
+    func withConnections<T>(_ body: ([IndexStore]) throws -> T) throws -> T {
+        var stores: [IndexStore] = lock.withLock {
+            let n = min(2, idle.count)
+            defer { idle.removeLast(n) }
+            return Array(idle.suffix(n))
+        }
+        while stores.count < 2 { stores.append(try IndexStore(path: path, readOnly: true)) }
+        defer {
+            // One whose transaction did not end (a failed ROLLBACK) would hand its old view
+            // to the next search: closed instead.
+            let reusable = stores.filter { !$0.inTransaction }
+            lock.withLock {
+                idle += reusable
+                if idle.count > keep { idle.removeFirst(idle.count - keep) }
+            }
+        }
+        return try body(stores)
     }
 }
 

@@ -23,8 +23,23 @@ struct IndexState {
     var denseNorms: [Int64: Float] = [:]
     /// Weights saved in the file (`setDefaultWeights`); nil: `SearchIndex.builtInWeights`.
     var savedWeights: FusionWeights?
+    /// The file's commit count this state mirrors (`IndexStore.commitCount`).
+    var commit: Int64 = 0
 
-    /// Reads the state from the file, all from one read transaction, so a writer committing
+    /// A copy the writer may change while searches read `self`: the graph is copied (it
+    /// changes in place), the rest is copy-on-write and is copied as it is changed.
+    ///
+    /// Cost per write, linear in the index: the graph's flat buffers (slots × (vector row +
+    /// 4·(2M + 1) + ~20 bytes)); then, when changed, the id maps (document table, norms,
+    /// the graph's id → slot) and the sparse index's token → list and chunk → tokens maps
+    /// (one reference per entry; posting lists themselves are copied only when touched).
+    func writable() -> IndexState {
+        var next = self
+        next.hnsw = hnsw.copy()
+        return next
+    }
+
+    /// Reads the state from the file, all from one read transaction (its commit count too), so a writer committing
     /// meanwhile cannot pair one commit's graph with another's chunks; the graph holds its
     /// vectors as `graphEncoding` says (`IndexSettings.graphEncoding` when an index opens;
     /// reloads keep the open graph's). Damage found by the decoders is reported as
@@ -93,7 +108,7 @@ struct IndexState {
                                                    efConstruction: settings.hnswEfConstruction, encoding: encoding))
         }
         return IndexState(hnsw: hnsw, sparse: sparse, documents: documents, codec: codec, denseNorms: denseNorms,
-                          savedWeights: try loadSavedWeights(store))
+                          savedWeights: try loadSavedWeights(store), commit: try store.commitCount())
     }
 
     /// v = norm · direction, with ‖direction‖ = 1: what the graph holds of an unnormalised
@@ -148,36 +163,48 @@ struct IndexState {
     }
 }
 
-/// The index's current state and the lock that guards it: searches read it under the read
-/// lock, the writer changes it under the write lock (see IndexWriter's lock story).
+/// The index's published state, which searches read without waiting for writes.
+///
+/// A published `IndexState` never changes: its value parts (postings, document table) are
+/// copy-on-write, and its graph, a class changed in place by inserts, is copied by the
+/// writer before it changes anything (`writable()`). So a search holds a state as long as
+/// it likes, and the lock is held only to copy the struct out (a few retains), never
+/// across a write.
+///
+/// A state is paired with the file by its `commit` count. The writer stages its next state
+/// just before COMMIT and publishes it after, so a read transaction that already sees a
+/// commit always finds that commit's state here (`state(atCommit:)`), even in the moment
+/// between COMMIT and publishing.
 final class SharedState: @unchecked Sendable {
-    private let lock = ReadWriteLock()
-    private var state: IndexState
+    private let lock = NSLock()
+    private var published: IndexState
+    /// The writer's next state while its COMMIT runs (nil otherwise).
+    private var staged: IndexState?
 
-    init(_ state: IndexState) { self.state = state }
+    init(_ state: IndexState) { published = state }
 
-    func read<T>(_ body: (IndexState) throws -> T) rethrows -> T {
-        try lock.read { try body(state) }
+    /// The newest published state.
+    var current: IndexState { lock.withLock { published } }
+
+    func read<T>(_ body: (IndexState) throws -> T) rethrows -> T { try body(current) }
+
+    /// The state of commit `count`, if it is the published or the staged one.
+    func state(atCommit count: Int64) -> IndexState? {
+        lock.withLock {
+            if published.commit == count { return published }
+            if let staged, staged.commit == count { return staged }
+            return nil
+        }
     }
 
-    func write<T>(_ body: (inout IndexState) throws -> T) rethrows -> T {
-        try lock.write { try body(&state) }
-    }
-}
+    /// The writer's next state, complete and final, before its COMMIT (nil: the write failed).
+    func stage(_ state: IndexState?) { lock.withLock { staged = state } }
 
-/// A readers–writer lock over pthread_rwlock.
-final class ReadWriteLock: @unchecked Sendable {
-    private var lock = pthread_rwlock_t()
-    init() { pthread_rwlock_init(&lock, nil) }
-    deinit { pthread_rwlock_destroy(&lock) }
-    func read<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_rwlock_rdlock(&lock)
-        defer { pthread_rwlock_unlock(&lock) }
-        return try body()
-    }
-    func write<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_rwlock_wrlock(&lock)
-        defer { pthread_rwlock_unlock(&lock) }
-        return try body()
+    /// Makes `state` the one new searches read. Searches already running keep theirs.
+    func publish(_ state: IndexState) {
+        lock.withLock {
+            published = state
+            staged = nil
+        }
     }
 }

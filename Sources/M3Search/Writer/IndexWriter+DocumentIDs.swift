@@ -47,22 +47,19 @@ extension IndexWriter {
         // A canonical id held by a document that is not the file (or a changed copy of it)
         // stays with that document: rename nothing onto it.
         renames.removeAll { r in stored.contains(r.path) && !removals.contains(r.path) }
-        do {
-            try store.write {
-                if !removals.isEmpty { try commit([], removing: removals) }
-                try shared.write { state in
-                    for r in renames {
-                        try store.renameDocument(id: r.id, to: r.path)
-                        state.documents[r.id]?.path = r.path
-                    }
+        // One write: the duplicates' removal, the renames and the mark, published together.
+        try exclusively {
+            try transaction { state in
+                if !removals.isEmpty {
+                    _ = try apply([], removing: removals, to: &state)
+                    if state.hnsw.deletedCount > 0 { state.hnsw.compact() }
+                }
+                for r in renames {
+                    try store.renameDocument(id: r.id, to: r.path)
+                    state.documents[r.id]?.path = r.path
                 }
                 try store.setMeta(IndexStore.documentIDsKey, IndexStore.canonicalDocumentIDs)
             }
-        } catch {
-            // The file rolled back; bring memory back in line with it.
-            let encoding = shared.read { $0.hnsw.encoding }
-            if let state = try? IndexState.load(from: store, settings: settings, graphEncoding: encoding) { shared.write { $0 = state } }
-            throw error
         }
         return (renames.count, removals.count)
     }

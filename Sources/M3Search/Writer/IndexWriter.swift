@@ -25,9 +25,11 @@ struct PreparedDocument {
 ///   the first write and held until `releaseWriteLock()` or the end of the SearchIndex: two
 ///   writers would overwrite each other's graph. Taking it reloads the state if another
 ///   process committed since it was read.
-/// - The in-memory state changes under the shared state's write lock, held for the
-///   transaction (graph insertion, row writes, commit), so searches see either the state
-///   before the write or after it, never half of it. Codebook training runs before it.
+/// - Searches never wait for a write. The writer builds the next state on a private copy
+///   of the published one (`IndexState.writable()`) while it writes the rows, stages it
+///   before COMMIT and publishes it after (`transaction`), so a search sees the state
+///   before the write or after it, never half of it. A failed write publishes nothing: the
+///   published state still matches the rolled-back file.
 final class IndexWriter: @unchecked Sendable {
     let path: String
     let settings: IndexSettings
@@ -82,8 +84,7 @@ final class IndexWriter: @unchecked Sendable {
         // writes back from memory, so memory must match the file first.
         let version = try store.dataVersion()
         if version != loadedDataVersion {
-            let state = try IndexState.load(from: store, settings: settings, graphEncoding: graphEncoding)
-            shared.write { $0 = state }
+            shared.publish(try IndexState.load(from: store, settings: settings, graphEncoding: graphEncoding))
             loadedDataVersion = version
         }
         writerLock = taken
@@ -114,43 +115,64 @@ final class IndexWriter: @unchecked Sendable {
 
     /// Writes documents (replacing same-path ones) and removals in one transaction, then
     /// persists the changed HNSW nodes and posting lists in it too. If anything fails the
-    /// transaction rolls back and the in-memory state is reloaded from the file.
+    /// transaction rolls back and the published state, never touched, still matches the file.
     @discardableResult
     func commit(_ documents: [PreparedDocument], removing removals: [String]) throws -> Int {
         try exclusively {
             try takeWriterLock()
-            do {
-                // PQ storage: the write that brings the index to `codebookMinimumRows` rows
-                // trains the codebook on all of them (outside the state lock, so searches go
-                // on meanwhile) and re-encodes the float16 rows stored so far, in its transaction.
-                var newCodebook: ProductQuantizer?
-                var reencoded: [(chunkID: Int64, blob: Data)] = []
-                if settings.colbertStorage.needsCodebook && shared.read({ $0.codec.codebook == nil }) {
-                    (newCodebook, reencoded) = try trainCodebookIfDue(documents, replacing: Set(removals + documents.map(\.path)))
+            // PQ storage: the write that brings the index to `codebookMinimumRows` rows
+            // trains the codebook on all of them (before the transaction: k-means is slow)
+            // and re-encodes the float16 rows stored so far, in its transaction.
+            var newCodebook: ProductQuantizer?
+            var reencoded: [(chunkID: Int64, blob: Data)] = []
+            if settings.colbertStorage.needsCodebook && shared.current.codec.codebook == nil {
+                (newCodebook, reencoded) = try trainCodebookIfDue(documents, replacing: Set(removals + documents.map(\.path)))
+            }
+            return try transaction { state in
+                if let newCodebook {
+                    try store.putCodebook(name: "colbert", data: Data(newCodebook.serialized()))
+                    try store.replaceColBERT(reencoded)
+                    state.codec = state.codec.with(codebook: newCodebook)
                 }
-                return try shared.write { state in
-                    try store.write {
-                        if let newCodebook {
-                            try store.putCodebook(name: "colbert", data: Data(newCodebook.serialized()))
-                            try store.replaceColBERT(reencoded)
-                            state.codec = state.codec.with(codebook: newCodebook)
-                        }
-                        let removed = try apply(documents, removing: removals, to: &state)
-                        if state.hnsw.deletedCount > 0 { state.hnsw.compact() }
-                        try persist(&state)
-                        return removed
-                    }
-                }
-            } catch {
-                // The file rolled back; bring memory back in line with it.
-                if let state = try? IndexState.load(from: store, settings: settings, graphEncoding: graphEncoding) { shared.write { $0 = state } }
-                throw error
+                let removed = try apply(documents, removing: removals, to: &state)
+                if state.hnsw.deletedCount > 0 { state.hnsw.compact() }
+                return removed
             }
         }
     }
 
+    /// One write of the file and the state: `body` changes a private copy of the published
+    /// state and writes rows, all in one transaction that also persists the changed graph
+    /// nodes and posting lists and counts the commit; the copy is published once committed.
+    /// The caller holds `lock`, so the published state cannot change meanwhile.
+    func transaction<T>(_ body: (inout IndexState) throws -> T) throws -> T {
+        // Nested in another transaction, the COMMIT below would not be the real one, and
+        // searches could pair this state with a file that does not hold it yet.
+        guard !store.inTransaction else {
+            throw M3SearchError(.other, "A write of the index state began inside another transaction of \(path); "
+                                + "this is a bug in m3search: nothing was written.")
+        }
+        var next = shared.current.writable()
+        do {
+            let result = try store.write {
+                let result = try body(&next)
+                try persist(&next)
+                next.commit = try store.commitCount() + 1
+                try store.setCommitCount(next.commit)
+                // Final from here on: searches whose read transaction sees this COMMIT read it.
+                shared.stage(next)
+                return result
+            }
+            shared.publish(next)
+            return result
+        } catch {
+            shared.stage(nil)
+            throw error
+        }
+    }
+
     /// The rows and in-memory changes of one write, inside its transaction.
-    private func apply(_ documents: [PreparedDocument], removing removals: [String], to state: inout IndexState) throws -> Int {
+    func apply(_ documents: [PreparedDocument], removing removals: [String], to state: inout IndexState) throws -> Int {
         var removed = 0
         for path in removals + documents.map(\.path) {
             guard let existing = try store.document(path: path) else { continue }
@@ -207,7 +229,10 @@ final class IndexWriter: @unchecked Sendable {
     func setDefaultWeights(_ weights: FusionWeights?) throws {
         try exclusively {
             try store.setSavedWeights(weights.map { "\($0.dense),\($0.sparse),\($0.colbert)" })
-            shared.write { $0.savedWeights = weights }
+            // Not a change searches pair with rows: the same commit, new weights.
+            var next = shared.current
+            next.savedWeights = weights
+            shared.publish(next)
         }
     }
 
