@@ -45,6 +45,8 @@ import Darwin
 /// pool); `insert`, `insertBatch`, `remove`, `compact`, `clearDirty` and setting `efSearch`
 /// mutate it and need exclusive access. A reader–writer lock (e.g. `pthread_rwlock_t`)
 /// around the index, read-locked for searches and write-locked for changes, is enough.
+/// To let searches run during changes instead, make them on `copy()` and hand readers the
+/// copy when done (M3Search's published snapshots do this).
 public final class HNSWIndex: @unchecked Sendable {
     /// Construction and search parameters.
     public struct Parameters: Equatable, Sendable {
