@@ -126,7 +126,7 @@ public final class BGEM3: Sendable {
         } else {
             try WeightFile.verifyChecksums(weightsFile)
             try weightsDict.verifyFinite()
-            weightsDigest = ContentHash.digest(weightsFile.bytes)
+            weightsDigest = weightsFile.withBytes { ContentHash.digest($0) }
             digests.store(weightsKey, FileRecord(stamp: weightsFile.stamp, digest: weightsDigest, verified: true))
         }
         // The heads are small (4 MB for BGE-M3): always hashed and verified.
@@ -152,8 +152,8 @@ public final class BGEM3: Sendable {
         self.identity = Self.identity(parts: [
             (File.config, ContentHash.digest(configBytes)),
             ((weightsPath as NSString).lastPathComponent, weightsDigest),
-            (File.colbertHead, ContentHash.digest(heads[0].file.bytes)),
-            (File.sparseHead, ContentHash.digest(heads[1].file.bytes)),
+            (File.colbertHead, heads[0].file.withBytes { ContentHash.digest($0) }),
+            (File.sparseHead, heads[1].file.withBytes { ContentHash.digest($0) }),
             (File.sentencepiece, loaded.modelDigest),
             (File.tokenizerJSON, loaded.tokenizerJSONDigest),
         ])

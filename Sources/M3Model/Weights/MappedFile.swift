@@ -20,6 +20,14 @@ final class MappedFile: @unchecked Sendable {  // immutable after init
     /// The file's bytes; an empty buffer (no mapping) for an empty file.
     let bytes: UnsafeRawBufferPointer
 
+    /// Runs `body` on the bytes with the mapping alive until it returns. Reading `bytes`
+    /// does not keep `self` alive: an optimised build may release the last reference, and
+    /// unmap the file, right after loading the pointer (a release build crashed so, hashing
+    /// a head file whose tensors had already been copied).
+    func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try withExtendedLifetime(self) { try body(bytes) }
+    }
+
     /// (device, inode, size, mtime, ctime) of the mapped file, for the identity cache.
     let stamp: FileStamp
 
