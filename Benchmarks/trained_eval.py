@@ -35,7 +35,7 @@ EXACT = ("f16", "f32")
 # The default, then each ColBERT codec with exact dense and each dense codec with exact
 # ColBERT (so StorageCost can attribute a loss to one component), and the previous default.
 STORAGES = [EXACT, ("int8", "int8"), ("int8", "f32"), ("binary", "f32"), ("pq4", "f32"), ("pq8", "f32"),
-            ("pq16", "f32"), ("pq32", "f32"), ("f16", "f16"), ("f16", "int8"), ("pq16", "int8")]
+            ("pq16", "f32"), ("pq32", "f32"), ("pq64", "f32"), ("f16", "f16"), ("f16", "int8"), ("pq16", "int8")]
 MODES = ["dense", "sparse", "colbert", "dense+sparse", "dense+sparse+colbert"]
 WEIGHTS = (0.4, 0.3, 0.3)
 
@@ -76,6 +76,12 @@ def prepare(work, corpus, queries, qrels, split, prefixes):
         for q, d, s in qrels[split]:
             f.write(f"{q}\tdocs/{d}.txt\t{s}\n")
     return [(q["_id"], qp + q["text"]) for q in qs]
+
+
+def commit():
+    """The checkout's commit (the benchmark's and the binary's, when built from it)."""
+    r = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return r.stdout.strip() or None
 
 
 def has_index_pooling(binary):
@@ -272,7 +278,7 @@ def main(argv=None):
                                      "--index", path, "--model", model, "--json"], cwd=work).stdout)
                 rec["cli_eval"] = {r["mode"]: {k: r[k] for k in ("ndcg@10", "recall@100", "mrr@10")} for r in ev["results"]}
             rec.update({"seconds": round(time.time() - t0, 1), "machine": platform.machine(),
-                        "date": time.strftime("%Y-%m-%d")})
+                        "commit": commit(), "date": time.strftime("%Y-%m-%d")})
             loss = rec["ndcg@10_loss_vs_exact"]
             print(f"{name:6s} {colbert:>6s}/{dense:<4s} " +
                   " ".join(f"{k}={m[k]['ndcg@10']:.4f}" for k in MODES) +
