@@ -77,7 +77,7 @@ def prepare(work, corpus, queries, qrels, split, prefixes):
     with open(os.path.join(work, "qrels.tsv"), "w") as f:
         f.write("query-id\tcorpus-id\tscore\n")
         for q, d, s in qrels[split]:
-            f.write(f"{q}\tdocs/{d}.txt\t{s}\n")
+            f.write(f"{q}\t{doc_id(work, d)}\t{s}\n")
     return [(q["_id"], qp + q["text"]) for q in qs]
 
 
@@ -85,6 +85,11 @@ def commit():
     """The checkout's commit (the benchmark's and the binary's, when built from it)."""
     r = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     return r.stdout.strip() or None
+
+
+def doc_id(work, d):
+    """A document's id in the index: its file's canonical absolute path."""
+    return os.path.realpath(os.path.join(work, "docs", d + ".txt"))
 
 
 def has_index_pooling(binary):
@@ -259,7 +264,7 @@ def main(argv=None):
         qids = [q for q, _ in qs]
         judged = {}
         for q, d, s in qrels[args.split]:
-            judged.setdefault(q, {})[f"docs/{d}.txt"] = s
+            judged.setdefault(q, {})[doc_id(work, d)] = s
         t0 = time.time()
         qenc = encode_queries(binary, model, [t for _, t in qs], pooling, max_length,
                               os.path.join(work, f"queries.{pooling}.enc.jsonl"))
@@ -278,6 +283,8 @@ def main(argv=None):
             assert header["settings"]["pooling"] == pooling, header["settings"]
             assert (header["settings"]["colbertStorage"], header["settings"]["denseStorage"]) == (colbert, dense)
             arrays = chunk_arrays(lines)
+            missing = {d for j in judged.values() for d in j} - set(arrays[0])
+            assert not missing, f"{len(missing)} judged documents not in the index, e.g. {sorted(missing)[:2]}"
             per_query = mode_scores(qenc, arrays)
             hyb, col = top10(arrays[0], per_query, "dense+sparse+colbert"), top10(arrays[0], per_query, "colbert")
             m = metrics(qids, arrays[0], per_query, judged)
