@@ -19,8 +19,12 @@ Written (float32, dequantised exactly as e5.c's deq_row does):
                              max_position_embeddings 514, type_vocab_size 1
     model.safetensors        the keys of XLMRobertaModel.state_dict()
     colbert_linear.pt        identity 384 -> 384, bias 0 (ColBERT rows = normalised states)
-    sparse_linear.pt         weight 0, bias 1: every token weighs relu(1) = 1, so the
-                             sparse score counts the distinct shared tokens (lexical match)
+    sparse_linear.pt         weight 0, bias 0.1: every token weighs 0.1, so the sparse
+                             score is 0.01 per distinct shared token (lexical match) and a
+                             10-token query scores at most 0.1, BGE-M3's scale. At weight 1
+                             the count (up to the query's length) outweighed the dense and
+                             ColBERT cosines in the default fusion, and long pages sharing
+                             filler words won.
     sentencepiece.bpe.model  Fixtures/tokenizer's rebuilt XLM-R model (checked here against
                              the pieces and scores in the .bin), tokenizer_config.json,
                              special_tokens_map.json
@@ -41,6 +45,9 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 QK = 32
+
+
+SPARSE_WEIGHT = 0.1  # every token's sparse weight (see sparse_linear.pt above)
 
 
 def default_bin():
@@ -216,7 +223,7 @@ def main(argv=None):
     sparse = torch.nn.Linear(H, 1)
     with torch.no_grad():
         colbert.weight.copy_(torch.eye(H)); colbert.bias.zero_()
-        sparse.weight.zero_(); sparse.bias.fill_(1.0)
+        sparse.weight.zero_(); sparse.bias.fill_(SPARSE_WEIGHT)
     torch.save(colbert.state_dict(), os.path.join(out, "colbert_linear.pt"))
     torch.save(sparse.state_dict(), os.path.join(out, "sparse_linear.pt"))
     shutil.copyfile(spm, os.path.join(out, "sentencepiece.bpe.model"))

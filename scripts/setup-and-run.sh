@@ -22,7 +22,7 @@ e5dir=Indexes/models/e5-small
 venv="${XDG_CACHE_HOME:-$HOME/.cache}/m3search/e5-venv"
 settings=()      # index settings the chosen model needs
 query_en="how does the with statement manage resources"
-query_fr="comment lever une exception en Python ?"
+query_fr="Comment créer une fonction anonyme ?"
 
 is_m3() { [ -f "$1/config.json" ] && [ -f "$1/colbert_linear.pt" ] && [ -f "$1/sentencepiece.bpe.model" ]; }
 

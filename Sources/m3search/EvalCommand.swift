@@ -32,11 +32,12 @@ struct EvaluationOptions: ParsableArguments {
     /// Reads the set, opens the index and builds the candidate pool; notes on stderr what
     /// does not count (queries without a relevant judgment, judged documents not indexed).
     func load(writable: Bool = false, extra: [RankingMetric] = []) throws -> (SearchIndex, EvaluationSet, CandidatePool) {
-        let set = try EvaluationSet(queriesFile: queries, qrelsFile: qrels)
+        let read = try EvaluationSet(queriesFile: queries, qrelsFile: qrels)
         try location.path.requireExisting()
         let index = try location.open(.existing(readOnly: !writable))
         let depth = (metrics + extra).map(\.cutoff).max() ?? 100
-        let pool = try index.candidatePool(for: set, depth: depth, candidates: candidates, efSearch: efSearch)
+        let pool = try index.candidatePool(for: read, depth: depth, candidates: candidates, efSearch: efSearch)
+        let set = pool.resolvingRelativePaths(in: read)
         let skipped = set.queries.count - pool.queryCount
         if skipped > 0 {
             note("\(skipped) of \(set.queries.count) queries have no relevant judgment in \(qrels) and are left out")
@@ -44,7 +45,7 @@ struct EvaluationOptions: ParsableArguments {
         let unknown = pool.unknownDocuments(in: set)
         if !unknown.isEmpty {
             note("relevant documents of the qrels not in the index: \(unknown.count) (e.g. \"\(unknown[0])\"); "
-                 + "document ids must be the paths as indexed (or the ids given to add)")
+                 + "document ids must be the files' paths (absolute, or relative to the current folder) or the ids given to add")
         }
         return (index, set, pool)
     }

@@ -129,6 +129,36 @@ final class BatchQueryTests: XCTestCase {
                        try String(contentsOfFile: c.path("eval.run"), encoding: .utf8))
     }
 
+    /// Qrels naming files by relative paths (as BEIR-style sets written next to their
+    /// documents do) score what the same qrels with the indexed, canonical ids score.
+    func testRelativeQrelsPathsResolveToTheIndexedFiles() throws {
+        let c = try Self.corpus()
+        defer { try? FileManager.default.removeItem(at: c.dir) }
+        try Data((#"{"_id": "q1", "text": "ships and the sea"}"# + "\n" + #"{"_id": "q2", "text": "ice and rivers"}"# + "\n").utf8)
+            .write(to: URL(fileURLWithPath: c.path("q.jsonl")))
+        func qrels(_ name: String, _ id: (Int) -> String) throws {
+            try Data("query-id\tcorpus-id\tscore\nq1\t\(id(0))\t2\nq1\t\(id(7))\t1\nq2\t\(id(4))\t1\nq2\t\(id(9))\t2\n".utf8)
+                .write(to: URL(fileURLWithPath: c.path(name)))
+        }
+        try qrels("absolute.tsv") { c.docs[$0] }
+        try qrels("relative.tsv") { "docs/t\($0).txt" }
+        func evaluate(_ file: String) throws -> RunResult {
+            let run = try runM3Search(["eval", "--queries", "q.jsonl", "--qrels", file, "-i", c.index, "-m", Self.model, "-j"],
+                                      stdin: "", currentDirectory: c.dir)
+            XCTAssertEqual(run.status, 0, run.stderr)
+            return run
+        }
+        let absolute = try evaluate("absolute.tsv"), relative = try evaluate("relative.tsv")
+        XCTAssertFalse(relative.stderr.contains("not in the index"), relative.stderr)
+        let rows = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(absolute.stdout.utf8)) as? [String: Any])?["results"] as? [[String: Any]])
+        XCTAssertGreaterThan(rows.compactMap { $0["ndcg@10"] as? Double }.max() ?? 0, 0, "the check is empty")
+        func results(_ run: RunResult) throws -> String {
+            let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])
+            return String(decoding: try JSONSerialization.data(withJSONObject: object["results"] ?? [], options: .sortedKeys), as: UTF8.self)
+        }
+        XCTAssertEqual(try results(relative), try results(absolute))
+    }
+
     /// A document id with a space cannot go into a run: a clear error, and no file.
     func testWhitespaceInAnIDIsAnError() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("m3-batch-\(UUID().uuidString)")

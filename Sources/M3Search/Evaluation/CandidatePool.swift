@@ -63,6 +63,26 @@ public struct CandidatePool: Sendable {
     /// The judged query ids in the order of the evaluation set's file.
     public var queryIDs: [String] { queries.map(\.id) }
 
+    /// `set` with each judged id that names no indexed document but resolves, as a path
+    /// from the current directory, to one replaced by that document's id: indexed files are
+    /// known by their canonical absolute paths, and qrels written with relative paths
+    /// (`docs/a.txt`) would otherwise score every query 0. Two ids naming the same file keep
+    /// the higher grade.
+    public func resolvingRelativePaths(in set: EvaluationSet) -> EvaluationSet {
+        let known = Set(documentPaths.values)
+        var out = set
+        for (query, judgments) in set.qrels {
+            var resolved: [String: Int] = [:]
+            for (id, grade) in judgments {
+                var key = id
+                if !known.contains(id), let canonical = Ingestion.canonicalPath(id), known.contains(canonical) { key = canonical }
+                resolved[key] = max(resolved[key] ?? grade, grade)
+            }
+            out.qrels[query] = resolved
+        }
+        return out
+    }
+
     /// Relevant documents of the qrels that are not in the index, sorted: usually ids that
     /// do not match the paths as indexed.
     public func unknownDocuments(in set: EvaluationSet) -> [String] {
