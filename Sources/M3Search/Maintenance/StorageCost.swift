@@ -64,15 +64,15 @@ public struct StorageCost: Sendable, Equatable, Codable {
     /// Copied from Benchmarks/results/trained_eval.jsonl (see `source`).
     public static let measured: [StorageCost] = [
         StorageCost(component: "colbert", codec: "f16", ndcgLoss: [0, 0, 0, 0, 0], hybridOverlap: 1.000, colbertOverlap: 1.000),
-        StorageCost(component: "colbert", codec: "int8", ndcgLoss: [0, 0, 0, 0, 0], hybridOverlap: 0.999, colbertOverlap: 0.994),
-        StorageCost(component: "colbert", codec: "pq4", ndcgLoss: [0, 0, 0.0032, 0, 0.0027], hybridOverlap: 0.973, colbertOverlap: 0.863),
-        StorageCost(component: "colbert", codec: "pq8", ndcgLoss: [0, 0, 0.0132, 0, -0.0009], hybridOverlap: 0.962, colbertOverlap: 0.750),
-        StorageCost(component: "colbert", codec: "pq16", ndcgLoss: [0, 0, 0.039, 0, 0.0019], hybridOverlap: 0.952, colbertOverlap: 0.657),
-        StorageCost(component: "colbert", codec: "pq32", ndcgLoss: [0, 0, 0.0849, 0, 0.0035], hybridOverlap: 0.951, colbertOverlap: 0.605),
-        StorageCost(component: "colbert", codec: "pq64", ndcgLoss: [0, 0, 0.126, 0, 0.0052], hybridOverlap: 0.949, colbertOverlap: 0.574),
-        StorageCost(component: "colbert", codec: "binary", ndcgLoss: [0, 0, 0.0525, 0, 0.0012], hybridOverlap: 0.930, colbertOverlap: 0.546),
+        StorageCost(component: "colbert", codec: "int8", ndcgLoss: [0, 0, 0, 0, 0], hybridOverlap: 0.996, colbertOverlap: 0.994),
+        StorageCost(component: "colbert", codec: "pq4", ndcgLoss: [0, 0, 0.0032, 0, 0.0025], hybridOverlap: 0.941, colbertOverlap: 0.863),
+        StorageCost(component: "colbert", codec: "pq8", ndcgLoss: [0, 0, 0.0132, 0, 0.0029], hybridOverlap: 0.902, colbertOverlap: 0.750),
+        StorageCost(component: "colbert", codec: "pq16", ndcgLoss: [0, 0, 0.039, 0, 0.0005], hybridOverlap: 0.884, colbertOverlap: 0.657),
+        StorageCost(component: "colbert", codec: "pq32", ndcgLoss: [0, 0, 0.0849, 0, 0.0082], hybridOverlap: 0.878, colbertOverlap: 0.605),
+        StorageCost(component: "colbert", codec: "pq64", ndcgLoss: [0, 0, 0.126, 0, 0.0071], hybridOverlap: 0.872, colbertOverlap: 0.574),
+        StorageCost(component: "colbert", codec: "binary", ndcgLoss: [0, 0, 0.0525, 0, 0.0066], hybridOverlap: 0.839, colbertOverlap: 0.546),
         StorageCost(component: "dense", codec: "f32", ndcgLoss: [0, 0, 0, 0, 0], hybridOverlap: 1.000, colbertOverlap: 1.000),
-        StorageCost(component: "dense", codec: "int8", ndcgLoss: [0, 0, 0, 0, 0], hybridOverlap: 0.998, colbertOverlap: 1.000),
+        StorageCost(component: "dense", codec: "int8", ndcgLoss: [0, 0, 0, 0, -0.0001], hybridOverlap: 0.997, colbertOverlap: 1.000),
         StorageCost(component: "dense", codec: "f16", ndcgLoss: [0, 0, 0, 0, 0], hybridOverlap: 1.000, colbertOverlap: 1.000),
     ]
 }
