@@ -46,6 +46,7 @@ STORAGES = [EXACT, DEFAULT, ("int8", "int8"), ("int8", "f32"), ("binary", "f32")
             ("pq16", "int8")]
 # SearchIndex.defaultColBERTRowBudget: bytes a default ColBERT row may take.
 ROW_BUDGET = 300
+PRECISION = []  # --precision for the commands that encode
 PQ_STEPS = [2, 4, 8, 16, 32, 64]
 MODES = ["dense", "sparse", "colbert", "dense+sparse", "dense+sparse+colbert"]
 WEIGHTS = (0.4, 0.3, 0.3)
@@ -136,10 +137,10 @@ def create_index(binary, model, work, path, colbert, dense, pooling, max_length)
             f.write(json.dumps(header) + "\n")
         run([binary, "import", hfile] + common, cwd=work)
         os.remove(seed)
-        run([binary, "index", "docs"] + common + opts, cwd=work)
+        run([binary, "index", "docs"] + common + opts + PRECISION, cwd=work)
     else:
         extra = ["--pooling", pooling] if pooling != "cls" else []
-        run([binary, "index", "docs"] + common + opts + extra, cwd=work)
+        run([binary, "index", "docs"] + common + opts + extra + PRECISION, cwd=work)
 
 
 def export_lines(binary, path):
@@ -175,7 +176,8 @@ def encode_queries(binary, model, texts, pooling, max_length, cache):
         if len(enc) == len(texts):
             return enc
     inp = "".join(json.dumps({"text": t}) + "\n" for t in texts)
-    r = run([binary, "encode", "--model", model, "--pooling", pooling, "--max-length", str(max_length)], input=inp)
+    r = run([binary, "encode", "--model", model, "--pooling", pooling, "--max-length", str(max_length)] + PRECISION,
+            input=inp)
     with open(cache, "w") as f:
         f.write(r.stdout)
     return [json.loads(l) for l in r.stdout.splitlines()]
@@ -265,10 +267,16 @@ def main(argv=None):
                          "(default: what `m3search index` picks when none is named)")
     ap.add_argument("--cli-eval", default="f16/f32,default,int8/int8,pq16/int8",
                     help="storages also measured with `m3search eval --json` (HNSW and candidates included)")
+    ap.add_argument("--precision", default=None, help="--precision for index, encode and eval (f32, bf16, int8)")
+    ap.add_argument("--default-via", choices=["index", "import"], default="index",
+                    help="build the default-storage index with `index` (encoding again, as a user would) "
+                         "or by importing the exact index's export (no second encoding; the full-size model)")
     ap.add_argument("--work", default=os.path.join(ROOT, "Benchmarks", "work", "trained_eval"))
     ap.add_argument("--out", default=os.path.join(ROOT, "Benchmarks", "results", "trained_eval.jsonl"))
     args = ap.parse_args(argv)
     binary = os.path.abspath(args.m3search)
+    global PRECISION
+    PRECISION = ["--precision", args.precision] if args.precision else []
 
     full = os.path.join(ROOT, "Fixtures", "generated", "bge-m3-full-random")
     random_model = args.random or (full if os.path.exists(os.path.join(full, "config.json"))
@@ -295,7 +303,8 @@ def main(argv=None):
             judged.setdefault(q, {})[doc_id(work, d)] = s
         t0 = time.time()
         qenc = encode_queries(binary, model, [t for _, t in qs], pooling, max_length,
-                              os.path.join(work, f"queries.{pooling}.enc.jsonl"))
+                              os.path.join(work, f"queries.{os.path.basename(model)}.{pooling}."
+                                                 f"{args.precision or 'f32'}.enc.jsonl"))
         print(f"{name}: {len(qs)} queries encoded in {time.time() - t0:.0f} s", flush=True)
         exact_lines, ref, base = None, None, None
         for spec in storages:
@@ -307,11 +316,14 @@ def main(argv=None):
                 create_index(binary, model, work, path, colbert, dense, pooling, max_length)
                 lines = exact_lines = export_lines(binary, path)
             elif is_default:
-                # Built like a user's index: `m3search index` without storage options.
                 d = json.loads(exact_lines[0])["settings"]["dimension"]
                 colbert, dense = default_storage(d)
                 path = os.path.join(work, f"default-{colbert}-{dense}.m3index")
-                create_index(binary, model, work, path, None, None, pooling, max_length)
+                if args.default_via == "index":
+                    # Built like a user's index: `m3search index` without storage options.
+                    create_index(binary, model, work, path, None, None, pooling, max_length)
+                else:
+                    reencode(binary, model, work, exact_lines, path, colbert, dense)
                 lines = export_lines(binary, path)
             else:
                 colbert, dense = spec
@@ -333,7 +345,9 @@ def main(argv=None):
             rec = {
                 "bench": "trained_eval", "model": name, "model_path": os.path.relpath(model, ROOT),
                 "pooling": pooling, "colbert_storage": colbert, "dense_storage": dense,
-                "built_by": "index (default storage)" if is_default else "index" if spec == EXACT else "import of the exact export",
+                "built_by": ("index (default storage)" if is_default and args.default_via == "index" else
+                             "index" if spec == EXACT else "import of the exact export"),
+                "default": is_default, "precision": args.precision or "f32",
                 "dimension": int(arrays[1].shape[1]), "documents": len(corpus), "queries": len(qids),
                 "chunks": len(lines) - 1, "colbert_rows": int(sum(len(c) for c in arrays[3])), "split": args.split,
                 "scoring": "brute force over the exported (decoded) vectors, pytrec_eval",
@@ -344,7 +358,7 @@ def main(argv=None):
             }
             if spec in cli_eval:
                 ev = json.loads(run([binary, "eval", "--queries", "queries.jsonl", "--qrels", "qrels.tsv",
-                                     "--index", path, "--model", model, "--json"], cwd=work).stdout)
+                                     "--index", path, "--model", model, "--json"] + PRECISION, cwd=work).stdout)
                 rec["cli_eval"] = {r["mode"]: {k: r[k] for k in ("ndcg@10", "recall@100", "mrr@10")} for r in ev["results"]}
             rec.update({"seconds": round(time.time() - t0, 1), "machine": platform.machine(),
                         "commit": commit(), "date": time.strftime("%Y-%m-%d")})

@@ -57,8 +57,9 @@ public final class SearchIndex: @unchecked Sendable {
     /// fits it.
     public static let defaultColBERTRowBudget = 300
 
-    /// Storage of new ColBERT rows when the caller names none: the most faithful codec whose
-    /// row fits `defaultColBERTRowBudget` bytes at `dimension`:
+    /// Storage of new ColBERT rows when the caller names none: the most faithful compressed
+    /// codec (float16 is the reference, never a default) whose row fits
+    /// `defaultColBERTRowBudget` bytes at `dimension`:
     ///
     /// - `int8` when d + 4 bytes fit (d ≤ 296; the 16-d test model);
     /// - else product quantisation with the fewest values per code that divide d and fit:
