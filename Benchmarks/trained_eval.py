@@ -275,6 +275,7 @@ def main(argv=None):
     ap.add_argument("--out", default=os.path.join(ROOT, "Benchmarks", "results", "trained_eval.jsonl"))
     args = ap.parse_args(argv)
     binary = os.path.abspath(args.m3search)
+    args.work = os.path.abspath(args.work)  # commands run with cwd = the work folder
     global PRECISION
     PRECISION = ["--precision", args.precision] if args.precision else []
 
