@@ -15,6 +15,12 @@ storage pair (--colbert-storage, --dense-storage), this:
      the hybrid and ColBERT-only document rankings with those of the exact index
      (ColBERT f16, dense f32): the storage's effect alone, no HNSW in between.
 
+The storage "default" (in --storages and --cli-eval) is what `m3search index` picks when no
+storage is named: that index is built without storage options (or, with --default-via
+import, re-encoded from the exact export into the rule's codecs), and its recorded codecs
+must equal default_storage(d), the 300-byte row budget rule of
+SearchIndex.defaultColBERTStorage(dimension:) (pq2 at 384-d, pq4 at 1024-d, int8 at 16-d).
+
 e5 wants mean pooling and "query: " / "passage: " prefixes. The prefixes are written into
 the texts here (documents' files and queries); pooling is `index --pooling mean` when the
 CLI has it, else the index is created through `import` from an empty export whose header
