@@ -15,6 +15,12 @@ storage pair (--colbert-storage, --dense-storage), this:
      the hybrid and ColBERT-only document rankings with those of the exact index
      (ColBERT f16, dense f32): the storage's effect alone, no HNSW in between.
 
+The storage "default" (in --storages and --cli-eval) is what `m3search index` picks when no
+storage is named: that index is built without storage options (or, with --default-via
+import, re-encoded from the exact export into the rule's codecs), and its recorded codecs
+must equal default_storage(d), the 300-byte row budget rule of
+SearchIndex.defaultColBERTStorage(dimension:) (pq2 at 384-d, pq4 at 1024-d, int8 at 16-d).
+
 e5 wants mean pooling and "query: " / "passage: " prefixes. The prefixes are written into
 the texts here (documents' files and queries); pooling is `index --pooling mean` when the
 CLI has it, else the index is created through `import` from an empty export whose header
@@ -35,12 +41,34 @@ import numpy as np  # noqa: E402 (after the thread settings)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXACT = ("f16", "f32")
-# The default, then each ColBERT codec with exact dense and each dense codec with exact
-# ColBERT (so StorageCost can attribute a loss to one component), and the previous default.
-STORAGES = [EXACT, ("int8", "int8"), ("int8", "f32"), ("binary", "f32"), ("pq4", "f32"), ("pq8", "f32"),
-            ("pq16", "f32"), ("pq32", "f32"), ("pq64", "f32"), ("f16", "f16"), ("f16", "int8"), ("pq16", "int8")]
+# "default" is the storage `m3search index` picks when none is named (the index is then
+# created without --colbert-storage / --dense-storage, and its recorded codecs must be the
+# rule's, see default_storage). Then each ColBERT codec with exact dense and each dense codec
+# with exact ColBERT (so StorageCost can attribute a loss to one component), and the previous
+# defaults (int8/int8, and pq16/int8 before issue 12).
+DEFAULT = ("default", "default")
+STORAGES = [EXACT, DEFAULT, ("int8", "int8"), ("int8", "f32"), ("binary", "f32"), ("pq2", "f32"), ("pq4", "f32"),
+            ("pq8", "f32"), ("pq16", "f32"), ("pq32", "f32"), ("pq64", "f32"), ("f16", "f16"), ("f16", "int8"),
+            ("pq16", "int8")]
+# SearchIndex.defaultColBERTRowBudget: bytes a default ColBERT row may take.
+ROW_BUDGET = 300
+PRECISION = []  # --precision for the commands that encode
+PQ_STEPS = [2, 4, 8, 16, 32, 64]
 MODES = ["dense", "sparse", "colbert", "dense+sparse", "dense+sparse+colbert"]
 WEIGHTS = (0.4, 0.3, 0.3)
+
+
+def default_storage(d):
+    """SearchIndex.defaultColBERTStorage(dimension:) and defaultDenseStorage: the most
+    faithful ColBERT codec whose row fits ROW_BUDGET bytes (int8, else the pq with the
+    fewest values per code that divides d and fits), int8 dense."""
+    if d + 4 <= ROW_BUDGET:
+        return ("int8", "int8")
+    steps = [n for n in PQ_STEPS if d % n == 0]
+    fit = [n for n in steps if d // n <= ROW_BUDGET]
+    if fit:
+        return (f"pq{fit[0]}", "int8")
+    return (f"pq{steps[-1]}", "int8") if steps else ("int8", "int8")
 
 
 def run(cmd, **kw):
@@ -97,8 +125,11 @@ def has_index_pooling(binary):
 
 
 def create_index(binary, model, work, path, colbert, dense, pooling, max_length):
+    """Indexes work/docs with the CLI; colbert/dense None: the CLI's default storage."""
     common = ["--index", path, "--model", model]
-    opts = ["--max-length", str(max_length), "--colbert-storage", colbert, "--dense-storage", dense]
+    opts = ["--max-length", str(max_length)]
+    opts += ["--colbert-storage", colbert] if colbert else []
+    opts += ["--dense-storage", dense] if dense else []
     if pooling != "cls" and not has_index_pooling(binary):
         # An empty index with the right settings: export one, set the header's pooling, import.
         empty = os.path.join(work, "empty")
@@ -112,10 +143,10 @@ def create_index(binary, model, work, path, colbert, dense, pooling, max_length)
             f.write(json.dumps(header) + "\n")
         run([binary, "import", hfile] + common, cwd=work)
         os.remove(seed)
-        run([binary, "index", "docs"] + common + opts, cwd=work)
+        run([binary, "index", "docs"] + common + opts + PRECISION, cwd=work)
     else:
         extra = ["--pooling", pooling] if pooling != "cls" else []
-        run([binary, "index", "docs"] + common + opts + extra, cwd=work)
+        run([binary, "index", "docs"] + common + opts + extra + PRECISION, cwd=work)
 
 
 def export_lines(binary, path):
@@ -151,7 +182,8 @@ def encode_queries(binary, model, texts, pooling, max_length, cache):
         if len(enc) == len(texts):
             return enc
     inp = "".join(json.dumps({"text": t}) + "\n" for t in texts)
-    r = run([binary, "encode", "--model", model, "--pooling", pooling, "--max-length", str(max_length)], input=inp)
+    r = run([binary, "encode", "--model", model, "--pooling", pooling, "--max-length", str(max_length)] + PRECISION,
+            input=inp)
     with open(cache, "w") as f:
         f.write(r.stdout)
     return [json.loads(l) for l in r.stdout.splitlines()]
@@ -236,22 +268,33 @@ def main(argv=None):
     ap.add_argument("--e5", default=os.path.join(ROOT, "Fixtures", "generated", "e5-small"))
     ap.add_argument("--random", default=None, help="random-weight model (default: full-size if generated, else tiny)")
     ap.add_argument("--models", default="e5,random")
-    ap.add_argument("--storages", default=None, help="comma-separated colbert/dense pairs, e.g. int8/int8,pq16/int8")
-    ap.add_argument("--cli-eval", default="f16/f32,int8/int8,pq16/int8",
+    ap.add_argument("--storages", default=None,
+                    help="comma-separated colbert/dense pairs, e.g. default,int8/int8,pq16/int8 "
+                         "(default: what `m3search index` picks when none is named)")
+    ap.add_argument("--cli-eval", default="f16/f32,default,int8/int8,pq16/int8",
                     help="storages also measured with `m3search eval --json` (HNSW and candidates included)")
+    ap.add_argument("--precision", default=None, help="--precision for index, encode and eval (f32, bf16, int8)")
+    ap.add_argument("--default-via", choices=["index", "import"], default="index",
+                    help="build the default-storage index with `index` (encoding again, as a user would) "
+                         "or by importing the exact index's export (no second encoding; the full-size model)")
     ap.add_argument("--work", default=os.path.join(ROOT, "Benchmarks", "work", "trained_eval"))
     ap.add_argument("--out", default=os.path.join(ROOT, "Benchmarks", "results", "trained_eval.jsonl"))
     args = ap.parse_args(argv)
     binary = os.path.abspath(args.m3search)
+    args.work = os.path.abspath(args.work)  # commands run with cwd = the work folder
+    global PRECISION
+    PRECISION = ["--precision", args.precision] if args.precision else []
 
     full = os.path.join(ROOT, "Fixtures", "generated", "bge-m3-full-random")
     random_model = args.random or (full if os.path.exists(os.path.join(full, "config.json"))
                                    else os.path.join(ROOT, "Fixtures", "models", "tiny-safetensors"))
     models = {"e5": (os.path.abspath(args.e5), "mean", ("query: ", "passage: "), 512),
               "random": (os.path.abspath(random_model), "cls", ("", ""), 512)}
-    storages = STORAGES if not args.storages else [tuple(s.split("/")) for s in args.storages.split(",")]
+    def pair(text):
+        return DEFAULT if text in ("default", "default/default") else tuple(text.split("/"))
+    storages = STORAGES if not args.storages else [pair(s) for s in args.storages.split(",")]
     storages = [EXACT] + [s for s in storages if s != EXACT]
-    cli_eval = {tuple(s.split("/")) for s in args.cli_eval.split(",") if s}
+    cli_eval = {pair(s) for s in args.cli_eval.split(",") if s}
     corpus, queries, qrels = load_set(args.set)
     for name in args.models.split(","):
         model, pooling, prefixes, max_length = models[name]
@@ -267,32 +310,51 @@ def main(argv=None):
             judged.setdefault(q, {})[doc_id(work, d)] = s
         t0 = time.time()
         qenc = encode_queries(binary, model, [t for _, t in qs], pooling, max_length,
-                              os.path.join(work, f"queries.{pooling}.enc.jsonl"))
+                              os.path.join(work, f"queries.{os.path.basename(model)}.{pooling}."
+                                                 f"{args.precision or 'f32'}.enc.jsonl"))
         print(f"{name}: {len(qs)} queries encoded in {time.time() - t0:.0f} s", flush=True)
         exact_lines, ref, base = None, None, None
-        for colbert, dense in storages:
-            path = os.path.join(work, f"{colbert}-{dense}.m3index")
+        for spec in storages:
+            is_default = spec == DEFAULT
             t0 = time.time()
-            if (colbert, dense) == EXACT:
+            if spec == EXACT:
+                colbert, dense = spec
+                path = os.path.join(work, f"{colbert}-{dense}.m3index")
                 create_index(binary, model, work, path, colbert, dense, pooling, max_length)
                 lines = exact_lines = export_lines(binary, path)
+            elif is_default:
+                d = json.loads(exact_lines[0])["settings"]["dimension"]
+                colbert, dense = default_storage(d)
+                path = os.path.join(work, f"default-{colbert}-{dense}.m3index")
+                if args.default_via == "index":
+                    # Built like a user's index: `m3search index` without storage options.
+                    create_index(binary, model, work, path, None, None, pooling, max_length)
+                else:
+                    reencode(binary, model, work, exact_lines, path, colbert, dense)
+                lines = export_lines(binary, path)
             else:
+                colbert, dense = spec
+                path = os.path.join(work, f"{colbert}-{dense}.m3index")
                 reencode(binary, model, work, exact_lines, path, colbert, dense)
                 lines = export_lines(binary, path)
             header = json.loads(lines[0])
             assert header["settings"]["pooling"] == pooling, header["settings"]
-            assert (header["settings"]["colbertStorage"], header["settings"]["denseStorage"]) == (colbert, dense)
+            assert (header["settings"]["colbertStorage"], header["settings"]["denseStorage"]) == (colbert, dense), \
+                (header["settings"], "expected", (colbert, dense))
             arrays = chunk_arrays(lines)
             missing = {d for j in judged.values() for d in j} - set(arrays[0])
             assert not missing, f"{len(missing)} judged documents not in the index, e.g. {sorted(missing)[:2]}"
             per_query = mode_scores(qenc, arrays)
             hyb, col = top10(arrays[0], per_query, "dense+sparse+colbert"), top10(arrays[0], per_query, "colbert")
             m = metrics(qids, arrays[0], per_query, judged)
-            if (colbert, dense) == EXACT:
+            if spec == EXACT:
                 ref, base = (hyb, col), m
             rec = {
                 "bench": "trained_eval", "model": name, "model_path": os.path.relpath(model, ROOT),
                 "pooling": pooling, "colbert_storage": colbert, "dense_storage": dense,
+                "built_by": ("index (default storage)" if is_default and args.default_via == "index" else
+                             "index" if spec == EXACT else "import of the exact export"),
+                "default": is_default, "precision": args.precision or "f32",
                 "dimension": int(arrays[1].shape[1]), "documents": len(corpus), "queries": len(qids),
                 "chunks": len(lines) - 1, "colbert_rows": int(sum(len(c) for c in arrays[3])), "split": args.split,
                 "scoring": "brute force over the exported (decoded) vectors, pytrec_eval",
@@ -301,14 +363,14 @@ def main(argv=None):
                 "hybrid_top10_overlap_vs_exact": overlap(hyb, ref[0]),
                 "colbert_top10_overlap_vs_exact": overlap(col, ref[1]),
             }
-            if (colbert, dense) in cli_eval:
+            if spec in cli_eval:
                 ev = json.loads(run([binary, "eval", "--queries", "queries.jsonl", "--qrels", "qrels.tsv",
-                                     "--index", path, "--model", model, "--json"], cwd=work).stdout)
+                                     "--index", path, "--model", model, "--json"] + PRECISION, cwd=work).stdout)
                 rec["cli_eval"] = {r["mode"]: {k: r[k] for k in ("ndcg@10", "recall@100", "mrr@10")} for r in ev["results"]}
             rec.update({"seconds": round(time.time() - t0, 1), "machine": platform.machine(),
                         "commit": commit(), "date": time.strftime("%Y-%m-%d")})
             loss = rec["ndcg@10_loss_vs_exact"]
-            print(f"{name:6s} {colbert:>6s}/{dense:<4s} " +
+            print(f"{name:6s} {colbert:>6s}/{dense:<4s}{' (default)' if is_default else ''} " +
                   " ".join(f"{k}={m[k]['ndcg@10']:.4f}" for k in MODES) +
                   f" | max loss {max(loss.values()):+.4f} | overlap hybrid {rec['hybrid_top10_overlap_vs_exact']:.3f}"
                   f" colbert {rec['colbert_top10_overlap_vs_exact']:.3f}" +

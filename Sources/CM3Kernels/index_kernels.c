@@ -362,6 +362,19 @@ float m3ix_maxsim_f32_isa(int isa, const float *q, size_t nq, const float *p, si
     return r;
 }
 
+void m3ix_maxsim_f32_rows_isa(int isa, const float *q, size_t nq, const float *p, size_t np, size_t d, float *best) {
+    if (nq == 0) return;
+    if (np == 0 || d == 0) {
+        for (size_t i = 0; i < nq; i++) best[i] = np == 0 ? -INFINITY : 0;
+        return;
+    }
+#if M3IX_X86
+    if (clamp_isa(isa) == M3IX_ISA_AVX512) maxsim_f32_avx512(q, nq, p, np, d, best);
+    else
+#endif
+        maxsim_pairs(isa, q, nq, p, 0, np, d, best);
+}
+
 float m3ix_maxsim_f16(const float *q, size_t nq, const uint16_t *p, size_t np, size_t d) {
     return m3ix_maxsim_f16_isa(M3IX_ISA_AVX512, q, nq, p, np, d);
 }

@@ -1,7 +1,8 @@
 import M3Model
 
 /// Scores one query's ColBERT rows against stored blobs in their stored form. Built once per
-/// query (for PQ this computes the query × centroid table), then used for every candidate.
+/// query (for PQ with 8 or more values per code this computes the query × centroid table),
+/// then used for every candidate.
 package struct ColBERTScorer {
     let storage: ColBERTStorage
     let dimension: Int
@@ -14,7 +15,7 @@ package struct ColBERTScorer {
         self.dimension = query.dimension
         self.query = query
         self.codebook = codebook
-        if storage.needsCodebook, let codebook {
+        if storage.needsCodebook, let codebook, codebook.scoresThroughTable {
             table = query.values.withUnsafeBufferPointer { codebook.lookupTable(query: $0) }
         } else {
             table = []
@@ -39,7 +40,8 @@ package struct ColBERTScorer {
                 return Similarity.maxSim(query: q, dimension: d, signBits: UnsafeRawBufferPointer(rebasing: raw[(4 * n)...]),
                                          factors: UnsafeRawBufferPointer(rebasing: raw[..<(4 * n)]))
             case .productQuantized:
-                guard let codebook else { return nil }
+                guard let codebook, codebook.dimension == d, raw.count % codebook.subspaces == 0 else { return nil }
+                if !codebook.scoresThroughTable { return Similarity.maxSim(query: q, codebook: codebook, codes: raw) }
                 return table.withUnsafeBufferPointer {
                     Similarity.maxSim(table: $0, queryRows: query.count, subspaces: codebook.subspaces, codes: raw)
                 }

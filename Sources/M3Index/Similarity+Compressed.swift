@@ -26,6 +26,19 @@ extension Similarity {
                                 pf.assumingMemoryBound(to: Float.self), np, d)
     }
 
+    /// MaxSim of query rows against rows of `codebook.subspaces` one-byte codes, decoded a
+    /// block at a time and scored in float32 (no lookup table): faster than the table when
+    /// a code stands for 2 or 4 values (`ProductQuantizer.scoresThroughTable`).
+    public static func maxSim(query q: UnsafeBufferPointer<Float>, codebook: ProductQuantizer,
+                              codes: UnsafeRawBufferPointer) -> Float {
+        let d = codebook.dimension, m = codebook.subspaces
+        precondition(q.count % d == 0 && codes.count % m == 0, "MaxSim of partial rows")
+        guard let pq = q.baseAddress, let pc = codes.baseAddress, q.count > 0, codes.count > 0 else { return 0 }
+        return codebook.centroids.withUnsafeBufferPointer { c in
+            m3cx_maxsim_pq_rows(pq, q.count / d, d, c.baseAddress, m, pc.assumingMemoryBound(to: UInt8.self), codes.count / m)
+        }
+    }
+
     /// MaxSim of `queryRows` rows from a product quantiser's lookup table
     /// (`ProductQuantizer.lookupTable`) against rows of `subspaces` one-byte codes.
     public static func maxSim(table: UnsafeBufferPointer<Float>, queryRows nq: Int, subspaces m: Int,

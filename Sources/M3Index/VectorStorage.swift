@@ -10,17 +10,21 @@ public enum ColBERTStorage: Sendable, Hashable, CustomStringConvertible {
     /// One sign bit per value with one float32 factor per row (132 bytes): row ≈ factor · (±1, …).
     case binary
     /// Product quantisation: one byte per `dimensionsPerCode` values, naming one of 256
-    /// centroids learnt on the first indexed batch (`pq16`: 64 bytes).
+    /// centroids learnt on the first 4,096 indexed rows (`pq16`: 64 bytes, `pq4`: 256 bytes,
+    /// `pq2`: 512 bytes at 1024-d, 192 bytes at 384-d).
     case productQuantized(dimensionsPerCode: Int)
 
-    /// Parses "f16", "int8", "binary", "pq<n>" (n = dimensions per one-byte code: 4, 8, 16, 32, 64).
+    /// The values per code `pq<n>` accepts, most faithful first.
+    public static let productQuantizerSteps = [2, 4, 8, 16, 32, 64]
+
+    /// Parses "f16", "int8", "binary", "pq<n>" (n = dimensions per one-byte code: 2, 4, 8, 16, 32, 64).
     public init?(_ name: String) {
         switch name.lowercased() {
         case "f16", "float16": self = .float16
         case "int8": self = .int8
         case "binary", "bits", "1bit": self = .binary
         case let s where s.hasPrefix("pq"):
-            guard let n = Int(s.dropFirst(2)), [4, 8, 16, 32, 64].contains(n) else { return nil }
+            guard let n = Int(s.dropFirst(2)), Self.productQuantizerSteps.contains(n) else { return nil }
             self = .productQuantized(dimensionsPerCode: n)
         default: return nil
         }
@@ -35,7 +39,7 @@ public enum ColBERTStorage: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    public static let names = "f16, int8, binary, pq4, pq8, pq16, pq32, pq64"
+    public static let names = "f16, int8, binary, pq2, pq4, pq8, pq16, pq32, pq64"
 
     /// Stored bytes per ColBERT row of `dimension` values.
     public func bytesPerRow(dimension d: Int) -> Int {

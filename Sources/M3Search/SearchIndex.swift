@@ -49,14 +49,41 @@ public final class SearchIndex: @unchecked Sendable {
     let writer: IndexWriter
     var ingestion: Ingestion { Ingestion(model: model, settings: settings, writer: writer) }
 
-    /// Storage of new indexes when the caller names none: int8 ColBERT (1,028 bytes per
-    /// 1024-d row, half of float16) and int8 dense. On the gettext evaluation set
-    /// (BENCHMARKS.md "Storage on trained weights", `StorageCost`) it keeps every mode `eval`
-    /// reports within 0.0001 nDCG@10 of exact float16/float32 storage and hybrid top-10
-    /// overlap 0.998, where pq16 (the previous default, 64 bytes) lost 0.039 in ColBERT mode
-    /// (issue 12 reports 0.859 → 0.710 on a trained e5-small). The smaller codecs stay
-    /// available by name. `dimension` is kept for callers; int8 fits every dimension.
-    public static func defaultColBERTStorage(dimension: Int) -> ColBERTStorage { .int8 }
+    /// Bytes a ColBERT row may take in a new index's default storage (issue 12: "≤ 300 bytes
+    /// per token"). ColBERT rows are most of an index (one per token, against one dense
+    /// vector per chunk), so this budget is what makes a large corpus fit: at BGE-M3's 1024
+    /// dimensions it is 7× smaller than float16 (2,048 bytes) and 3.4× smaller than int8
+    /// (1,028 bytes). `defaultColBERTStorage(dimension:)` picks the most faithful codec that
+    /// fits it.
+    public static let defaultColBERTRowBudget = 300
+
+    /// Storage of new ColBERT rows when the caller names none: the most faithful compressed
+    /// codec (float16 is the reference, never a default) whose row fits
+    /// `defaultColBERTRowBudget` bytes at `dimension`:
+    ///
+    /// - `int8` when d + 4 bytes fit (d ≤ 296; the 16-d test model);
+    /// - else product quantisation with the fewest values per code that divide d and fit:
+    ///   `pq2` at 384-d (192 bytes; e5-small), `pq4` at 768-d and at 1024-d (256 bytes; BGE-M3);
+    /// - else (no step fits) the smallest PQ row that divides d, and `int8` when none divides
+    ///   (it holds every dimension).
+    ///
+    /// Measured on trained weights (BENCHMARKS.md "Storage on trained weights", `StorageCost`):
+    /// on the e5-small fixture pq2 + int8 dense stays within 0.005 nDCG@10 of exact float16 /
+    /// float32 storage in every mode `eval` reports, where pq4 lost 0.0032 and pq16 (the
+    /// default before issue 12, 64 bytes) 0.039 in ColBERT mode. A PQ index stores float16 rows
+    /// until it holds `codebookMinimumRows` rows and then trains its codebook (IndexWriter+Codebook).
+    /// The settings record the codec chosen, so an index keeps it whatever later defaults are.
+    public static func defaultColBERTStorage(dimension d: Int) -> ColBERTStorage {
+        let budget = defaultColBERTRowBudget
+        if ColBERTStorage.int8.bytesPerRow(dimension: d) <= budget { return .int8 }
+        let steps = ColBERTStorage.productQuantizerSteps.filter { d % $0 == 0 }
+        if let n = steps.first(where: { d / $0 <= budget }) { return .productQuantized(dimensionsPerCode: n) }
+        if let n = steps.last { return .productQuantized(dimensionsPerCode: n) }
+        return .int8
+    }
+
+    /// Storage of new dense vectors when the caller names none: int8 (1,028 bytes at 1024-d,
+    /// one vector per chunk; no nDCG@10 loss on the trained fixture, `StorageCost`).
     public static let defaultDenseStorage: DenseStorage = .int8
 
     /// The fusion weights used when none are given: 0.4 / 0.3 / 0.3 (FlagEmbedding's

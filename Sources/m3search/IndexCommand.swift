@@ -67,7 +67,7 @@ struct IndexCommand: ParsableCommand {
     var efConstruction: Int = 200
 
     @Option(name: .long, help: ArgumentHelp(
-        "ColBERT storage: f16, int8, binary, pq4|pq8|pq16|pq32|pq64 (fixed when the index is created; default int8, which keeps rankings; `m3search info` shows each codec's measured cost).",
+        "ColBERT storage: f16, int8, binary, pq2|pq4|pq8|pq16|pq32|pq64 (fixed when the index is created; default: the most faithful codec within \(SearchIndex.defaultColBERTRowBudget) bytes per row, pq4 for BGE-M3's 1024-d, pq2 at 384-d, int8 up to 296-d; PQ rows stay float16 until 4,096 rows train the codebook; `m3search info` shows each codec's measured cost).",
         valueName: "storage"))
     var colbertStorage: String?
 

@@ -25,10 +25,13 @@ final class ProductQuantizerTests: XCTestCase {
     }
 
     /// The table-driven PQ MaxSim equals MaxSim over the decoded rows (centroids laid end to
-    /// end), for query-row counts around the 16-lane and 64-row blocks.
+    /// end), for query-row counts around the 16-lane and 64-row blocks, and subspaces of 8, 4
+    /// and 2 values (pq8 … pq2; pq2 is the default at 384-d, pq4 at 1024-d).
     func testPQMaxSimMatchesDecodedRows() throws {
         var rng = TestRNG(seed: 23)
-        for (nq, np, d, m) in [(1, 1, 16, 2), (5, 9, 32, 4), (16, 3, 64, 8), (17, 20, 64, 16), (70, 11, 48, 6)] {
+        for (nq, np, d, m) in [(1, 1, 16, 2), (5, 9, 32, 4), (16, 3, 64, 8), (17, 20, 64, 16), (70, 11, 48, 6),
+                               (9, 7, 16, 8), (20, 13, 384, 192), (33, 4, 1024, 256), (21, 40, 1024, 512),
+                               (2, 3, 8200, 4100)] {
             let centroids = (0..<(d * 256)).map { _ in rng.gaussian() }
             let pq = try ProductQuantizer(dimension: d, subspaces: m, centroids: centroids)
             let q = (0..<(nq * d)).map { _ in rng.gaussian() }
@@ -42,7 +45,17 @@ final class ProductQuantizerTests: XCTestCase {
                     m3cx_maxsim_pq_isa(level, t.baseAddress, nq, m, c.baseAddress, np)
                 } }
                 XCTAssertEqual(Double(got), ref, accuracy: 1e-4 * max(1, abs(ref)), "level \(level) nq \(nq) np \(np) d \(d) m \(m)")
+                // Decoded a block at a time instead of through the table (rows above 8,192
+                // values: one at a time on the heap).
+                let decoded = q.withUnsafeBufferPointer { qp in pq.centroids.withUnsafeBufferPointer { c in
+                    codes.withUnsafeBufferPointer { cp in
+                        m3cx_maxsim_pq_rows_isa(level, qp.baseAddress, nq, d, c.baseAddress, m, cp.baseAddress, np)
+                    }
+                } }
+                XCTAssertEqual(Double(decoded), ref, accuracy: 1e-4 * max(1, abs(ref)), "rows: level \(level) nq \(nq) np \(np) d \(d) m \(m)")
             }
+            let direct = q.withUnsafeBufferPointer { qp in codes.withUnsafeBytes { Similarity.maxSim(query: qp, codebook: pq, codes: $0) } }
+            XCTAssertEqual(Double(direct), ref, accuracy: 1e-4 * max(1, abs(ref)))
             let wrapped = table.withUnsafeBufferPointer { t in codes.withUnsafeBytes { c in
                 Similarity.maxSim(table: t, queryRows: nq, subspaces: m, codes: c)
             } }
@@ -50,25 +63,28 @@ final class ProductQuantizerTests: XCTestCase {
         }
     }
 
-    /// Encoding picks, per subspace, the centroid nearest by brute-force squared distance.
+    /// Encoding picks, per subspace, the centroid nearest by brute-force squared distance
+    /// (subspaces of 8, 4 and 2 values).
     func testPQEncodingPicksNearestCentroid() throws {
         var rng = TestRNG(seed: 24)
-        let d = 32, m = 4, ds = 8
-        let pq = try ProductQuantizer(dimension: d, subspaces: m, centroids: (0..<(d * 256)).map { _ in rng.gaussian() })
-        for _ in 0..<50 {
-            let x = (0..<d).map { _ in rng.gaussian() }
-            var codes = [UInt8](repeating: 0, count: m)
-            x.withUnsafeBufferPointer { xp in codes.withUnsafeMutableBufferPointer { pq.encode(xp.baseAddress!, into: $0.baseAddress!) } }
-            for s in 0..<m {
-                var best = 0, bestDist = Double.infinity
-                for c in 0..<256 {
-                    var dist = 0.0
-                    for t in 0..<ds { let e = Double(x[s * ds + t]) - Double(pq.centroids[(s * 256 + c) * ds + t]); dist += e * e }
-                    if dist < bestDist { bestDist = dist; best = c }
+        for (d, m) in [(32, 4), (32, 8), (32, 16)] {
+            let ds = d / m
+            let pq = try ProductQuantizer(dimension: d, subspaces: m, centroids: (0..<(d * 256)).map { _ in rng.gaussian() })
+            for _ in 0..<50 {
+                let x = (0..<d).map { _ in rng.gaussian() }
+                var codes = [UInt8](repeating: 0, count: m)
+                x.withUnsafeBufferPointer { xp in codes.withUnsafeMutableBufferPointer { pq.encode(xp.baseAddress!, into: $0.baseAddress!) } }
+                for s in 0..<m {
+                    var best = 0, bestDist = Double.infinity
+                    for c in 0..<256 {
+                        var dist = 0.0
+                        for t in 0..<ds { let e = Double(x[s * ds + t]) - Double(pq.centroids[(s * 256 + c) * ds + t]); dist += e * e }
+                        if dist < bestDist { bestDist = dist; best = c }
+                    }
+                    var chosen = 0.0
+                    for t in 0..<ds { let e = Double(x[s * ds + t]) - Double(pq.centroids[(s * 256 + Int(codes[s])) * ds + t]); chosen += e * e }
+                    XCTAssertEqual(chosen, bestDist, accuracy: 1e-4, "d \(d) m \(m) subspace \(s): code \(codes[s]) vs nearest \(best)")
                 }
-                var chosen = 0.0
-                for t in 0..<ds { let e = Double(x[s * ds + t]) - Double(pq.centroids[(s * 256 + Int(codes[s])) * ds + t]); chosen += e * e }
-                XCTAssertEqual(chosen, bestDist, accuracy: 1e-4, "subspace \(s): code \(codes[s]) vs nearest \(best)")
             }
         }
     }

@@ -68,8 +68,11 @@ final class VectorCodingTests: XCTestCase {
         var rng = RNG(state: 2)
         let d = 64
         let corpus = rng.unitRows(600, d)
-        let pq = try ProductQuantizer.train(rows: corpus, dimension: d, subspaces: 8)
-        for storage: ColBERTStorage in [.float16, .int8, .binary, .productQuantized(dimensionsPerCode: 8)] {
+        let pq8 = try ProductQuantizer.train(rows: corpus, dimension: d, subspaces: 8)
+        let pq2 = try ProductQuantizer.train(rows: corpus, dimension: d, subspaces: 32)
+        for (storage, pq): (ColBERTStorage, ProductQuantizer) in [(.float16, pq8), (.int8, pq8), (.binary, pq8),
+                                                                  (.productQuantized(dimensionsPerCode: 8), pq8),
+                                                                  (.productQuantized(dimensionsPerCode: 2), pq2)] {
             for (nq, np) in [(1, 1), (5, 17), (20, 70)] {
                 let q = MultiVector(dimension: d, values: rng.unitRows(nq, d))
                 let p = MultiVector(dimension: d, values: rng.unitRows(np, d))

@@ -103,7 +103,8 @@ final class StorageTests: XCTestCase {
         let docs = try corpusDocuments(6)
         let configs: [(ColBERTStorage, DenseStorage)] = [(.float16, .f32), (.int8, .int8), (.binary, .f16),
                                                           (.productQuantized(dimensionsPerCode: 8), .f32),
-                                                          (.productQuantized(dimensionsPerCode: 4), .int8)]
+                                                          (.productQuantized(dimensionsPerCode: 4), .int8),
+                                                          (.productQuantized(dimensionsPerCode: 2), .int8)]
         let queries = ["the with statement", "exception handling", "integer division", "names and binding"]
         for (cs, ds) in configs {
             let path = dir.appendingPathComponent("\(cs)-\(ds).m3index").path
@@ -201,7 +202,9 @@ final class StorageTests: XCTestCase {
         XCTAssertEqual(ColBERTPruning("near-duplicates:0.8"), .nearDuplicates(threshold: 0.8))
         XCTAssertNil(ColBERTPruning("near-duplicates:1.5"))
         XCTAssertEqual(ColBERTStorage("pq16"), .productQuantized(dimensionsPerCode: 16))
+        XCTAssertEqual(ColBERTStorage("pq2"), .productQuantized(dimensionsPerCode: 2))
         XCTAssertNil(ColBERTStorage("pq15"))
+        XCTAssertNil(ColBERTStorage("pq1"))
     }
 
     /// `IndexInfo` against sums computed from what was added: rows × bytes per row, chunks ×

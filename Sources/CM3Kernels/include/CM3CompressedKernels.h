@@ -44,6 +44,16 @@ void m3cx_pq_table(const float *q, size_t nq, size_t d, const float *codebook, s
 float m3cx_maxsim_pq(const float *table, size_t nq, size_t m, const uint8_t *codes, size_t np);
 float m3cx_maxsim_pq_isa(int isa, const float *table, size_t nq, size_t m, const uint8_t *codes, size_t np);
 
+/// MaxSim of float32 query rows q (nq × d) against np rows of m one-byte codes without a
+/// table: rows are decoded a block at a time from `codebook` (m × 256 × d/m floats, centroid
+/// c of subspace s at (s·256 + c)·d/m) and scored by the float32 MaxSim. Faster than the
+/// table for 2 or 4 values per code. 0 when nq, np or m is 0 or m does not divide d; NaN
+/// if scratch memory cannot be had (rows above 8,192 values take the heap).
+float m3cx_maxsim_pq_rows(const float *q, size_t nq, size_t d, const float *codebook, size_t m, const uint8_t *codes,
+                          size_t np);
+float m3cx_maxsim_pq_rows_isa(int isa, const float *q, size_t nq, size_t d, const float *codebook, size_t m,
+                              const uint8_t *codes, size_t np);
+
 /// Index of the nearest of k ≤ 256 centroids to x (ds floats) by squared distance, the first
 /// on ties. `centroids_t` is the centroids transposed (ds × k); `norms` their squared norms.
 uint32_t m3cx_nearest_centroid(const float *x, size_t ds, const float *centroids_t, const float *norms, size_t k);

@@ -60,6 +60,9 @@ float m3ix_maxsim_f16(const float *q, size_t nq, const uint16_t *p, size_t np, s
 float m3ix_maxsim_f32(const float *q, size_t nq, const float *p, size_t np, size_t d);
 float m3ix_maxsim_f16_isa(int isa, const float *q, size_t nq, const uint16_t *p, size_t np, size_t d);
 float m3ix_maxsim_f32_isa(int isa, const float *q, size_t nq, const float *p, size_t np, size_t d);
+/// The row maxima themselves: best[i] = max_j q_i·p_j over float32 rows (−∞ when np is 0),
+/// for callers that score passage rows block by block (PQ rows decoded a block at a time).
+void m3ix_maxsim_f32_rows_isa(int isa, const float *q, size_t nq, const float *p, size_t np, size_t d, float *best);
 
 
 // ---------------------------------------------------------------- int8 codes for the graph

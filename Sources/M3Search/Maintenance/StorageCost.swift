@@ -65,7 +65,8 @@ public struct StorageCost: Sendable, Equatable, Codable {
     public static let measured: [StorageCost] = [
         StorageCost(component: "colbert", codec: "f16", ndcgLoss: [0, 0, 0, 0, 0], hybridOverlap: 1.000, colbertOverlap: 1.000),
         StorageCost(component: "colbert", codec: "int8", ndcgLoss: [0, 0, 0, 0, 0], hybridOverlap: 0.996, colbertOverlap: 0.994),
-        StorageCost(component: "colbert", codec: "pq4", ndcgLoss: [0, 0, 0.0032, 0, 0.0025], hybridOverlap: 0.941, colbertOverlap: 0.863),
+        StorageCost(component: "colbert", codec: "pq2", ndcgLoss: [0, 0, 0.0006, 0, 0.0001], hybridOverlap: 0.983, colbertOverlap: 0.963),
+        StorageCost(component: "colbert", codec: "pq4", ndcgLoss: [0, 0, 0.0039, 0, 0.0019], hybridOverlap: 0.940, colbertOverlap: 0.862),
         StorageCost(component: "colbert", codec: "pq8", ndcgLoss: [0, 0, 0.0132, 0, 0.0029], hybridOverlap: 0.902, colbertOverlap: 0.750),
         StorageCost(component: "colbert", codec: "pq16", ndcgLoss: [0, 0, 0.039, 0, 0.0005], hybridOverlap: 0.884, colbertOverlap: 0.657),
         StorageCost(component: "colbert", codec: "pq32", ndcgLoss: [0, 0, 0.0849, 0, 0.0082], hybridOverlap: 0.878, colbertOverlap: 0.605),
