@@ -21,18 +21,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODES = ["dense", "sparse", "colbert", "dense+sparse", "dense+sparse+colbert"]
 HEAD = ["dense", "sparse", "ColBERT", "dense+sparse", "all three"]
 EXACT, INT8, OLD = ("f16", "f32"), ("int8", "int8"), ("pq16", "int8")
-ROW_BUDGET, PQ_STEPS, MAX_LOSS, MIN_OVERLAP = 300, [2, 4, 8, 16, 32, 64], 0.005, 0.99
-
-
-def default_pair(d):
-    """SearchIndex.defaultColBERTStorage(dimension:) with the default int8 dense."""
-    if d + 4 <= ROW_BUDGET:
-        return ("int8", "int8")
-    steps = [n for n in PQ_STEPS if d % n == 0]
-    fit = [n for n in steps if d // n <= ROW_BUDGET]
-    if fit:
-        return (f"pq{fit[0]}", "int8")
-    return (f"pq{steps[-1]}", "int8") if steps else ("int8", "int8")
+MAX_LOSS, MIN_OVERLAP = 0.005, 0.99
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from trained_eval import ROW_BUDGET, default_storage as default_pair  # noqa: E402 (the one copy of the rule)
 
 
 def order(d):
