@@ -5,7 +5,8 @@
 #
 #   bash Benchmarks/serve_batching.sh [MODEL_DIR] [PRECISION]
 #   MODEL_DIR defaults to Fixtures/generated/bge-m3-full-random (python Fixtures/full_size_check.py
-#   --flag-only generates it), PRECISION to int8. DURATION=30 CLIENTS=1,8,32 override the load.
+#   --flag-only generates it), PRECISION to int8. DURATION=30 CLIENTS=1,8,32 override the load;
+#   BIN=path/to/m3search another binary, WORK=dir keeps the index between runs.
 #
 # Indexes the first 12 corpus files (once), starts the release binary on a free port for each
 # setting, checks 64 queries alone against 8 concurrent clients (identical answers), then runs
@@ -18,7 +19,7 @@ DURATION=${DURATION:-30}
 CLIENTS=${CLIENTS:-1,8,32}
 PY=${PY:-/work/venv/bin/python}
 WORK=${WORK:-$(mktemp -d)}
-BIN=.build/release/m3search
+BIN=${BIN:-.build/release/m3search}   # BIN=/path/to/m3search measures another build
 [ -x "$BIN" ] || swift build -c release --product m3search
 mkdir -p "$WORK/docs"
 INDEX="$WORK/bench.m3index"
@@ -32,9 +33,10 @@ run() {  # $1: label, rest: extra serve flags
   "$BIN" serve --index "$INDEX" --model "$MODEL" --precision "$PRECISION" --port 0 --log-level warning "$@" \
     > "$WORK/serve.out" 2> "$WORK/serve.err" &
   local pid=$!
-  for _ in $(seq 600); do grep -q listening "$WORK/serve.out" 2>/dev/null && break; sleep 0.2; done
+  for _ in $(seq 1500); do grep -q listening "$WORK/serve.out" 2>/dev/null && break; sleep 0.2; done  # loading: minutes under load
   local url
   url=$(sed -n 's/^m3search: listening on //p' "$WORK/serve.out")
+  [ -n "$url" ] || { echo "the server did not start in 5 minutes" >&2; kill -TERM "$pid"; return 1; }
   echo "== $label ($url)"
   "$PY" Benchmarks/serve_load.py --url "$url" --clients "$CLIENTS" --duration "$DURATION" --verify 64 \
     --label "$label; model $(basename "$MODEL"), $PRECISION, 12-file index, $(nproc) cores"

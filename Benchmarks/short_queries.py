@@ -26,7 +26,7 @@ import argparse, datetime, json, os, platform, random, resource, statistics, sub
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 MODEL = os.path.join(ROOT, "Fixtures/generated/bge-m3-full-random")
-BENCH = os.path.join(ROOT, ".build/release/m3bench")
+BENCH = os.environ.get("M3BENCH", os.path.join(ROOT, ".build/release/m3bench"))  # M3BENCH=… another build
 ONNX = {"f32": os.path.join(HERE, "work/bge-m3.onnx"), "int8": os.path.join(HERE, "work/bge-m3-int8.onnx")}
 RESULTS = os.path.join(HERE, "results/short_queries.jsonl")
 THREADS = 2
