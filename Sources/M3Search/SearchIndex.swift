@@ -69,7 +69,7 @@ public final class SearchIndex: @unchecked Sendable {
     ///
     /// Measured on trained weights (BENCHMARKS.md "Storage on trained weights", `StorageCost`):
     /// on the e5-small fixture pq2 + int8 dense stays within 0.005 nDCG@10 of exact float16 /
-    /// float32 storage in every mode `eval` reports, where pq4 lost 0.0032 and pq16 (the
+    /// float32 storage in every mode `eval` reports (worst 0.0025), where pq4 lost 0.0039 and pq16 (the
     /// default before issue 12, 64 bytes) 0.039 in ColBERT mode. A PQ index stores float16 rows
     /// until it holds `codebookMinimumRows` rows and then trains its codebook (IndexWriter+Codebook).
     /// The settings record the codec chosen, so an index keeps it whatever later defaults are.
