@@ -85,6 +85,7 @@ struct IndexState {
             // Records first (small: links only), then each vector straight into its slot, so
             // no decoded copy of every vector is held at once.
             var loader = try HNSWIndex.Loader(meta: header, encoding: encoding)
+            loader.reserve(slots: try store.hnswNodeCount())
             var liveRecords: [Int64: HNSWNodeRecord] = [:]
             var failure: Error?
             try store.forEachHNSWNode { slot, stored in
