@@ -100,6 +100,11 @@ extension SparseIndex {
 
         public init() {}
 
+        /// A loader expecting about `tokens` posting lists (room reserved for them).
+        public init(expectedTokens tokens: Int) {
+            index.postings.reserveCapacity(max(0, min(tokens, 1 << 24)))
+        }
+
         /// Adds the record stored under `token`. Throws `.corrupt` for malformed bytes, a
         /// token other than the row's, or a token seen before.
         public mutating func add(token: Int32, bytes: [UInt8]) throws(IndexError) {
@@ -109,12 +114,10 @@ extension SparseIndex {
             index.postings[token] = try SparseIndex.decodePosting(bytes, token: token)
         }
 
-        /// The loaded index (nothing dirty).
+        /// The loaded index (nothing dirty). Each document's token list is derived on the
+        /// first change, not here (`SparseIndex.documentTokens`).
         public consuming func finish() -> SparseIndex {
-            // Tokens ascending, so each document's token list comes out sorted.
-            for token in index.postings.keys.sorted() {
-                for doc in index.postings[token]!.docs { index.tokensOfDocument[doc, default: []].append(token) }
-            }
+            index.documentTokens = nil
             index.dirty = []
             return index
         }

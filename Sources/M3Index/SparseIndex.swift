@@ -41,20 +41,52 @@ public struct SparseIndex: Sendable {
     package static let blockShift: Int64 = 7
 
     package var postings: [Int32: PostingList] = [:]
-    /// Each document's tokens (ascending): what `remove` must visit.
-    package var tokensOfDocument: [Int64: [Int32]] = [:]
+    /// Each document's tokens (ascending): what `remove` must visit. nil after a load until
+    /// the first change: searches never need it, and deriving it from the postings (one
+    /// dictionary append per posting, 6M at 100k chunks of 60 terms) was the largest part of
+    /// opening an index. The first `add` or `remove` derives it (`derivedTokensOfDocument`).
+    package internal(set) var documentTokens: [Int64: [Int32]]? = [:]
     var dirty: Set<Int32> = []
 
     public init() {}
 
+    /// Each document's tokens, ascending (derived from the postings when not held yet).
+    package var tokensOfDocument: [Int64: [Int32]] { documentTokens ?? derivedTokensOfDocument() }
+
+    /// Each document's tokens from the posting lists: tokens ascending, so each list comes
+    /// out sorted.
+    func derivedTokensOfDocument() -> [Int64: [Int32]] {
+        var out: [Int64: [Int32]] = [:]
+        for token in postings.keys.sorted() {
+            for doc in postings[token]!.docs { out[doc, default: []].append(token) }
+        }
+        return out
+    }
+
+    /// Makes `documentTokens` present before a change.
+    private mutating func holdDocumentTokens() -> [Int64: [Int32]] {
+        if let held = documentTokens { return held }
+        let derived = derivedTokensOfDocument()
+        documentTokens = derived
+        return derived
+    }
+
     /// Documents held (those with at least one positive weight).
-    public var documentCount: Int { tokensOfDocument.count }
+    public var documentCount: Int {
+        if let documentTokens { return documentTokens.count }
+        var seen = Set<Int64>()
+        for list in postings.values { seen.formUnion(list.docs) }
+        return seen.count
+    }
     /// Tokens with a posting list.
     public var tokenCount: Int { postings.count }
     /// All tokens with a posting list, ascending (for writing a full copy).
     public var tokens: [Int32] { postings.keys.sorted() }
 
-    public func contains(document: Int64) -> Bool { tokensOfDocument[document] != nil }
+    public func contains(document: Int64) -> Bool {
+        if let documentTokens { return documentTokens[document] != nil }
+        return postings.values.contains { $0.index(of: document) != nil }
+    }
 
     // MARK: Changes
 
@@ -64,7 +96,7 @@ public struct SparseIndex: Sendable {
     /// Throws `.duplicateID` if the document is already present, `.duplicateToken` if a
     /// token repeats, `.invalidWeight` for a negative or non-finite weight.
     public mutating func add(document: Int64, terms: [Term]) throws(IndexError) {
-        guard tokensOfDocument[document] == nil else { throw .duplicateID(document) }
+        guard holdDocumentTokens()[document] == nil else { throw .duplicateID(document) }
         var sorted = terms.sorted { $0.token < $1.token }
         for i in sorted.indices {
             let t = sorted[i]
@@ -77,7 +109,7 @@ public struct SparseIndex: Sendable {
             postings[t.token, default: PostingList()].insert(document, weight: t.weight)
             dirty.insert(t.token)
         }
-        tokensOfDocument[document] = sorted.map(\.token)
+        documentTokens![document] = sorted.map(\.token)
     }
 
     /// Adds a document given as token → weight (the shape BGE-M3's lexical weights come in).
@@ -88,7 +120,8 @@ public struct SparseIndex: Sendable {
     /// Removes a document from every posting list it is in; false if it is not present.
     @discardableResult
     public mutating func remove(document: Int64) -> Bool {
-        guard let tokens = tokensOfDocument.removeValue(forKey: document) else { return false }
+        _ = holdDocumentTokens()
+        guard let tokens = documentTokens!.removeValue(forKey: document) else { return false }
         for t in tokens {
             postings[t]!.remove(document)
             if postings[t]!.docs.isEmpty { postings[t] = nil }

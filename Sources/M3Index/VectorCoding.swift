@@ -42,7 +42,8 @@ package enum VectorCoding {
         switch storage {
         case .f32:
             return [Float](unsafeUninitializedCapacity: dimension) { buf, n in
-                _ = raw.copyBytes(to: UnsafeMutableRawBufferPointer(buf))
+                // A plain memcpy: `copyBytes(to:)` resolves to Foundation's generic DataProtocol copy here.
+                UnsafeMutableRawBufferPointer(buf).copyMemory(from: raw)
                 n = dimension
             }
         case .f16: return floats(halvesAt: raw, count: dimension)

@@ -30,6 +30,8 @@ public final class SearchIndex: @unchecked Sendable {
     /// work, their vectors differ slightly), or a model with fewer positions than the
     /// index's chunk length (chunks are cut to the model's limit). Empty when none apply.
     public let notes: [String]
+    /// Where opening this index spent its time (`m3search query --explain` prints it).
+    public let openTimings: IndexOpenTimings
 
     /// An index created before identity v2 records a model identity that sampled the
     /// weights and ignored tokenizer.json (`BGEM3.matchIdentity(_:)` recognises it as
@@ -102,18 +104,27 @@ public final class SearchIndex: @unchecked Sendable {
     public init(path: String, model: BGEM3, options: IndexOptions = IndexOptions()) throws {
         self.path = path
         self.model = model
+        let start = DispatchTime.now()
+        func since(_ t: DispatchTime) -> Double { Double(DispatchTime.now().uptimeNanoseconds - t.uptimeNanoseconds) / 1e9 }
+        var timings = IndexOpenTimings()
         do {
             let (store, settings, upgrade) = try Self.open(path: path, model: model, options: options)
+            timings.store = since(start)
             self.settings = settings
             identityUpgrade = upgrade
             notes = Self.openingNotes(path: path, settings: settings, model: model)
             let shared = SharedState(try IndexState.load(from: store, settings: settings,
-                                                         graphEncoding: options.graphEncoding ?? settings.graphEncoding))
+                                                         graphEncoding: options.graphEncoding ?? settings.graphEncoding,
+                                                         timings: &timings))
+            let connecting = DispatchTime.now()
             writer = try IndexWriter(path: path, settings: settings, store: store, shared: shared)
             reader = try IndexReader(path: path, model: model, settings: settings, shared: shared)
             // Indexes written before file ids were canonical: merge a file's copies under
             // several spellings (IndexWriter+DocumentIDs).
             if !options.readOnly { try writer.canonicalizeDocumentIDs() }
+            timings.connections = since(connecting)
+            timings.total = since(start)
+            openTimings = timings
         } catch {
             throw M3SearchError(error)
         }

@@ -51,6 +51,16 @@ extension IndexStore {
         }
     }
 
+    /// How many HNSW node records are stored (for reserving the graph before `forEachHNSWNode`).
+    package func hnswNodeCount() throws -> Int {
+        Int(try db.scalarInt("SELECT count(*) FROM hnsw_nodes") ?? 0)
+    }
+
+    /// How many tokens have a posting list (for reserving room before `forEachPosting`).
+    package func postingListCount() throws -> Int {
+        Int(try db.scalarInt("SELECT count(*) FROM postings") ?? 0)
+    }
+
     /// Calls `body` for every posting list, by token, with its bytes (borrowed).
     package func forEachPosting(_ body: (Int32, UnsafeRawBufferPointer) throws -> Void) throws {
         let s = try db.prepare("SELECT token_id, data FROM postings ORDER BY token_id")

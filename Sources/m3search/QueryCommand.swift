@@ -54,7 +54,7 @@ struct QueryCommand: ParsableCommand {
 
     @OptionGroup var colorOption: ColorOption
 
-    @Flag(name: .long, help: "Show candidate counts, time per stage and the model's load times.")
+    @Flag(name: .long, help: "Show candidate counts, time per stage, the model's load times and the index's open times.")
     var explain = false
 
     func validate() throws {
@@ -87,7 +87,8 @@ struct QueryCommand: ParsableCommand {
         let report = try searchIndex.search(text, options: options)
         if json {
             var out = JSONWriter()
-            report.writeJSON(query: text, explain: explain, modelLoad: searchIndex.model.loadTimings, to: &out)
+            report.writeJSON(query: text, explain: explain, modelLoad: searchIndex.model.loadTimings,
+                             indexOpen: searchIndex.openTimings, to: &out)
             out.raw("\n")
             out.flush()
             return
@@ -109,6 +110,7 @@ struct QueryCommand: ParsableCommand {
                 print("filter: \(documents) documents, \(chunks) chunks match; candidates: \(report.filterPlan ?? "-")")
             }
             print(searchIndex.model.loadTimings.description)
+            print(searchIndex.openTimings.description)
         }
     }
 
@@ -127,7 +129,8 @@ struct QueryCommand: ParsableCommand {
         for q in batch {
             let report = try searchIndex.search(q.text, options: options)
             var one = JSONWriter()
-            report.writeJSON(query: q.text, explain: explain, modelLoad: searchIndex.model.loadTimings, to: &one)
+            report.writeJSON(query: q.text, explain: explain, modelLoad: searchIndex.model.loadTimings,
+                             indexOpen: searchIndex.openTimings, to: &one)
             var out = JSONWriter()
             out.raw("{\"id\":"); out.string(q.id)
             out.raw(",\"query\":"); out.string(q.text)

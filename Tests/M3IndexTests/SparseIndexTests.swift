@@ -260,6 +260,29 @@ final class SparseIndexTests: XCTestCase {
         XCTAssertEqual(loaded.tokensOfDocument, index.tokensOfDocument)
         try checkQueries(loaded, corpus, seed: 10, count: 20)
 
+        // A loaded index holds no per-document token lists until its first change (opening
+        // skips deriving them); counts, membership and the changes themselves must be those
+        // of the index that never left memory.
+        XCTAssertNil(loaded.documentTokens)
+        XCTAssertEqual(loaded.documentCount, index.documentCount)
+        let ids = corpus.docs.keys.sorted()
+        for id in ids.prefix(5) { XCTAssertTrue(loaded.contains(document: id)) }
+        XCTAssertFalse(loaded.contains(document: 999_999_999))
+        XCTAssertThrowsError(try loaded.add(document: ids[0], terms: [(token: 5, weight: 0.5)]))  // a duplicate id
+        loaded = try load()
+        var original = index
+        XCTAssertTrue(loaded.remove(document: ids[3]))
+        XCTAssertTrue(original.remove(document: ids[3]))
+        XCTAssertFalse(loaded.remove(document: ids[3]))
+        let added = corpus.vector(&rng, terms: 25, weights: docWeights)
+        try loaded.add(document: 2_000_000, terms: added)
+        try original.add(document: 2_000_000, terms: added)
+        XCTAssertNotNil(loaded.documentTokens)
+        XCTAssertEqual(loaded.tokensOfDocument, original.tokensOfDocument)
+        XCTAssertEqual(loaded.postings, original.postings)
+        XCTAssertEqual(loaded.dirtyTokens, original.dirtyTokens)
+        XCTAssertEqual(loaded.documentCount, original.documentCount)
+
         // Extreme ids survive the zigzag/gap encoding.
         var extremes = SparseIndex()
         for id in [Int64.min, -1, 0, 1, Int64.max] { try extremes.add(document: id, terms: [(token: 5, weight: 0.5)]) }

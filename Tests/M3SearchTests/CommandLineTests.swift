@@ -206,12 +206,15 @@ final class IndexQueryCommandTests: XCTestCase {
         XCTAssertTrue(denseScores["sparse"] is NSNull && denseScores["colbert"] is NSNull)
         XCTAssertNil(json["explain"], "explain only when asked for")
 
-        // --explain: stage times, then the model's load times; the tokenizer and the digests
-        // came from the test run's cache, which the runs above filled.
+        // --explain: stage times, then the model's load times, then the index's open times;
+        // the tokenizer and the digests came from the test run's cache, which the runs above filled.
         let explained = try runM3Search(["query", "volcano", "--index", index, "--model", model, "--explain"], stdin: "")
         XCTAssertEqual(explained.status, 0, explained.stderr)
-        let loadLine = try XCTUnwrap(explained.stdout.split(separator: "\n").last)
+        let explainLines = explained.stdout.split(separator: "\n")
+        let loadLine = try XCTUnwrap(explainLines.dropLast().last)
         XCTAssertTrue(loadLine.hasPrefix("model load "), explained.stdout)
+        let openLine = try XCTUnwrap(explainLines.last)
+        XCTAssertTrue(openLine.hasPrefix("index open ") && openLine.contains("dense vectors"), explained.stdout)
         XCTAssertTrue(loadLine.contains("tokenizer") && loadLine.contains("(cached)"), explained.stdout)
         let explainedJSON = try runM3Search(["query", "volcano", "--index", index, "--model", model, "--json", "--explain"], stdin: "")
         let explainObject = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(explainedJSON.stdout.utf8)) as? [String: Any])?["explain"] as? [String: Any])
@@ -222,6 +225,12 @@ final class IndexQueryCommandTests: XCTestCase {
         XCTAssertGreaterThan(load["total_ms"] as? Double ?? 0, 0)
         XCTAssertEqual(load["tokenizer_cached"] as? Bool, true)
         XCTAssertEqual(load["identity_cached"] as? Bool, true)
+        let open = try XCTUnwrap(explainObject["index_open"] as? [String: Any], explainedJSON.stdout)
+        for key in ["total_ms", "store_ms", "documents_ms", "postings_ms", "graph_records_ms", "dense_vectors_ms",
+                    "graph_checks_ms", "connections_ms"] {
+            XCTAssertGreaterThanOrEqual(open[key] as? Double ?? -1, 0, key)
+        }
+        XCTAssertGreaterThan(open["total_ms"] as? Double ?? 0, 0)
     }
 
     func testQueryErrors() throws {

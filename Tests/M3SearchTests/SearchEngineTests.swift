@@ -145,6 +145,36 @@ final class SearchEngineTests: XCTestCase {
         }
     }
 
+    /// An opened index derives each chunk's sparse tokens only at its first write
+    /// (`SparseIndex.documentTokens`, skipped at open): a removal and a re-add through a
+    /// reopened copy must leave what a fresh load of the file holds, and the removed
+    /// document must be gone from every mode's results.
+    func testWritesThroughReopenedIndexMatchAFreshLoad() throws {
+        let index = try Self.corpusIndex()
+        try index.checkpoint()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("m3-reopen-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let copy = dir.appendingPathComponent("copy.m3index").path
+        try FileManager.default.copyItem(atPath: Self.shared!.1, toPath: copy)
+
+        let writer = try SearchIndex(path: copy, model: try Self.model(), options: .existing(readOnly: false))
+        let q = Self.queries[0]
+        let sparse = SearchOptions(k: 10, mode: .sparse)
+        let victim = try XCTUnwrap(try writer.search(q, options: sparse).results.first).path
+        XCTAssertEqual(try writer.remove([victim]), 1)
+        for mode in [SearchOptions.Mode.sparse, .dense, .hybrid] {
+            XCTAssertFalse(try writer.search(q, options: SearchOptions(k: 20, mode: mode)).results.contains { $0.path == victim }, "\(mode)")
+        }
+        try writer.add([DocumentInput(id: "added.md", text: "Exception handling with try, except and finally blocks.")])
+        let fresh = try SearchIndex(path: copy, model: try Self.model(), options: .existing(readOnly: true))
+        XCTAssertEqual(fresh.chunkCount, writer.chunkCount)
+        for q in Self.queries.prefix(10) + ["exception handling with try and finally"] {
+            XCTAssertEqual(try fresh.search(q).results, try writer.search(q).results, q)
+            XCTAssertEqual(try fresh.search(q, options: sparse).results, try writer.search(q, options: sparse).results, q)
+        }
+    }
+
     func testModesFusionAndGrouping() throws {
         let index = try Self.corpusIndex()
         let q = "exception handling with try and finally"

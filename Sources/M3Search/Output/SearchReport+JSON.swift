@@ -13,7 +13,8 @@ import Foundation
 /// `model_load` when `modelLoad` is given (the command line loads the model per query;
 /// a server loaded it once, long before).
 extension SearchReport {
-    package func writeJSON(query: String, explain: Bool, modelLoad: LoadTimings? = nil, to out: inout JSONWriter) {
+    package func writeJSON(query: String, explain: Bool, modelLoad: LoadTimings? = nil, indexOpen: IndexOpenTimings? = nil,
+                           to out: inout JSONWriter) {
         let terms = queryTerms(query)
         out.raw("{\"results\":[")
         for (i, r) in results.enumerated() {
@@ -60,6 +61,10 @@ extension SearchReport {
             if let modelLoad {
                 out.raw(",\"model_load\":")
                 modelLoad.writeJSON(to: &out)
+            }
+            if let indexOpen {
+                out.raw(",\"index_open\":")
+                indexOpen.writeJSON(to: &out)
             }
             out.raw("}")
         }
@@ -113,6 +118,25 @@ extension LoadTimings {
         out.raw(",\"verification_ms\":"); out.number(verification * 1000)
         out.raw(",\"identity_cached\":\(identityFromCache)")
         out.raw(",\"packing_ms\":"); out.number(packing * 1000)
+        out.raw("}")
+    }
+}
+
+extension IndexOpenTimings {
+    /// `{"total_ms": …, "store_ms": …, "documents_ms": …, "postings_ms": …, "graph_records_ms": …,
+    /// "dense_vectors_ms": …, "graph_checks_ms": …, "connections_ms": …}`: the fields of
+    /// `description`, for `--explain --json`.
+    package func writeJSON(to out: inout JSONWriter) {
+        let fields: [(String, Double)] = [("total_ms", total), ("store_ms", store), ("documents_ms", documents),
+                                          ("postings_ms", postings), ("graph_records_ms", graphRecords),
+                                          ("dense_vectors_ms", denseVectors), ("graph_checks_ms", graphFinish),
+                                          ("connections_ms", connections)]
+        for (i, (key, seconds)) in fields.enumerated() {
+            out.raw(i == 0 ? "{" : ",")
+            out.string(key)
+            out.raw(":")
+            out.number(seconds * 1000)
+        }
         out.raw("}")
     }
 }

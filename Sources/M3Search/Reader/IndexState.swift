@@ -45,21 +45,39 @@ struct IndexState {
     /// reloads keep the open graph's). Damage found by the decoders is reported as
     /// `StoreError.corrupt`.
     static func load(from store: IndexStore, settings: IndexSettings, graphEncoding: HNSWIndex.VectorEncoding) throws -> IndexState {
+        var timings = IndexOpenTimings()
+        return try load(from: store, settings: settings, graphEncoding: graphEncoding, timings: &timings)
+    }
+
+    /// `load`, saying where the time went in `timings` (its `documents`, `postings`,
+    /// `graphRecords`, `denseVectors` and `graphFinish`).
+    static func load(from store: IndexStore, settings: IndexSettings, graphEncoding: HNSWIndex.VectorEncoding,
+                     timings: inout IndexOpenTimings) throws -> IndexState {
         try store.read {
-            do { return try decode(store, settings: settings, graphEncoding: graphEncoding) } catch let error as IndexError {
+            do { return try decode(store, settings: settings, graphEncoding: graphEncoding, timings: &timings) } catch let error as IndexError {
                 throw StoreError.corrupt(path: store.path, detail: "\(error)")
             }
         }
     }
 
-    private static func decode(_ store: IndexStore, settings: IndexSettings, graphEncoding encoding: HNSWIndex.VectorEncoding) throws -> IndexState {
+    private static func decode(_ store: IndexStore, settings: IndexSettings, graphEncoding encoding: HNSWIndex.VectorEncoding,
+                               timings: inout IndexOpenTimings) throws -> IndexState {
+        var clock = DispatchTime.now()
+        /// Seconds since the last lap (and starts the next).
+        func lap() -> Double {
+            let now = DispatchTime.now()
+            defer { clock = now }
+            return Double(now.uptimeNanoseconds - clock.uptimeNanoseconds) / 1e9
+        }
         var documents: [Int64: DocumentInfo] = [:]
         var denseNorms: [Int64: Float] = [:]
         for d in try store.documents() { documents[d.id] = DocumentInfo(path: d.path, metadata: decodeMetadata(d.metadata)) }
+        timings.documents = lap()
 
-        var sparseLoader = SparseIndex.Loader()
+        var sparseLoader = SparseIndex.Loader(expectedTokens: try store.postingListCount())
         try store.forEachPosting { token, bytes in try sparseLoader.add(token: token, bytes: Array(bytes)) }
         let sparse = sparseLoader.finish()
+        timings.postings = lap()
 
         let codec = settings.codec.with(codebook: try loadCodebook(store, dimension: settings.dimension, storage: settings.colbertStorage))
         let hnsw: HNSWIndex
@@ -67,6 +85,7 @@ struct IndexState {
             // Records first (small: links only), then each vector straight into its slot, so
             // no decoded copy of every vector is held at once.
             var loader = try HNSWIndex.Loader(meta: header, encoding: encoding)
+            loader.reserve(slots: try store.hnswNodeCount())
             var liveRecords: [Int64: HNSWNodeRecord] = [:]
             var failure: Error?
             try store.forEachHNSWNode { slot, stored in
@@ -77,6 +96,7 @@ struct IndexState {
                 } catch { failure = error }
             }
             if let failure { throw StoreError.corrupt(path: store.path, detail: "\(failure)") }
+            timings.graphRecords = lap()
             try store.forEachDenseVector { id, blob in
                 guard let record = liveRecords.removeValue(forKey: id) else { return }
                 if encoding == .int8 && settings.denseStorage == .int8 {
@@ -102,7 +122,9 @@ struct IndexState {
             if let (id, record) = liveRecords.first {
                 throw StoreError.corrupt(path: store.path, detail: "HNSW node slot \(record.slot) holds chunk \(id), which has no row")
             }
+            timings.denseVectors = lap()
             hnsw = try loader.finish()
+            timings.graphFinish = lap()
         } else {
             hnsw = try HNSWIndex(parameters: .init(dimension: settings.dimension, m: settings.hnswM,
                                                    efConstruction: settings.hnswEfConstruction, encoding: encoding))
