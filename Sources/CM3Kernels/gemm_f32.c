@@ -7,6 +7,7 @@
 //       for each tile of MR = 4 x rows: 12 ymm accumulators over all of k
 // A 4×3 tile holds 12 accumulators, 3 W vectors and 1 x vector: the 16 ymm registers of
 // AVX2, with 7 loads per 12 FMAs. The W group is re-read from L1/L2 by each row tile.
+// With AVX-512F a 4×6 tile runs on zmm registers holding two W rows each (see below).
 #include "CM3Linear.h"
 
 #include <math.h>
@@ -156,21 +157,150 @@ static void f32_linear_avx2(const float *x, size_t m, size_t k, size_t ldx, cons
         }
     }
 }
+
+// AVX-512: the same per-lane chains on twice the lanes. A zmm holds two W rows side by side
+// (lanes 0-7 row j, 8-15 row j+1, the same 8 values of k each) against x's 8 values
+// broadcast to both halves, so every lane still sums k ≡ l (mod 8) in ascending order and
+// each half reduces as reduce8: the same bits as AVX2 and the portable loop. A 4×6 tile is
+// 12 accumulators (4 rows × 3 row pairs), 3 W registers and 1 x register.
+enum { F5_MR = 4, F5_NP = 3 };
+#define F32_TARGET512 __attribute__((target("avx512f,avx2,fma")))
+
+static int has_avx512 = -1;
+static int avx512(void) {
+    int v = __atomic_load_n(&has_avx512, __ATOMIC_RELAXED);
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = avx2() && __builtin_cpu_supports("avx512f");
+        __atomic_store_n(&has_avx512, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
+/// 8 floats of `lo` and of `hi` (NULL: zeros) as one zmm; `mask` limits both to the tail.
+F32_TARGET512 static inline __m512 f5_pair(const float *lo, const float *hi, __m256i mask, int masked) {
+    __m256 a = masked ? _mm256_maskload_ps(lo, mask) : _mm256_loadu_ps(lo);
+    __m256 b = hi ? (masked ? _mm256_maskload_ps(hi, mask) : _mm256_loadu_ps(hi)) : _mm256_setzero_ps();
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(a)), _mm256_castps_pd(b), 1));
+}
+
+F32_TARGET512 static inline __m512 f5_broadcast(const float *x, __m256i mask, int masked) {
+    __m256 a = masked ? _mm256_maskload_ps(x, mask) : _mm256_loadu_ps(x);
+    return _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(a)));
+}
+
+F32_TARGET512 __attribute__((always_inline))
+static inline void f5_tile(int mr, int nb, const float *x, size_t ldx, const float *w, size_t ldw, size_t k,
+                           const float *bias, float *y, size_t ldy, const float *next) {
+    __m512 acc[F5_MR][F5_NP];
+    int np = (nb + 1) / 2;
+    for (int i = 0; i < F5_MR; i++)
+        for (int p = 0; p < F5_NP; p++) acc[i][p] = _mm512_setzero_ps();
+    const __m256i all = _mm256_set1_epi32(-1);
+    size_t c = 0;
+    for (; c + 8 <= k; c += 8) {
+        if (next && (c & 15) == 0)
+            for (int j = 0; j < nb; j++) _mm_prefetch((const char *)(next + j * ldw + c), _MM_HINT_T0);
+        __m512 wv[F5_NP];
+        for (int p = 0; p < F5_NP; p++)
+            if (p < np) wv[p] = f5_pair(w + 2 * p * ldw + c, 2 * p + 1 < nb ? w + (2 * p + 1) * ldw + c : NULL, all, 0);
+        for (int i = 0; i < F5_MR; i++) {
+            if (i >= mr) break;
+            __m512 xv = f5_broadcast(x + i * ldx + c, all, 0);
+            for (int p = 0; p < F5_NP; p++)
+                if (p < np) acc[i][p] = _mm512_fmadd_ps(xv, wv[p], acc[i][p]);
+        }
+    }
+    if (c < k) {  // the masked tail, as AVX2's: zeros add nothing to the lane sums
+        __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(k - c)), lanes);
+        __m512 wv[F5_NP];
+        for (int p = 0; p < F5_NP; p++)
+            if (p < np) wv[p] = f5_pair(w + 2 * p * ldw + c, 2 * p + 1 < nb ? w + (2 * p + 1) * ldw + c : NULL, mask, 1);
+        for (int i = 0; i < F5_MR; i++) {
+            if (i >= mr) break;
+            __m512 xv = f5_broadcast(x + i * ldx + c, mask, 1);
+            for (int p = 0; p < F5_NP; p++)
+                if (p < np) acc[i][p] = _mm512_fmadd_ps(xv, wv[p], acc[i][p]);
+        }
+    }
+    for (int i = 0; i < F5_MR; i++) {
+        if (i >= mr) break;
+        for (int j = 0; j < nb; j++) {
+            __m512d a = _mm512_castps_pd(acc[i][j / 2]);
+            __m256 half = _mm256_castpd_ps((j & 1) ? _mm512_extractf64x4_pd(a, 1) : _mm512_castpd512_pd256(a));
+            float v = hsum8(half);
+            y[i * ldy + j] = bias ? v + bias[j] : v;
+        }
+    }
+}
+
+#define F5_NB_CASES(MR)                                                                        \
+    switch (nb) {                                                                              \
+    case 1: f5_tile(MR, 1, x, ldx, w, ldw, k, bias, y, ldy, next); break;                     \
+    case 2: f5_tile(MR, 2, x, ldx, w, ldw, k, bias, y, ldy, next); break;                     \
+    case 3: f5_tile(MR, 3, x, ldx, w, ldw, k, bias, y, ldy, next); break;                     \
+    case 4: f5_tile(MR, 4, x, ldx, w, ldw, k, bias, y, ldy, next); break;                     \
+    case 5: f5_tile(MR, 5, x, ldx, w, ldw, k, bias, y, ldy, next); break;                     \
+    case 6: f5_tile(MR, 6, x, ldx, w, ldw, k, bias, y, ldy, next); break;                     \
+    default: break;                                                                            \
+    }
+
+F32_TARGET512
+static void f5_tile_any(int mr, int nb, const float *x, size_t ldx, const float *w, size_t ldw, size_t k,
+                        const float *bias, float *y, size_t ldy, const float *next) {
+    switch (mr) {
+    case 1: F5_NB_CASES(1) break;
+    case 2: F5_NB_CASES(2) break;
+    case 3: F5_NB_CASES(3) break;
+    case 4: F5_NB_CASES(4) break;
+    default: break;
+    }
+}
+
+F32_TARGET512
+static void f32_linear_avx512(const float *x, size_t m, size_t k, size_t ldx, const float *w, size_t ldw,
+                              const float *bias, float *y, size_t ldy, size_t j0, size_t j1) {
+    enum { NB = 2 * F5_NP };
+    size_t block = (192 * 1024 / (k * sizeof(float) + 1)) / F5_MR * F5_MR;
+    if (block < F5_MR) block = F5_MR;
+    for (size_t r0 = 0; r0 < m; r0 += block) {
+        size_t rend = r0 + block < m ? r0 + block : m;
+        for (size_t j = j0; j < j1; j += NB) {
+            int nb = j1 - j < NB ? (int)(j1 - j) : NB;
+            const float *wj = w + j * ldw, *bj = bias ? bias + j : NULL;
+            const float *next = j + NB < j1 ? wj + NB * ldw : NULL;
+            int nextRows = next ? (j1 - j - NB < NB ? (int)(j1 - j - NB) : NB) : 0;
+            for (size_t r = r0; r < rend; r += F5_MR) {
+                int mr = rend - r < F5_MR ? (int)(rend - r) : F5_MR;
+                const float *pf = r == r0 && nextRows >= nb ? next : NULL;
+                f5_tile_any(mr, nb, x + r * ldx, ldx, wj, ldw, k, bj, y + r * ldy + j, ldy, pf);
+            }
+        }
+    }
+}
 #endif
 
 int m3_f32_linear_is_simd(void) {
 #if M3_X86
-    return avx2();
+    return avx512() ? 2 : avx2();
 #else
     return 0;
 #endif
 }
 
-void m3_f32_linear(const float *x, size_t m, size_t k, size_t ldx, const float *w, size_t ldw,
-                   const float *bias, float *y, size_t ldy, size_t j0, size_t j1) {
+void m3_f32_linear_isa(int level, const float *x, size_t m, size_t k, size_t ldx, const float *w, size_t ldw,
+                       const float *bias, float *y, size_t ldy, size_t j0, size_t j1) {
     if (j0 >= j1 || m == 0) return;
 #if M3_X86
-    if (avx2()) { f32_linear_avx2(x, m, k, ldx, w, ldw, bias, y, ldy, j0, j1); return; }
+    if (level >= 2 && avx512()) { f32_linear_avx512(x, m, k, ldx, w, ldw, bias, y, ldy, j0, j1); return; }
+    if (level >= 1 && avx2()) { f32_linear_avx2(x, m, k, ldx, w, ldw, bias, y, ldy, j0, j1); return; }
 #endif
+    (void)level;
     m3_f32_linear_reference(x, m, k, ldx, w, ldw, bias, y, ldy, j0, j1);
+}
+
+void m3_f32_linear(const float *x, size_t m, size_t k, size_t ldx, const float *w, size_t ldw,
+                   const float *bias, float *y, size_t ldy, size_t j0, size_t j1) {
+    m3_f32_linear_isa(2, x, m, k, ldx, w, ldw, bias, y, ldy, j0, j1);
 }

@@ -94,10 +94,14 @@ final class ShortLinearKernelTests: XCTestCase {
 
     /// y (m, ldy) over columns j0..<j1; the other columns keep `fill`.
     func linear(_ x: [Float], m: Int, k: Int, ldx: Int, _ w: [Float], ldw: Int, _ bias: [Float]?, n: Int, ldy: Int,
-                columns: Range<Int>, portable: Bool = false, fill: Float = .nan) -> [Float] {
+                columns: Range<Int>, portable: Bool = false, level: Int32? = nil, fill: Float = .nan) -> [Float] {
         var y = [Float](repeating: fill, count: m * ldy)
         let f = portable ? m3_f32_linear_reference : m3_f32_linear
-        if let bias {
+        if let level, let bias {
+            m3_f32_linear_isa(level, x, m, k, ldx, w, ldw, bias, &y, ldy, columns.lowerBound, columns.upperBound)
+        } else if let level {
+            m3_f32_linear_isa(level, x, m, k, ldx, w, ldw, nil, &y, ldy, columns.lowerBound, columns.upperBound)
+        } else if let bias {
             f(x, m, k, ldx, w, ldw, bias, &y, ldy, columns.lowerBound, columns.upperBound)
         } else {
             f(x, m, k, ldx, w, ldw, nil, &y, ldy, columns.lowerBound, columns.upperBound)
@@ -116,6 +120,11 @@ final class ShortLinearKernelTests: XCTestCase {
             let fast = linear(x, m: m, k: k, ldx: k, w, ldw: k, b, n: n, ldy: n, columns: 0..<n)
             let slow = linear(x, m: m, k: k, ldx: k, w, ldw: k, b, n: n, ldy: n, columns: 0..<n, portable: true)
             XCTAssertEqual(fast.map(\.bitPattern), slow.map(\.bitPattern), "m \(m) n \(n) k \(k): SIMD and portable differ")
+            // Each instruction-set level this CPU has (AVX2's 4×3 tiles, AVX-512's 4×6 of row pairs).
+            for level in Int32(0)...2 {
+                let at = linear(x, m: m, k: k, ldx: k, w, ldw: k, b, n: n, ldy: n, columns: 0..<n, level: level)
+                XCTAssertEqual(at.map(\.bitPattern), slow.map(\.bitPattern), "m \(m) n \(n) k \(k): level \(level) and portable differ")
+            }
             var worst = 0.0
             for r in 0..<m {
                 for j in 0..<n {

@@ -46,8 +46,9 @@ final class ShortPathTests: XCTestCase {
                 XCTAssertFalse(short.contains { !$0.isFinite })
                 // float32 sums in another order differ by a few ulps per layer (relative to
                 // max(1, |x|): LayerNorm'd states reach ~10 here). In int8 a rounding difference
-                // can move one activation by a quantization step.
-                let tolerance: Float = precision == .int8 ? 2e-2 : precision == .bfloat16 ? 1e-3 : 1e-5
+                // can move one activation by a quantization step, and in bfloat16 by one of its
+                // 8-bit mantissa's steps (2⁻⁸ relative; seen: 3.0e-3 with AVX512-BF16 kernels).
+                let tolerance: Float = precision == .int8 ? 2e-2 : precision == .bfloat16 ? 1e-2 : 1e-5
                 let worst = zip(long, short).reduce(Float(0)) { max($0, abs($1.0 - $1.1) / max(1, abs($1.0))) }
                 XCTAssertLessThanOrEqual(worst, tolerance, "\(name) \(precision)")
             }

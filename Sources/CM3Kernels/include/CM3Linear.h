@@ -33,7 +33,12 @@ void m3_f32_linear(const float *x, size_t m, size_t k, size_t ldx, const float *
 void m3_f32_linear_reference(const float *x, size_t m, size_t k, size_t ldx, const float *w, size_t ldw,
                              const float *bias, float *y, size_t ldy, size_t j0, size_t j1);
 
-/// 1 when m3_f32_linear runs its AVX2+FMA kernel on this CPU.
+/// m3_f32_linear at most at instruction-set `level` (0 portable, 1 AVX2+FMA, 2 AVX-512F),
+/// lowered to what this CPU has. Every level gives the same bits (the tests run each).
+void m3_f32_linear_isa(int level, const float *x, size_t m, size_t k, size_t ldx, const float *w, size_t ldw,
+                       const float *bias, float *y, size_t ldy, size_t j0, size_t j1);
+
+/// The kernel m3_f32_linear runs on this CPU: 0 portable, 1 AVX2+FMA, 2 AVX-512F.
 int m3_f32_linear_is_simd(void);
 
 #ifdef __cplusplus
