@@ -169,19 +169,24 @@ final class CommandLineConventionsTests: XCTestCase {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("m3-conv-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir.appendingPathComponent("docs"), withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        // Each document has hundreds of chunks: encoding and inserting one takes seconds.
+        // Each document has thousands of chunks: encoding one takes a while even on a fast CPU.
         let words = ["lighthouse", "ship", "rock", "harbour", "coast", "night", "storm", "wave", "keeper", "lamp"]
         for i in 0 ..< 4 {
-            let text = (0 ..< 1500).map { words[($0 * 7 + $0 / 3 + i) % words.count] }.joined(separator: " ")
+            let text = (0 ..< 40_000).map { words[($0 * 7 + $0 / 3 + i) % words.count] }.joined(separator: " ")
             try Data(text.utf8).write(to: dir.appendingPathComponent("docs/b\(i).txt"))
         }
         let index = dir.appendingPathComponent("c.m3index").path
         let child = try M3SearchChild(["index", dir.appendingPathComponent("docs").path, "-i", index, "-m", Self.model,
                                        "--max-length", "32", "--overlap", "4", "--batch", "1"])
         let process = child.process
-        // Once the index's creation is committed, the first document is being encoded.
-        func opens() -> Bool { FileManager.default.fileExists(atPath: index) && (try? KillCampaignTests.committedPaths(index)) != nil }
-        while process.isRunning && !opens() { usleep(3_000) }
+        // Once the first document is committed (--batch 1), the second is being encoded. (Waiting
+        // only for the index's creation let the first Ctrl-C land before the first document
+        // began on a fast CPU: the run then stopped at once, before the second Ctrl-C.)
+        func committed() -> Int {
+            guard FileManager.default.fileExists(atPath: index) else { return 0 }
+            return (try? KillCampaignTests.committedPaths(index).count) ?? 0
+        }
+        while process.isRunning && committed() < 1 { usleep(3_000) }
         kill(process.processIdentifier, SIGINT)
         while process.isRunning && !child.stderrSoFar.contains("stopping after the current document") { usleep(3_000) }
         kill(process.processIdentifier, SIGINT)
