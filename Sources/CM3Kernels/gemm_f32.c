@@ -134,25 +134,29 @@ static void f32_tile_any(int mr, int nb, const float *x, size_t ldx, const float
     }
 }
 
-F32_TARGET
-static void f32_linear_avx2(const float *x, size_t m, size_t k, size_t ldx, const float *w, size_t ldw,
-                            const float *bias, float *y, size_t ldy, size_t j0, size_t j1) {
+typedef void (*f32_tile_fn)(int mr, int nb, const float *x, size_t ldx, const float *w, size_t ldw, size_t k,
+                            const float *bias, float *y, size_t ldy, const float *next);
+
+/// The loops around a tile kernel of ≤ mr_max x rows × ≤ nb_max W rows, the same for every ISA.
+static void f32_linear_tiled(f32_tile_fn tile, int mr_max, int nb_max, const float *x, size_t m, size_t k, size_t ldx,
+                             const float *w, size_t ldw, const float *bias, float *y, size_t ldy, size_t j0, size_t j1) {
     // Rows per block: x's block (≤ 192 KB) stays in L2 while the W groups stream past it;
     // every block streams this core's W range once more.
-    size_t block = (192 * 1024 / (k * sizeof(float) + 1)) / F32_MR * F32_MR;
-    if (block < F32_MR) block = F32_MR;
+    size_t mrs = (size_t)mr_max, nbs = (size_t)nb_max;
+    size_t block = (192 * 1024 / (k * sizeof(float) + 1)) / mrs * mrs;
+    if (block < mrs) block = mrs;
     for (size_t r0 = 0; r0 < m; r0 += block) {
         size_t rend = r0 + block < m ? r0 + block : m;
-        for (size_t j = j0; j < j1; j += F32_NB) {
-            int nb = j1 - j < F32_NB ? (int)(j1 - j) : F32_NB;
+        for (size_t j = j0; j < j1; j += nbs) {
+            int nb = j1 - j < nbs ? (int)(j1 - j) : nb_max;
             const float *wj = w + j * ldw, *bj = bias ? bias + j : NULL;
-            const float *next = j + F32_NB < j1 ? wj + F32_NB * ldw : NULL;
-            int nextRows = next ? (j1 - j - F32_NB < F32_NB ? (int)(j1 - j - F32_NB) : F32_NB) : 0;
-            for (size_t r = r0; r < rend; r += F32_MR) {
-                int mr = rend - r < F32_MR ? (int)(rend - r) : F32_MR;
+            const float *next = j + nbs < j1 ? wj + nbs * ldw : NULL;
+            int nextRows = next ? (j1 - j - nbs < nbs ? (int)(j1 - j - nbs) : nb_max) : 0;
+            for (size_t r = r0; r < rend; r += mrs) {
+                int mr = rend - r < mrs ? (int)(rend - r) : mr_max;
                 // Prefetch during the first row tile only; later tiles find the lines in cache.
                 const float *pf = r == r0 && nextRows >= nb ? next : NULL;
-                f32_tile_any(mr, nb, x + r * ldx, ldx, wj, ldw, k, bj, y + r * ldy + j, ldy, pf);
+                tile(mr, nb, x + r * ldx, ldx, wj, ldw, k, bj, y + r * ldy + j, ldy, pf);
             }
         }
     }
@@ -258,27 +262,6 @@ static void f5_tile_any(int mr, int nb, const float *x, size_t ldx, const float 
     }
 }
 
-F32_TARGET512
-static void f32_linear_avx512(const float *x, size_t m, size_t k, size_t ldx, const float *w, size_t ldw,
-                              const float *bias, float *y, size_t ldy, size_t j0, size_t j1) {
-    enum { NB = 2 * F5_NP };
-    size_t block = (192 * 1024 / (k * sizeof(float) + 1)) / F5_MR * F5_MR;
-    if (block < F5_MR) block = F5_MR;
-    for (size_t r0 = 0; r0 < m; r0 += block) {
-        size_t rend = r0 + block < m ? r0 + block : m;
-        for (size_t j = j0; j < j1; j += NB) {
-            int nb = j1 - j < NB ? (int)(j1 - j) : NB;
-            const float *wj = w + j * ldw, *bj = bias ? bias + j : NULL;
-            const float *next = j + NB < j1 ? wj + NB * ldw : NULL;
-            int nextRows = next ? (j1 - j - NB < NB ? (int)(j1 - j - NB) : NB) : 0;
-            for (size_t r = r0; r < rend; r += F5_MR) {
-                int mr = rend - r < F5_MR ? (int)(rend - r) : F5_MR;
-                const float *pf = r == r0 && nextRows >= nb ? next : NULL;
-                f5_tile_any(mr, nb, x + r * ldx, ldx, wj, ldw, k, bj, y + r * ldy + j, ldy, pf);
-            }
-        }
-    }
-}
 #endif
 
 int m3_f32_linear_is_simd(void) {
@@ -293,8 +276,14 @@ void m3_f32_linear_isa(int level, const float *x, size_t m, size_t k, size_t ldx
                        const float *bias, float *y, size_t ldy, size_t j0, size_t j1) {
     if (j0 >= j1 || m == 0) return;
 #if M3_X86
-    if (level >= 2 && avx512()) { f32_linear_avx512(x, m, k, ldx, w, ldw, bias, y, ldy, j0, j1); return; }
-    if (level >= 1 && avx2()) { f32_linear_avx2(x, m, k, ldx, w, ldw, bias, y, ldy, j0, j1); return; }
+    if (level >= 2 && avx512()) {
+        f32_linear_tiled(f5_tile_any, F5_MR, 2 * F5_NP, x, m, k, ldx, w, ldw, bias, y, ldy, j0, j1);
+        return;
+    }
+    if (level >= 1 && avx2()) {
+        f32_linear_tiled(f32_tile_any, F32_MR, F32_NB, x, m, k, ldx, w, ldw, bias, y, ldy, j0, j1);
+        return;
+    }
 #endif
     (void)level;
     m3_f32_linear_reference(x, m, k, ldx, w, ldw, bias, y, ldy, j0, j1);
