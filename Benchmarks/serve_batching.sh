@@ -28,15 +28,12 @@ if [ ! -f "$INDEX" ]; then
   "$BIN" index "$WORK/docs" --index "$INDEX" --model "$MODEL" --precision "$PRECISION"
 fi
 
+source Benchmarks/serve_common.sh
+
 run() {  # $1: label, rest: extra serve flags
   local label=$1; shift
-  "$BIN" serve --index "$INDEX" --model "$MODEL" --precision "$PRECISION" --port 0 --log-level warning "$@" \
-    > "$WORK/serve.out" 2> "$WORK/serve.err" &
-  local pid=$!
-  for _ in $(seq 1500); do grep -q listening "$WORK/serve.out" 2>/dev/null && break; sleep 0.2; done  # loading: minutes under load
-  local url
-  url=$(sed -n 's/^m3search: listening on //p' "$WORK/serve.out")
-  [ -n "$url" ] || { echo "the server did not start in 5 minutes" >&2; kill -TERM "$pid"; return 1; }
+  start_server "$PRECISION" "$@" || return 1
+  local pid=$SERVER_PID url=$SERVER_URL
   echo "== $label ($url)"
   "$PY" Benchmarks/serve_load.py --url "$url" --clients "$CLIENTS" --duration "$DURATION" --verify 64 \
     --label "$label; model $(basename "$MODEL"), $PRECISION, 12-file index, $(nproc) cores"

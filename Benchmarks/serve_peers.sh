@@ -31,14 +31,11 @@ if [ ! -f "$INDEX" ]; then
 fi
 LABEL_TAIL="model $(basename "$MODEL"), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
+source Benchmarks/serve_common.sh
+
 m3search() {  # $1: precision
-  "$BIN" serve --index "$INDEX" --model "$MODEL" --precision "$1" --port 0 --log-level warning \
-    > "$WORK/serve.out" 2> "$WORK/serve.err" &
-  local pid=$!
-  for _ in $(seq 1500); do grep -q listening "$WORK/serve.out" 2>/dev/null && break; sleep 0.2; done  # loading: minutes under load
-  local url
-  url=$(sed -n 's/^m3search: listening on //p' "$WORK/serve.out")
-  [ -n "$url" ] || { echo "the server did not start in 5 minutes" >&2; kill -TERM "$pid"; return 1; }
+  start_server "$1" || return 1
+  local pid=$SERVER_PID url=$SERVER_URL
   echo "== m3search $1 ($url)"
   "$PY" Benchmarks/serve_load.py --url "$url" --clients "$CLIENTS" --duration "$DURATION" \
     --label "peers: m3search serve $1, batching (defaults), hybrid search, 12-file index; $LABEL_TAIL"
