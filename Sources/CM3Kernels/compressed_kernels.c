@@ -197,6 +197,7 @@ static void maxsim_pq_avx512(const float *table, size_t nq, size_t m, const uint
 #define M3CX_WITH_BEST(nq, BODY)                                                \
     float stack[256];                                                           \
     float *best = (nq) <= 256 ? stack : (float *)malloc((nq) * sizeof(float));  \
+    if (!best) return NAN;                                                      \
     BODY;                                                                       \
     float r = mean_of(best, nq);                                                \
     if (best != stack) free(best);                                              \
@@ -277,25 +278,27 @@ float m3cx_maxsim_pq_rows_isa(int isa, const float *q, size_t nq, size_t d, cons
     float block_stack[M3CX_PQ_DECODE_FLOATS];
     size_t rows = d <= M3CX_PQ_DECODE_FLOATS ? M3CX_PQ_DECODE_FLOATS / d : 1;
     float *block = d <= M3CX_PQ_DECODE_FLOATS ? block_stack : (float *)malloc(d * sizeof(float));
-    float tmp_stack[256];
-    float *tmp = nq <= 256 ? tmp_stack : (float *)malloc(nq * sizeof(float));
+    // Per-block maxima, then the running maxima: one allocation for both when nq is large.
+    float pair_stack[512];
+    float *tmp = nq <= 256 ? pair_stack : (float *)malloc(2 * nq * sizeof(float));
     if (!block || !tmp) {
         if (block && block != block_stack) free(block);
-        if (tmp && tmp != tmp_stack) free(tmp);
+        if (tmp && tmp != pair_stack) free(tmp);
         return NAN;
     }
-    M3CX_WITH_BEST(nq, {
-        for (size_t i = 0; i < nq; i++) best[i] = -INFINITY;
-        for (size_t j0 = 0; j0 < np; j0 += rows) {
-            size_t nb = np - j0 < rows ? np - j0 : rows;
-            for (size_t r = 0; r < nb; r++) pq_decode_row(codebook, m, ds, codes + (j0 + r) * m, block + r * d);
-            m3ix_maxsim_f32_rows_isa(isa, q, nq, block, nb, d, tmp);
-            for (size_t i = 0; i < nq; i++)
-                if (tmp[i] > best[i]) best[i] = tmp[i];
-        }
-        if (block != block_stack) free(block);
-        if (tmp != tmp_stack) free(tmp);
-    })
+    float *best = tmp + nq;
+    for (size_t i = 0; i < nq; i++) best[i] = -INFINITY;
+    for (size_t j0 = 0; j0 < np; j0 += rows) {
+        size_t nb = np - j0 < rows ? np - j0 : rows;
+        for (size_t r = 0; r < nb; r++) pq_decode_row(codebook, m, ds, codes + (j0 + r) * m, block + r * d);
+        m3ix_maxsim_f32_rows_isa(isa, q, nq, block, nb, d, tmp);
+        for (size_t i = 0; i < nq; i++)
+            if (tmp[i] > best[i]) best[i] = tmp[i];
+    }
+    float r = mean_of(best, nq);
+    if (block != block_stack) free(block);
+    if (tmp != pair_stack) free(tmp);
+    return r;
 }
 
 float m3cx_maxsim_pq_rows(const float *q, size_t nq, size_t d, const float *codebook, size_t m, const uint8_t *codes,

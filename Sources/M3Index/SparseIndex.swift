@@ -63,12 +63,10 @@ public struct SparseIndex: Sendable {
         return out
     }
 
-    /// Makes `documentTokens` present before a change.
-    private mutating func holdDocumentTokens() -> [Int64: [Int32]] {
-        if let held = documentTokens { return held }
-        let derived = derivedTokensOfDocument()
-        documentTokens = derived
-        return derived
+    /// Makes `documentTokens` present before a change (changed in place afterwards: no copy
+    /// of the dictionary is held while it is).
+    private mutating func holdDocumentTokens() {
+        if documentTokens == nil { documentTokens = derivedTokensOfDocument() }
     }
 
     /// Documents held (those with at least one positive weight).
@@ -96,7 +94,8 @@ public struct SparseIndex: Sendable {
     /// Throws `.duplicateID` if the document is already present, `.duplicateToken` if a
     /// token repeats, `.invalidWeight` for a negative or non-finite weight.
     public mutating func add(document: Int64, terms: [Term]) throws(IndexError) {
-        guard holdDocumentTokens()[document] == nil else { throw .duplicateID(document) }
+        holdDocumentTokens()
+        guard documentTokens![document] == nil else { throw .duplicateID(document) }
         var sorted = terms.sorted { $0.token < $1.token }
         for i in sorted.indices {
             let t = sorted[i]
@@ -120,7 +119,7 @@ public struct SparseIndex: Sendable {
     /// Removes a document from every posting list it is in; false if it is not present.
     @discardableResult
     public mutating func remove(document: Int64) -> Bool {
-        _ = holdDocumentTokens()
+        holdDocumentTokens()
         guard let tokens = documentTokens!.removeValue(forKey: document) else { return false }
         for t in tokens {
             postings[t]!.remove(document)
