@@ -20,6 +20,7 @@ enum { BF_NR = 64, BF_MR = 6 };
 struct m3_bf16_weights {
     size_t n, k, k2, panels;
     uint16_t *packed;  // (panels, k2, 64, 2)
+    int borrowed;      // m3_bf16_view: the array belongs to the caller (a mapped cache file)
 };
 
 static int has_bf16 = -1;
@@ -66,7 +67,32 @@ m3_bf16_weights *m3_bf16_pack(const float *w, size_t n, size_t k) {
 
 void m3_bf16_free(m3_bf16_weights *w) {
     if (!w) return;
-    free(w->packed); free(w);
+    if (!w->borrowed) free(w->packed);
+    free(w);
+}
+
+// ---------------------------------------------------------------- cached packings
+uint32_t m3_bf16_layout_tag(void) { return (uint32_t)BF_NR << 8 | 2; }
+
+int m3_bf16_layout(size_t n, size_t k, size_t *packed_bytes) {
+    size_t panels = n / BF_NR + (n % BF_NR != 0), k2 = k / 2 + (k % 2 != 0), cols, count;
+    if (__builtin_mul_overflow(panels, (size_t)BF_NR, &cols)
+        || __builtin_mul_overflow(cols, k2 * 2, &count) || k2 * 2 < k
+        || __builtin_mul_overflow(count, sizeof(uint16_t), packed_bytes)) return 0;
+    return 1;
+}
+
+const void *m3_bf16_data(const m3_bf16_weights *w) { return w->packed; }
+
+m3_bf16_weights *m3_bf16_view(size_t n, size_t k, const void *packed) {
+    size_t bytes;
+    if (!m3_bf16_layout(n, k, &bytes) || ((uintptr_t)packed & 63)) return NULL;
+    m3_bf16_weights *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->n = n; p->k = k; p->k2 = (k + 1) / 2; p->panels = (n + BF_NR - 1) / BF_NR;
+    p->packed = (uint16_t *)packed;
+    p->borrowed = 1;
+    return p;
 }
 
 size_t m3_bf16_panels(const m3_bf16_weights *w) { return w->panels; }

@@ -32,6 +32,7 @@ struct m3_i8_weights {
     int8_t *packed;   // (panels, k4, 64, 4)
     float *scale;     // (panels·64), 0 past n
     int32_t *colsum;  // (panels·64), Σ_k qw
+    int borrowed;     // m3_i8_view: the arrays belong to the caller (a mapped cache file)
 };
 
 // ---------------------------------------------------------------- CPU features
@@ -99,7 +100,41 @@ m3_i8_weights *m3_i8_pack(const float *w, size_t n, size_t k) {
 
 void m3_i8_free(m3_i8_weights *w) {
     if (!w) return;
-    free(w->packed); free(w->scale); free(w->colsum); free(w);
+    if (!w->borrowed) { free(w->packed); free(w->scale); free(w->colsum); }
+    free(w);
+}
+
+// ---------------------------------------------------------------- cached packings
+// The three arrays of a packing, written out by the caller and later used in place from a
+// memory map (Sources/M3Model/PackedWeightsCache.swift).
+uint32_t m3_i8_layout_tag(void) { return (uint32_t)I8_NR << 8 | 4; }
+
+int m3_i8_layout(size_t n, size_t k, size_t *packed_bytes, size_t *scale_bytes, size_t *colsum_bytes) {
+    size_t panels = n / I8_NR + (n % I8_NR != 0), k4 = k / 4 + (k % 4 != 0), cols, bytes;
+    if (__builtin_mul_overflow(panels, (size_t)I8_NR, &cols)
+        || __builtin_mul_overflow(cols, k4 * 4, &bytes) || k4 * 4 < k
+        || cols > SIZE_MAX / sizeof(float)) return 0;
+    *packed_bytes = bytes;
+    *scale_bytes = cols * sizeof(float);
+    *colsum_bytes = cols * sizeof(int32_t);
+    return 1;
+}
+
+void m3_i8_parts(const m3_i8_weights *w, const void **packed, const void **scale, const void **colsum) {
+    *packed = w->packed; *scale = w->scale; *colsum = w->colsum;
+}
+
+m3_i8_weights *m3_i8_view(size_t n, size_t k, const void *packed, const void *scale, const void *colsum) {
+    size_t a, b, c;
+    if (!m3_i8_layout(n, k, &a, &b, &c)) return NULL;
+    // The kernels use aligned 64-byte loads of the panels.
+    if (((uintptr_t)packed | (uintptr_t)scale | (uintptr_t)colsum) & 63) return NULL;
+    m3_i8_weights *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->n = n; p->k = k; p->k4 = (k + 3) / 4; p->panels = (n + I8_NR - 1) / I8_NR;
+    p->packed = (int8_t *)packed; p->scale = (float *)scale; p->colsum = (int32_t *)colsum;
+    p->borrowed = 1;
+    return p;
 }
 
 size_t m3_i8_panels(const m3_i8_weights *w) { return w->panels; }

@@ -58,7 +58,8 @@ public final class BGEM3: Sendable {
     /// says why.
     ///
     /// `cache` keeps what the first load derives (file digests, the verification of every
-    /// weight, the tokenizer's tables) so later loads only map the files: see `ModelCache`.
+    /// weight, the tokenizer's tables, the int8 / bf16 packing) so later loads only map the
+    /// files: see `ModelCache`.
     /// A cache that is missing, unwritable or damaged only makes the load slower.
     public init(folder: String, precision requested: Precision = .float32,
                 cache: ModelCache = .fromEnvironment()) throws {
@@ -136,20 +137,8 @@ public final class BGEM3: Sendable {
         }
         timings.verification = mark.secondsSince
 
-        mark = DispatchTime.now()
-        let (precision, fallback) = requested.resolved()
-        let weights = try EncoderWeights(weightsDict, config: config, precision: precision)
-        try Self.checkUnused(weightsDict, config: config)
-        // After the shape checks, so a vocab_size that disagrees with the weights names the tensor.
-        if tokenizer.vocabularySize > config.vocabularySize {
-            throw ModelError.invalidConfig(path: path(File.config), detail: "vocab_size \(config.vocabularySize) is smaller than the tokenizer's \(tokenizer.vocabularySize) ids")
-        }
-        let h = config.hiddenSize
-        let headWeights = HeadWeights(colbert: try Linear(heads[0].dict, "", out: h, in: h, bare: true, precision: precision),
-                                      sparse: try Linear(heads[1].dict, "", out: 1, in: h, bare: true))
-        timings.packing = mark.secondsSince
-
-        self.identity = Self.identity(parts: [
+        // The identity first: the packed-weights cache is keyed by it.
+        let identity = Self.identity(parts: [
             (File.config, ContentHash.digest(configBytes)),
             ((weightsPath as NSString).lastPathComponent, weightsDigest),
             (File.colbertHead, heads[0].file.withBytes { ContentHash.digest($0) }),
@@ -157,6 +146,28 @@ public final class BGEM3: Sendable {
             (File.sentencepiece, loaded.modelDigest),
             (File.tokenizerJSON, loaded.tokenizerJSONDigest),
         ])
+
+        mark = DispatchTime.now()
+        let (precision, fallback) = requested.resolved()
+        // int8 and bf16 map the packing of an earlier load from the cache, or pack now and
+        // write it there (float32 packs nothing).
+        let packer = WeightPacker(cache: cache, identity: identity, precision: precision,
+                                  plan: "intermediate.dense \(precision.feedForwardUp())", digests: digests)
+        let weights = try EncoderWeights(weightsDict, config: config, precision: precision, packer: packer)
+        try Self.checkUnused(weightsDict, config: config)
+        // After the shape checks, so a vocab_size that disagrees with the weights names the tensor.
+        if tokenizer.vocabularySize > config.vocabularySize {
+            throw ModelError.invalidConfig(path: path(File.config), detail: "vocab_size \(config.vocabularySize) is smaller than the tokenizer's \(tokenizer.vocabularySize) ids")
+        }
+        let h = config.hiddenSize
+        let headWeights = HeadWeights(colbert: try Linear(heads[0].dict, "colbert_linear", out: h, in: h, bare: true,
+                                                          precision: precision, packer: packer),
+                                      sparse: try Linear(heads[1].dict, "sparse_linear", out: 1, in: h, bare: true))
+        packer.finish()
+        timings.packing = mark.secondsSince
+        timings.packingFromCache = packer.allCached
+
+        self.identity = identity
         digests.save()
         self.config = config
         self.tokenizer = tokenizer

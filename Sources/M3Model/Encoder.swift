@@ -28,16 +28,21 @@ struct Linear: @unchecked Sendable {
     let outFeatures: Int
     let inFeatures: Int
 
-    /// `bare`: the head files hold plain "weight" and "bias" keys. Packing for `precision`
-    /// happens here, once; the float32 weight is then dropped (and its mapped pages released).
+    /// `bare`: the head files hold plain "weight" and "bias" keys (`prefix` then only names
+    /// the layer for `packer`). Packing for `precision` happens here, once, or `packer` hands
+    /// out the cached packing; the float32 weight is then dropped (and its mapped pages released).
     init(_ dict: StateDict, _ prefix: String, out: Int, in inFeatures: Int, bare: Bool = false,
-         precision: Precision = .float32) throws {
+         precision: Precision = .float32, packer: WeightPacker? = nil) throws {
         let p = bare ? "" : prefix + "."
         let w = try dict.tensor(p + "weight", shape: [out, inFeatures])
         bias = try dict.tensor(p + "bias", shape: [out])
         outFeatures = out
         self.inFeatures = inFeatures
-        packed = PackedMatrix(w, precision: precision)
+        if let packer {
+            packed = packer.matrix(prefix, w, precision: precision)
+        } else {
+            packed = PackedMatrix(w, precision: precision)
+        }
         if packed != nil {
             weight = nil
             w.releaseMappedPages()
@@ -67,15 +72,15 @@ struct EncoderLayer: @unchecked Sendable {
     let output: Linear                                  // output.dense         (H, I)
     let outputNorm: LayerNorm                           // output.LayerNorm
 
-    init(_ d: StateDict, _ p: String, _ c: ModelConfig, precision: Precision) throws {
+    init(_ d: StateDict, _ p: String, _ c: ModelConfig, precision: Precision, packer: WeightPacker? = nil) throws {
         let h = c.hiddenSize, i = c.intermediateSize
-        query = try Linear(d, p + "attention.self.query", out: h, in: h, precision: precision)
-        key = try Linear(d, p + "attention.self.key", out: h, in: h, precision: precision)
-        value = try Linear(d, p + "attention.self.value", out: h, in: h, precision: precision)
-        attentionOutput = try Linear(d, p + "attention.output.dense", out: h, in: h, precision: precision)
+        query = try Linear(d, p + "attention.self.query", out: h, in: h, precision: precision, packer: packer)
+        key = try Linear(d, p + "attention.self.key", out: h, in: h, precision: precision, packer: packer)
+        value = try Linear(d, p + "attention.self.value", out: h, in: h, precision: precision, packer: packer)
+        attentionOutput = try Linear(d, p + "attention.output.dense", out: h, in: h, precision: precision, packer: packer)
         attentionNorm = try LayerNorm(d, p + "attention.output.LayerNorm", size: h)
-        intermediate = try Linear(d, p + "intermediate.dense", out: i, in: h, precision: precision.feedForwardUp())
-        output = try Linear(d, p + "output.dense", out: h, in: i, precision: precision)
+        intermediate = try Linear(d, p + "intermediate.dense", out: i, in: h, precision: precision.feedForwardUp(), packer: packer)
+        output = try Linear(d, p + "output.dense", out: h, in: i, precision: precision, packer: packer)
         outputNorm = try LayerNorm(d, p + "output.LayerNorm", size: h)
     }
 }
@@ -88,8 +93,9 @@ struct EncoderWeights: @unchecked Sendable {
     let embeddingNorm: LayerNorm
     let layers: [EncoderLayer]
 
-    /// `precision`: how the linear layers are stored (packed here, once, at load).
-    init(_ d: StateDict, config c: ModelConfig, precision: Precision = .float32) throws {
+    /// `precision`: how the linear layers are stored (packed here, once, at load, or handed
+    /// out by `packer` from its cache).
+    init(_ d: StateDict, config c: ModelConfig, precision: Precision = .float32, packer: WeightPacker? = nil) throws {
         let prefix = d["roberta.embeddings.word_embeddings.weight"] != nil ? "roberta." : ""
         let h = c.hiddenSize
         wordEmbeddings = try d.tensor(prefix + "embeddings.word_embeddings.weight", shape: [c.vocabularySize, h])
@@ -103,7 +109,7 @@ struct EncoderWeights: @unchecked Sendable {
             built.withUnsafeMutableBufferPointer { buffer in
                 let slots = UncheckedSendable(buffer)  // each iteration writes its own slot
                 DispatchQueue.concurrentPerform(iterations: c.layerCount) { i in
-                    slots.value[i] = Result { try EncoderLayer(d, prefix + "encoder.layer.\(i).", c, precision: precision) }
+                    slots.value[i] = Result { try EncoderLayer(d, prefix + "encoder.layer.\(i).", c, precision: precision, packer: packer) }
                 }
             }
             layers = try built.map { try $0!.get() }

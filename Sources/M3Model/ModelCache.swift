@@ -5,6 +5,10 @@
 //                                 and whether its tensors were verified (finite, zip CRCs)
 //   <cache>/tokenizer-<key>.bin   the tokenizer's tables, used in place from a memory map;
 //                                 <key> digests the source files, so an edit makes a new key
+//   <cache>/packed-<precision>-<key>.bin
+//                                 the int8 / bf16 packing of the linear layers, used in place
+//                                 from a memory map (PackedWeightsCache.swift); <key> digests
+//                                 the model's identity, the precisions and the packing scheme
 //
 // The cache lives in the user's cache folder, never beside the model: model folders are
 // often read-only or shared (the Hugging Face cache), and an edit there would change the
@@ -195,6 +199,13 @@ enum TokenizerCacheFile {
 /// Writes a cache file by rename, so readers see the old or the new file, never half of
 /// one. Creates the folder (mode 0700) when needed. Returns false on any failure.
 func writeCacheFile(_ path: String, _ bytes: [UInt8]) -> Bool {
+    bytes.withUnsafeBytes { writeCacheFile(path, parts: [$0]) }
+}
+
+/// `writeCacheFile` of the concatenation of `parts`, written one after another (a packed
+/// weights file is hundreds of MB: it is never assembled in memory). `modified`, when given,
+/// becomes the file's mtime (see `PackedWeightsFile.write`).
+func writeCacheFile(_ path: String, parts: [UnsafeRawBufferPointer], modified: timespec? = nil) -> Bool {
     let directory = (path as NSString).deletingLastPathComponent
     if !FileManager.default.fileExists(atPath: directory) {
         guard (try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
@@ -203,14 +214,18 @@ func writeCacheFile(_ path: String, _ bytes: [UInt8]) -> Bool {
     let temporary = (directory as NSString).appendingPathComponent(".tmp-\(getpid())-\(UInt32.random(in: 0 ... .max))")
     let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
     guard fd >= 0 else { return false }
-    var written = 0
-    let ok: Bool = bytes.withUnsafeBytes { raw in
+    var ok = true
+    for raw in parts where ok && raw.count > 0 {
+        var written = 0
         while written < raw.count {
             let n = write(fd, raw.baseAddress! + written, raw.count - written)
-            if n < 0 { if errno == EINTR { continue }; return false }
+            if n < 0 { if errno == EINTR { continue }; ok = false; break }
             written += n
         }
-        return true
+    }
+    if ok, let modified {
+        var times = [modified, modified]  // atime, mtime
+        ok = futimens(fd, &times) == 0
     }
     guard close(fd) == 0, ok, rename(temporary, path) == 0 else {
         unlink(temporary)

@@ -5,8 +5,8 @@ import M3Tokenizer
 /// Where a model load spent its time, in seconds (wall clock).
 ///
 /// A normal start (the cache knows the files) spends nearly all of it mapping the weights
-/// and, for int8/bf16, packing them; the first start also hashes and verifies every
-/// weight and builds the tokenizer's tables.
+/// and, for int8/bf16, their cached packing; the first start also hashes and verifies every
+/// weight, builds the tokenizer's tables and packs the layers.
 public struct LoadTimings: Sendable, Equatable, CustomStringConvertible {
     /// Reading and checking config.json, finding the files.
     public var config: Double = 0
@@ -21,8 +21,11 @@ public struct LoadTimings: Sendable, Equatable, CustomStringConvertible {
     public var verification: Double = 0
     /// The weights' digest and verification came from the cache.
     public var identityFromCache = false
-    /// Shape checks, float16/bfloat16 conversions and int8/bf16 packing of the layers.
+    /// Shape checks and the int8/bf16 packing of the layers: packing them (and writing the
+    /// packed-weights cache), or mapping and checking the cached packing.
     public var packing: Double = 0
+    /// The int8/bf16 packing came from the cache (false: packed now, or float32).
+    public var packingFromCache = false
     /// The whole load.
     public var total: Double = 0
 
@@ -32,7 +35,7 @@ public struct LoadTimings: Sendable, Equatable, CustomStringConvertible {
         func ms(_ s: Double) -> String { String(format: "%.1f ms", s * 1000) }
         return "model load \(ms(total)): config \(ms(config)), tokenizer \(ms(tokenizer)) "
             + "(\(tokenizerFromCache ? "cached" : "built")), weights \(ms(weights)), verification \(ms(verification)) "
-            + "(\(identityFromCache ? "cached" : "hashed")), packing \(ms(packing))"
+            + "(\(identityFromCache ? "cached" : "hashed")), packing \(ms(packing))\(packingFromCache ? " (cached)" : "")"
     }
 }
 

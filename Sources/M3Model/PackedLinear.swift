@@ -3,6 +3,12 @@
 import CM3Kernels
 import Foundation
 
+/// Version of what packing produces: which matrices are packed, in which precision, and how
+/// (quantization, rounding, layout, anything folded into the weights). Part of the key of the
+/// packed-weights cache (`PackedWeightsCache`), so a change that makes different bytes must
+/// bump it and old caches are never read.
+let packingSchemeVersion = 1
+
 /// W (out, in) packed for one reduced-precision kernel. Owns the C allocation.
 /// (`package` for m3bench gemm, which times it against sgemm.)
 package final class PackedMatrix: @unchecked Sendable {  // immutable after init
@@ -13,6 +19,8 @@ package final class PackedMatrix: @unchecked Sendable {  // immutable after init
     private let storage: Storage
     package let outFeatures: Int
     package let inFeatures: Int
+    /// What keeps borrowed arrays alive (the mapped cache file); nil when the C side owns them.
+    private let owner: AnyObject?
 
     /// Packs W (out, in); nil for float32 (sgemm reads the tensor as is).
     convenience init?(_ w: Tensor, precision: Precision) {
@@ -34,6 +42,60 @@ package final class PackedMatrix: @unchecked Sendable {  // immutable after init
         }
         outFeatures = out
         inFeatures = inner
+        owner = nil
+    }
+
+    /// A packing read back: W (out, in) in `precision` over `sections` (the arrays of
+    /// `sectionLengths`, in order, 64-byte aligned), which `owner` keeps alive. nil when they
+    /// do not fit the layout.
+    init?(precision: Precision, out: Int, in inner: Int, sections: [UnsafeRawBufferPointer], owner: AnyObject) {
+        guard let lengths = Self.sectionLengths(precision, out: out, in: inner), sections.count == lengths.count,
+              zip(sections, lengths).allSatisfy({ $0.count == $1 && $0.baseAddress != nil }) else { return nil }
+        switch precision {
+        case .float32:
+            return nil
+        case .int8:
+            guard let p = m3_i8_view(out, inner, sections[0].baseAddress, sections[1].baseAddress, sections[2].baseAddress) else { return nil }
+            storage = .int8(p)
+        case .bfloat16:
+            guard let p = m3_bf16_view(out, inner, sections[0].baseAddress) else { return nil }
+            storage = .bfloat16(p)
+        }
+        outFeatures = out
+        inFeatures = inner
+        self.owner = owner
+    }
+
+    /// Byte lengths of the arrays a packing of W (out, in) consists of (int8: panels, scales,
+    /// column sums; bf16: panels); nil for float32 or when they overflow.
+    static func sectionLengths(_ precision: Precision, out: Int, in inner: Int) -> [Int]? {
+        guard out >= 0, inner >= 0 else { return nil }
+        var a = 0, b = 0, c = 0
+        switch precision {
+        case .float32:
+            return nil
+        case .int8:
+            guard m3_i8_layout(out, inner, &a, &b, &c) != 0 else { return nil }
+            return [a, b, c]
+        case .bfloat16:
+            guard m3_bf16_layout(out, inner, &a) != 0 else { return nil }
+            return [a]
+        }
+    }
+
+    /// The arrays of this packing (see `sectionLengths`), valid while `self` lives.
+    var sections: [UnsafeRawBufferPointer] {
+        let lengths = Self.sectionLengths(precision, out: outFeatures, in: inFeatures) ?? []
+        var pointers: [UnsafeRawPointer?]
+        switch storage {
+        case .int8(let p):
+            var a: UnsafeRawPointer?, b: UnsafeRawPointer?, c: UnsafeRawPointer?
+            m3_i8_parts(p, &a, &b, &c)
+            pointers = [a, b, c]
+        case .bfloat16(let p):
+            pointers = [m3_bf16_data(p)]
+        }
+        return zip(pointers, lengths).map { UnsafeRawBufferPointer(start: $0, count: $1) }
     }
 
     deinit {

@@ -43,6 +43,19 @@ size_t m3_i8_bytes(const m3_i8_weights *w);
 /// The dequantization scale of output column j (tests derive their error bounds from it).
 float m3_i8_weight_scale(const m3_i8_weights *w, size_t j);
 
+/// A packing as three arrays the caller can write out and map back (a cache of packed
+/// weights). m3_i8_layout gives their byte lengths for W (n, k): 0 when they overflow size_t.
+int m3_i8_layout(size_t n, size_t k, size_t *packed_bytes, size_t *scale_bytes, size_t *colsum_bytes);
+/// The arrays of a packing, of the m3_i8_layout lengths.
+void m3_i8_parts(const m3_i8_weights *w, const void **packed, const void **scale, const void **colsum);
+/// Packed weights over arrays the caller keeps alive (e.g. a mapped file), of the m3_i8_layout
+/// lengths, 64-byte aligned; m3_i8_free then frees only the handle. NULL when misaligned or
+/// out of memory.
+m3_i8_weights *m3_i8_view(size_t n, size_t k, const void *packed, const void *scale, const void *colsum);
+/// The panel layout (panel width, k group) as a number: a stored packing is only valid for
+/// the same tag.
+uint32_t m3_i8_layout_tag(void);
+
 /// Row stride (bytes) of quantized activations with k columns: k rounded up to 4.
 size_t m3_i8_row_stride(size_t k);
 
@@ -75,6 +88,12 @@ m3_bf16_weights *m3_bf16_pack(const float *w, size_t n, size_t k);
 void m3_bf16_free(m3_bf16_weights *w);
 size_t m3_bf16_panels(const m3_bf16_weights *w);
 size_t m3_bf16_bytes(const m3_bf16_weights *w);
+
+/// As m3_i8_layout / m3_i8_parts / m3_i8_view / m3_i8_layout_tag, for the one bf16 array.
+int m3_bf16_layout(size_t n, size_t k, size_t *packed_bytes);
+const void *m3_bf16_data(const m3_bf16_weights *w);
+m3_bf16_weights *m3_bf16_view(size_t n, size_t k, const void *packed);
+uint32_t m3_bf16_layout_tag(void);
 
 /// Row stride (bf16 elements) of converted activations with k columns: k rounded up to 2.
 size_t m3_bf16_row_stride(size_t k);
