@@ -42,7 +42,7 @@ public enum Precision: String, Sendable, CaseIterable, CustomStringConvertible {
     /// work, and no data-free rescaling recovers it (its inputs and weights are Gaussian-like:
     /// 8 bits is the noise floor). So it runs at about 16 bits:
     /// - two-part int8 (`.int8Residual`, three vpdpbusd products) on CPUs with AVX512-FP16
-    ///   (Intel Sapphire Rapids and later), where vdpbf16ps does ~1/6 of vpdpbusd's
+    ///   (Intel Sapphire Rapids and later), where vdpbf16ps does 1/5–1/6 of vpdpbusd's
     ///   multiply-adds per second (measured, BENCHMARKS.md), so three int8 passes take half
     ///   the time of one bf16 pass;
     /// - bf16 on other CPUs with AVX512-BF16 (AMD Zen 4: vdpbf16ps at half vpdpbusd's rate,
