@@ -6,7 +6,8 @@
 #   bash Benchmarks/serve_batching.sh [MODEL_DIR] [PRECISION]
 #   MODEL_DIR defaults to Fixtures/generated/bge-m3-full-random (python Fixtures/full_size_check.py
 #   --flag-only generates it), PRECISION to int8. DURATION=30 CLIENTS=1,8,32 override the load;
-#   BIN=path/to/m3search another binary, WORK=dir keeps the index between runs.
+#   BIN=path/to/m3search another binary, WORK=dir keeps the index between runs,
+#   SKIP_UNBATCHED=1 leaves out the no-batching server.
 #
 # Indexes the first 12 corpus files (once), starts the release binary on a free port for each
 # setting, checks 64 queries alone against 8 concurrent clients (identical answers), then runs
@@ -42,4 +43,4 @@ run() {  # $1: label, rest: extra serve flags
 }
 
 run "batching (defaults)"
-run "no batching (--max-batch-tokens 1)" --max-batch-tokens 1
+[ "${SKIP_UNBATCHED:-0}" = 1 ] || run "no batching (--max-batch-tokens 1)" --max-batch-tokens 1

@@ -12,6 +12,7 @@
 #include "CM3LowPrecision.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,6 +52,15 @@ int m3_cpu_has_avx512_bf16(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
         && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
+#else
+    return 0;
+#endif
+}
+
+int m3_cpu_has_avx512_fp16(void) {
+#if M3_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512fp16");
 #else
     return 0;
 #endif
@@ -218,9 +228,9 @@ void m3_i8_quantize_rows(const float *x, size_t rows, size_t k, size_t ldx,
 }
 
 // ---------------------------------------------------------------- gemm, portable
-void m3_i8_gemm_reference(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
-                          const int32_t *zero, size_t rows, const float *bias, float *y, size_t ldy,
-                          size_t panel_begin, size_t panel_end) {
+static void i8_gemm_portable(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
+                             const int32_t *zero, size_t rows, const float *bias, float *y, size_t ldy,
+                             size_t panel_begin, size_t panel_end, int accumulate) {
     size_t j0 = panel_begin * I8_NR, j1 = panel_end * I8_NR < w->n ? panel_end * I8_NR : w->n;
     for (size_t r = 0; r < rows; r++) {
         const uint8_t *qr = q + r * ldq;
@@ -231,9 +241,16 @@ void m3_i8_gemm_reference(const m3_i8_weights *w, const uint8_t *q, size_t ldq, 
             for (size_t c = 0; c < w->k; c++)
                 acc += (int32_t)qr[c] * panel[(c / 4) * I8_NR * 4 + col * 4 + c % 4];
             acc -= zero[r] * w->colsum[j];
-            y[r * ldy + j] = scale[r] * w->scale[j] * (float)acc + (bias ? bias[j] : 0);
+            float base = accumulate ? y[r * ldy + j] : (bias ? bias[j] : 0);
+            y[r * ldy + j] = scale[r] * w->scale[j] * (float)acc + base;
         }
     }
+}
+
+void m3_i8_gemm_reference(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
+                          const int32_t *zero, size_t rows, const float *bias, float *y, size_t ldy,
+                          size_t panel_begin, size_t panel_end) {
+    i8_gemm_portable(w, q, ldq, scale, zero, rows, bias, y, ldy, panel_begin, panel_end, 0);
 }
 
 // ---------------------------------------------------------------- gemm, AVX512-VNNI
@@ -246,7 +263,7 @@ void m3_i8_gemm_reference(const m3_i8_weights *w, const uint8_t *q, size_t ldq, 
 VNNI_TARGET __attribute__((always_inline))
 static inline void i8_tile(int mr, const uint8_t *q, size_t ldq, const int8_t *panel, size_t k4,
                            const float *sx, const int32_t *zx, const float *sw, const int32_t *colsum,
-                           const float *bias, float *y, size_t ldy, size_t ncols) {
+                           const float *bias, float *y, size_t ldy, size_t ncols, int accumulate) {
     __m512i acc[I8_MR][4];
     for (int i = 0; i < I8_MR; i++)
         for (int v = 0; v < 4; v++) acc[i][v] = _mm512_setzero_si512();
@@ -276,7 +293,8 @@ static inline void i8_tile(int mr, const uint8_t *q, size_t ldq, const int8_t *p
             __mmask16 m = ncols - c >= 16 ? 0xFFFF : (__mmask16)((1u << (ncols - c)) - 1);
             __m512i corrected = _mm512_sub_epi32(acc[i][v], _mm512_mullo_epi32(z, _mm512_load_si512(colsum + c)));
             __m512 scale = _mm512_mul_ps(s, _mm512_load_ps(sw + c));
-            __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias + c) : _mm512_setzero_ps();
+            __m512 b = accumulate ? _mm512_maskz_loadu_ps(m, yr + c)
+                     : bias ? _mm512_maskz_loadu_ps(m, bias + c) : _mm512_setzero_ps();
             _mm512_mask_storeu_ps(yr + c, m, _mm512_fmadd_ps(_mm512_cvtepi32_ps(corrected), scale, b));
         }
     }
@@ -285,7 +303,7 @@ static inline void i8_tile(int mr, const uint8_t *q, size_t ldq, const int8_t *p
 VNNI_TARGET
 static void i8_gemm_vnni(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
                          const int32_t *zero, size_t rows, const float *bias, float *y, size_t ldy,
-                         size_t panel_begin, size_t panel_end) {
+                         size_t panel_begin, size_t panel_end, int accumulate) {
     size_t k4 = w->k4;
     // Blocks of rows whose activations (≤ 384 KB) stay in L2 next to one weight panel
     // (k4·256 bytes: 256 KB at k = 4096) while the block's tiles run over every panel.
@@ -300,13 +318,13 @@ static void i8_gemm_vnni(const m3_i8_weights *w, const uint8_t *q, size_t ldq, c
         const float *b = bias ? bias + j0 : NULL;
         size_t r = r0, rend = r0 + block < rows ? r0 + block : rows;
         for (; r + I8_MR <= rend; r += I8_MR)
-            i8_tile(I8_MR, q + r * ldq, ldq, panel, k4, scale + r, zero + r, sw, cs, b, y + r * ldy + j0, ldy, ncols);
+            i8_tile(I8_MR, q + r * ldq, ldq, panel, k4, scale + r, zero + r, sw, cs, b, y + r * ldy + j0, ldy, ncols, accumulate);
         switch (rend - r) {
-        case 5: i8_tile(5, q + r * ldq, ldq, panel, k4, scale + r, zero + r, sw, cs, b, y + r * ldy + j0, ldy, ncols); break;
-        case 4: i8_tile(4, q + r * ldq, ldq, panel, k4, scale + r, zero + r, sw, cs, b, y + r * ldy + j0, ldy, ncols); break;
-        case 3: i8_tile(3, q + r * ldq, ldq, panel, k4, scale + r, zero + r, sw, cs, b, y + r * ldy + j0, ldy, ncols); break;
-        case 2: i8_tile(2, q + r * ldq, ldq, panel, k4, scale + r, zero + r, sw, cs, b, y + r * ldy + j0, ldy, ncols); break;
-        case 1: i8_tile(1, q + r * ldq, ldq, panel, k4, scale + r, zero + r, sw, cs, b, y + r * ldy + j0, ldy, ncols); break;
+        case 5: i8_tile(5, q + r * ldq, ldq, panel, k4, scale + r, zero + r, sw, cs, b, y + r * ldy + j0, ldy, ncols, accumulate); break;
+        case 4: i8_tile(4, q + r * ldq, ldq, panel, k4, scale + r, zero + r, sw, cs, b, y + r * ldy + j0, ldy, ncols, accumulate); break;
+        case 3: i8_tile(3, q + r * ldq, ldq, panel, k4, scale + r, zero + r, sw, cs, b, y + r * ldy + j0, ldy, ncols, accumulate); break;
+        case 2: i8_tile(2, q + r * ldq, ldq, panel, k4, scale + r, zero + r, sw, cs, b, y + r * ldy + j0, ldy, ncols, accumulate); break;
+        case 1: i8_tile(1, q + r * ldq, ldq, panel, k4, scale + r, zero + r, sw, cs, b, y + r * ldy + j0, ldy, ncols, accumulate); break;
         default: break;
         }
     }
@@ -339,7 +357,7 @@ static int avx2(void) {  // detected once; relaxed atomics as in m3_kernel_level
 I8_AVX2_TARGET __attribute__((always_inline))
 static inline void i8_tile_avx2(int mr, const int16_t *x16, size_t ldx, const int8_t *cols, size_t k4,
                                 const float *sx, const int32_t *zx, const float *sw, const int32_t *colsum,
-                                const float *bias, float *y, size_t ldy, size_t ncols) {
+                                const float *bias, float *y, size_t ldy, size_t ncols, int accumulate) {
     __m256i acc[I8_AVX2_MR][2];
     for (int i = 0; i < I8_AVX2_MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
     const int8_t *b = cols;
@@ -366,21 +384,22 @@ static inline void i8_tile_avx2(int mr, const int16_t *x16, size_t ldx, const in
         __m256i sums = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[i][0], acc[i][1]), 0xD8);
         __m256i corrected = _mm256_sub_epi32(sums, _mm256_mullo_epi32(_mm256_set1_epi32(zx[i]), cs));
         __m256 scale = _mm256_mul_ps(_mm256_set1_ps(sx[i]), swv);
-        _mm256_maskstore_ps(y + i * ldy, m, _mm256_fmadd_ps(_mm256_cvtepi32_ps(corrected), scale, bv));
+        __m256 base = accumulate ? _mm256_maskload_ps(y + i * ldy, m) : bv;
+        _mm256_maskstore_ps(y + i * ldy, m, _mm256_fmadd_ps(_mm256_cvtepi32_ps(corrected), scale, base));
     }
 }
 
 I8_AVX2_TARGET
 static void i8_tile_avx2_any(int mr, const int16_t *x16, size_t ldx, const int8_t *cols, size_t k4,
                              const float *sx, const int32_t *zx, const float *sw, const int32_t *colsum,
-                             const float *bias, float *y, size_t ldy, size_t ncols) {
+                             const float *bias, float *y, size_t ldy, size_t ncols, int accumulate) {
     switch (mr) {
-    case 6: i8_tile_avx2(6, x16, ldx, cols, k4, sx, zx, sw, colsum, bias, y, ldy, ncols); break;
-    case 5: i8_tile_avx2(5, x16, ldx, cols, k4, sx, zx, sw, colsum, bias, y, ldy, ncols); break;
-    case 4: i8_tile_avx2(4, x16, ldx, cols, k4, sx, zx, sw, colsum, bias, y, ldy, ncols); break;
-    case 3: i8_tile_avx2(3, x16, ldx, cols, k4, sx, zx, sw, colsum, bias, y, ldy, ncols); break;
-    case 2: i8_tile_avx2(2, x16, ldx, cols, k4, sx, zx, sw, colsum, bias, y, ldy, ncols); break;
-    case 1: i8_tile_avx2(1, x16, ldx, cols, k4, sx, zx, sw, colsum, bias, y, ldy, ncols); break;
+    case 6: i8_tile_avx2(6, x16, ldx, cols, k4, sx, zx, sw, colsum, bias, y, ldy, ncols, accumulate); break;
+    case 5: i8_tile_avx2(5, x16, ldx, cols, k4, sx, zx, sw, colsum, bias, y, ldy, ncols, accumulate); break;
+    case 4: i8_tile_avx2(4, x16, ldx, cols, k4, sx, zx, sw, colsum, bias, y, ldy, ncols, accumulate); break;
+    case 3: i8_tile_avx2(3, x16, ldx, cols, k4, sx, zx, sw, colsum, bias, y, ldy, ncols, accumulate); break;
+    case 2: i8_tile_avx2(2, x16, ldx, cols, k4, sx, zx, sw, colsum, bias, y, ldy, ncols, accumulate); break;
+    case 1: i8_tile_avx2(1, x16, ldx, cols, k4, sx, zx, sw, colsum, bias, y, ldy, ncols, accumulate); break;
     default: break;
     }
 }
@@ -389,7 +408,7 @@ static void i8_tile_avx2_any(int mr, const int16_t *x16, size_t ldx, const int8_
 I8_AVX2_TARGET
 static int i8_gemm_avx2(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
                         const int32_t *zero, size_t rows, const float *bias, float *y, size_t ldy,
-                        size_t panel_begin, size_t panel_end) {
+                        size_t panel_begin, size_t panel_end, int accumulate) {
     size_t k4 = w->k4, kk = k4 * 4;
     // Blocks of rows whose int16 activations (≤ 256 KB) stay in L2 while every panel of the
     // range streams past them once per block (a short query's rows are one block).
@@ -417,7 +436,7 @@ static int i8_gemm_avx2(const m3_i8_weights *w, const uint8_t *q, size_t ldq, co
                 for (size_t r = r0; r < rend; r += I8_AVX2_MR) {
                     int mr = rend - r < I8_AVX2_MR ? (int)(rend - r) : I8_AVX2_MR;
                     i8_tile_avx2_any(mr, x16 + (r - r0) * kk, kk, panel + c0 * 4, k4, scale + r, zero + r,
-                                     w->scale + j0 + c0, w->colsum + j0 + c0, b, y + r * ldy + j0 + c0, ldy, nc);
+                                     w->scale + j0 + c0, w->colsum + j0 + c0, b, y + r * ldy + j0 + c0, ldy, nc, accumulate);
                 }
             }
         }
@@ -435,14 +454,74 @@ int m3_i8_gemm_is_fast(void) {
 #endif
 }
 
-void m3_i8_gemm(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
-                const int32_t *zero, size_t rows, const float *bias, float *y, size_t ldy,
-                size_t panel_begin, size_t panel_end) {
+static void i8_gemm_dispatch(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
+                             const int32_t *zero, size_t rows, const float *bias, float *y, size_t ldy,
+                             size_t panel_begin, size_t panel_end, int accumulate) {
     if (panel_end > w->panels) panel_end = w->panels;
     if (panel_begin >= panel_end || rows == 0) return;
 #if M3_X86
-    if (vnni()) { i8_gemm_vnni(w, q, ldq, scale, zero, rows, bias, y, ldy, panel_begin, panel_end); return; }
-    if (avx2() && i8_gemm_avx2(w, q, ldq, scale, zero, rows, bias, y, ldy, panel_begin, panel_end)) return;
+    if (vnni()) { i8_gemm_vnni(w, q, ldq, scale, zero, rows, bias, y, ldy, panel_begin, panel_end, accumulate); return; }
+    if (avx2() && i8_gemm_avx2(w, q, ldq, scale, zero, rows, bias, y, ldy, panel_begin, panel_end, accumulate)) return;
 #endif
-    m3_i8_gemm_reference(w, q, ldq, scale, zero, rows, bias, y, ldy, panel_begin, panel_end);
+    i8_gemm_portable(w, q, ldq, scale, zero, rows, bias, y, ldy, panel_begin, panel_end, accumulate);
+}
+
+void m3_i8_gemm(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
+                const int32_t *zero, size_t rows, const float *bias, float *y, size_t ldy,
+                size_t panel_begin, size_t panel_end) {
+    i8_gemm_dispatch(w, q, ldq, scale, zero, rows, bias, y, ldy, panel_begin, panel_end, 0);
+}
+
+void m3_i8_gemm_accumulate(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
+                           const int32_t *zero, size_t rows, float *y, size_t ldy,
+                           size_t panel_begin, size_t panel_end) {
+    i8_gemm_dispatch(w, q, ldq, scale, zero, rows, NULL, y, ldy, panel_begin, panel_end, 1);
+}
+
+// ---------------------------------------------------------------- residual (two-part) int8
+// x ≈ x_hi + x_lo and W ≈ W_hi + W_lo, each part int8 with its own scales; x·Wᵀ is then
+// x_hi·W_hiᵀ + x_lo·W_hiᵀ + x_hi·W_loᵀ, three int8 products. Each lo part quantizes what its
+// hi part missed (|residual| ≤ half a hi step), so the dropped x_lo·W_lo is ~2⁻¹⁶ of x·W.
+
+m3_i8_weights *m3_i8_pack_residual(const float *w, size_t n, size_t k, const m3_i8_weights *hi) {
+    if (!hi || hi->n != n || hi->k != k || (k && n > (SIZE_MAX / sizeof(float) - 1) / k)) return NULL;
+    float *r = malloc(n * k * sizeof(float) + 4);
+    if (!r) return NULL;
+    for (size_t j = 0; j < n; j++) {
+        const int8_t *panel = hi->packed + (j / I8_NR) * hi->k4 * I8_NR * 4;
+        size_t col = j % I8_NR;
+        for (size_t c = 0; c < k; c++)
+            r[j * k + c] = w[j * k + c] - hi->scale[j] * (float)panel[(c / 4) * I8_NR * 4 + col * 4 + c % 4];
+    }
+    m3_i8_weights *lo = m3_i8_pack(r, n, k);
+    free(r);
+    return lo;
+}
+
+void m3_i8_quantize_residual_rows(const float *x, size_t rows, size_t k, size_t ldx,
+                                  uint8_t *q_hi, float *scale_hi, int32_t *zero_hi,
+                                  uint8_t *q_lo, float *scale_lo, int32_t *zero_lo, size_t ldq) {
+    m3_i8_quantize_rows(x, rows, k, ldx, q_hi, ldq, scale_hi, zero_hi, 1);
+    size_t stride = m3_i8_row_stride(k);
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * ldx;
+        const uint8_t *hr = q_hi + r * ldq;
+        uint8_t *lr = q_lo + r * ldq;
+        float s = scale_hi[r], z = (float)zero_hi[r];
+        // The residual is recomputed in each pass (no row buffer); both passes vectorise.
+        float mn = 0, mx = 0;
+        for (size_t c = 0; c < k; c++) {
+            float d = xr[c] - s * ((float)hr[c] - z);
+            mn = d < mn ? d : mn;
+            mx = d > mx ? d : mx;
+        }
+        row_params(mn, mx, 1, &scale_lo[r], &zero_lo[r]);
+        float inv = 1.0f / scale_lo[r], zl = (float)zero_lo[r];
+        for (size_t c = 0; c < k; c++) {
+            float d = xr[c] - s * ((float)hr[c] - z);
+            float v = round_even(fmaxf(-1e6f, fminf(1e6f, d * inv))) + zl;
+            lr[c] = (uint8_t)fmaxf(0, fminf(255, v));
+        }
+        for (size_t c = k; c < stride; c++) lr[c] = 0;
+    }
 }

@@ -33,15 +33,20 @@ struct Linear: @unchecked Sendable {
     /// out the cached packing; the float32 weight is then dropped (and its mapped pages released).
     init(_ dict: StateDict, _ prefix: String, out: Int, in inFeatures: Int, bare: Bool = false,
          precision: Precision = .float32, packer: WeightPacker? = nil) throws {
+        try self.init(dict, prefix, out: out, in: inFeatures, bare: bare, arithmetic: LinearArithmetic(precision), packer: packer)
+    }
+
+    init(_ dict: StateDict, _ prefix: String, out: Int, in inFeatures: Int, bare: Bool = false,
+         arithmetic: LinearArithmetic, packer: WeightPacker? = nil) throws {
         let p = bare ? "" : prefix + "."
         let w = try dict.tensor(p + "weight", shape: [out, inFeatures])
         bias = try dict.tensor(p + "bias", shape: [out])
         outFeatures = out
         self.inFeatures = inFeatures
         if let packer {
-            packed = packer.matrix(prefix, w, precision: precision)
+            packed = packer.matrix(prefix, w, arithmetic: arithmetic)
         } else {
-            packed = PackedMatrix(w, precision: precision)
+            packed = PackedMatrix(w, arithmetic: arithmetic)
         }
         if packed != nil {
             weight = nil
@@ -79,7 +84,7 @@ struct EncoderLayer: @unchecked Sendable {
         value = try Linear(d, p + "attention.self.value", out: h, in: h, precision: precision, packer: packer)
         attentionOutput = try Linear(d, p + "attention.output.dense", out: h, in: h, precision: precision, packer: packer)
         attentionNorm = try LayerNorm(d, p + "attention.output.LayerNorm", size: h)
-        intermediate = try Linear(d, p + "intermediate.dense", out: i, in: h, precision: precision.feedForwardUp(), packer: packer)
+        intermediate = try Linear(d, p + "intermediate.dense", out: i, in: h, arithmetic: precision.feedForwardUp(), packer: packer)
         output = try Linear(d, p + "output.dense", out: h, in: i, precision: precision, packer: packer)
         outputNorm = try LayerNorm(d, p + "output.LayerNorm", size: h)
     }
@@ -177,7 +182,7 @@ private func linearShort(_ x: UnsafePointer<Float>, rows: Int, _ outputs: [Short
                          scratch: ConversionScratch?) {
     guard rows > 0, let first = outputs.first?.layer else { return }
     let k = first.inFeatures
-    precondition(outputs.allSatisfy { $0.layer.inFeatures == k && $0.layer.packed?.precision == first.packed?.precision },
+    precondition(outputs.allSatisfy { $0.layer.inFeatures == k && $0.layer.packed?.arithmetic == first.packed?.arithmetic },
                  "outputs of one short linear step share x and its conversion")
     // (output, first column, end column) per chunk; packed chunks are whole panels.
     var chunks: [(output: Int, j0: Int, j1: Int)] = []

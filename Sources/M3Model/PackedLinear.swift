@@ -3,18 +3,21 @@
 import CM3Kernels
 import Foundation
 
-/// Version of what packing produces: which matrices are packed, in which precision, and how
-/// (quantization, rounding, layout, anything folded into the weights). Part of the key of the
-/// packed-weights cache (`PackedWeightsCache`), so a change that makes different bytes must
-/// bump it and old caches are never read.
-let packingSchemeVersion = 1
-
 /// W (out, in) packed for one reduced-precision kernel. Owns the C allocation.
 /// (`package` for m3bench gemm, which times it against sgemm.)
 package final class PackedMatrix: @unchecked Sendable {  // immutable after init
+    /// Version of what packing produces: which matrices are packed, in which arithmetic, and
+    /// how (quantization, rounding, layout, anything folded into the weights). Part of the key
+    /// of the packed-weights cache (`PackedWeightsCache`), so a change that makes different
+    /// bytes must bump it and old caches are never read.
+    /// 2: the int8 mode's feed-forward up-projection may be packed two-part int8 (W_hi, W_lo)
+    /// instead of bf16 (`Precision.feedForwardUp`).
+    package static let packingSchemeVersion = 2
+
     private enum Storage {
         case int8(OpaquePointer)      // m3_i8_weights
         case bfloat16(OpaquePointer)  // m3_bf16_weights
+        case int8Residual(hi: OpaquePointer, lo: OpaquePointer)  // m3_i8_weights ×2
     }
     private let storage: Storage
     package let outFeatures: Int
@@ -23,14 +26,19 @@ package final class PackedMatrix: @unchecked Sendable {  // immutable after init
     private let owner: AnyObject?
 
     /// Packs W (out, in); nil for float32 (sgemm reads the tensor as is).
-    convenience init?(_ w: Tensor, precision: Precision) {
-        self.init(w.pointer, out: w.shape[0], in: w.shape[1], precision: precision)
+    convenience init?(_ w: Tensor, arithmetic: LinearArithmetic) {
+        self.init(w.pointer, out: w.shape[0], in: w.shape[1], arithmetic: arithmetic)
         withExtendedLifetime(w) {}
     }
 
     /// Packs W (out, in), row-major; nil for float32.
-    package init?(_ w: UnsafePointer<Float>, out: Int, in inner: Int, precision: Precision) {
-        switch precision {
+    package convenience init?(_ w: UnsafePointer<Float>, out: Int, in inner: Int, precision: Precision) {
+        self.init(w, out: out, in: inner, arithmetic: LinearArithmetic(precision))
+    }
+
+    /// Packs W (out, in), row-major; nil for float32.
+    package init?(_ w: UnsafePointer<Float>, out: Int, in inner: Int, arithmetic: LinearArithmetic) {
+        switch arithmetic {
         case .float32:
             return nil
         case .int8:
@@ -39,24 +47,35 @@ package final class PackedMatrix: @unchecked Sendable {  // immutable after init
         case .bfloat16:
             guard let p = m3_bf16_pack(w, out, inner) else { fatalError("out of memory packing bf16 weights") }
             storage = .bfloat16(p)
+        case .int8Residual:
+            guard let hi = m3_i8_pack(w, out, inner) else { fatalError("out of memory packing int8 weights") }
+            guard let lo = m3_i8_pack_residual(w, out, inner, hi) else { fatalError("out of memory packing int8 weights") }
+            storage = .int8Residual(hi: hi, lo: lo)
         }
         outFeatures = out
         inFeatures = inner
         owner = nil
     }
 
-    /// A packing read back: W (out, in) in `precision` over `sections` (the arrays of
+    /// A packing read back: W (out, in) in `arithmetic` over `sections` (the arrays of
     /// `sectionLengths`, in order, 64-byte aligned), which `owner` keeps alive. nil when they
     /// do not fit the layout.
-    init?(precision: Precision, out: Int, in inner: Int, sections: [UnsafeRawBufferPointer], owner: AnyObject) {
-        guard let lengths = Self.sectionLengths(precision, out: out, in: inner), sections.count == lengths.count,
+    init?(arithmetic: LinearArithmetic, out: Int, in inner: Int, sections: [UnsafeRawBufferPointer], owner: AnyObject) {
+        guard let lengths = Self.sectionLengths(arithmetic, out: out, in: inner), sections.count == lengths.count,
               zip(sections, lengths).allSatisfy({ $0.count == $1 && $0.baseAddress != nil }) else { return nil }
-        switch precision {
+        func int8View(_ first: Int) -> OpaquePointer? {
+            m3_i8_view(out, inner, sections[first].baseAddress, sections[first + 1].baseAddress, sections[first + 2].baseAddress)
+        }
+        switch arithmetic {
         case .float32:
             return nil
         case .int8:
-            guard let p = m3_i8_view(out, inner, sections[0].baseAddress, sections[1].baseAddress, sections[2].baseAddress) else { return nil }
+            guard let p = int8View(0) else { return nil }
             storage = .int8(p)
+        case .int8Residual:
+            guard let hi = int8View(0) else { return nil }
+            guard let lo = int8View(3) else { m3_i8_free(hi); return nil }
+            storage = .int8Residual(hi: hi, lo: lo)
         case .bfloat16:
             guard let p = m3_bf16_view(out, inner, sections[0].baseAddress) else { return nil }
             storage = .bfloat16(p)
@@ -67,16 +86,20 @@ package final class PackedMatrix: @unchecked Sendable {  // immutable after init
     }
 
     /// Byte lengths of the arrays a packing of W (out, in) consists of (int8: panels, scales,
-    /// column sums; bf16: panels); nil for float32 or when they overflow.
-    static func sectionLengths(_ precision: Precision, out: Int, in inner: Int) -> [Int]? {
+    /// column sums; two-part int8: those of W_hi, then of W_lo; bf16: panels); nil for float32
+    /// or when they overflow.
+    static func sectionLengths(_ arithmetic: LinearArithmetic, out: Int, in inner: Int) -> [Int]? {
         guard out >= 0, inner >= 0 else { return nil }
         var a = 0, b = 0, c = 0
-        switch precision {
+        switch arithmetic {
         case .float32:
             return nil
         case .int8:
             guard m3_i8_layout(out, inner, &a, &b, &c) != 0 else { return nil }
             return [a, b, c]
+        case .int8Residual:
+            guard m3_i8_layout(out, inner, &a, &b, &c) != 0 else { return nil }
+            return [a, b, c, a, b, c]
         case .bfloat16:
             guard m3_bf16_layout(out, inner, &a) != 0 else { return nil }
             return [a]
@@ -85,13 +108,18 @@ package final class PackedMatrix: @unchecked Sendable {  // immutable after init
 
     /// The arrays of this packing (see `sectionLengths`), valid while `self` lives.
     var sections: [UnsafeRawBufferPointer] {
-        let lengths = Self.sectionLengths(precision, out: outFeatures, in: inFeatures) ?? []
-        var pointers: [UnsafeRawPointer?]
-        switch storage {
-        case .int8(let p):
+        let lengths = Self.sectionLengths(arithmetic, out: outFeatures, in: inFeatures) ?? []
+        func int8Parts(_ p: OpaquePointer) -> [UnsafeRawPointer?] {
             var a: UnsafeRawPointer?, b: UnsafeRawPointer?, c: UnsafeRawPointer?
             m3_i8_parts(p, &a, &b, &c)
-            pointers = [a, b, c]
+            return [a, b, c]
+        }
+        let pointers: [UnsafeRawPointer?]
+        switch storage {
+        case .int8(let p):
+            pointers = int8Parts(p)
+        case .int8Residual(let hi, let lo):
+            pointers = int8Parts(hi) + int8Parts(lo)
         case .bfloat16(let p):
             pointers = [m3_bf16_data(p)]
         }
@@ -102,20 +130,22 @@ package final class PackedMatrix: @unchecked Sendable {  // immutable after init
         switch storage {
         case .int8(let p): m3_i8_free(p)
         case .bfloat16(let p): m3_bf16_free(p)
+        case .int8Residual(let hi, let lo): m3_i8_free(hi); m3_i8_free(lo)
         }
     }
 
     /// Column panels of 64 outputs: the unit split between cores.
     private var panels: Int {
         switch storage {
-        case .int8(let p): m3_i8_panels(p)
+        case .int8(let p), .int8Residual(let p, _): m3_i8_panels(p)
         case .bfloat16(let p): m3_bf16_panels(p)
         }
     }
 
-    /// Bytes of the x (rows, in) conversion `multiply` needs in `scratch`.
+    /// Bytes of the x (rows, in) conversion `multiply` needs in `scratch` (the largest of
+    /// the schemes: two-part int8 holds two quantized copies).
     static func scratchBytes(rows: Int, inFeatures k: Int) -> Int {
-        rows * max(m3_i8_row_stride(k) + 8, 2 * m3_bf16_row_stride(k)) + 64
+        rows * max(2 * (m3_i8_row_stride(k) + 8), 2 * m3_bf16_row_stride(k)) + 64
     }
 
     /// y (rows, out) = x (rows, in) · Wᵀ + bias (out, or nil). x is converted once (rows
@@ -135,11 +165,12 @@ package final class PackedMatrix: @unchecked Sendable {  // immutable after init
     /// Column panels of 64 outputs (the last one possibly partial): the unit of work split.
     package var panelCount: Int { panels }
 
-    /// .int8 or .bfloat16: matrices of one precision and inFeatures share a conversion of x.
-    package var precision: Precision {
+    /// Matrices of one arithmetic and inFeatures share a conversion of x.
+    package var arithmetic: LinearArithmetic {
         switch storage {
         case .int8: .int8
         case .bfloat16: .bfloat16
+        case .int8Residual: .int8Residual
         }
     }
 
@@ -156,6 +187,13 @@ package final class PackedMatrix: @unchecked Sendable {  // immutable after init
                 // full random model it kept more accuracy than symmetric ±max (dense cosine
                 // vs float32 0.9986 against 0.9982).
                 m3_i8_quantize_rows(x + r0 * k, count, k, k, q + r0 * ldq, ldq, scale + r0, zero + r0, 1)
+            }
+        case .int8Residual:
+            let (q, ldq, scale, zero) = Self.int8Layout(scratch, rows: rows, inFeatures: k)
+            let (ql, _, scaleLo, zeroLo) = Self.int8Layout(scratch, rows: rows, inFeatures: k, part: 1)
+            splitRows(rows, cols: k) { r0, count in
+                m3_i8_quantize_residual_rows(x + r0 * k, count, k, k, q + r0 * ldq, scale + r0, zero + r0,
+                                             ql + r0 * ldq, scaleLo + r0, zeroLo + r0, ldq)
             }
         case .bfloat16:
             let ldb = m3_bf16_row_stride(k)
@@ -175,6 +213,15 @@ package final class PackedMatrix: @unchecked Sendable {  // immutable after init
         case .int8(let w):
             let (q, ldq, scale, zero) = Self.int8Layout(UnsafeMutableRawPointer(mutating: scratch), rows: rows, inFeatures: k)
             m3_i8_gemm(w, q, ldq, scale, zero, rows, bias, y, n, panels.lowerBound, panels.upperBound)
+        case .int8Residual(let hi, let lo):
+            let raw = UnsafeMutableRawPointer(mutating: scratch)
+            let (q, ldq, scale, zero) = Self.int8Layout(raw, rows: rows, inFeatures: k)
+            let (ql, _, scaleLo, zeroLo) = Self.int8Layout(raw, rows: rows, inFeatures: k, part: 1)
+            let (p0, p1) = (panels.lowerBound, panels.upperBound)
+            // x_hi·W_hiᵀ + b, then += x_lo·W_hiᵀ and x_hi·W_loᵀ on the same columns.
+            m3_i8_gemm(hi, q, ldq, scale, zero, rows, bias, y, n, p0, p1)
+            m3_i8_gemm_accumulate(hi, ql, ldq, scaleLo, zeroLo, rows, y, n, p0, p1)
+            m3_i8_gemm_accumulate(lo, q, ldq, scale, zero, rows, y, n, p0, p1)
         case .bfloat16(let w):
             let xb = scratch.assumingMemoryBound(to: UInt16.self)
             m3_bf16_gemm(w, xb, m3_bf16_row_stride(k), rows, bias, y, n, panels.lowerBound, panels.upperBound)
@@ -182,10 +229,11 @@ package final class PackedMatrix: @unchecked Sendable {  // immutable after init
     }
 
     /// Where the int8 conversion keeps its parts in the scratch: q (rows, ldq), then the
-    /// per-row scales and zero points.
-    private static func int8Layout(_ scratch: UnsafeMutableRawPointer, rows: Int, inFeatures k: Int)
+    /// per-row scales and zero points; `part` 1 is two-part int8's x_lo, after part 0.
+    private static func int8Layout(_ scratch: UnsafeMutableRawPointer, rows: Int, inFeatures k: Int, part: Int = 0)
         -> (q: UnsafeMutablePointer<UInt8>, ldq: Int, scale: UnsafeMutablePointer<Float>, zero: UnsafeMutablePointer<Int32>) {
         let ldq = m3_i8_row_stride(k)
+        let scratch = scratch + part * rows * (ldq + 8)
         let scaleRaw = scratch + rows * ldq, zeroRaw = scaleRaw + rows * 4
         return (scratch.assumingMemoryBound(to: UInt8.self), ldq,
                 scaleRaw.assumingMemoryBound(to: Float.self), zeroRaw.assumingMemoryBound(to: Int32.self))

@@ -51,11 +51,11 @@ final class WeightPacker: @unchecked Sendable {  // `matrices` and `packed` guar
         }
     }
 
-    /// W (out, in) of the layer `name` packed for `precision`; nil for float32.
-    func matrix(_ name: String, _ w: Tensor, precision: Precision) -> PackedMatrix? {
-        guard precision != .float32, w.shape.count == 2 else { return nil }
-        let reused = cached?.matrix(name, precision: precision, out: w.shape[0], in: w.shape[1])
-        guard let matrix = reused ?? PackedMatrix(w, precision: precision) else { return nil }
+    /// W (out, in) of the layer `name` packed for `arithmetic`; nil for float32.
+    func matrix(_ name: String, _ w: Tensor, arithmetic: LinearArithmetic) -> PackedMatrix? {
+        guard arithmetic != .float32, w.shape.count == 2 else { return nil }
+        let reused = cached?.matrix(name, arithmetic: arithmetic, out: w.shape[0], in: w.shape[1])
+        guard let matrix = reused ?? PackedMatrix(w, arithmetic: arithmetic) else { return nil }
         lock.withLock {
             matrices.append((name, matrix))
             if reused == nil { packed += 1 }
@@ -80,27 +80,28 @@ final class WeightPacker: @unchecked Sendable {  // `matrices` and `packed` guar
 ///
 ///     header, 64 bytes
 ///     [0, 16)    "m3search-packedw"  magic
-///     [16, 20)   UInt32 format version (1)
+///     [16, 20)   UInt32 format version (2)
 ///     [20, 24)   UInt32 matrix count
 ///     [24, 40)   key (also in the file name)
 ///     [40, 56)   digest (`ContentHash`) of the directory
 ///     [56, 64)   UInt64 file length
-///     directory at 64: one 144-byte entry per matrix
+///     directory at 64: one 192-byte entry per matrix
 ///     [0, 72)    name, UTF-8, NUL-padded
-///     [72, 76)   UInt32 precision: 1 int8, 2 bf16
+///     [72, 76)   UInt32 arithmetic: 1 int8, 2 bf16, 3 two-part int8
 ///     [76, 80)   0
 ///     [80, 96)   UInt64 out, UInt64 in
-///     [96, 144)  3 × (UInt64 offset, UInt64 XXH3-64) of its sections (int8: panels, scales,
-///                column sums; bf16: panels); unused slots 0
+///     [96, 192)  6 × (UInt64 offset, UInt64 XXH3-64) of its sections (int8: panels, scales,
+///                column sums; two-part int8: those of W_hi, then of W_lo; bf16: panels);
+///                unused slots 0
 ///     sections: each at a multiple of 4096 (the kernels need 64-byte alignment) and followed
 ///     by at least 64 readable bytes (the slack of the kernels' own allocations)
 enum PackedWeightsFile {
     static let magic = Array("m3search-packedw".utf8)
-    static let version: UInt32 = 1
+    static let version: UInt32 = 2
     static let headerLength = 64
-    static let entryLength = 144
+    static let entryLength = 192
     static let nameLength = 72
-    static let maxSections = 3
+    static let maxSections = 6
     /// BGE-M3 packs 145 matrices; nothing genuine comes near this.
     static let maxMatrices = 1 << 16
     /// Each dimension of a packed matrix (BGE-M3's largest is 4096).
@@ -116,7 +117,7 @@ enum PackedWeightsFile {
     /// weight and config.json), the precisions, the packing scheme and the kernels' layout,
     /// and the host's byte order and word size.
     static func key(identity: String, precision: Precision, plan: String) -> Digest128 {
-        let text = "m3search packed weights\u{0}\(identity)\u{0}\(precision)\u{0}\(plan)\u{0}scheme \(packingSchemeVersion)"
+        let text = "m3search packed weights\u{0}\(identity)\u{0}\(precision)\u{0}\(plan)\u{0}scheme \(PackedMatrix.packingSchemeVersion)"
             + " i8 \(m3_i8_layout_tag()) bf16 \(m3_bf16_layout_tag())\u{0}\(hostTag)"
         return ContentHash.digest(Array(text.utf8))
     }
@@ -131,18 +132,19 @@ enum PackedWeightsFile {
         (directory as NSString).appendingPathComponent("packed-\(precision)-\(key).bin")
     }
 
-    static func code(_ precision: Precision) -> UInt32 {
-        switch precision {
+    static func code(_ arithmetic: LinearArithmetic) -> UInt32 {
+        switch arithmetic {
         case .float32: 0
         case .int8: 1
         case .bfloat16: 2
+        case .int8Residual: 3
         }
     }
 
     /// A validated file: its mapping and the sections of each matrix.
     final class Contents: @unchecked Sendable {  // immutable
         struct Entry {
-            let precision: Precision
+            let arithmetic: LinearArithmetic
             let out: Int, inFeatures: Int
             let sections: [UnsafeRawBufferPointer]
             let checksums: [UInt64]
@@ -155,10 +157,10 @@ enum PackedWeightsFile {
             self.entries = entries
         }
 
-        /// The cached packing of `name` when it is for exactly this precision and shape.
-        func matrix(_ name: String, precision: Precision, out: Int, in inner: Int) -> PackedMatrix? {
-            guard let e = entries[name], e.precision == precision, e.out == out, e.inFeatures == inner else { return nil }
-            return PackedMatrix(precision: precision, out: out, in: inner, sections: e.sections, owner: file)
+        /// The cached packing of `name` when it is for exactly this arithmetic and shape.
+        func matrix(_ name: String, arithmetic: LinearArithmetic, out: Int, in inner: Int) -> PackedMatrix? {
+            guard let e = entries[name], e.arithmetic == arithmetic, e.out == out, e.inFeatures == inner else { return nil }
+            return PackedMatrix(arithmetic: arithmetic, out: out, in: inner, sections: e.sections, owner: file)
         }
     }
 
@@ -206,10 +208,10 @@ enum PackedWeightsFile {
         guard !nameBytes.isEmpty, field.dropFirst(nameBytes.count).allSatisfy({ $0 == 0 }),
               let name = String(validating: nameBytes, as: UTF8.self),
               let code = bytes.readLE(UInt32.self, at: base + 72), bytes.readLE(UInt32.self, at: base + 76) == 0,
-              let precision = [Precision.int8, .bfloat16].first(where: { self.code($0) == code }),
+              let arithmetic = [LinearArithmetic.int8, .bfloat16, .int8Residual].first(where: { self.code($0) == code }),
               let out64 = bytes.readLE(UInt64.self, at: base + 80), let in64 = bytes.readLE(UInt64.self, at: base + 88),
               out64 >= 1, out64 <= maxDimension, in64 >= 1, in64 <= maxDimension,
-              let lengths = PackedMatrix.sectionLengths(precision, out: Int(out64), in: Int(in64)),
+              let lengths = PackedMatrix.sectionLengths(arithmetic, out: Int(out64), in: Int(in64)),
               lengths.count <= maxSections else { return nil }
         var sections: [UnsafeRawBufferPointer] = [], sums: [UInt64] = []
         for s in 0 ..< maxSections {
@@ -225,7 +227,7 @@ enum PackedWeightsFile {
             sections.append(section)
             sums.append(sum)
         }
-        return (name, Contents.Entry(precision: precision, out: Int(out64), inFeatures: Int(in64), sections: sections, checksums: sums))
+        return (name, Contents.Entry(arithmetic: arithmetic, out: Int(out64), inFeatures: Int(in64), sections: sections, checksums: sums))
     }
 
     /// XXH3-64 of each buffer, spread over the cores (sections are 4 KB to 8 MB).
@@ -293,7 +295,7 @@ enum PackedWeightsFile {
         for (m, (name, matrix)) in matrices.enumerated() {
             let base = headerLength + m * entryLength
             for (i, b) in name.utf8.enumerated() { head[base + i] = b }
-            put(code(matrix.precision), at: base + 72)
+            put(code(matrix.arithmetic), at: base + 72)
             put(UInt64(matrix.outFeatures), at: base + 80)
             put(UInt64(matrix.inFeatures), at: base + 88)
             for (s, o) in sectionOffsets[m].enumerated() {

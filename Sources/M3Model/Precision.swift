@@ -14,7 +14,7 @@ public enum Precision: String, Sendable, CaseIterable, CustomStringConvertible {
     case bfloat16
     /// Per-channel int8 weights, per-token dynamic uint8 activations, exact int32 sums
     /// (AVX512-VNNI, else AVX2 with the same results); the feed-forward up-projection runs
-    /// bf16 or float32 (see `feedForwardUp(on:)`).
+    /// two-part int8, bf16 or float32 (see `feedForwardUp(on:)`).
     case int8
 
     /// Parses "f32" / "fp32" / "float32", "bf16" / "bfloat16", "int8" (case-insensitive).
@@ -36,12 +36,22 @@ public enum Precision: String, Sendable, CaseIterable, CustomStringConvertible {
         }
     }
 
-    /// The precision of the feed-forward up-projection (intermediate.dense) in int8 mode: bf16
-    /// when the CPU has AVX512-BF16, else float32. On the full-size model that one layer caused
-    /// half of int8's error (dense cosine vs float32: 0.9986 all int8, 0.9993 with it in bf16),
-    /// for a third of the linear-layer work.
-    func feedForwardUp(on cpu: CPUFeatures = .current) -> Precision {
-        self == .int8 ? (cpu.avx512BF16 ? .bfloat16 : .float32) : self
+    /// The arithmetic of the feed-forward up-projection (intermediate.dense) in int8 mode. On
+    /// the full-size model plain int8 there caused half of int8's error (dense cosine vs
+    /// float32: 0.9986 all int8, 0.9993 with that layer in bf16), for a third of the linear
+    /// work, and no data-free rescaling recovers it (its inputs and weights are Gaussian-like:
+    /// 8 bits is the noise floor). So it runs at about 16 bits:
+    /// - two-part int8 (`.int8Residual`, three vpdpbusd products) on CPUs with AVX512-FP16
+    ///   (Intel Sapphire Rapids and later), where vdpbf16ps does 1/5–1/6 of vpdpbusd's
+    ///   multiply-adds per second (measured, BENCHMARKS.md), so three int8 passes take half
+    ///   the time of one bf16 pass;
+    /// - bf16 on other CPUs with AVX512-BF16 (AMD Zen 4: vdpbf16ps at half vpdpbusd's rate,
+    ///   one bf16 pass beats three int8 ones);
+    /// - float32 otherwise.
+    func feedForwardUp(on cpu: CPUFeatures = .current) -> LinearArithmetic {
+        guard self == .int8 else { return LinearArithmetic(self) }
+        if cpu.avx512VNNI && cpu.avx512BF16 && cpu.avx512FP16 { return .int8Residual }
+        return cpu.avx512BF16 ? .bfloat16 : .float32
     }
 
     /// The precision this CPU runs when `self` is asked for: `self`, or float32 with the reason.
@@ -59,6 +69,21 @@ public enum Precision: String, Sendable, CaseIterable, CustomStringConvertible {
     }
 }
 
+/// How one linear layer multiplies: a `Precision`'s arithmetic, or int8 in two parts
+/// (x ≈ x_hi + x_lo, W ≈ W_hi + W_lo, three int8 products: about 16-bit accuracy at three
+/// times int8's work; CM3LowPrecision.h).
+package enum LinearArithmetic: Sendable, Equatable {
+    case float32, bfloat16, int8, int8Residual
+
+    package init(_ precision: Precision) {
+        switch precision {
+        case .float32: self = .float32
+        case .bfloat16: self = .bfloat16
+        case .int8: self = .int8
+        }
+    }
+}
+
 /// The CPU features the reduced-precision kernels need (checked at run time: the package
 /// compiles for baseline x86-64).
 package struct CPUFeatures: Sendable {
@@ -68,14 +93,19 @@ package struct CPUFeatures: Sendable {
     /// as float32 there (vpmaddwd does no more per cycle than FMA), with a quarter of the
     /// weight bytes to read and hold.
     package var avx2: Bool
+    /// AVX512-FP16: not used for arithmetic, but it marks the Intel cores (Sapphire Rapids
+    /// and later) whose vdpbf16ps is slow next to vpdpbusd (`Precision.feedForwardUp`).
+    package var avx512FP16: Bool
 
-    package init(avx512VNNI: Bool, avx512BF16: Bool, avx2: Bool = false) {
+    package init(avx512VNNI: Bool, avx512BF16: Bool, avx2: Bool = false, avx512FP16: Bool = false) {
         self.avx512VNNI = avx512VNNI
         self.avx512BF16 = avx512BF16
         self.avx2 = avx2
+        self.avx512FP16 = avx512FP16
     }
 
     package static let current = CPUFeatures(avx512VNNI: m3_cpu_has_avx512_vnni() != 0,
                                              avx512BF16: m3_cpu_has_avx512_bf16() != 0,
-                                             avx2: m3_i8_gemm_is_fast() != 0)
+                                             avx2: m3_i8_gemm_is_fast() != 0,
+                                             avx512FP16: m3_cpu_has_avx512_fp16() != 0)
 }

@@ -75,6 +75,58 @@ final class LowPrecisionTests: XCTestCase {
         for i in 0..<fast.count { XCTAssertEqual(fast[i], slow[i], accuracy: 1e-5 * max(1, abs(slow[i]))) }
     }
 
+    /// Two-part int8 (x_hi·W_hi + x_lo·W_hi + x_hi·W_lo) against double x·Wᵀ + b: within a
+    /// bound from the lo parts' steps and the dropped x_lo·W_lo, and at least 20 times closer
+    /// than plain int8 on the same data (what it is for: ~16-bit accuracy from int8 products).
+    func testResidualInt8GEMMIsNearExact() {
+        for (m, n, k) in shapes + [(16, 96, 1024)] {
+            var x = random(m * k, seed: UInt64(m * 31 + k), low: -3, high: 2.5)
+            for c in 0..<k { x[c] = 0 }  // a row of zeros
+            let w = random(n * k, seed: UInt64(n * 5 + k), low: -0.05, high: 0.05)
+            let b = random(n, seed: 3)
+            let (exact, _) = reference(x, w, b, m: m, n: n, k: k)
+            let packed = PackedMatrix(w, out: n, in: k, arithmetic: .int8Residual)!
+            let scratch = ConversionScratch(rows: m, inFeatures: k)
+            var y = [Float](repeating: .nan, count: m * n)
+            packed.multiply(x, rows: m, bias: b, into: &y, scratch: scratch.bytes(rows: m, inFeatures: k))
+            let plain = int8GEMM(x, w, b, m: m, n: n, k: k, asymmetric: 1, split: false)
+            var worstResidual = 0.0, worstPlain = 0.0
+            for r in 0..<m {
+                let row = x[r * k ..< (r + 1) * k]
+                // x_hi's step; x_lo spans at most one of them (so its step ≤ 2·sx/255).
+                let sx = Double(max(row.max()!, 0) - min(row.min()!, 0)) / 255
+                for j in 0..<n {
+                    let sw = Double(w[j * k ..< (j + 1) * k].map(abs).max()!) / 127
+                    // Per term: |x|·(W_lo step)/2 + |ŵ|·(x_lo step)/2 + |x̂_lo·ŵ_lo| (dropped),
+                    // W_lo's step ≤ (sw/2)/127; plus float32 rounding of the three sums.
+                    var bound = 0.0, magnitude = 0.0
+                    for c in 0..<k {
+                        let xc = abs(Double(x[r * k + c])), wc = abs(Double(w[j * k + c]))
+                        bound += xc * sw / 508 + (wc + sw) * sx / 255 + sx * sw / 2
+                        magnitude += xc * wc
+                    }
+                    bound = bound * 1.001 + 1e-6 * (magnitude + abs(exact[r * n + j]) + 1)
+                    let e = abs(Double(y[r * n + j]) - exact[r * n + j])
+                    XCTAssertLessThanOrEqual(e, bound, "residual int8 m \(m) n \(n) k \(k) at (\(r), \(j))")
+                    worstResidual = max(worstResidual, e)
+                    worstPlain = max(worstPlain, abs(Double(plain[r * n + j]) - exact[r * n + j]))
+                }
+            }
+            if k >= 8 {  // (k = 1, 3: one or three terms, plain int8 may round exactly)
+                XCTAssertLessThan(worstResidual * 20, worstPlain, "residual int8 m \(m) n \(n) k \(k)")
+            }
+            // Splitting the column panels between calls (one per core) changes nothing.
+            var split = [Float](repeating: .nan, count: m * n)
+            let bytes = scratch.bytes(rows: m, inFeatures: k)
+            packed.convert(x, rows: m, into: bytes)
+            let panels = packed.panelCount
+            for range in [0 ..< panels / 2, panels / 2 ..< panels] {
+                packed.multiplyConverted(rows: m, scratch: bytes, bias: b, into: &split, panels: range)
+            }
+            XCTAssertEqual(split, y, "panel split m \(m) n \(n) k \(k)")
+        }
+    }
+
     func testBF16GEMMWithinRoundingBound() {
         for (m, n, k) in shapes {
             let x = random(m * k, seed: UInt64(m + k), low: -2, high: 2)
@@ -143,7 +195,11 @@ final class LowPrecisionTests: XCTestCase {
         XCTAssertEqual(Precision.bfloat16.resolved(on: avx2).precision, .float32)
         XCTAssertEqual(Precision.int8.feedForwardUp(on: avx2), .float32)
         XCTAssertEqual(Precision.int8.feedForwardUp(on: CPUFeatures(avx512VNNI: true, avx512BF16: true)), .bfloat16)
+        // Intel cores with AVX512-FP16: two-part int8 (vdpbf16ps is slow there).
+        XCTAssertEqual(Precision.int8.feedForwardUp(on: CPUFeatures(avx512VNNI: true, avx512BF16: true, avx2: true, avx512FP16: true)),
+                       .int8Residual)
         XCTAssertEqual(Precision.bfloat16.feedForwardUp(on: bare), .bfloat16)
+        XCTAssertEqual(Precision.float32.feedForwardUp(on: CPUFeatures(avx512VNNI: true, avx512BF16: true, avx512FP16: true)), .float32)
     }
 
     // MARK: - Helpers

@@ -82,7 +82,7 @@ final class PackedWeightsCacheTests: XCTestCase {
                 ("truncated", intact.prefix(intact.count - 4096)),
                 ("truncated header", intact.prefix(40)),
                 ("empty", Data()),
-                ("format version 2", replaced(intact, at: 16, UInt32(2))),
+                ("another format version", replaced(intact, at: 16, PackedWeightsFile.version + 1)),
                 ("foreign key", foreign),
                 ("garbage", Data((0 ..< intact.count).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ 7) })),
             ]
@@ -136,7 +136,7 @@ final class PackedWeightsCacheTests: XCTestCase {
     func sectionOffsets(_ data: Data) -> [Int] {
         func u64(_ at: Int) -> Int { data.subdata(in: at ..< at + 8).withUnsafeBytes { Int(UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))) } }
         let count = data.subdata(in: 20 ..< 24).withUnsafeBytes { Int(UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self))) }
-        return (0 ..< count).flatMap { m in (0 ..< 3).map { u64(64 + m * 144 + 96 + 16 * $0) } }.filter { $0 != 0 }
+        return (0 ..< count).flatMap { m in (0 ..< PackedWeightsFile.maxSections).map { u64(PackedWeightsFile.headerLength + m * PackedWeightsFile.entryLength + 96 + 16 * $0) } }.filter { $0 != 0 }
     }
 
     func flipped(_ data: Data, at offset: Int, bit: UInt8) -> Data {

@@ -26,6 +26,9 @@ extern "C" {
 int m3_cpu_has_avx512_vnni(void);
 /// 1 when the CPU (and OS) can run the fast bf16 kernel: AVX-512 F/BW/VL + BF16.
 int m3_cpu_has_avx512_bf16(void);
+/// 1 when the CPU has AVX512-FP16 (Intel Sapphire Rapids and later; picks the int8 mode's
+/// feed-forward up-projection scheme, see Precision.swift).
+int m3_cpu_has_avx512_fp16(void);
 
 // ---------------------------------------------------------------- int8
 
@@ -72,6 +75,23 @@ void m3_i8_quantize_rows(const float *x, size_t rows, size_t k, size_t ldx,
 void m3_i8_gemm(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
                 const int32_t *zero, size_t rows, const float *bias, float *y, size_t ldy,
                 size_t panel_begin, size_t panel_end);
+/// y[:, panels begin..<end] += dequant(q · Wqᵀ): m3_i8_gemm adding to y instead of a bias.
+void m3_i8_gemm_accumulate(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
+                           const int32_t *zero, size_t rows, float *y, size_t ldy,
+                           size_t panel_begin, size_t panel_end);
+
+/// Two-part (residual) int8, for layers where one int8 part loses too much: W ≈ W_hi + W_lo
+/// and x ≈ x_hi + x_lo, and x·Wᵀ ≈ x_hi·W_hiᵀ + x_lo·W_hiᵀ + x_hi·W_loᵀ (three int8 gemms,
+/// x_lo·W_lo, ~2⁻¹⁶ of the product, dropped).
+/// Packs W_lo = W − dequant(hi) (hi = m3_i8_pack(w, n, k)). NULL when out of memory or hi
+/// does not match (n, k).
+m3_i8_weights *m3_i8_pack_residual(const float *w, size_t n, size_t k, const m3_i8_weights *hi);
+/// x_hi as m3_i8_quantize_rows (asymmetric), and x_lo = x − dequant(x_hi) quantized the same
+/// way into q_lo; both (rows, ldq bytes).
+void m3_i8_quantize_residual_rows(const float *x, size_t rows, size_t k, size_t ldx,
+                                  uint8_t *q_hi, float *scale_hi, int32_t *zero_hi,
+                                  uint8_t *q_lo, float *scale_lo, int32_t *zero_lo, size_t ldq);
+
 /// 1 when m3_i8_gemm runs a SIMD kernel on this CPU (AVX512-VNNI or AVX2), 0 for the portable loop.
 int m3_i8_gemm_is_fast(void);
 /// The portable loop m3_i8_gemm falls back to (the reference the SIMD kernels are tested against).
