@@ -124,11 +124,12 @@ extension LoadTimings {
 
 extension IndexOpenTimings {
     /// `{"total_ms": …, "store_ms": …, "documents_ms": …, "postings_ms": …, "graph_records_ms": …,
-    /// "dense_vectors_ms": …, "graph_checks_ms": …, "connections_ms": …}`: the fields of
+    /// "dense_vectors_ms": …, "graph_checks_ms": …, "connections_ms": …, "graph_source": "image"}`
+    /// (and "graph_image_ms"): the fields of
     /// `description`, for `--explain --json`.
     package func writeJSON(to out: inout JSONWriter) {
         let fields: [(String, Double)] = [("total_ms", total), ("store_ms", store), ("documents_ms", documents),
-                                          ("postings_ms", postings), ("graph_records_ms", graphRecords),
+                                          ("postings_ms", postings), ("graph_image_ms", graphImage), ("graph_records_ms", graphRecords),
                                           ("dense_vectors_ms", denseVectors), ("graph_checks_ms", graphFinish),
                                           ("connections_ms", connections)]
         for (i, (key, seconds)) in fields.enumerated() {
@@ -137,6 +138,8 @@ extension IndexOpenTimings {
             out.raw(":")
             out.number(seconds * 1000)
         }
+        out.raw(",\"graph_source\":")
+        out.string(graphSource)
         out.raw("}")
     }
 }
