@@ -127,10 +127,24 @@ extension HNSWIndex.Loader {
     /// ids and lists from `links`, their rows from `rows`, copied in bulk. Use `finish()`
     /// after the last segment; it checks the structure as for records.
     ///
-    /// Throws `.corrupt(what: "graph image segment k", …)` for parts of the wrong size, an
-    /// unknown state, a level over the header's, a live id twice, or segments out of order.
+    /// Throws `IndexError.corrupt(what: "graph image segment k", …)` for parts of the wrong
+    /// size, an unknown state, a level over the header's, a live id twice, or segments out of
+    /// order (and what `readRows` throws).
     public mutating func addImageSegment(_ k: Int, segmentSlots: Int, links: UnsafeRawBufferPointer,
-                                         rows: UnsafeRawBufferPointer) throws(IndexError) {
+                                         rows: UnsafeRawBufferPointer) throws {
+        try addImageSegment(k, segmentSlots: segmentSlots, links: links) { (destination) throws(IndexError) in
+            guard rows.count == destination.count else {
+                throw .corrupt(what: "graph image segment \(k)", detail: "rows part has \(rows.count) bytes, not \(destination.count)")
+            }
+            if rows.count > 0 { destination.baseAddress!.copyMemory(from: rows.baseAddress!, byteCount: rows.count) }
+        }
+    }
+
+    /// `addImageSegment`, with the rows part read by `readRows` straight into the graph's
+    /// rows (`destination`: exactly the segment's row bytes); it throws if the part does
+    /// not fill it exactly or fails its check.
+    public mutating func addImageSegment<E: Error>(_ k: Int, segmentSlots: Int, links: UnsafeRawBufferPointer,
+                                                   readRows: (UnsafeMutableRawBufferPointer) throws(E) -> Void) throws {
         func fail(_ detail: String) -> IndexError { .corrupt(what: "graph image segment \(k)", detail: detail) }
         let first = k * segmentSlots
         guard segmentSlots >= 1, first == recordsAdded, first < expectedSlots else {
@@ -141,7 +155,6 @@ extension HNSWIndex.Loader {
         let stride0 = index.maxM0 + 1, upperStride = index.maxM + 1, rowBytes = index.codec.rowBytes
         let fixed = n * (2 + 8 + stride0 * 4)
         guard links.count >= fixed else { throw fail("links part has \(links.count) bytes, under the \(fixed) of \(n) slots") }
-        guard rows.count == n * rowBytes else { throw fail("rows part has \(rows.count) bytes, not \(n) × \(rowBytes)") }
         // Levels first: they size the upper lists, which must fill the rest exactly.
         var upper = 0
         for i in 0 ..< n {
@@ -155,7 +168,7 @@ extension HNSWIndex.Loader {
         guard links.count == fixed + upper * 4 else {
             throw fail("links part has \(links.count) bytes; its levels need \(fixed + upper * 4)")
         }
-        index.reserve(first + n)
+        index.appendImageSlots(n)
         let idsAt = 2 * n, links0At = 10 * n
         var upperAt = fixed
         for i in 0 ..< n {
@@ -163,7 +176,6 @@ extension HNSWIndex.Loader {
             let state = HNSWIndex.SlotState(rawValue: links[i])!
             let level = Int(links[n + i])
             let id = Int64(littleEndian: links.loadUnaligned(fromByteOffset: idsAt + 8 * i, as: Int64.self))
-            _ = index.appendSlot()
             index.states[s] = state.rawValue
             index.levels[s] = Int32(level)
             index.ids[s] = state == .free ? 0 : id
@@ -190,7 +202,27 @@ extension HNSWIndex.Loader {
             case .free: index.freeSlots.append(UInt32(s))
             }
         }
-        if n > 0 { index.rows.advanced(by: first * rowBytes).copyMemory(from: rows.baseAddress!, byteCount: n * rowBytes) }
+        try readRows(UnsafeMutableRawBufferPointer(start: index.rows.advanced(by: first * rowBytes), count: n * rowBytes))
         recordsAdded += n
+    }
+}
+
+extension HNSWIndex {
+    /// Appends `n` slots as `appendSlot` does (free, level 0, no links), except that their
+    /// rows are left for the image's rows to fill: zeroing them first was a pass over every
+    /// row of the graph.
+    func appendImageSlots(_ n: Int) {
+        reserve(slotCount + n)
+        let first = slotCount
+        (links0 + first * (maxM0 + 1)).initialize(repeating: 0, count: n * (maxM0 + 1))
+        (states + first).initialize(repeating: SlotState.free.rawValue, count: n)
+        (parent0 + first).initialize(repeating: Self.noParent, count: n)
+        (childCount + first).initialize(repeating: 0, count: n)
+        (twinFlags + first).initialize(repeating: 0, count: n)
+        (dirtyFlags + first).initialize(repeating: 0, count: n)
+        upperLinks.append(contentsOf: repeatElement(nil, count: n))
+        levels.append(contentsOf: repeatElement(0, count: n))
+        ids.append(contentsOf: repeatElement(0, count: n))
+        slotCount += n
     }
 }

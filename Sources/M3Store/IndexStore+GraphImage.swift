@@ -1,4 +1,5 @@
 import CChecksums
+import CSQLite
 import Foundation
 
 /// The graph image's parts (format 4, table `graph_image`): numbered blobs M3Index writes
@@ -44,6 +45,34 @@ extension IndexStore {
             }
             return try body(bytes)
         }
+    }
+
+    /// Reads `part` straight into `destination` (SQLite's incremental blob I/O: no copy of
+    /// the whole blob in between) and checks it against its checksum. Returns false when the
+    /// part is not stored; throws `StoreError.corrupt` when its size is not
+    /// `destination.count` or its bytes fail the checksum.
+    package func readGraphImagePart(_ part: Int, into destination: UnsafeMutableRawBufferPointer) throws -> Bool {
+        guard try hasGraphImageTable() else { return false }
+        let s = try db.prepare("SELECT checksum FROM graph_image WHERE part = ?")
+        try s.bind([.int(Int64(part))])
+        guard try s.step() else { return false }
+        let stored = s.int(0)
+        var blob: OpaquePointer?
+        let rc = sqlite3_blob_open(db.handle, "main", "graph_image", "data", Int64(part), 0, &blob)
+        defer { sqlite3_blob_close(blob) }
+        guard rc == SQLITE_OK, let blob else { throw db.error(rc) }
+        let size = Int(sqlite3_blob_bytes(blob))
+        guard size == destination.count else {
+            throw StoreError.corrupt(path: path, detail: "graph image part \(part) has \(size) bytes, its segment needs \(destination.count)")
+        }
+        if size > 0 {
+            let read = sqlite3_blob_read(blob, destination.baseAddress, Int32(size), 0)
+            guard read == SQLITE_OK else { throw db.error(read) }
+        }
+        guard Self.digest(UnsafeRawBufferPointer(destination), seed: Self.graphImageSeed) == stored else {
+            throw StoreError.corrupt(path: path, detail: "graph image part \(part) fails its checksum")
+        }
+        return true
     }
 
     /// Stores `part` unless the stored one has the same checksum (an unchanged segment is

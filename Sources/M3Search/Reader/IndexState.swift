@@ -187,12 +187,14 @@ struct IndexState {
             let rowBytes = HNSWIndex.rowBytes(encoding: encoding, dimension: settings.dimension)
             loader.reserve(slots: try store.graphImageBytes(from: 1) / max(1, rowBytes))
             for k in 0 ..< manifest.segments {
-                let found: Void?? = try store.withGraphImagePart(2 * k + 1) { links in
-                    try store.withGraphImagePart(2 * k + 2) { rows in
-                        try loader.addImageSegment(k, segmentSlots: manifest.segmentSlots, links: links, rows: rows)
+                let found: Bool? = try store.withGraphImagePart(2 * k + 1) { links in
+                    var rowsFound = false
+                    try loader.addImageSegment(k, segmentSlots: manifest.segmentSlots, links: links) { rows in
+                        rowsFound = try store.readGraphImagePart(2 * k + 2, into: rows)
                     }
+                    return rowsFound
                 }
-                guard case .some(.some) = found else {
+                guard found == true else {
                     throw IndexError.corrupt(what: "graph image", detail: "segment \(k) of \(manifest.segments) is missing")
                 }
             }
