@@ -19,7 +19,8 @@
 /// It is a value type: readers can search a copy while the writer changes the original
 /// (copies share storage until written). Persist it as one row per token: after changes
 /// write `postingBytes(token:)` for each token in `dirtyTokens` (nil: delete the row), then
-/// `clearDirty()`; load with `SparseIndex.Loader`.
+/// `clearDirty()`; load with `SparseIndex.Loader`, or read lists per query token with
+/// `SparseIndex.onDemand()` and `withLists(for:…)` (SparseIndex+OnDemand.swift).
 public struct SparseIndex: Sendable {
     /// One token's weight in a sparse vector.
     public typealias Term = (token: Int32, weight: Float)

@@ -10,8 +10,10 @@ struct DocumentInfo: Sendable {
 }
 
 /// The in-memory half of an open index, rebuilt from one snapshot of the file without
-/// running HNSW construction again: the dense graph, the sparse postings, the document
-/// table, the vector codec (with the ColBERT codebook once trained) and the saved weights.
+/// running HNSW construction again: the dense graph (from its image when current), the
+/// sparse postings (or, for an index opened for searching, a cache filled per query
+/// token), the document table, the vector codec (with the ColBERT codebook once trained)
+/// and the saved weights.
 struct IndexState {
     var hnsw: HNSWIndex
     var sparse: SparseIndex
