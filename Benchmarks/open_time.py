@@ -76,7 +76,8 @@ def query_runs(args, precision):
     keys = [k for k in runs[0] if k.endswith("_ms")]
     median = {k: statistics.median(r[k] for r in runs) for k in keys}
     if "index_open" in runs[0]:
-        median["index_open"] = {k: statistics.median(r["index_open"][k] for r in runs) for k in runs[0]["index_open"]}
+        median["index_open"] = {k: statistics.median(r["index_open"][k] for r in runs) if isinstance(v, (int, float))
+                                else runs[-1]["index_open"][k] for k, v in runs[0]["index_open"].items()}
     return {"precision": precision, "runs": runs, "median": median}
 
 
@@ -179,7 +180,8 @@ def main():
         print(f"| {r['precision']} | {m['wall_ms']:.0f} | {m['encode_ms']:.0f} | {m['beyond_encode_ms']:.0f} | "
               f"{m['model_load_ms']:.0f} | {m.get('index_open_ms', float('nan')):.0f} | {m['search_ms']:.1f} | {m['other_ms']:.0f} |")
         if "index_open" in m:
-            print("   index open (median ms): " + ", ".join(f"{k} {v:.1f}" for k, v in m["index_open"].items()))
+            print("   index open (median ms): " + ", ".join(f"{k} {v:.1f}" if isinstance(v, (int, float)) else f"{k} {v}"
+                                                          for k, v in m["index_open"].items()))
     for name, h in rec["hyperfine"].items():
         print(f"hyperfine {name}: median {h['median_ms']:.0f} ms (mean {h['mean_ms']:.0f} ± {h['stddev_ms']:.0f}, "
               f"min {h['min_ms']:.0f})")

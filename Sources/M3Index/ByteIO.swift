@@ -59,6 +59,11 @@ struct ByteReader {
         bytes[try take(1, field())]
     }
 
+    mutating func bytes(_ n: Int, _ field: @autoclosure () -> String) throws(IndexError) -> [UInt8] {
+        let start = try take(n, field())
+        return Array(bytes[start ..< start + n])
+    }
+
     mutating func u16(_ field: @autoclosure () -> String) throws(IndexError) -> UInt16 {
         let o = try take(2, field())
         return UInt16(bytes[o]) | UInt16(bytes[o + 1]) << 8

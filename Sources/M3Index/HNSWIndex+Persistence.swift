@@ -112,16 +112,17 @@ extension HNSWIndex {
     ///
     /// Every method throws `IndexError.corrupt` naming the header or slot at fault.
     public struct Loader: ~Copyable {
-        private let index: HNSWIndex
-        private var seen: [Bool] = []
-        private var recordsAdded = 0
+        // Internal, not private: the image loader (HNSWIndex+Image.swift) fills the same index.
+        let index: HNSWIndex
+        var seen: [Bool] = []
+        var recordsAdded = 0
         /// One encoded row, filled and checked before the index is touched.
         private var spareRow: [UInt8] = []
-        private let expectedSlots: Int
+        let expectedSlots: Int
         private let expectedLive: Int
         private let expectedDeleted: Int
         private let expectedEntry: Int32
-        private let expectedMaxLevel: Int32
+        let expectedMaxLevel: Int32
 
         /// Reads the header; the graph will hold its vectors as `encoding` says. Throws
         /// `.corrupt(what: "HNSW header", …)`.
@@ -282,7 +283,7 @@ extension HNSWIndex {
         /// Checks that every slot arrived and the graph is consistent; returns the index.
         public consuming func finish() throws(IndexError) -> HNSWIndex {
             guard recordsAdded == expectedSlots else {
-                let missing = (0..<expectedSlots).first { $0 >= seen.count || !seen[$0] } ?? -1
+                let missing = seen.isEmpty ? recordsAdded : (0..<expectedSlots).first { $0 >= seen.count || !seen[$0] } ?? -1
                 throw .corrupt(what: "HNSW index", detail: "\(recordsAdded) of \(expectedSlots) slot records (first missing: slot \(missing))")
             }
             guard index.liveCount == expectedLive, index.tombstones == expectedDeleted else {

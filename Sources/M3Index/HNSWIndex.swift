@@ -36,7 +36,9 @@ import Darwin
 /// changes write `metaBytes()` and `nodeRecord(slot:)` for each slot in `dirtySlots`, then
 /// `clearDirty()`. `HNSWIndex.Loader` rebuilds the graph from those rows without re-running
 /// construction. Vectors are not in the records; the caller stores them and hands them back
-/// to the loader (as floats, or as the int8 codes it stores).
+/// to the loader (as floats, or as the int8 codes it stores). A graph image
+/// (`imageManifest`, `imageSegment`, `Loader.addImageSegment`; HNSWIndex+Image.swift) holds
+/// the whole graph, rows included, in a few large parts that load by bulk copies.
 ///
 /// ## Concurrency
 /// One writer, many readers, with the lock in the caller: `search`, `nodeRecord`,

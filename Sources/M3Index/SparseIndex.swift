@@ -19,7 +19,8 @@
 /// It is a value type: readers can search a copy while the writer changes the original
 /// (copies share storage until written). Persist it as one row per token: after changes
 /// write `postingBytes(token:)` for each token in `dirtyTokens` (nil: delete the row), then
-/// `clearDirty()`; load with `SparseIndex.Loader`.
+/// `clearDirty()`; load with `SparseIndex.Loader`, or read lists per query token with
+/// `SparseIndex.onDemand()` and `withLists(for:…)` (SparseIndex+OnDemand.swift).
 public struct SparseIndex: Sendable {
     /// One token's weight in a sparse vector.
     public typealias Term = (token: Int32, weight: Float)
@@ -47,8 +48,17 @@ public struct SparseIndex: Sendable {
     /// opening an index. The first `add` or `remove` derives it (`derivedTokensOfDocument`).
     package internal(set) var documentTokens: [Int64: [Int32]]? = [:]
     var dirty: Set<Int32> = []
+    /// Non-nil for an index opened without its postings (`SparseIndex.onDemand()`): then
+    /// `postings` is empty, and a query reads the lists of its own tokens from the file
+    /// (`withLists(for:read:)`), kept here for the following queries. Only searches run on
+    /// such an index; a writer loads every list first (SparseIndex+OnDemand.swift).
+    package internal(set) var onDemand: PostingCache?
 
     public init() {}
+
+    /// Whether the posting lists are read on demand (not all held: counts, `contains` and
+    /// changes need a full load).
+    package var isOnDemand: Bool { onDemand != nil }
 
     /// Each document's tokens, ascending (derived from the postings when not held yet).
     package var tokensOfDocument: [Int64: [Int32]] { documentTokens ?? derivedTokensOfDocument() }
@@ -94,6 +104,7 @@ public struct SparseIndex: Sendable {
     /// Throws `.duplicateID` if the document is already present, `.duplicateToken` if a
     /// token repeats, `.invalidWeight` for a negative or non-finite weight.
     public mutating func add(document: Int64, terms: [Term]) throws(IndexError) {
+        precondition(onDemand == nil, "SparseIndex.add on an index opened on demand: load every posting list first")
         holdDocumentTokens()
         guard documentTokens![document] == nil else { throw .duplicateID(document) }
         var sorted = terms.sorted { $0.token < $1.token }
@@ -119,6 +130,7 @@ public struct SparseIndex: Sendable {
     /// Removes a document from every posting list it is in; false if it is not present.
     @discardableResult
     public mutating func remove(document: Int64) -> Bool {
+        precondition(onDemand == nil, "SparseIndex.remove on an index opened on demand: load every posting list first")
         holdDocumentTokens()
         guard let tokens = documentTokens!.removeValue(forKey: document) else { return false }
         for t in tokens {

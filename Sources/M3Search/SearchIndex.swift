@@ -115,7 +115,7 @@ public final class SearchIndex: @unchecked Sendable {
             notes = Self.openingNotes(path: path, settings: settings, model: model)
             let shared = SharedState(try IndexState.load(from: store, settings: settings,
                                                          graphEncoding: options.graphEncoding ?? settings.graphEncoding,
-                                                         timings: &timings))
+                                                         postingsOnDemand: true, timings: &timings))
             let connecting = DispatchTime.now()
             writer = try IndexWriter(path: path, settings: settings, store: store, shared: shared)
             reader = try IndexReader(path: path, model: model, settings: settings, shared: shared)
@@ -363,10 +363,17 @@ public final class SearchIndex: @unchecked Sendable {
         var next = current.writable()
         let t1 = Date()
         next.documents[Int64.min] = DocumentInfo(path: "", metadata: nil)
-        _ = try? next.sparse.add(document: Int64.min, terms: [(token: Int32.max, weight: 1)])
+        if !next.sparse.isOnDemand { _ = try? next.sparse.add(document: Int64.min, terms: [(token: Int32.max, weight: 1)]) }
         return (t1.timeIntervalSince(t0), Date().timeIntervalSince(t1))
     }
-    var sparse: SparseIndex { reader.shared.read { $0.sparse } }
+    /// Every posting list of the published state (read from the file when it loads them on demand).
+    var sparse: SparseIndex {
+        get throws {
+            let state = reader.shared.current
+            guard state.sparse.isOnDemand else { return state.sparse }
+            return try writer.exclusively { try store.read { try IndexState.loadPostings(store) } }
+        }
+    }
     var colbertCodebook: ProductQuantizer? { reader.shared.read { $0.codec.codebook } }
     /// ColBERT rows a PQ index waits for before training its codebook.
     package var codebookMinimumRows: Int {

@@ -67,6 +67,18 @@ extension IndexStore {
         while try s.step() { try s.withBlob(1) { try body(Int32(truncatingIfNeeded: s.int(0)), $0) } }
     }
 
+    /// Calls `body` with the posting list of each of `tokenIDs` that has one (bytes borrowed),
+    /// through one prepared statement: what a query reads when the postings are loaded on
+    /// demand. Tokens without a row are skipped.
+    package func postings(tokenIDs: [Int32], _ body: (Int32, UnsafeRawBufferPointer) throws -> Void) throws {
+        guard !tokenIDs.isEmpty else { return }
+        let s = try db.prepare("SELECT data FROM postings WHERE token_id = ?")
+        for token in tokenIDs {
+            try s.bind([.int(Int64(token))])
+            if try s.step() { try s.withBlob(0) { try body(token, $0) } }
+        }
+    }
+
     // MARK: - Codebooks
 
     /// A stored codebook (the ColBERT product quantiser is "colbert"), or nil. Indexes of

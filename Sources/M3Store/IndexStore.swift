@@ -21,7 +21,7 @@ import Foundation
 /// reader their own store and serialises access to each.
 package final class IndexStore: @unchecked Sendable {
     package static let magic = "m3search-index"
-    package static let formatVersion = 3
+    package static let formatVersion = 4
 
     package let path: String
     /// The connection: internal, so M3Store's files share it and no other module can run SQL.
@@ -156,6 +156,11 @@ package final class IndexStore: @unchecked Sendable {
         // JSON object of strings, NULL for plain text. Old rows keep NULL.
         (3, "chunk metadata", """
         ALTER TABLE chunks ADD COLUMN metadata TEXT;
+        """),
+        // The graph image (IndexStore+GraphImage.swift): the HNSW graph as a few large
+        // blobs, so an open copies it in bulk. Empty until the first checkpoint.
+        (4, "graph image", """
+        CREATE TABLE graph_image (part INTEGER PRIMARY KEY, checksum INTEGER NOT NULL, data BLOB NOT NULL);
         """),
     ]
 

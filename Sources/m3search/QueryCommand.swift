@@ -91,7 +91,7 @@ struct QueryCommand: ParsableCommand {
                              indexOpen: searchIndex.openTimings, to: &out)
             out.raw("\n")
             out.flush()
-            return
+            Self.exitWithoutTeardown()
         }
         let terms = queryTerms(text)
         let tty = colorOption.enabled(on: 1)
@@ -112,6 +112,16 @@ struct QueryCommand: ParsableCommand {
             print(searchIndex.model.loadTimings.description)
             print(searchIndex.openTimings.description)
         }
+        Self.exitWithoutTeardown()
+    }
+
+    /// Ends a one-shot query once its output is written: the process would otherwise free
+    /// the open index piece by piece (the graph's buffers, the tables, the model) only to
+    /// exit. Safe here: a query writes nothing to the index, and SQLite recovers whatever a
+    /// connection left unclosed (its write-ahead log) at the next open, as after any exit.
+    private static func exitWithoutTeardown() -> Never {
+        fflush(nil)  // every output stream (print's buffer among them)
+        Foundation.exit(0)
     }
 
     /// `--queries`: every query through the one open index; JSON lines on stdout, or the

@@ -225,6 +225,7 @@ final class IndexQueryCommandTests: XCTestCase {
         XCTAssertGreaterThan(load["total_ms"] as? Double ?? 0, 0)
         XCTAssertEqual(load["tokenizer_cached"] as? Bool, true)
         XCTAssertEqual(load["identity_cached"] as? Bool, true)
+        XCTAssertEqual(load["packing_cached"] as? Bool, false)  // float32 packs nothing
         let open = try XCTUnwrap(explainObject["index_open"] as? [String: Any], explainedJSON.stdout)
         for key in ["total_ms", "store_ms", "documents_ms", "postings_ms", "graph_records_ms", "dense_vectors_ms",
                     "graph_checks_ms", "connections_ms"] {

@@ -81,9 +81,10 @@ final class DocumentIngestionTests: XCTestCase {
             let id = try store.insertDocument(path: "a.txt", size: 1, mtime: 0, contentHash: "h", metadata: nil)
             _ = try store.insertChunk(documentID: id, ordinal: 0, charStart: 0, charEnd: 1, tokenCount: 3, text: "a",
                                       dense: Data(), sparse: Data(), colbert: Data())
-            // Back to format 2, as an older m3search wrote it: no chunk metadata column.
+            // Back to format 2, as an older m3search wrote it: no chunk metadata column (nor
+            // the format-4 graph image table).
             try store.setMeta("format_version", "2")
-            try store.db.execute("ALTER TABLE chunks DROP COLUMN metadata;")
+            try store.db.execute("ALTER TABLE chunks DROP COLUMN metadata; DROP TABLE graph_image;")
         }
         do {
             let reader = try IndexStore(path: path, readOnly: true)

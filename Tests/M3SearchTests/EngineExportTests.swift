@@ -101,7 +101,7 @@ final class EngineExportTests: XCTestCase {
             let sparse = vector["sparse"] as! [String: [Double]]
             let indices = sparse["indices"]!.map { Int32($0) }, values = sparse["values"]!.map(Float.init)
             var postings: [Int32: Float] = [:]
-            for (token, list) in index.sparse.postings {
+            for (token, list) in try index.sparse.postings {
                 if let j = list.index(of: row.chunkID) { postings[token] = list.weights[j] }
             }
             XCTAssertEqual(Dictionary(uniqueKeysWithValues: zip(indices, values)), postings, chunkID)

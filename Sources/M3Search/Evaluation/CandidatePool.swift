@@ -133,7 +133,8 @@ extension IndexReader {
             let encoded = try model.encode(batch.map { queryText($0.text) }, options: queryOptions)
             let t1 = Date()
             for (query, q) in zip(batch, encoded) {
-                out.append(try withSnapshot { snapshot in
+                out.append(try withSnapshot { whole in
+                    let snapshot = try whole.holdingPostings(of: q.sparse?.ids ?? [])
                     let state = snapshot.state
                     guard state.hnsw.count > 0 else { throw M3SearchError.emptyIndex(path) }
                     let found = try self.candidates(state, for: q, n: n, efSearch: efSearch, fromGraph: true, fromPostings: true)

@@ -25,6 +25,7 @@ public struct IndexInfo: Sendable, Codable {
         /// Document rows, chunk rows with their text and positions, the chunk index.
         public var documentsAndText: Int64
         public var dense: Int64
+        /// The node records plus the graph image (format 4: a copy of the graph's rows and links).
         public var hnswGraph: Int64
         /// Posting lists plus each chunk's own sparse vector.
         public var sparse: Int64
@@ -59,7 +60,7 @@ public struct IndexInfo: Sendable, Codable {
             // The chunks table's own pages count as payloads; what is left of them goes to `other`.
             c = Components(documentsAndText: z.pages["documents", default: 0] + z.pages["chunks_by_document", default: 0]
                                + z.pages["sqlite_autoindex_documents_1", default: 0] + z.textBytes,
-                           dense: z.denseBytes, hnswGraph: z.pages["hnsw_nodes", default: 0],
+                           dense: z.denseBytes, hnswGraph: z.pages["hnsw_nodes", default: 0] + z.pages["graph_image", default: 0],
                            sparse: z.pages["postings", default: 0] + z.sparseChunkBytes,
                            colbert: z.colbertBytes + codebook, other: 0)
         } else {

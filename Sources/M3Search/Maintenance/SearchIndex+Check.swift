@@ -47,7 +47,7 @@ extension IndexWriter {
                             return
                         }
                         if writerLock != nil, snapshot.hnsw.count != current.hnsw.count
-                            || snapshot.sparse.documentCount != current.sparse.documentCount
+                            || (!current.sparse.isOnDemand && snapshot.sparse.documentCount != current.sparse.documentCount)
                             || snapshot.documents.count != current.documents.count {
                             report.problems.append("the writer's in-memory graph or postings differ from the file")
                         }

@@ -107,7 +107,7 @@ package func snippet(_ text: String, terms: [String], highlight: Bool) -> String
 
 extension LoadTimings {
     /// `{"total_ms": …, "config_ms": …, "tokenizer_ms": …, "tokenizer_cached": true, "weights_ms": …,
-    /// "verification_ms": …, "identity_cached": true, "packing_ms": …}`: the fields of
+    /// "verification_ms": …, "identity_cached": true, "packing_ms": …, "packing_cached": false}`: the fields of
     /// `description`, for `--explain --json`.
     package func writeJSON(to out: inout JSONWriter) {
         out.raw("{\"total_ms\":"); out.number(total * 1000)
@@ -118,17 +118,19 @@ extension LoadTimings {
         out.raw(",\"verification_ms\":"); out.number(verification * 1000)
         out.raw(",\"identity_cached\":\(identityFromCache)")
         out.raw(",\"packing_ms\":"); out.number(packing * 1000)
+        out.raw(",\"packing_cached\":\(packingFromCache)")
         out.raw("}")
     }
 }
 
 extension IndexOpenTimings {
     /// `{"total_ms": …, "store_ms": …, "documents_ms": …, "postings_ms": …, "graph_records_ms": …,
-    /// "dense_vectors_ms": …, "graph_checks_ms": …, "connections_ms": …}`: the fields of
+    /// "dense_vectors_ms": …, "graph_checks_ms": …, "connections_ms": …, "graph_source": "image"}`
+    /// (and "graph_image_ms"): the fields of
     /// `description`, for `--explain --json`.
     package func writeJSON(to out: inout JSONWriter) {
         let fields: [(String, Double)] = [("total_ms", total), ("store_ms", store), ("documents_ms", documents),
-                                          ("postings_ms", postings), ("graph_records_ms", graphRecords),
+                                          ("postings_ms", postings), ("graph_image_ms", graphImage), ("graph_records_ms", graphRecords),
                                           ("dense_vectors_ms", denseVectors), ("graph_checks_ms", graphFinish),
                                           ("connections_ms", connections)]
         for (i, (key, seconds)) in fields.enumerated() {
@@ -137,6 +139,8 @@ extension IndexOpenTimings {
             out.raw(":")
             out.number(seconds * 1000)
         }
+        out.raw(",\"graph_source\":")
+        out.string(graphSource)
         out.raw("}")
     }
 }

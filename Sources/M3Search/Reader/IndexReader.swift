@@ -102,7 +102,8 @@ final class IndexReader: @unchecked Sendable {
         let w = options.effectiveWeights(indexDefault: defaultWeights)
         var report = SearchReport(results: [])
         let t1 = Date()
-        return try withSnapshot { snapshot in
+        return try withSnapshot { whole in
+            let snapshot = try whole.holdingPostings(of: q.sparse?.ids ?? [])
             let state = snapshot.state
             guard state.hnsw.count > 0 else { throw M3SearchError.emptyIndex(path) }
             let n = max(options.candidates, options.k)
@@ -298,7 +299,8 @@ final class IndexReader: @unchecked Sendable {
     /// Exact fused scores of every chunk, no candidate generation: the oracle for tests.
     func exhaustiveSearch(encoded q: Embedding, options: SearchOptions) throws -> [SearchResult] {
         let w = options.effectiveWeights(indexDefault: defaultWeights)
-        return try withSnapshot { snapshot in
+        return try withSnapshot { whole in
+            let snapshot = try whole.holdingPostings(of: q.sparse?.ids ?? [])
             let state = snapshot.state
             let ids = try snapshot.stores[0].chunkIDs()
             var scored = try score(snapshot, ids, query: q, weights: w)
@@ -320,9 +322,35 @@ final class IndexReader: @unchecked Sendable {
 /// What one search reads: a published state, and read transactions on two connections
 /// that see the file as that state's commit left it.
 struct Snapshot {
-    let state: IndexState
+    var state: IndexState
     /// Rescoring splits the candidates over both, one thread each; the rest uses the first.
     let stores: [IndexStore]
+
+    /// This snapshot with the posting lists of `tokens` in its state: read through its
+    /// transaction when the state reads postings on demand (an index opened for searching),
+    /// and kept in the state's cache for later queries.
+    ///
+    /// When the transaction sees another process's newer commit (`withSnapshot`'s fallback),
+    /// its lists are cut to the chunks the state knows and not cached, so the state never
+    /// mixes commits.
+    func holdingPostings(of tokens: [Int32]) throws -> Snapshot {
+        guard state.sparse.isOnDemand, !tokens.isEmpty else { return self }
+        let store = stores[0]
+        let sameCommit = try store.commitCount() == state.commit
+        let hnsw = state.hnsw
+        var next = self
+        do {
+            next.state.sparse = try state.sparse.withLists(for: tokens, cacheable: sameCommit,
+                                                           keeping: sameCommit ? nil : { hnsw.contains(id: $0) }) { missing in
+                var records: [Int32: [UInt8]] = [:]
+                try store.postings(tokenIDs: missing) { token, bytes in records[token] = Array(bytes) }
+                return records
+            }
+        } catch let error as IndexError {
+            throw StoreError.corrupt(path: store.path, detail: "\(error)")
+        }
+        return next
+    }
 }
 
 extension IndexReader {

@@ -10,8 +10,10 @@ struct DocumentInfo: Sendable {
 }
 
 /// The in-memory half of an open index, rebuilt from one snapshot of the file without
-/// running HNSW construction again: the dense graph, the sparse postings, the document
-/// table, the vector codec (with the ColBERT codebook once trained) and the saved weights.
+/// running HNSW construction again: the dense graph (from its image when current), the
+/// sparse postings (or, for an index opened for searching, a cache filled per query
+/// token), the document table, the vector codec (with the ColBERT codebook once trained)
+/// and the saved weights.
 struct IndexState {
     var hnsw: HNSWIndex
     var sparse: SparseIndex
@@ -44,24 +46,44 @@ struct IndexState {
     /// vectors as `graphEncoding` says (`IndexSettings.graphEncoding` when an index opens;
     /// reloads keep the open graph's). Damage found by the decoders is reported as
     /// `StoreError.corrupt`.
-    static func load(from store: IndexStore, settings: IndexSettings, graphEncoding: HNSWIndex.VectorEncoding) throws -> IndexState {
+    ///
+    /// `postingsOnDemand`: the posting lists stay in the file and each query reads its own
+    /// tokens' (`SparseIndex.onDemand`); what an index opened for searching does. A writer
+    /// loads them all before its first change (`IndexWriter.transaction`).
+    static func load(from store: IndexStore, settings: IndexSettings, graphEncoding: HNSWIndex.VectorEncoding,
+                     postingsOnDemand: Bool = false) throws -> IndexState {
         var timings = IndexOpenTimings()
-        return try load(from: store, settings: settings, graphEncoding: graphEncoding, timings: &timings)
+        return try load(from: store, settings: settings, graphEncoding: graphEncoding, postingsOnDemand: postingsOnDemand, timings: &timings)
     }
 
     /// `load`, saying where the time went in `timings` (its `documents`, `postings`,
     /// `graphRecords`, `denseVectors` and `graphFinish`).
     static func load(from store: IndexStore, settings: IndexSettings, graphEncoding: HNSWIndex.VectorEncoding,
-                     timings: inout IndexOpenTimings) throws -> IndexState {
+                     postingsOnDemand: Bool = false, timings: inout IndexOpenTimings) throws -> IndexState {
         try store.read {
-            do { return try decode(store, settings: settings, graphEncoding: graphEncoding, timings: &timings) } catch let error as IndexError {
+            do {
+                return try decode(store, settings: settings, graphEncoding: graphEncoding, postingsOnDemand: postingsOnDemand,
+                                  timings: &timings)
+            } catch let error as IndexError {
                 throw StoreError.corrupt(path: store.path, detail: "\(error)")
             }
         }
     }
 
+    /// Every posting list of the file, decoded and checked (call inside a read or write
+    /// transaction of the commit wanted). Damage is `StoreError.corrupt`.
+    static func loadPostings(_ store: IndexStore) throws -> SparseIndex {
+        do {
+            var loader = SparseIndex.Loader(expectedTokens: try store.postingListCount())
+            try store.forEachPosting { token, bytes in try loader.add(token: token, bytes: Array(bytes)) }
+            return loader.finish()
+        } catch let error as IndexError {
+            throw StoreError.corrupt(path: store.path, detail: "\(error)")
+        }
+    }
+
     private static func decode(_ store: IndexStore, settings: IndexSettings, graphEncoding encoding: HNSWIndex.VectorEncoding,
-                               timings: inout IndexOpenTimings) throws -> IndexState {
+                               postingsOnDemand: Bool, timings: inout IndexOpenTimings) throws -> IndexState {
         var clock = DispatchTime.now()
         /// Seconds since the last lap (and starts the next).
         func lap() -> Double {
@@ -74,14 +96,19 @@ struct IndexState {
         for d in try store.documents() { documents[d.id] = DocumentInfo(path: d.path, metadata: decodeMetadata(d.metadata)) }
         timings.documents = lap()
 
-        var sparseLoader = SparseIndex.Loader(expectedTokens: try store.postingListCount())
-        try store.forEachPosting { token, bytes in try sparseLoader.add(token: token, bytes: Array(bytes)) }
-        let sparse = sparseLoader.finish()
+        let sparse = postingsOnDemand ? SparseIndex.onDemand() : try loadPostings(store)
         timings.postings = lap()
 
         let codec = settings.codec.with(codebook: try loadCodebook(store, dimension: settings.dimension, storage: settings.colbertStorage))
         let hnsw: HNSWIndex
-        if let header = try store.hnswHeader() {
+        let header = try store.hnswHeader()
+        let imaged = try header.flatMap { header in
+            try loadImage(store, header: header, settings: settings, encoding: encoding, timings: &timings)
+        }
+        if let imaged {
+            hnsw = imaged
+            _ = lap()  // the image's time is `timings.graphImage`
+        } else if let header {
             // Records first (small: links only), then each vector straight into its slot, so
             // no decoded copy of every vector is held at once.
             var loader = try HNSWIndex.Loader(meta: header, encoding: encoding)
@@ -131,6 +158,58 @@ struct IndexState {
         }
         return IndexState(hnsw: hnsw, sparse: sparse, documents: documents, codec: codec, denseNorms: denseNorms,
                           savedWeights: try loadSavedWeights(store), commit: try store.commitCount())
+    }
+
+    /// The graph from its image (`HNSWIndex+Image.swift`), or nil, saying why in
+    /// `timings.graphSource`, when the file has none that is current for this commit and
+    /// encoding, or the one it has is damaged: then the caller loads row by row (the rows are
+    /// the source of truth, so a bad image costs time, never answers). Unnormalised indexes
+    /// keep per-chunk norms beside the graph and always load row by row.
+    private static func loadImage(_ store: IndexStore, header: [UInt8], settings: IndexSettings,
+                                  encoding: HNSWIndex.VectorEncoding, timings: inout IndexOpenTimings) throws -> HNSWIndex? {
+        let start = DispatchTime.now()
+        defer { timings.graphImage = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9 }
+        guard settings.normalize else { timings.graphSource = "rows (unnormalised index)"; return nil }
+        guard try store.hasGraphImageTable() else { timings.graphSource = "rows (format without graph image)"; return nil }
+        do {
+            guard let manifest = try store.withGraphImagePart(0, { try HNSWIndex.ImageManifest(bytes: Array($0)) }) else {
+                timings.graphSource = "rows (no graph image yet: written at checkpoint)"
+                return nil
+            }
+            guard manifest.commit == (try store.commitCount()), manifest.header == header else {
+                timings.graphSource = "rows (graph image of commit \(manifest.commit) is stale: written at checkpoint)"
+                return nil
+            }
+            guard manifest.encoding == encoding else {
+                timings.graphSource = "rows (graph image holds \(manifest.encoding) rows, the graph opens as \(encoding))"
+                return nil
+            }
+            var loader = try HNSWIndex.Loader(meta: header, encoding: encoding)
+            // Room for the slots whose rows the file actually holds, at once (no regrowth).
+            let rowBytes = HNSWIndex.rowBytes(encoding: encoding, dimension: settings.dimension)
+            loader.reserve(slots: try store.graphImageBytes(from: 1) / max(1, rowBytes))
+            for k in 0 ..< manifest.segments {
+                let found: Bool? = try store.withGraphImagePart(2 * k + 1) { links in
+                    var rowsFound = false
+                    try loader.addImageSegment(k, segmentSlots: manifest.segmentSlots, links: links) { rows in
+                        rowsFound = try store.readGraphImagePart(2 * k + 2, into: rows)
+                    }
+                    return rowsFound
+                }
+                guard found == true else {
+                    throw IndexError.corrupt(what: "graph image", detail: "segment \(k) of \(manifest.segments) is missing")
+                }
+            }
+            let hnsw = try loader.finish()
+            timings.graphSource = "image"
+            return hnsw
+        } catch let error as IndexError {
+            timings.graphSource = "rows (graph image damaged: \(error))"
+        } catch let error as StoreError {
+            guard case .corrupt = error else { throw error }
+            timings.graphSource = "rows (graph image damaged: \(error))"
+        }
+        return nil
     }
 
     /// v = norm · direction, with ‖direction‖ = 1: what the graph holds of an unnormalised

@@ -155,6 +155,10 @@ final class IndexWriter: @unchecked Sendable {
         var next = shared.current.writable()
         do {
             let result = try store.write {
+                // An index opened for searching reads postings on demand; a change needs them
+                // all (and this transaction sees the commit the state mirrors: the writer lock
+                // is held, and taking it reloaded any other process's commits).
+                if next.sparse.isOnDemand { next.sparse = try IndexState.loadPostings(store) }
                 let result = try body(&next)
                 try persist(&next)
                 next.commit = try store.commitCount() + 1
@@ -236,8 +240,38 @@ final class IndexWriter: @unchecked Sendable {
         }
     }
 
-    /// Folds the write-ahead log into the file, after the write in progress.
+    /// Brings the graph image up to date (when the file can be written), then folds the
+    /// write-ahead log into the file, after the write in progress.
     func checkpoint() throws {
-        try exclusively { try store.checkpoint() }
+        try exclusively {
+            if !store.readOnly { try writeGraphImage() }
+            try store.checkpoint()
+        }
+    }
+
+    /// Stores the published graph as its image (`HNSWIndex+Image.swift`), so the next open
+    /// copies it in bulk instead of reading every node record and dense vector; parts
+    /// already stored unchanged (same checksum) are not rewritten, so after a small write
+    /// mostly the links parts and the last rows part are. Skipped for unnormalised indexes
+    /// (their norms are not in the image) and when the file holds a commit this state does
+    /// not (another process wrote: its own checkpoint images it). Not a commit of the
+    /// index: searches keep pairing with the same count. The caller holds `lock`.
+    func writeGraphImage() throws {
+        guard settings.normalize else { return }
+        let state = shared.current
+        try store.write {
+            guard try store.hasGraphImageTable(), try store.commitCount() == state.commit else { return }
+            let hnsw = state.hnsw
+            let manifest = hnsw.imageManifest(commit: state.commit)
+            let known = try store.graphImageChecksums()
+            for k in 0 ..< manifest.segments {
+                let segment = hnsw.imageSegment(k, segmentSlots: manifest.segmentSlots)
+                try store.putGraphImagePart(2 * k + 1, segment.links, known: known)
+                try store.putGraphImagePart(2 * k + 2, segment.rows, known: known)
+            }
+            try store.deleteGraphImageParts(from: 2 * manifest.segments + 1)
+            // Last: the stamp that makes the parts current.
+            try store.putGraphImagePart(0, manifest.bytes, known: known)
+        }
     }
 }

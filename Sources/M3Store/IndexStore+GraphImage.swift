@@ -1,0 +1,95 @@
+import CChecksums
+import CSQLite
+import Foundation
+
+/// The graph image's parts (format 4, table `graph_image`): numbered blobs M3Index writes
+/// and reads (layout in `Sources/M3Index/HNSWIndex+Image.swift`): part 0 the manifest,
+/// parts 2k + 1 and 2k + 2 the links and rows of segment k. Each part carries an XXH3-64
+/// checksum (seed 4) of its bytes, computed here on write and verified on every read, so
+/// a damaged part is found before it is decoded.
+extension IndexStore {
+    private static let graphImageSeed: UInt64 = 4
+
+    /// Whether the file has the table (a format-3 file opened read-only has not).
+    package func hasGraphImageTable() throws -> Bool { try hasTable("graph_image") }
+
+    /// The checksum of every stored part, by part number.
+    package func graphImageChecksums() throws -> [Int: Int64] {
+        guard try hasGraphImageTable() else { return [:] }
+        let s = try db.prepare("SELECT part, checksum FROM graph_image")
+        var out: [Int: Int64] = [:]
+        while try s.step() { out[Int(s.int(0))] = s.int(1) }
+        return out
+    }
+
+    /// Bytes of all parts numbered `from` or more (their lengths, not their contents).
+    package func graphImageBytes(from part: Int) throws -> Int {
+        guard try hasGraphImageTable() else { return 0 }
+        let s = try db.prepare("SELECT coalesce(sum(length(data)), 0) FROM graph_image WHERE part >= ?")
+        try s.bind([.int(Int64(part))])
+        return try s.step() ? Int(s.int(0)) : 0
+    }
+
+    /// Calls `body` with the bytes of `part` (borrowed, valid only inside) once they match
+    /// their checksum; nil when the part is not stored. Throws `StoreError.corrupt` when
+    /// they do not match.
+    package func withGraphImagePart<T>(_ part: Int, _ body: (UnsafeRawBufferPointer) throws -> T) throws -> T? {
+        guard try hasGraphImageTable() else { return nil }
+        let s = try db.prepare("SELECT checksum, data FROM graph_image WHERE part = ?")
+        try s.bind([.int(Int64(part))])
+        guard try s.step() else { return nil }
+        let stored = s.int(0)
+        return try s.withBlob(1) { bytes in
+            guard Self.digest(bytes, seed: Self.graphImageSeed) == stored else {
+                throw StoreError.corrupt(path: path, detail: "graph image part \(part) fails its checksum")
+            }
+            return try body(bytes)
+        }
+    }
+
+    /// Reads `part` straight into `destination` (SQLite's incremental blob I/O: no copy of
+    /// the whole blob in between) and checks it against its checksum. Returns false when the
+    /// part is not stored; throws `StoreError.corrupt` when its size is not
+    /// `destination.count` or its bytes fail the checksum.
+    package func readGraphImagePart(_ part: Int, into destination: UnsafeMutableRawBufferPointer) throws -> Bool {
+        guard try hasGraphImageTable() else { return false }
+        let s = try db.prepare("SELECT checksum FROM graph_image WHERE part = ?")
+        try s.bind([.int(Int64(part))])
+        guard try s.step() else { return false }
+        let stored = s.int(0)
+        var blob: OpaquePointer?
+        let rc = sqlite3_blob_open(db.handle, "main", "graph_image", "data", Int64(part), 0, &blob)
+        defer { sqlite3_blob_close(blob) }
+        guard rc == SQLITE_OK, let blob else { throw db.error(rc) }
+        let size = Int(sqlite3_blob_bytes(blob))
+        guard size == destination.count else {
+            throw StoreError.corrupt(path: path, detail: "graph image part \(part) has \(size) bytes, its segment needs \(destination.count)")
+        }
+        if size > 0 {
+            let read = sqlite3_blob_read(blob, destination.baseAddress, Int32(size), 0)
+            guard read == SQLITE_OK else { throw db.error(read) }
+        }
+        guard Self.digest(UnsafeRawBufferPointer(destination), seed: Self.graphImageSeed) == stored else {
+            throw StoreError.corrupt(path: path, detail: "graph image part \(part) fails its checksum")
+        }
+        return true
+    }
+
+    /// Stores `part` unless the stored one has the same checksum (an unchanged segment is
+    /// not rewritten); returns whether it wrote. Call inside `write`.
+    @discardableResult
+    package func putGraphImagePart(_ part: Int, _ bytes: [UInt8], known: [Int: Int64]) throws -> Bool {
+        let sum = bytes.withUnsafeBytes { Self.digest($0, seed: Self.graphImageSeed) }
+        if known[part] == sum { return false }
+        try db.prepare("INSERT INTO graph_image(part, checksum, data) VALUES(?, ?, ?) "
+                       + "ON CONFLICT(part) DO UPDATE SET checksum = excluded.checksum, data = excluded.data")
+            .run([.int(Int64(part)), .int(sum), .blob(Data(bytes))])
+        return true
+    }
+
+    /// Deletes the parts numbered `from` or more.
+    package func deleteGraphImageParts(from part: Int) throws {
+        guard try hasGraphImageTable() else { return }
+        try db.prepare("DELETE FROM graph_image WHERE part >= ?").run([.int(Int64(part))])
+    }
+}
