@@ -35,6 +35,21 @@ int m3_kernel_level(void) {
     return level;
 }
 
+// Which of OpenBLAS's x86-64 kernel sets this CPU can run (see BLASKernels.swift): 2 Skylake-X
+// (AVX-512 F/CD/BW/DQ/VL), 1 Haswell (AVX2 + FMA), 0 neither. (Its Cooper Lake set adds bf16
+// routines only; sgemm is Skylake-X's.)
+int m3_cpu_blas_class(void) {
+#if M3_X86
+    __builtin_cpu_init();
+    int skx = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd")
+        && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")
+        && __builtin_cpu_supports("avx512vl");
+    if (skx) return 2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+#endif
+    return 0;
+}
+
 // ---------------------------------------------------------------- layer norm
 #if M3_X86
 // The reference's math (mean and variance summed in double) on 4 double lanes; the row is

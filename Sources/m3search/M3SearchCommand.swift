@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import M3Model
 import M3Search
 
 @main
@@ -20,6 +21,13 @@ struct M3SearchCommand: AsyncParsableCommand {
     static func main() async {
         let command: ParsableCommand
         do { command = try parseAsRoot() } catch { ExitStatus.exit(with: error, command: self) }
+        // Commands that encode documents spend their time in OpenBLAS's sgemm: when it fell
+        // back to generic kernels on this CPU, restart once with the right ones (a query's
+        // short texts take m3search's own kernels and skip the restart's cost).
+        if command is IndexCommand || command is ServeCommand || command is EncodeCommand || command is EvalCommand
+            || command is ScoreCommand || command is TuneCommand {
+            BLASKernels.restartWithBetterCoreIfNeeded()
+        }
         do {
             if var command = command as? AsyncParsableCommand {
                 try await command.run()

@@ -33,6 +33,14 @@ struct EndToEndBench: ParsableCommand {
     @Option(help: "Seed.") var seed: UInt64 = 2024
     @Option(help: "Write this run's record (JSON) to this file.") var json: String?
     @Flag(help: "Append the record to Benchmarks/results/end_to_end.jsonl.") var record = false
+    @Flag(help: "Build with the default storage (int8 dense, so an int8 graph; the default ColBERT codec) instead of float16 ColBERT and float32 dense; the default path gets a -default suffix.")
+    var defaultStorage = false
+
+    /// float16 ColBERT and float32 dense, as this benchmark's recorded figures were measured
+    /// (`m3bench storage` compares the storage encodings), or what `m3search index` uses.
+    var options: IndexOptions {
+        defaultStorage ? IndexOptions() : IndexOptions(colbertStorage: .float16, denseStorage: .f32)
+    }
 
     static let centres = 1000
     static let chunksPerDocument = 4
@@ -40,11 +48,9 @@ struct EndToEndBench: ParsableCommand {
     func run() throws {
         let m3 = try BGEM3(folder: model)
         let d = m3.config.hiddenSize
-        let path = index ?? QueryBench.workDir + "/e2e_\(chunks)x\(tokens).m3index"
+        let path = index ?? QueryBench.workDir + "/e2e_\(chunks)x\(tokens)\(defaultStorage ? "-default" : "").m3index"
         let data = SyntheticChunks(seed: seed, dimension: d, centres: Self.centres, tokens: tokens)
-        // float16 ColBERT and float32 dense, as this benchmark's recorded figures were measured
-        // (`m3bench storage` compares the storage encodings).
-        var searchIndex = try SearchIndex(path: path, model: m3, options: IndexOptions(colbertStorage: .float16, denseStorage: .f32))
+        var searchIndex = try SearchIndex(path: path, model: m3, options: options)
         if searchIndex.chunkCount != chunks {
             searchIndex = try build(path: path, model: m3, data: data)
         }
@@ -123,7 +129,7 @@ struct EndToEndBench: ParsableCommand {
     /// Builds the index from scratch, committing every 2,000 chunks.
     func build(path: String, model m3: BGEM3, data: SyntheticChunks) throws -> SearchIndex {
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
-        let index = try SearchIndex(path: path, model: m3, options: IndexOptions(colbertStorage: .float16, denseStorage: .f32))
+        let index = try SearchIndex(path: path, model: m3, options: options)
         let t0 = Date()
         let batch = 2000
         for start in stride(from: 0, to: chunks, by: batch) {

@@ -55,6 +55,8 @@ void m3_softmax_rows_reference(float *s, size_t rows, size_t cols);
 
 /// Which instruction set the dispatched kernels use: 0 portable, 1 AVX2+FMA, 2 AVX-512.
 int m3_kernel_level(void);
+/// OpenBLAS kernel sets this CPU can run: 2 Skylake-X, 1 Haswell, 0 neither.
+int m3_cpu_blas_class(void);
 
 #ifdef __cplusplus
 }
