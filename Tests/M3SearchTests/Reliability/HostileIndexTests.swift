@@ -201,7 +201,11 @@ final class HostileIndexTests: XCTestCase {
         let docs = dir.appendingPathComponent("docs")
         try FileManager.default.createDirectory(at: docs, withIntermediateDirectories: true)
         try Data("copper falcon".utf8).write(to: docs.appendingPathComponent("a.txt"))
-        for (path, kind) in [(folder, "a directory"), (fifo, "a FIFO"), ("/dev/zero", "a character device")] {
+        // The device through a link in our own folder: should a command ever write by path
+        // (a lock beside it, a rename onto it), it lands here, never in /dev.
+        let device = dir.appendingPathComponent("zero-device").path
+        try FileManager.default.createSymbolicLink(atPath: device, withDestinationPath: "/dev/zero")
+        for (path, kind) in [(folder, "a directory"), (fifo, "a FIFO"), (device, "a character device")] {
             for command in [["query", "x"], ["index", docs.path], ["info"], ["check"], ["export"]] {
                 let r = try run(command + ["--index", path] + (["export", "info"].contains(command[0]) ? [] : ["--model", modelFolder]), seconds: 20)
                 XCTAssertEqual(r.status, 65, "\(command[0]) \(path): \(r.err)")
