@@ -177,23 +177,24 @@ enum TokenizerCacheFile {
         put(image.withUnsafeBytes { ContentHash.checksum64($0) })
         put(UInt64(0))
         bytes += image
-        guard writeCacheFile(path(directory, key: key), bytes) else { return false }
-        prune(directory)
+        let path = path(directory, key: key)
+        guard writeCacheFile(path, bytes) else { return false }
+        pruneCacheFiles(directory, prefix: "tokenizer-", keep: keep, keeping: path)
         return true
     }
+}
 
-    /// Keeps the `keep` most recently written images.
-    private static func prune(_ directory: String) {
-        let fm = FileManager.default
-        guard let names = try? fm.contentsOfDirectory(atPath: directory) else { return }
-        let images = names.filter { $0.hasPrefix("tokenizer-") && $0.hasSuffix(".bin") }.compactMap { name -> (String, Date)? in
-            let p = (directory as NSString).appendingPathComponent(name)
-            guard let date = (try? fm.attributesOfItem(atPath: p))?[.modificationDate] as? Date else { return nil }
-            return (p, date)
-        }
-        guard images.count > keep else { return }
-        for (p, _) in images.sorted(by: { $0.1 > $1.1 }).dropFirst(keep) { try? fm.removeItem(atPath: p) }
+/// Removes the cache files `<prefix>*.bin` in `directory` beyond `current` and the `keep − 1`
+/// most recently modified others (`current` may be back-dated, so it is kept by name).
+func pruneCacheFiles(_ directory: String, prefix: String, keep: Int, keeping current: String) {
+    let fm = FileManager.default
+    guard let names = try? fm.contentsOfDirectory(atPath: directory) else { return }
+    let others = names.filter { $0.hasPrefix(prefix) && $0.hasSuffix(".bin") }.compactMap { name -> (String, Date)? in
+        let p = (directory as NSString).appendingPathComponent(name)
+        guard p != current, let date = (try? fm.attributesOfItem(atPath: p))?[.modificationDate] as? Date else { return nil }
+        return (p, date)
     }
+    for (p, _) in others.sorted(by: { $0.1 > $1.1 }).dropFirst(max(0, keep - 1)) { try? fm.removeItem(atPath: p) }
 }
 
 /// Writes a cache file by rename, so readers see the old or the new file, never half of

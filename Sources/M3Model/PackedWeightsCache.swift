@@ -338,19 +338,7 @@ enum PackedWeightsFile {
                 digests.store(ModelFiles.cacheKey(path), FileRecord(stamp: stamp, digest: directoryDigest, verified: true))
             }
         }
-        prune(directory, keeping: path)
+        pruneCacheFiles(directory, prefix: "packed-", keep: keep, keeping: path)
         return true
-    }
-
-    /// Keeps the `keep` most recently written packed files (and always `current`).
-    private static func prune(_ directory: String, keeping current: String) {
-        let fm = FileManager.default
-        guard let names = try? fm.contentsOfDirectory(atPath: directory) else { return }
-        let files = names.filter { $0.hasPrefix("packed-") && $0.hasSuffix(".bin") }.compactMap { name -> (String, Date)? in
-            let p = (directory as NSString).appendingPathComponent(name)
-            guard p != current, let date = (try? fm.attributesOfItem(atPath: p))?[.modificationDate] as? Date else { return nil }
-            return (p, date)
-        }
-        for (p, _) in files.sorted(by: { $0.1 > $1.1 }).dropFirst(keep - 1) { try? fm.removeItem(atPath: p) }
     }
 }
