@@ -75,6 +75,11 @@ extension IndexStore {
         return true
     }
 
+    /// Whether `known` (`graphImageChecksums()`) says `part` is stored with these bytes.
+    package func graphImagePartIsStored(_ part: Int, _ bytes: [UInt8], known: [Int: Int64]) -> Bool {
+        known[part] == bytes.withUnsafeBytes { Self.digest($0, seed: Self.graphImageSeed) }
+    }
+
     /// Stores `part` unless the stored one has the same checksum (an unchanged segment is
     /// not rewritten); returns whether it wrote. Call inside `write`.
     @discardableResult

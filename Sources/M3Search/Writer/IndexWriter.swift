@@ -264,6 +264,9 @@ final class IndexWriter: @unchecked Sendable {
             let hnsw = state.hnsw
             let manifest = hnsw.imageManifest(commit: state.commit)
             let known = try store.graphImageChecksums()
+            // The stored manifest stamps this very commit and header: the parts are this
+            // state's already (a checkpoint with no write since, e.g. at `serve` shutdown).
+            if store.graphImagePartIsStored(0, manifest.bytes, known: known) { return }
             for k in 0 ..< manifest.segments {
                 let segment = hnsw.imageSegment(k, segmentSlots: manifest.segmentSlots)
                 try store.putGraphImagePart(2 * k + 1, segment.links, known: known)
