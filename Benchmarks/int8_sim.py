@@ -7,7 +7,8 @@ against the float32 forward. Prints the mean and min dense (CLS) cosine vs float
 
 Configs (see `configs` below): all_i8, up_bf16 (the FFN up-projection in bf16), up_fold
 (LayerNorm gamma folded into W_up, beta into its bias, x-hat quantized), up_fold_sym,
-up_qkv_fold, up_wonly / up_aonly (only W_up / only its input quantized), only_* (one layer
+up_qkv_fold, up_res3 / up_xres / up_wres (two-part int8 FFN up: three passes, x two-part, W
+two-part; see two_part), up_wonly / up_aonly (only W_up / only its input quantized), only_* (one layer
 kind int8, the rest float32). Token ids are uniform random (seed 0).
 """
 import sys, math, torch, json
@@ -86,6 +87,8 @@ def forward(ids, modes):
             u = x @ Wget(p + 'intermediate.dense.weight', 'i8').T + sd[p + 'intermediate.dense.bias']
         elif m == 'i8' and modes.get('up_scheme') == 'aonly':
             u = aq_asym(x) @ sd[p + 'intermediate.dense.weight'].T + sd[p + 'intermediate.dense.bias']
+        elif m == 'i8' and modes.get('up_scheme') in ('res3', 'xres', 'wres'):
+            u = two_part(x, p + 'intermediate.dense', modes['up_scheme'])
         elif m == 'i8' and modes.get('up_scheme') == 'sym':
             u = lin(x, p + 'intermediate.dense', m, act='sym')
         else:
@@ -95,6 +98,22 @@ def forward(ids, modes):
         g, b = sd[p + 'output.LayerNorm.weight'], sd[p + 'output.LayerNorm.bias']
         xh = ln_hat(x + y); x = xh * g + b
     return x
+
+def two_part(x, name, scheme):
+    # gemm_int8.c's two-part int8: x = x_hi + x_lo (x_lo quantizes what x_hi missed, each
+    # per-token asymmetric u8), W = W_hi + W_lo (likewise, per-channel symmetric int8).
+    # res3 (what the int8 mode runs): x_hi·W_hi + x_lo·W_hi + x_hi·W_lo; xres: (x_hi + x_lo)·W_hi,
+    # two passes over one int8 W; wres: x_hi·(W_hi + W_lo), two passes over one u8 x.
+    key = (name, 'two_part')
+    if key not in cache:
+        W = sd[name + '.weight']; Wh = wq(W)
+        cache[key] = (Wh, wq(W - Wh))
+    Wh, Wl = cache[key]
+    xh = aq_asym(x); xl = aq_asym(x - xh)
+    b = sd[name + '.bias']
+    if scheme == 'res3': return xh @ Wh.T + xl @ Wh.T + xh @ Wl.T + b
+    if scheme == 'xres': return (xh + xl) @ Wh.T + b
+    return xh @ (Wh + Wl).T + b
 
 def folded(xh, g, beta, name, act):
     key = (name, 'fold')
@@ -118,6 +137,9 @@ configs = {
  'up_qkv_fold': dict(qkv='i8', ao='i8', up='i8', down='i8', up_scheme='fold', qkv_scheme='fold'),
  'up_wonly': dict(qkv='i8', ao='i8', up='i8', down='i8', up_scheme='wonly'),
  'up_aonly': dict(qkv='i8', ao='i8', up='i8', down='i8', up_scheme='aonly'),
+ 'up_res3': dict(qkv='i8', ao='i8', up='i8', down='i8', up_scheme='res3'),
+ 'up_xres': dict(qkv='i8', ao='i8', up='i8', down='i8', up_scheme='xres'),
+ 'up_wres': dict(qkv='i8', ao='i8', up='i8', down='i8', up_scheme='wres'),
  'up_f32': dict(qkv='i8', ao='i8', up='f32', down='i8'),
  'down_f32': dict(qkv='i8', ao='i8', up='i8', down='f32'),
  'only_up_i8': dict(qkv='f32', ao='f32', up='i8', down='f32'),

@@ -259,16 +259,23 @@ void m3_i8_gemm_reference(const m3_i8_weights *w, const uint8_t *q, size_t ldq, 
 
 // One MR×64 tile: rows q[0..<mr] against one panel over all k4 groups, then dequantize
 // and store columns j0 ..< j0+ncols. `mr` is a constant after inlining, so the 4·mr
-// accumulators live in registers (6×4 = 24 of the 32 zmm).
+// accumulators live in registers (6×4 = 24 of the 32 zmm). While it runs, the tile
+// prefetches its share of the next panel into L2, `pf_lines` lines a k group from `pf`
+// until `pf_end` (see i8_gemm_vnni).
 VNNI_TARGET __attribute__((always_inline))
 static inline void i8_tile(int mr, const uint8_t *q, size_t ldq, const int8_t *panel, size_t k4,
                            const float *sx, const int32_t *zx, const float *sw, const int32_t *colsum,
-                           const float *bias, float *y, size_t ldy, size_t ncols, int accumulate) {
+                           const float *bias, float *y, size_t ldy, size_t ncols, int accumulate,
+                           const char *pf, const char *pf_end, size_t pf_lines) {
     __m512i acc[I8_MR][4];
     for (int i = 0; i < I8_MR; i++)
         for (int v = 0; v < 4; v++) acc[i][v] = _mm512_setzero_si512();
     const int8_t *b = panel;
     for (size_t s = 0; s < k4; s++, b += I8_NR * 4) {
+        if (pf < pf_end) {
+            for (size_t l = 0; l < pf_lines; l++) _mm_prefetch(pf + 64 * l, _MM_HINT_T1);
+            pf += 64 * pf_lines;
+        }
         __m512i b0 = _mm512_load_si512(b), b1 = _mm512_load_si512(b + 64);
         __m512i b2 = _mm512_load_si512(b + 128), b3 = _mm512_load_si512(b + 192);
         for (int i = 0; i < I8_MR; i++) {
@@ -300,32 +307,79 @@ static inline void i8_tile(int mr, const uint8_t *q, size_t ldq, const int8_t *p
     }
 }
 
+/// One int8 product of a layer's sum: y (+)= dequant(q · Wᵀ) over the same rows and columns.
+struct i8_term {
+    const m3_i8_weights *w;
+    const uint8_t *q;
+    const float *scale;
+    const int32_t *zero;
+};
+
 VNNI_TARGET
-static void i8_gemm_vnni(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
-                         const int32_t *zero, size_t rows, const float *bias, float *y, size_t ldy,
-                         size_t panel_begin, size_t panel_end, int accumulate) {
-    size_t k4 = w->k4;
-    // Blocks of rows whose activations (≤ 384 KB) stay in L2 next to one weight panel
-    // (k4·256 bytes: 256 KB at k = 4096) while the block's tiles run over every panel.
+static void i8_tile_any(int mr, const struct i8_term *t, size_t ldq, size_t r, const int8_t *panel, size_t j0,
+                        size_t ncols, const float *bias, float *y, size_t ldy, int accumulate,
+                        const char *pf, const char *pf_end, size_t pf_lines) {
+    const uint8_t *q = t->q + r * ldq;
+    const float *sx = t->scale + r, *sw = t->w->scale + j0;
+    const int32_t *zx = t->zero + r, *cs = t->w->colsum + j0;
+    size_t k4 = t->w->k4;
+    y += r * ldy + j0;
+    switch (mr) {
+    case 6: i8_tile(6, q, ldq, panel, k4, sx, zx, sw, cs, bias, y, ldy, ncols, accumulate, pf, pf_end, pf_lines); break;
+    case 5: i8_tile(5, q, ldq, panel, k4, sx, zx, sw, cs, bias, y, ldy, ncols, accumulate, pf, pf_end, pf_lines); break;
+    case 4: i8_tile(4, q, ldq, panel, k4, sx, zx, sw, cs, bias, y, ldy, ncols, accumulate, pf, pf_end, pf_lines); break;
+    case 3: i8_tile(3, q, ldq, panel, k4, sx, zx, sw, cs, bias, y, ldy, ncols, accumulate, pf, pf_end, pf_lines); break;
+    case 2: i8_tile(2, q, ldq, panel, k4, sx, zx, sw, cs, bias, y, ldy, ncols, accumulate, pf, pf_end, pf_lines); break;
+    case 1: i8_tile(1, q, ldq, panel, k4, sx, zx, sw, cs, bias, y, ldy, ncols, accumulate, pf, pf_end, pf_lines); break;
+    default: break;
+    }
+}
+
+// y[:, panels] = bias + Σ_t dequant(q_t · W_tᵀ), the terms added in order (term 0 onto the
+// bias, each later one onto y: the same float operations, in the same order, as one
+// m3_i8_gemm then m3_i8_gemm_accumulate per later term over the same panels). Terms on the
+// same weights must be adjacent; all share (n, k). Panel by panel: every term's row tiles run
+// over panel p while each weight's panel p+1 is prefetched into L2, its lines spread over
+// the tiles reading that weight, so the DRAM stream of the weights overlaps the compute of
+// the rows instead of alternating with it (a 16-row query is 3 row tiles per term: without
+// the prefetch the first tile waits on DRAM and the other two on the cores). A weight read
+// by two terms (x_hi and x_lo against W_hi) streams from DRAM once.
+VNNI_TARGET
+static void i8_gemm_vnni(const struct i8_term *terms, int nterms, size_t ldq, size_t rows, const float *bias,
+                         float *y, size_t ldy, size_t panel_begin, size_t panel_end, int accumulate) {
+    const m3_i8_weights *w0 = terms[0].w;
+    size_t k4 = w0->k4, panel_bytes = k4 * I8_NR * 4;
+    // Blocks of rows whose activations (≤ 384 KB per term) stay in L2 next to one weight
+    // panel (k4·256 bytes: 256 KB at k = 4096) while the block's tiles run over every panel.
     size_t block = (384 * 1024 / (k4 * 4)) / I8_MR * I8_MR;
     if (block < I8_MR) block = I8_MR;
-    for (size_t r0 = 0; r0 < rows; r0 += block)
-    for (size_t p = panel_begin; p < panel_end; p++) {
-        const int8_t *panel = w->packed + p * k4 * I8_NR * 4;
-        size_t j0 = p * I8_NR, ncols = w->n - j0 < I8_NR ? w->n - j0 : I8_NR;
-        const float *sw = w->scale + j0;
-        const int32_t *cs = w->colsum + j0;
-        const float *b = bias ? bias + j0 : NULL;
-        size_t r = r0, rend = r0 + block < rows ? r0 + block : rows;
-        for (; r + I8_MR <= rend; r += I8_MR)
-            i8_tile(I8_MR, q + r * ldq, ldq, panel, k4, scale + r, zero + r, sw, cs, b, y + r * ldy + j0, ldy, ncols, accumulate);
-        switch (rend - r) {
-        case 5: i8_tile(5, q + r * ldq, ldq, panel, k4, scale + r, zero + r, sw, cs, b, y + r * ldy + j0, ldy, ncols, accumulate); break;
-        case 4: i8_tile(4, q + r * ldq, ldq, panel, k4, scale + r, zero + r, sw, cs, b, y + r * ldy + j0, ldy, ncols, accumulate); break;
-        case 3: i8_tile(3, q + r * ldq, ldq, panel, k4, scale + r, zero + r, sw, cs, b, y + r * ldy + j0, ldy, ncols, accumulate); break;
-        case 2: i8_tile(2, q + r * ldq, ldq, panel, k4, scale + r, zero + r, sw, cs, b, y + r * ldy + j0, ldy, ncols, accumulate); break;
-        case 1: i8_tile(1, q + r * ldq, ldq, panel, k4, scale + r, zero + r, sw, cs, b, y + r * ldy + j0, ldy, ncols, accumulate); break;
-        default: break;
+    for (size_t r0 = 0; r0 < rows; r0 += block) {
+        size_t rend = r0 + block < rows ? r0 + block : rows;
+        size_t tiles = (rend - r0 + I8_MR - 1) / I8_MR;
+        for (size_t p = panel_begin; p < panel_end; p++) {
+            size_t j0 = p * I8_NR, ncols = w0->n - j0 < I8_NR ? w0->n - j0 : I8_NR;
+            const float *b = bias ? bias + j0 : NULL;
+            for (int t = 0; t < nterms;) {
+                // Terms t ..< u read the same weights; their tiles share its next panel's lines.
+                int u = t + 1;
+                while (u < nterms && terms[u].w == terms[t].w) u++;
+                const int8_t *panel = terms[t].w->packed + p * panel_bytes;
+                size_t ntiles = tiles * (size_t)(u - t), lines = panel_bytes / 64;
+                size_t share = p + 1 < panel_end ? (lines + ntiles - 1) / ntiles : 0;  // lines per tile
+                size_t per_step = (share + k4 - 1) / k4;
+                const char *next = (const char *)(panel + panel_bytes);
+                size_t tile = 0;
+                for (; t < u; t++) {
+                    int acc = accumulate || t > 0;
+                    for (size_t r = r0; r < rend; r += I8_MR, tile++) {
+                        int mr = rend - r < I8_MR ? (int)(rend - r) : I8_MR;
+                        size_t first = tile * share < lines ? tile * share : lines;
+                        size_t last = first + share < lines ? first + share : lines;
+                        const char *pf = next + first * 64, *pf_end = next + last * 64;
+                        i8_tile_any(mr, &terms[t], ldq, r, panel, j0, ncols, b, y, ldy, acc, pf, pf_end, per_step);
+                    }
+                }
+            }
         }
     }
 }
@@ -460,7 +514,11 @@ static void i8_gemm_dispatch(const m3_i8_weights *w, const uint8_t *q, size_t ld
     if (panel_end > w->panels) panel_end = w->panels;
     if (panel_begin >= panel_end || rows == 0) return;
 #if M3_X86
-    if (vnni()) { i8_gemm_vnni(w, q, ldq, scale, zero, rows, bias, y, ldy, panel_begin, panel_end, accumulate); return; }
+    if (vnni()) {
+        struct i8_term t = {w, q, scale, zero};
+        i8_gemm_vnni(&t, 1, ldq, rows, bias, y, ldy, panel_begin, panel_end, accumulate);
+        return;
+    }
     if (avx2() && i8_gemm_avx2(w, q, ldq, scale, zero, rows, bias, y, ldy, panel_begin, panel_end, accumulate)) return;
 #endif
     i8_gemm_portable(w, q, ldq, scale, zero, rows, bias, y, ldy, panel_begin, panel_end, accumulate);
@@ -476,6 +534,25 @@ void m3_i8_gemm_accumulate(const m3_i8_weights *w, const uint8_t *q, size_t ldq,
                            const int32_t *zero, size_t rows, float *y, size_t ldy,
                            size_t panel_begin, size_t panel_end) {
     i8_gemm_dispatch(w, q, ldq, scale, zero, rows, NULL, y, ldy, panel_begin, panel_end, 1);
+}
+
+void m3_i8_gemm_residual(const m3_i8_weights *hi, const m3_i8_weights *lo,
+                         const uint8_t *q_hi, const float *scale_hi, const int32_t *zero_hi,
+                         const uint8_t *q_lo, const float *scale_lo, const int32_t *zero_lo, size_t ldq,
+                         size_t rows, const float *bias, float *y, size_t ldy,
+                         size_t panel_begin, size_t panel_end) {
+#if M3_X86
+    if (vnni() && hi->n == lo->n && hi->k == lo->k) {
+        if (panel_end > hi->panels) panel_end = hi->panels;
+        if (panel_begin >= panel_end || rows == 0) return;
+        struct i8_term t[3] = {{hi, q_hi, scale_hi, zero_hi}, {hi, q_lo, scale_lo, zero_lo}, {lo, q_hi, scale_hi, zero_hi}};
+        i8_gemm_vnni(t, 3, ldq, rows, bias, y, ldy, panel_begin, panel_end, 0);
+        return;
+    }
+#endif
+    i8_gemm_dispatch(hi, q_hi, ldq, scale_hi, zero_hi, rows, bias, y, ldy, panel_begin, panel_end, 0);
+    i8_gemm_dispatch(hi, q_lo, ldq, scale_lo, zero_lo, rows, NULL, y, ldy, panel_begin, panel_end, 1);
+    i8_gemm_dispatch(lo, q_hi, ldq, scale_hi, zero_hi, rows, NULL, y, ldy, panel_begin, panel_end, 1);
 }
 
 // ---------------------------------------------------------------- residual (two-part) int8

@@ -218,10 +218,8 @@ package final class PackedMatrix: @unchecked Sendable {  // immutable after init
             let (q, ldq, scale, zero) = Self.int8Layout(raw, rows: rows, inFeatures: k)
             let (ql, _, scaleLo, zeroLo) = Self.int8Layout(raw, rows: rows, inFeatures: k, part: 1)
             let (p0, p1) = (panels.lowerBound, panels.upperBound)
-            // x_hi·W_hiᵀ + b, then += x_lo·W_hiᵀ and x_hi·W_loᵀ on the same columns.
-            m3_i8_gemm(hi, q, ldq, scale, zero, rows, bias, y, n, p0, p1)
-            m3_i8_gemm_accumulate(hi, ql, ldq, scaleLo, zeroLo, rows, y, n, p0, p1)
-            m3_i8_gemm_accumulate(lo, q, ldq, scale, zero, rows, y, n, p0, p1)
+            // x_hi·W_hiᵀ + b, then += x_lo·W_hiᵀ and x_hi·W_loᵀ, in one pass over the panels.
+            m3_i8_gemm_residual(hi, lo, q, scale, zero, ql, scaleLo, zeroLo, ldq, rows, bias, y, n, p0, p1)
         case .bfloat16(let w):
             let xb = scratch.assumingMemoryBound(to: UInt16.self)
             m3_bf16_gemm(w, xb, m3_bf16_row_stride(k), rows, bias, y, n, panels.lowerBound, panels.upperBound)

@@ -75,6 +75,49 @@ final class LowPrecisionTests: XCTestCase {
         for i in 0..<fast.count { XCTAssertEqual(fast[i], slow[i], accuracy: 1e-5 * max(1, abs(slow[i]))) }
     }
 
+    /// Every row count a tile split can meet (1…17: partial 6-row tiles, 2–3 tiles sharing a
+    /// panel's prefetch; 128: a batch), odd n and k: the SIMD kernel sums exactly the portable
+    /// loop's integers.
+    func testInt8KernelMatchesPortableLoopAtEveryRowCount() {
+        for (n, k) in [(65, 13), (130, 257)] {
+            for m in Array(1...17) + [128] {
+                let x = random(m * k, seed: UInt64(m * 3 + k), low: -0.3, high: 2), w = random(n * k, seed: UInt64(n + k))
+                let b = random(n, seed: 11)
+                let fast = int8GEMM(x, w, b, m: m, n: n, k: k, asymmetric: 1, split: true)
+                let slow = int8GEMM(x, w, b, m: m, n: n, k: k, asymmetric: 1, split: false, portable: true)
+                for i in 0..<fast.count {
+                    XCTAssertEqual(fast[i], slow[i], accuracy: 1e-5 * max(1, abs(slow[i])), "m \(m) n \(n) k \(k) at \(i)")
+                }
+            }
+        }
+    }
+
+    /// m3_i8_gemm_residual (one pass over the panels for all three products) gives the bits of
+    /// the three separate calls it replaces, for every row count of a tile split and a batch.
+    func testFusedResidualGEMMMatchesThreeSeparatePasses() {
+        for (n, k) in [(65, 13), (130, 257), (200, 1030)] {
+            for m in Array(1...17) + [128] {
+                let x = random(m * k, seed: UInt64(m * 17 + k), low: -3, high: 2.5)
+                let w = random(n * k, seed: UInt64(n * 3 + k), low: -0.05, high: 0.05), b = random(n, seed: 5)
+                let hi = m3_i8_pack(w, n, k)!, lo = m3_i8_pack_residual(w, n, k, hi)!
+                defer { m3_i8_free(hi); m3_i8_free(lo) }
+                let ldq = m3_i8_row_stride(k)
+                var qh = [UInt8](repeating: 0, count: m * ldq), ql = qh
+                var sh = [Float](repeating: 0, count: m), sl = sh, zh = [Int32](repeating: 0, count: m), zl = zh
+                m3_i8_quantize_residual_rows(x, m, k, k, &qh, &sh, &zh, &ql, &sl, &zl, ldq)
+                let panels = m3_i8_panels(hi)
+                var separate = [Float](repeating: .nan, count: m * n), fused = separate
+                m3_i8_gemm(hi, qh, ldq, sh, zh, m, b, &separate, n, 0, panels)
+                m3_i8_gemm_accumulate(hi, ql, ldq, sl, zl, m, &separate, n, 0, panels)
+                m3_i8_gemm_accumulate(lo, qh, ldq, sh, zh, m, &separate, n, 0, panels)
+                for (p0, p1) in [(0, panels / 2), (panels / 2, panels)] {
+                    m3_i8_gemm_residual(hi, lo, qh, sh, zh, ql, sl, zl, ldq, m, b, &fused, n, p0, p1)
+                }
+                XCTAssertEqual(fused, separate, "m \(m) n \(n) k \(k)")
+            }
+        }
+    }
+
     /// Two-part int8 (x_hi·W_hi + x_lo·W_hi + x_hi·W_lo) against double x·Wᵀ + b: within a
     /// bound from the lo parts' steps and the dropped x_lo·W_lo, and at least 20 times closer
     /// than plain int8 on the same data (what it is for: ~16-bit accuracy from int8 products).

@@ -92,6 +92,15 @@ void m3_i8_quantize_residual_rows(const float *x, size_t rows, size_t k, size_t 
                                   uint8_t *q_hi, float *scale_hi, int32_t *zero_hi,
                                   uint8_t *q_lo, float *scale_lo, int32_t *zero_lo, size_t ldq);
 
+/// y[:, panels begin..<end] = x_hi·W_hiᵀ + x_lo·W_hiᵀ + x_hi·W_loᵀ + bias (NULL: none), bit
+/// for bit m3_i8_gemm(hi, x_hi) then m3_i8_gemm_accumulate(hi, x_lo) and (lo, x_hi), but with
+/// AVX512-VNNI in one pass over the panels: W_hi streams from memory once for both x parts.
+void m3_i8_gemm_residual(const m3_i8_weights *hi, const m3_i8_weights *lo,
+                         const uint8_t *q_hi, const float *scale_hi, const int32_t *zero_hi,
+                         const uint8_t *q_lo, const float *scale_lo, const int32_t *zero_lo, size_t ldq,
+                         size_t rows, const float *bias, float *y, size_t ldy,
+                         size_t panel_begin, size_t panel_end);
+
 /// 1 when m3_i8_gemm runs a SIMD kernel on this CPU (AVX512-VNNI or AVX2), 0 for the portable loop.
 int m3_i8_gemm_is_fast(void);
 /// The portable loop m3_i8_gemm falls back to (the reference the SIMD kernels are tested against).
