@@ -181,6 +181,7 @@ extension HNSWIndex {
             index.upperLinks.reserveCapacity(n)
             index.levels.reserveCapacity(n)
             index.ids.reserveCapacity(n)
+            index.slotOfID.reserveCapacity(n)  // no rehashing while 100k ids arrive
         }
 
         /// Adds one slot's record and vector. A free slot's vector may be empty.
