@@ -177,7 +177,7 @@ extension HNSWIndex {
         /// the file holds cannot make this allocate for them.
         public mutating func reserve(slots: Int) {
             let n = Swift.max(0, Swift.min(slots, expectedSlots))
-            index.reserve(n)
+            index.reserve(n, populate: true)
             index.upperLinks.reserveCapacity(n)
             index.levels.reserveCapacity(n)
             index.ids.reserveCapacity(n)

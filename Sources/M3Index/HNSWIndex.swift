@@ -273,8 +273,10 @@ public final class HNSWIndex: @unchecked Sendable {
         for (i, n) in list.enumerated() { p[1 + i] = n }
     }
 
-    /// Grows the buffers to hold at least `needed` slots (doubling).
-    func reserve(_ needed: Int) {
+    /// Grows the buffers to hold at least `needed` slots (doubling). `populate`: the caller
+    /// fills exactly `needed` slots at once (a loader), so the large buffers are faulted in
+    /// ahead (`GraphBuffer`).
+    func reserve(_ needed: Int, populate: Bool = false) {
         guard needed > capacity else { return }
         let newCap = Swift.max(needed, capacity * 2, 16)
         func grow<T>(_ p: inout UnsafeMutablePointer<T>, stride: Int) {
@@ -283,12 +285,12 @@ public final class HNSWIndex: @unchecked Sendable {
             p.deallocate()
             p = q
         }
-        // The two large buffers (GraphBuffer: huge pages from 2 MB on).
-        let r = GraphBuffer.allocate(byteCount: newCap * codec.rowBytes)
+        let populate = populate && newCap == needed
+        let r = GraphBuffer.allocate(byteCount: newCap * codec.rowBytes, populate: populate)
         r.pointer.copyMemory(from: rows, byteCount: slotCount * codec.rowBytes)
         GraphBuffer.deallocate(rows, mapped: rowsMapped)
         (rows, rowsMapped) = r
-        let l = GraphBuffer.allocate(byteCount: newCap * (maxM0 + 1) * MemoryLayout<UInt32>.stride)
+        let l = GraphBuffer.allocate(byteCount: newCap * (maxM0 + 1) * MemoryLayout<UInt32>.stride, populate: populate)
         let l0 = l.pointer.bindMemory(to: UInt32.self, capacity: newCap * (maxM0 + 1))
         l0.moveInitialize(from: links0, count: slotCount * (maxM0 + 1))
         GraphBuffer.deallocate(UnsafeMutableRawPointer(links0), mapped: links0Mapped)
