@@ -96,7 +96,20 @@ extension HNSWIndex {
                 depth[u] = d
             }
         }
-        let order = (0..<n).filter { depth[$0] > 0 }.sorted { depth[$0] > depth[$1] }
+        // Deepest first by a counting sort (depths are below n): the comparison sort was a
+        // visible part of opening a large graph.
+        var maxDepth = 0
+        for s in 0..<n where depth[s] > maxDepth { maxDepth = Int(depth[s]) }
+        guard maxDepth > 0 else { return }
+        var start = [Int](repeating: 0, count: maxDepth + 2)
+        for s in 0..<n where depth[s] > 0 { start[maxDepth - Int(depth[s]) + 1] += 1 }
+        for d in 1..<start.count { start[d] += start[d - 1] }
+        var order = [Int](repeating: 0, count: start[maxDepth + 1])
+        for s in 0..<n where depth[s] > 0 {
+            let bucket = maxDepth - Int(depth[s])
+            order[start[bucket]] = s
+            start[bucket] += 1
+        }
         for s in order { twinFlags[s] = twinRule(UInt32(s)) ? 1 : 0 }
     }
 

@@ -1,3 +1,5 @@
+import CM3Kernels
+
 // The graph image: the in-memory graph as a few large blobs, which an index opens with
 // bulk copies instead of decoding one node record and one stored vector per chunk (at
 // 100k chunks the row-by-row load read 100k chunk rows and parsed 100k records).
@@ -170,6 +172,16 @@ extension HNSWIndex.Loader {
         }
         index.appendImageSlots(n)
         let idsAt = 2 * n, links0At = 10 * n
+        // The stored layer-0 lists have the graph's own layout ([count, links…] per slot):
+        // one copy (little-endian hosts; the structure check after the last segment vets them).
+        let list0 = index.links0 + first * stride0
+        #if _endian(little)
+        UnsafeMutableRawPointer(list0).copyMemory(from: links.baseAddress! + links0At, byteCount: n * stride0 * 4)
+        #else
+        for j in 0 ..< n * stride0 {
+            list0[j] = UInt32(littleEndian: links.loadUnaligned(fromByteOffset: links0At + j * 4, as: UInt32.self))
+        }
+        #endif
         var upperAt = fixed
         for i in 0 ..< n {
             let s = first + i
@@ -179,10 +191,6 @@ extension HNSWIndex.Loader {
             index.states[s] = state.rawValue
             index.levels[s] = Int32(level)
             index.ids[s] = state == .free ? 0 : id
-            let list0 = index.links0 + s * stride0
-            for j in 0 ..< stride0 {
-                list0[j] = UInt32(littleEndian: links.loadUnaligned(fromByteOffset: links0At + (i * stride0 + j) * 4, as: UInt32.self))
-            }
             if level > 0 {
                 let count = level * upperStride
                 let p = UnsafeMutablePointer<UInt32>.allocate(capacity: count)
@@ -224,5 +232,23 @@ extension HNSWIndex {
         levels.append(contentsOf: repeatElement(0, count: n))
         ids.append(contentsOf: repeatElement(0, count: n))
         slotCount += n
+    }
+}
+
+extension HNSWIndex {
+    /// The first difference between this graph and `other`, or nil: the header, a slot's
+    /// record (state, id, level, links), or a vector further from the other's than the two
+    /// encodings explain (cosine under 0.999). `check` compares an image-opened graph with a
+    /// row-by-row load of the same file; the two may hold different encodings.
+    public func differenceFrom(_ other: HNSWIndex) -> String? {
+        guard metaBytes() == other.metaBytes(), dim == other.dim else { return "the HNSW headers differ" }
+        for s in 0 ..< slotCount {
+            guard nodeRecord(slot: s) == other.nodeRecord(slot: s) else { return "slot \(s): state, id, level or links differ" }
+            guard states[s] != SlotState.free.rawValue else { continue }
+            let a = vector(slot: s), b = other.vector(slot: s)
+            let cosine = m3ix_dot_f32(a, b, dim)
+            guard cosine >= 0.999 else { return "slot \(s): vector differs (cosine \(cosine))" }
+        }
+        return nil
     }
 }

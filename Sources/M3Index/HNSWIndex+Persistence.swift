@@ -177,10 +177,11 @@ extension HNSWIndex {
         /// the file holds cannot make this allocate for them.
         public mutating func reserve(slots: Int) {
             let n = Swift.max(0, Swift.min(slots, expectedSlots))
-            index.reserve(n)
+            index.reserve(n, populate: true)
             index.upperLinks.reserveCapacity(n)
             index.levels.reserveCapacity(n)
             index.ids.reserveCapacity(n)
+            index.slotOfID.reserveCapacity(n)  // no rehashing while 100k ids arrive
         }
 
         /// Adds one slot's record and vector. A free slot's vector may be empty.

@@ -124,6 +124,9 @@ public final class HNSWIndex: @unchecked Sendable {
     var rows: UnsafeMutableRawPointer
     /// capacity × (maxM0 + 1): for slot s, [count, n_1 … n_maxM0] of its layer-0 links.
     package var links0: UnsafeMutablePointer<UInt32>
+    /// How `rows` and `links0` were allocated (`GraphBuffer`: the mapped length, or 0).
+    var rowsMapped = 0
+    var links0Mapped = 0
     /// capacity states (SlotState raw values).
     var states: UnsafeMutablePointer<UInt8>
     /// capacity: each node's parent in the layer-0 spanning tree, or `noParent`. A parent is
@@ -177,7 +180,7 @@ public final class HNSWIndex: @unchecked Sendable {
         levelMult = 1 / log(Double(p.m))
         rng = SplitMix64(seed: p.seed)
         rows = .allocate(byteCount: 0, alignment: 64)
-        links0 = .allocate(capacity: 0)
+        links0 = UnsafeMutableRawPointer.allocate(byteCount: 0, alignment: 64).bindMemory(to: UInt32.self, capacity: 0)
         states = .allocate(capacity: 0)
         parent0 = .allocate(capacity: 0)
         childCount = .allocate(capacity: 0)
@@ -187,8 +190,8 @@ public final class HNSWIndex: @unchecked Sendable {
 
     deinit {
         for p in upperLinks { p?.deallocate() }
-        rows.deallocate()
-        links0.deallocate()
+        GraphBuffer.deallocate(rows, mapped: rowsMapped)
+        GraphBuffer.deallocate(UnsafeMutableRawPointer(links0), mapped: links0Mapped)
         states.deallocate()
         parent0.deallocate()
         childCount.deallocate()
@@ -270,8 +273,10 @@ public final class HNSWIndex: @unchecked Sendable {
         for (i, n) in list.enumerated() { p[1 + i] = n }
     }
 
-    /// Grows the buffers to hold at least `needed` slots (doubling).
-    func reserve(_ needed: Int) {
+    /// Grows the buffers to hold at least `needed` slots (doubling). `populate`: the caller
+    /// fills exactly `needed` slots at once (a loader), so the large buffers are faulted in
+    /// ahead (`GraphBuffer`).
+    func reserve(_ needed: Int, populate: Bool = false) {
         guard needed > capacity else { return }
         let newCap = Swift.max(needed, capacity * 2, 16)
         func grow<T>(_ p: inout UnsafeMutablePointer<T>, stride: Int) {
@@ -280,11 +285,16 @@ public final class HNSWIndex: @unchecked Sendable {
             p.deallocate()
             p = q
         }
-        let r = UnsafeMutableRawPointer.allocate(byteCount: newCap * codec.rowBytes, alignment: 64)
-        r.copyMemory(from: rows, byteCount: slotCount * codec.rowBytes)
-        rows.deallocate()
-        rows = r
-        grow(&links0, stride: maxM0 + 1)
+        let populate = populate && newCap == needed
+        let r = GraphBuffer.allocate(byteCount: newCap * codec.rowBytes, populate: populate)
+        r.pointer.copyMemory(from: rows, byteCount: slotCount * codec.rowBytes)
+        GraphBuffer.deallocate(rows, mapped: rowsMapped)
+        (rows, rowsMapped) = r
+        let l = GraphBuffer.allocate(byteCount: newCap * (maxM0 + 1) * MemoryLayout<UInt32>.stride, populate: populate)
+        let l0 = l.pointer.bindMemory(to: UInt32.self, capacity: newCap * (maxM0 + 1))
+        l0.moveInitialize(from: links0, count: slotCount * (maxM0 + 1))
+        GraphBuffer.deallocate(UnsafeMutableRawPointer(links0), mapped: links0Mapped)
+        (links0, links0Mapped) = (l0, l.mapped)
         grow(&states, stride: 1)
         grow(&parent0, stride: 1)
         grow(&childCount, stride: 1)

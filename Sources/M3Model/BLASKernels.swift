@@ -42,6 +42,17 @@ public enum BLASKernels {
         }
     }
 
+    /// Stops OpenBLAS's worker threads. It starts them when it loads, and each spins
+    /// (sched_yield) for ~2²⁸ cycles, about 0.1 s, waiting for work before it sleeps: ~13% of
+    /// a one-shot int8 query's CPU samples, on a core the query could use. m3search never
+    /// gives them work (every sgemm runs single-threaded, `OpenBLASThreads`), so a
+    /// command that runs briefly stops them first; OpenBLAS then runs any sgemm on the
+    /// calling thread. Call before other threads use OpenBLAS.
+    public static func stopWorkerThreads() {
+        openblas_set_num_threads(1)
+        _ = blas_thread_shutdown_()
+    }
+
     /// When OpenBLAS fell back to a generic core on a CPU that runs a better one, replaces
     /// this process with itself (same arguments) under OPENBLAS_CORETYPE, once. Call it
     /// before any output or thread that matters; it returns when there is nothing to do or

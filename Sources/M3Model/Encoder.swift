@@ -301,13 +301,15 @@ enum OpenBLASThreads {
 
     static func singleThreaded<T>(_ body: () throws -> T) rethrows -> T {
         lock.lock()
-        if active == 0 { saved = openblas_get_num_threads(); openblas_set_num_threads(1) }
+        // Already 1 (`BLASKernels.stopWorkerThreads`): setting it again could start the
+        // stopped workers anew.
+        if active == 0 { saved = openblas_get_num_threads(); if saved != 1 { openblas_set_num_threads(1) } }
         active += 1
         lock.unlock()
         defer {
             lock.lock()
             active -= 1
-            if active == 0 { openblas_set_num_threads(saved) }
+            if active == 0 && saved != 1 { openblas_set_num_threads(saved) }
             lock.unlock()
         }
         return try body()

@@ -75,6 +75,20 @@ extension IndexStore {
         return true
     }
 
+    /// The parts whose bytes fail their checksum, by part number (`check`: a damaged part
+    /// of a stale image is never read by an open, but it is damage all the same).
+    package func graphImageDamagedParts() throws -> [Int] {
+        guard try hasGraphImageTable() else { return [] }
+        let s = try db.prepare("SELECT part, checksum, data FROM graph_image ORDER BY part")
+        var damaged: [Int] = []
+        while try s.step() {
+            let part = Int(s.int(0)), stored = s.int(1)
+            let ok = try s.withBlob(2) { Self.digest($0, seed: Self.graphImageSeed) == stored }
+            if !ok { damaged.append(part) }
+        }
+        return damaged
+    }
+
     /// Whether `known` (`graphImageChecksums()`) says `part` is stored with these bytes.
     package func graphImagePartIsStored(_ part: Int, _ bytes: [UInt8], known: [Int: Int64]) -> Bool {
         known[part] == bytes.withUnsafeBytes { Self.digest($0, seed: Self.graphImageSeed) }

@@ -41,6 +41,7 @@ struct CheckCommand: ParsableCommand {
         }
         let report = try index.check()
         print("\(location.index): \(report.documents) documents, \(report.chunks) chunks")
+        for note in report.notes { print("note: \(note)") }
         if report.isSound {
             print("ok")
         } else {

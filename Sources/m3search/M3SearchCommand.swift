@@ -28,6 +28,8 @@ struct M3SearchCommand: AsyncParsableCommand {
             || command is ScoreCommand || command is TuneCommand {
             BLASKernels.restartWithBetterCoreIfNeeded()
         }
+        // A one-shot query would share a core with OpenBLAS's idle workers spinning.
+        if command is QueryCommand { BLASKernels.stopWorkerThreads() }
         do {
             if var command = command as? AsyncParsableCommand {
                 try await command.run()

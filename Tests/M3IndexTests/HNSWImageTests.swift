@@ -107,4 +107,57 @@ final class HNSWImageTests: XCTestCase {
         XCTAssertThrowsError(try HNSWIndex.ImageManifest(bytes: Array(index.imageManifest(commit: 1).bytes.dropLast())))
         XCTAssertThrowsError(try HNSWIndex.ImageManifest(bytes: [UInt8](repeating: 0, count: 40)))
     }
+
+    /// A graph whose buffers pass 1 MB, so the loader's reservation maps them
+    /// (`GraphBuffer`, MAP_POPULATE), with copies of vectors (twins: their flags are derived
+    /// at load): the image and the records both load the graph that was built, it searches
+    /// like the original, and it grows (leaving the mapped buffers) when written to.
+    func testLargeGraphLoadsIntoMappedBuffersAndGrows() throws {
+        let dim = 256
+        let big = EmbeddingModel(dimension: dim, latent: 16, seed: 41)
+        var data = big.sample(count: 1_100, seed: 42)
+        for i in stride(from: 10, to: data.count, by: 10) { data[i] = data[i - 7] }  // exact copies
+        let index = try HNSWIndex(parameters: .init(dimension: dim, m: 8, efConstruction: 40, efSearch: 40, seed: 5))
+        for (i, v) in data.enumerated() { try index.insert(id: Int64(i), vector: v) }
+        XCTAssertGreaterThanOrEqual(index.slotCount * dim * 4, 1 << 20)
+        let queries = big.sample(count: 20, seed: 43) + [data[3], data[10]]
+
+        let segmentSlots = 300
+        let manifest = index.imageManifest(commit: 1, segmentSlots: segmentSlots)
+        var imageLoader = try HNSWIndex.Loader(meta: manifest.header)
+        imageLoader.reserve(slots: index.slotCount)
+        for k in 0 ..< manifest.segments {
+            let part = index.imageSegment(k, segmentSlots: segmentSlots)
+            try part.links.withUnsafeBytes { links in
+                try part.rows.withUnsafeBytes { rows in try imageLoader.addImageSegment(k, segmentSlots: segmentSlots, links: links, rows: rows) }
+            }
+        }
+        let imaged = try imageLoader.finish()
+        var recordLoader = try HNSWIndex.Loader(meta: index.metaBytes())
+        recordLoader.reserve(slots: index.slotCount)
+        for s in 0 ..< index.slotCount {
+            let record = index.nodeRecord(slot: s)
+            try recordLoader.add(record, vector: index.vector(slot: s))
+        }
+        let records = try recordLoader.finish()
+        for loaded in [imaged, records] {
+            XCTAssertEqual(loaded.metaBytes(), index.metaBytes())
+            for s in 0 ..< index.slotCount {
+                XCTAssertEqual(loaded.nodeRecord(slot: s), index.nodeRecord(slot: s), "slot \(s)")
+                XCTAssertEqual(loaded.vector(slot: s), index.vector(slot: s), "slot \(s)")
+            }
+            for q in queries {
+                XCTAssertEqual(try loaded.search(q, k: 10), try index.search(q, k: 10))
+                XCTAssertEqual(try loaded.search(q, k: 30, ef: 100), try index.search(q, k: 30, ef: 100))
+            }
+            XCTAssertNoThrow(try loaded.checkIntegrity())
+            XCTAssertNil(loaded.differenceFrom(index))
+        }
+        // Growth moves the rows out of the mapped buffer; the graph stays whole.
+        let extra = big.sample(count: 40, seed: 44)
+        for (i, v) in extra.enumerated() { try imaged.insert(id: 10_000 + Int64(i), vector: v) }
+        XCTAssertNoThrow(try imaged.checkIntegrity())
+        for (i, v) in extra.enumerated() { XCTAssertEqual(try imaged.search(v, k: 1).first?.id, 10_000 + Int64(i)) }
+        XCTAssertEqual(imaged.vector(slot: 5), index.vector(slot: 5))
+    }
 }

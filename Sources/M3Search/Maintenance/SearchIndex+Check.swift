@@ -7,6 +7,8 @@ public struct IntegrityReport: Sendable {
     public var documents = 0
     public var chunks = 0
     public var problems: [String] = []
+    /// Worth knowing but not damage (e.g. a graph image a write made stale).
+    public var notes: [String] = []
     public var isSound: Bool { problems.isEmpty }
 }
 
@@ -14,7 +16,10 @@ extension SearchIndex {
     /// Verifies the whole index: SQLite's integrity check, the HNSW graph's invariants,
     /// every chunk present in the graph and (when it has sparse weights) in the postings
     /// with the same weights, no graph node or posting without its chunk, and every
-    /// chunk's vectors decodable with the right sizes.
+    /// chunk's vectors decodable with the right sizes. The graph checked is loaded row by
+    /// row (the source of truth); the graph image is checked against it: every part's
+    /// checksum, the manifest's stamp (a stale one is a note), and for a current image the
+    /// graph it opens as, slot by slot.
     ///
     /// It checks the file as it is now, all from one snapshot (a read transaction), so a
     /// writer committing meanwhile, in another process, cannot cause false reports; this
@@ -42,7 +47,10 @@ extension IndexWriter {
                 try shared.read { current in
                     try store.read {
                         let snapshot: IndexState
-                        do { snapshot = try IndexState.load(from: store, settings: settings, graphEncoding: current.hnsw.encoding) } catch {
+                        do {
+                            snapshot = try IndexState.load(from: store, settings: settings, graphEncoding: current.hnsw.encoding,
+                                                           useImage: false)
+                        } catch {
                             report.problems.append("\(error)")
                             return
                         }
@@ -55,6 +63,13 @@ extension IndexWriter {
                         // that is a finding, not a reason to stop checking without a report.
                         do { try check(snapshot, into: &report) } catch {
                             report.problems.append("\(error)")
+                        }
+                        do {
+                            let image = try IndexState.verifyGraphImage(store, settings: settings, reference: snapshot.hnsw)
+                            report.problems += image.problems
+                            report.notes += image.notes
+                        } catch {
+                            report.problems.append("graph image: \(error)")
                         }
                     }
                 }

@@ -50,20 +50,23 @@ struct IndexState {
     /// `postingsOnDemand`: the posting lists stay in the file and each query reads its own
     /// tokens' (`SparseIndex.onDemand`); what an index opened for searching does. A writer
     /// loads them all before its first change (`IndexWriter.transaction`).
+    /// `useImage: false` loads the graph row by row even when a current image exists (the
+    /// reference `check` compares the image with).
     static func load(from store: IndexStore, settings: IndexSettings, graphEncoding: HNSWIndex.VectorEncoding,
-                     postingsOnDemand: Bool = false) throws -> IndexState {
+                     postingsOnDemand: Bool = false, useImage: Bool = true) throws -> IndexState {
         var timings = IndexOpenTimings()
-        return try load(from: store, settings: settings, graphEncoding: graphEncoding, postingsOnDemand: postingsOnDemand, timings: &timings)
+        return try load(from: store, settings: settings, graphEncoding: graphEncoding, postingsOnDemand: postingsOnDemand,
+                        useImage: useImage, timings: &timings)
     }
 
     /// `load`, saying where the time went in `timings` (its `documents`, `postings`,
     /// `graphRecords`, `denseVectors` and `graphFinish`).
     static func load(from store: IndexStore, settings: IndexSettings, graphEncoding: HNSWIndex.VectorEncoding,
-                     postingsOnDemand: Bool = false, timings: inout IndexOpenTimings) throws -> IndexState {
+                     postingsOnDemand: Bool = false, useImage: Bool = true, timings: inout IndexOpenTimings) throws -> IndexState {
         try store.read {
             do {
                 return try decode(store, settings: settings, graphEncoding: graphEncoding, postingsOnDemand: postingsOnDemand,
-                                  timings: &timings)
+                                  useImage: useImage, timings: &timings)
             } catch let error as IndexError {
                 throw StoreError.corrupt(path: store.path, detail: "\(error)")
             }
@@ -83,7 +86,7 @@ struct IndexState {
     }
 
     private static func decode(_ store: IndexStore, settings: IndexSettings, graphEncoding encoding: HNSWIndex.VectorEncoding,
-                               postingsOnDemand: Bool, timings: inout IndexOpenTimings) throws -> IndexState {
+                               postingsOnDemand: Bool, useImage: Bool, timings: inout IndexOpenTimings) throws -> IndexState {
         var clock = DispatchTime.now()
         /// Seconds since the last lap (and starts the next).
         func lap() -> Double {
@@ -102,9 +105,9 @@ struct IndexState {
         let codec = settings.codec.with(codebook: try loadCodebook(store, dimension: settings.dimension, storage: settings.colbertStorage))
         let hnsw: HNSWIndex
         let header = try store.hnswHeader()
-        let imaged = try header.flatMap { header in
+        let imaged = useImage ? try header.flatMap { header in
             try loadImage(store, header: header, settings: settings, encoding: encoding, timings: &timings)
-        }
+        } : nil
         if let imaged {
             hnsw = imaged
             _ = lap()  // the image's time is `timings.graphImage`
@@ -210,6 +213,45 @@ struct IndexState {
             timings.graphSource = "rows (graph image damaged: \(error))"
         }
         return nil
+    }
+
+    /// What `check` finds of the graph image (call inside the read transaction that loaded
+    /// `reference` row by row): parts failing their checksum, a manifest that does not
+    /// parse, and for an image stamped with this commit and header, an image the open would
+    /// refuse or one that does not hold the graph the rows hold (a forged stamp over other
+    /// parts would make opens search that graph). A stale stamp is a note: the next
+    /// checkpoint rewrites the image and opens read the rows meanwhile.
+    static func verifyGraphImage(_ store: IndexStore, settings: IndexSettings,
+                                 reference: HNSWIndex) throws -> (problems: [String], notes: [String]) {
+        guard settings.normalize, try store.hasGraphImageTable() else { return ([], []) }
+        var problems = try store.graphImageDamagedParts().map { "graph image part \($0) fails its checksum" }
+        let manifest: HNSWIndex.ImageManifest
+        do {
+            guard let m = try store.withGraphImagePart(0, { try HNSWIndex.ImageManifest(bytes: Array($0)) }) else {
+                let note = problems.isEmpty ? ["graph image: none stored yet (written at the next checkpoint)"] : []
+                return (problems + (try store.graphImageBytes(from: 1) > 0 ? ["graph image: parts stored without a manifest"] : []), note)
+            }
+            manifest = m
+        } catch let error as IndexError {
+            return (problems + ["graph image: \(error)"], [])
+        } catch let error as StoreError {
+            guard case .corrupt = error else { throw error }
+            return (problems, [])  // part 0 is listed as failing its checksum already
+        }
+        let commit = try store.commitCount()
+        guard let header = try store.hnswHeader(), manifest.commit == commit, manifest.header == header else {
+            return (problems, ["graph image is stale: it stamps commit \(manifest.commit), the file is at commit \(commit) "
+                               + "(opens read the rows until the next checkpoint rewrites it)"])
+        }
+        guard problems.isEmpty else { return (problems, []) }
+        var timings = IndexOpenTimings()
+        guard let imaged = try loadImage(store, header: header, settings: settings, encoding: manifest.encoding, timings: &timings) else {
+            return (["graph image stamped as current is not usable: \(timings.graphSource)"], [])
+        }
+        if let difference = imaged.differenceFrom(reference) {
+            problems.append("graph image stamped as current differs from the graph the rows hold: \(difference)")
+        }
+        return (problems, [])
     }
 
     /// v = norm · direction, with ‖direction‖ = 1: what the graph holds of an unnormalised
