@@ -2,15 +2,19 @@
 // W in its stored (n, k) layout, streamed once per block of x rows.
 //
 // Loop order, per core (its columns j0 ..< j1):
-//   for each block of x rows small enough to stay in L2 (all of a short query's rows)
+//   for each block of x rows that stays in half of L2 (all of a short query's rows)
 //     for each group of NB = 3 W rows (streamed from memory, the next group prefetched)
-//       for each tile of MR = 4 x rows: 12 ymm accumulators over all of k
+//       for each slice of k small enough that the group's slice stays in L1
+//         for each tile of MR = 4 x rows: 12 ymm accumulators, carried across the slices
+// Slicing k keeps every lane's chain (k ≡ l mod 8, ascending) intact, so the bits do not
+// depend on the slice or block sizes, nor on the rows or columns of the call.
 // A 4×3 tile holds 12 accumulators, 3 W vectors and 1 x vector: the 16 ymm registers of
-// AVX2, with 7 loads per 12 FMAs. The W group is re-read from L1/L2 by each row tile.
-// With AVX-512F a 4×6 tile runs on zmm registers holding two W rows each (see below).
+// AVX2, with 7 loads per 12 FMAs. The W group's slice is re-read from L1 by each row tile.
+// With AVX-512F an 8×6 tile runs on zmm registers holding two W rows each (see below).
 #include "CM3Linear.h"
 
 #include <math.h>
+#include <unistd.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -18,6 +22,14 @@
 #endif
 
 enum { F32_MR = 4, F32_NB = 3 };
+
+/// The k range a tile call covers (c0 ..< c1 of k; every slice before the last a multiple
+/// of 16 long) and where its accumulators wait between slices (one tile's worth, 64-byte
+/// aligned). A slice with c0 > 0 resumes the chains from `carry`; one with c1 < k leaves them there.
+typedef struct {
+    size_t c0, c1, k;
+    float *carry;
+} f32_slice;
 
 /// The fixed reduction of the 8 lane sums (the SIMD kernel's shuffle tree, written out).
 static inline float reduce8(const float s[8]) {
@@ -62,13 +74,14 @@ F32_TARGET static inline float hsum8(__m256 v) {
 /// are constants after inlining. `next` (or NULL): the W group after this one, prefetched
 /// one 64-byte line per row every 16 floats so it streams in while this group computes.
 F32_TARGET __attribute__((always_inline))
-static inline void f32_tile(int mr, int nb, const float *x, size_t ldx, const float *w, size_t ldw, size_t k,
+static inline void f32_tile(int mr, int nb, const float *x, size_t ldx, const float *w, size_t ldw, const f32_slice *s,
                             const float *bias, float *y, size_t ldy, const float *next) {
     __m256 acc[F32_MR][F32_NB];
     for (int i = 0; i < F32_MR; i++)
-        for (int j = 0; j < F32_NB; j++) acc[i][j] = _mm256_setzero_ps();
-    size_t c = 0;
-    for (; c + 16 <= k; c += 16) {
+        for (int j = 0; j < F32_NB; j++)
+            acc[i][j] = s->c0 ? _mm256_load_ps(s->carry + (i * F32_NB + j) * 8) : _mm256_setzero_ps();
+    size_t c = s->c0, k = s->k;
+    for (; c + 16 <= s->c1; c += 16) {
         if (next)
             for (int j = 0; j < nb; j++) _mm_prefetch((const char *)(next + j * ldw + c), _MM_HINT_T0);
         for (int h = 0; h < 16; h += 8) {
@@ -82,6 +95,11 @@ static inline void f32_tile(int mr, int nb, const float *x, size_t ldx, const fl
                     if (j < nb) acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
             }
         }
+    }
+    if (s->c1 < k) {  // a slice before the last: carry the chains on
+        for (int i = 0; i < F32_MR; i++)
+            for (int j = 0; j < F32_NB; j++) _mm256_store_ps(s->carry + (i * F32_NB + j) * 8, acc[i][j]);
+        return;
     }
     // The tail: whole vectors, then a masked one (zeros add nothing to the lane sums).
     for (; c < k; c += 8) {
@@ -111,17 +129,17 @@ static inline void f32_tile(int mr, int nb, const float *x, size_t ldx, const fl
 // Every (mr, nb) tile shape up to (F32_MR, F32_NB) as its own inlined instance.
 #define F32_NB_CASES(MR)                                                                      \
     switch (nb) {                                                                            \
-    case 1: f32_tile(MR, 1, x, ldx, w, ldw, k, bias, y, ldy, next); break;                  \
-    case 2: f32_tile(MR, 2 <= F32_NB ? 2 : F32_NB, x, ldx, w, ldw, k, bias, y, ldy, next); break; \
-    case 3: f32_tile(MR, 3 <= F32_NB ? 3 : F32_NB, x, ldx, w, ldw, k, bias, y, ldy, next); break; \
-    case 4: f32_tile(MR, 4 <= F32_NB ? 4 : F32_NB, x, ldx, w, ldw, k, bias, y, ldy, next); break; \
-    case 5: f32_tile(MR, 5 <= F32_NB ? 5 : F32_NB, x, ldx, w, ldw, k, bias, y, ldy, next); break; \
-    case 6: f32_tile(MR, 6 <= F32_NB ? 6 : F32_NB, x, ldx, w, ldw, k, bias, y, ldy, next); break; \
+    case 1: f32_tile(MR, 1, x, ldx, w, ldw, s, bias, y, ldy, next); break;                  \
+    case 2: f32_tile(MR, 2 <= F32_NB ? 2 : F32_NB, x, ldx, w, ldw, s, bias, y, ldy, next); break; \
+    case 3: f32_tile(MR, 3 <= F32_NB ? 3 : F32_NB, x, ldx, w, ldw, s, bias, y, ldy, next); break; \
+    case 4: f32_tile(MR, 4 <= F32_NB ? 4 : F32_NB, x, ldx, w, ldw, s, bias, y, ldy, next); break; \
+    case 5: f32_tile(MR, 5 <= F32_NB ? 5 : F32_NB, x, ldx, w, ldw, s, bias, y, ldy, next); break; \
+    case 6: f32_tile(MR, 6 <= F32_NB ? 6 : F32_NB, x, ldx, w, ldw, s, bias, y, ldy, next); break; \
     default: break;                                                                          \
     }
 
 F32_TARGET
-static void f32_tile_any(int mr, int nb, const float *x, size_t ldx, const float *w, size_t ldw, size_t k,
+static void f32_tile_any(int mr, int nb, const float *x, size_t ldx, const float *w, size_t ldw, const f32_slice *s,
                          const float *bias, float *y, size_t ldy, const float *next) {
     switch (mr) {
     case 1: F32_NB_CASES(1) break;
@@ -134,17 +152,43 @@ static void f32_tile_any(int mr, int nb, const float *x, size_t ldx, const float
     }
 }
 
-typedef void (*f32_tile_fn)(int mr, int nb, const float *x, size_t ldx, const float *w, size_t ldw, size_t k,
+typedef void (*f32_tile_fn)(int mr, int nb, const float *x, size_t ldx, const float *w, size_t ldw, const f32_slice *s,
                             const float *bias, float *y, size_t ldy, const float *next);
+
+enum {
+    MAX_BLOCK_ROWS = 256,    // rows per block, so the carried accumulators fit 48 KB of stack
+    MAX_GROUP = 6,           // W rows per group (AVX-512's 3 pairs)
+    SLICE_BYTES = 16 * 1024  // a W group's k slice: stays in L1 next to an x tile's slice
+};
+
+/// Half of this core's L2 (the x block's budget), read once; 256 KB when unknown.
+static size_t x_block_budget(void) {
+    static size_t cached = 0;
+    size_t v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (v == 0) {
+        long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+        v = l2 >= 256 * 1024 && l2 <= 64L * 1024 * 1024 ? (size_t)l2 / 2 : 128 * 1024;
+        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
 
 /// The loops around a tile kernel of ≤ mr_max x rows × ≤ nb_max W rows, the same for every ISA.
 static void f32_linear_tiled(f32_tile_fn tile, int mr_max, int nb_max, const float *x, size_t m, size_t k, size_t ldx,
                              const float *w, size_t ldw, const float *bias, float *y, size_t ldy, size_t j0, size_t j1) {
-    // Rows per block: x's block (≤ 192 KB) stays in L2 while the W groups stream past it;
-    // every block streams this core's W range once more.
+    // Rows per block: x's block stays in L2 while the W groups stream past it; every block
+    // streams this core's W range once more, so the block is as large as L2 allows.
     size_t mrs = (size_t)mr_max, nbs = (size_t)nb_max;
-    size_t block = (192 * 1024 / (k * sizeof(float) + 1)) / mrs * mrs;
+    size_t block = (x_block_budget() / (k * sizeof(float) + 1)) / mrs * mrs;
     if (block < mrs) block = mrs;
+    if (block > MAX_BLOCK_ROWS) block = MAX_BLOCK_ROWS;
+    // k slices: a group's slice stays in L1 while every row tile of the block reads it
+    // (without slicing, FFN down's 4,096-long W rows would be re-read from L2 per tile).
+    size_t slices = (nbs * k * sizeof(float) + SLICE_BYTES - 1) / SLICE_BYTES;
+    size_t slice = slices <= 1 ? k : ((k + slices - 1) / slices + 15) / 16 * 16;
+    // One slot per row tile of the block: a tile's mr_max × nb_max accumulator lanes of 8 floats.
+    float carry[MAX_BLOCK_ROWS * MAX_GROUP * 8] __attribute__((aligned(64)));
+    size_t slot = mrs * nbs * 8;
     for (size_t r0 = 0; r0 < m; r0 += block) {
         size_t rend = r0 + block < m ? r0 + block : m;
         for (size_t j = j0; j < j1; j += nbs) {
@@ -152,11 +196,14 @@ static void f32_linear_tiled(f32_tile_fn tile, int mr_max, int nb_max, const flo
             const float *wj = w + j * ldw, *bj = bias ? bias + j : NULL;
             const float *next = j + nbs < j1 ? wj + nbs * ldw : NULL;
             int nextRows = next ? (j1 - j - nbs < nbs ? (int)(j1 - j - nbs) : nb_max) : 0;
-            for (size_t r = r0; r < rend; r += mrs) {
-                int mr = rend - r < mrs ? (int)(rend - r) : mr_max;
-                // Prefetch during the first row tile only; later tiles find the lines in cache.
-                const float *pf = r == r0 && nextRows >= nb ? next : NULL;
-                tile(mr, nb, x + r * ldx, ldx, wj, ldw, k, bj, y + r * ldy + j, ldy, pf);
+            for (size_t c0 = 0; c0 < k; c0 += slice) {
+                for (size_t r = r0, t = 0; r < rend; r += mrs, t++) {
+                    int mr = rend - r < mrs ? (int)(rend - r) : mr_max;
+                    f32_slice s = {c0, c0 + slice < k ? c0 + slice : k, k, carry + t * slot};
+                    // Prefetch during the first row tile only; later tiles find the lines in cache.
+                    const float *pf = r == r0 && nextRows >= nb ? next : NULL;
+                    tile(mr, nb, x + r * ldx, ldx, wj, ldw, &s, bj, y + r * ldy + j, ldy, pf);
+                }
             }
         }
     }
@@ -165,9 +212,10 @@ static void f32_linear_tiled(f32_tile_fn tile, int mr_max, int nb_max, const flo
 // AVX-512: the same per-lane chains on twice the lanes. A zmm holds two W rows side by side
 // (lanes 0-7 row j, 8-15 row j+1, the same 8 values of k each) against x's 8 values
 // broadcast to both halves, so every lane still sums k ≡ l (mod 8) in ascending order and
-// each half reduces as reduce8: the same bits as AVX2 and the portable loop. A 4×6 tile is
-// 12 accumulators (4 rows × 3 row pairs), 3 W registers and 1 x register.
-enum { F5_MR = 4, F5_NP = 3 };
+// each half reduces as reduce8: the same bits as AVX2 and the portable loop. An 8×6 tile is
+// 24 accumulators (8 rows × 3 row pairs), 3 W registers and 1 x register, so each W pair
+// built from memory (one shuffle) feeds 8 FMAs.
+enum { F5_MR = 8, F5_NP = 3 };
 #define F32_TARGET512 __attribute__((target("avx512f,avx2,fma")))
 
 static int has_avx512 = -1;
@@ -194,15 +242,16 @@ F32_TARGET512 static inline __m512 f5_broadcast(const float *x, __m256i mask, in
 }
 
 F32_TARGET512 __attribute__((always_inline))
-static inline void f5_tile(int mr, int nb, const float *x, size_t ldx, const float *w, size_t ldw, size_t k,
+static inline void f5_tile(int mr, int nb, const float *x, size_t ldx, const float *w, size_t ldw, const f32_slice *s,
                            const float *bias, float *y, size_t ldy, const float *next) {
     __m512 acc[F5_MR][F5_NP];
     int np = (nb + 1) / 2;
     for (int i = 0; i < F5_MR; i++)
-        for (int p = 0; p < F5_NP; p++) acc[i][p] = _mm512_setzero_ps();
+        for (int p = 0; p < F5_NP; p++)
+            acc[i][p] = s->c0 ? _mm512_load_ps(s->carry + (i * F5_NP + p) * 16) : _mm512_setzero_ps();
     const __m256i all = _mm256_set1_epi32(-1);
-    size_t c = 0;
-    for (; c + 8 <= k; c += 8) {
+    size_t c = s->c0, k = s->k;
+    for (; c + 8 <= s->c1; c += 8) {
         if (next && (c & 15) == 0)
             for (int j = 0; j < nb; j++) _mm_prefetch((const char *)(next + j * ldw + c), _MM_HINT_T0);
         __m512 wv[F5_NP];
@@ -214,6 +263,11 @@ static inline void f5_tile(int mr, int nb, const float *x, size_t ldx, const flo
             for (int p = 0; p < F5_NP; p++)
                 if (p < np) acc[i][p] = _mm512_fmadd_ps(xv, wv[p], acc[i][p]);
         }
+    }
+    if (s->c1 < k) {  // a slice before the last: carry the chains on
+        for (int i = 0; i < F5_MR; i++)
+            for (int p = 0; p < F5_NP; p++) _mm512_store_ps(s->carry + (i * F5_NP + p) * 16, acc[i][p]);
+        return;
     }
     if (c < k) {  // the masked tail, as AVX2's: zeros add nothing to the lane sums
         __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -241,23 +295,27 @@ static inline void f5_tile(int mr, int nb, const float *x, size_t ldx, const flo
 
 #define F5_NB_CASES(MR)                                                                        \
     switch (nb) {                                                                              \
-    case 1: f5_tile(MR, 1, x, ldx, w, ldw, k, bias, y, ldy, next); break;                     \
-    case 2: f5_tile(MR, 2, x, ldx, w, ldw, k, bias, y, ldy, next); break;                     \
-    case 3: f5_tile(MR, 3, x, ldx, w, ldw, k, bias, y, ldy, next); break;                     \
-    case 4: f5_tile(MR, 4, x, ldx, w, ldw, k, bias, y, ldy, next); break;                     \
-    case 5: f5_tile(MR, 5, x, ldx, w, ldw, k, bias, y, ldy, next); break;                     \
-    case 6: f5_tile(MR, 6, x, ldx, w, ldw, k, bias, y, ldy, next); break;                     \
+    case 1: f5_tile(MR, 1, x, ldx, w, ldw, s, bias, y, ldy, next); break;                     \
+    case 2: f5_tile(MR, 2, x, ldx, w, ldw, s, bias, y, ldy, next); break;                     \
+    case 3: f5_tile(MR, 3, x, ldx, w, ldw, s, bias, y, ldy, next); break;                     \
+    case 4: f5_tile(MR, 4, x, ldx, w, ldw, s, bias, y, ldy, next); break;                     \
+    case 5: f5_tile(MR, 5, x, ldx, w, ldw, s, bias, y, ldy, next); break;                     \
+    case 6: f5_tile(MR, 6, x, ldx, w, ldw, s, bias, y, ldy, next); break;                     \
     default: break;                                                                            \
     }
 
 F32_TARGET512
-static void f5_tile_any(int mr, int nb, const float *x, size_t ldx, const float *w, size_t ldw, size_t k,
+static void f5_tile_any(int mr, int nb, const float *x, size_t ldx, const float *w, size_t ldw, const f32_slice *s,
                         const float *bias, float *y, size_t ldy, const float *next) {
     switch (mr) {
     case 1: F5_NB_CASES(1) break;
     case 2: F5_NB_CASES(2) break;
     case 3: F5_NB_CASES(3) break;
     case 4: F5_NB_CASES(4) break;
+    case 5: F5_NB_CASES(5) break;
+    case 6: F5_NB_CASES(6) break;
+    case 7: F5_NB_CASES(7) break;
+    case 8: F5_NB_CASES(8) break;
     default: break;
     }
 }

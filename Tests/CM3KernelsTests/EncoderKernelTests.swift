@@ -109,9 +109,11 @@ final class ShortLinearKernelTests: XCTestCase {
         return y
     }
 
-    /// Shapes off every block size: rows not a multiple of the 4-row tile (or the L2 block),
-    /// columns not of the 3-column group, k not of 8 or 16 (the masked tail).
-    let shapes = [(1, 1, 1), (3, 5, 7), (4, 3, 8), (5, 7, 17), (9, 10, 33), (17, 130, 257), (6, 64, 1024), (70, 9, 4100)]
+    /// Shapes off every block size: rows not a multiple of the 4- or 8-row tile (or of the L2
+    /// block, up to 256 rows), columns not of the 3- or 6-column group, k not of 8 or 16 (the
+    /// masked tail), k long enough to be cut into slices whose chains carry across calls.
+    let shapes = [(1, 1, 1), (3, 5, 7), (4, 3, 8), (5, 7, 17), (9, 10, 33), (17, 130, 257), (6, 64, 1024),
+                  (70, 9, 4100), (300, 13, 1030)]
 
     func testMatchesDoublePrecisionAndPortableBitForBit() {
         for (m, n, k) in shapes {
