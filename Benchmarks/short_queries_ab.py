@@ -1,7 +1,8 @@
-"""Two m3bench builds on the same 16-token queries, int8, back to back (no onnxruntime):
+"""Two m3bench builds on the same 16-token queries, back to back (no onnxruntime):
 
     OPENBLAS_CORETYPE=SKYLAKEX RECORD=1 /work/venv/bin/python Benchmarks/short_queries_ab.py [ROUNDS] [BATCHES]
 
+PRECISION (int8, f32 or bf16; default int8) picks the encoder precision.
 BASE / NEW (paths, defaults /work/bin/main/m3bench and .build/release/m3bench) run as
 `m3bench short-queries --serve`, both loaded; each round sends each batch size (batch 1 five
 times) to both, in alternating order, holding /tmp/m3-bench.lock. Prints the medians of wall
@@ -11,13 +12,14 @@ pairs to Benchmarks/results/short_queries.jsonl ("short_queries_ab").
 import datetime, fcntl, json, os, platform, random, statistics, subprocess, sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = os.path.join(ROOT, "Fixtures/generated/bge-m3-full-random")
-BINS = {"main": os.environ.get("BASE", "/work/bin/main/m3bench"), "i8tile": os.environ.get("NEW", os.path.join(ROOT, ".build/release/m3bench"))}
+BINS = {"base": os.environ.get("BASE", "/work/bin/main/m3bench"), "new": os.environ.get("NEW", os.path.join(ROOT, ".build/release/m3bench"))}
+PRECISION = os.environ.get("PRECISION", "int8")
 rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 7
 batches = [int(b) for b in (sys.argv[2] if len(sys.argv) > 2 else "1,8,32").split(",")]
 env = dict(os.environ, OPENBLAS_CORETYPE="SKYLAKEX")
 procs = {}
 for name, b in BINS.items():
-    p = subprocess.Popen([b, "short-queries", "--serve", "--model", MODEL, "--precision", "int8"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    p = subprocess.Popen([b, "short-queries", "--serve", "--model", MODEL, "--precision", PRECISION], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     print(name, p.stdout.readline().strip(), flush=True)
     procs[name] = p
 def ask(p, ids, check=False):
@@ -46,18 +48,18 @@ for b in batches:
         w = statistics.median(x[0] for x in res[(n, b)]); c = statistics.median(x[1] for x in res[(n, b)])
         out[(n, b)] = w
         line += f"  {n} {w*1e3:7.1f} ms wall ({b/w:6.1f} q/s), cpu {c*1e3:7.1f} ms"
-    ratios = [m[0] / t[0] for m, t in zip(res[("main", b)], res[("i8tile", b)])]
-    line += f"  main/i8tile per-pair median {statistics.median(ratios):.3f}"
+    ratios = [m[0] / t[0] for m, t in zip(res[("base", b)], res[("new", b)])]
+    line += f"  base/new per-pair median {statistics.median(ratios):.3f}"
     print(line, flush=True)
-differ = ask(procs["i8tile"], queries(32), check=True)
-print("differ (i8tile, batch 32):", differ)
+differ = ask(procs["new"], queries(32), check=True)
+print("differ (new, batch 32):", differ)
 commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 rec = {"benchmark": "short_queries_ab", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-       "commit": commit, "baseline": "main 270e1be (/work/bin/main/m3bench, release)", "cpu": platform.processor() or "x86_64 AVX-512 VNNI, 2 cores",
-       "threads": 2, "length": 16, "rounds": rounds, "batches": batches, "precision": "int8",
+       "commit": commit, "baseline": os.environ.get("BASE_LABEL", BINS["base"]), "new": os.environ.get("NEW_LABEL", BINS["new"]), "cpu": platform.processor() or "x86_64 AVX-512 VNNI, 2 cores",
+       "threads": 2, "length": 16, "rounds": rounds, "batches": batches, "precision": PRECISION,
        "method": "m3bench short-queries --serve, both builds loaded, same queries back to back, order alternating per round; batch 1 five times per round; [wall s, cpu s]; no onnxruntime (ONNX exports absent in this worktree)",
        "seconds": {n: {str(b): res[(n, b)] for b in batches} for n in BINS},
-       "batch_invariance": {"build": "i8tile", **differ}, "load_average_start": load0, "load_average_end": os.getloadavg()}
+       "batch_invariance": {"build": "new", **differ}, "load_average_start": load0, "load_average_end": os.getloadavg()}
 if os.environ.get("RECORD"):
     with open(os.path.join(ROOT, "Benchmarks/results/short_queries.jsonl"), "a") as f: f.write(json.dumps(rec) + "\n")
 print(json.dumps({f"{n} b{b}": v for (n, b), v in out.items()}))
