@@ -63,6 +63,44 @@ final class ProductQuantizerTests: XCTestCase {
         }
     }
 
+    /// `m3cx_nearest_centroid` at every level against a Swift argmin of the same sums
+    /// (‖c‖² then each −2·x·c term added in order, in Float) and, where the nearest is clear,
+    /// of the brute-force squared distance in double; duplicated centroids give the first.
+    func testNearestCentroidEveryLevelMatchesReferenceArgmin() {
+        var rng = TestRNG(seed: 25)
+        for (ds, k) in [(4, 256), (2, 256), (8, 256), (1, 256), (4, 100), (16, 256)] {
+            for trial in 0..<40 {
+                var centroids = (0..<(k * ds)).map { _ in rng.gaussian() }   // row-major, k × ds
+                var x = (0..<ds).map { _ in rng.gaussian() }
+                if trial % 4 == 1 {
+                    // A tie: a later centroid repeats an earlier one, and x is that centroid.
+                    let a = rng.int(0..<k), b = rng.int(0..<k)
+                    for t in 0..<ds { centroids[max(a, b) * ds + t] = centroids[min(a, b) * ds + t] }
+                    x = Array(centroids[min(a, b) * ds ..< (min(a, b) + 1) * ds])
+                }
+                var transposed = [Float](repeating: 0, count: k * ds)
+                for c in 0..<k { for t in 0..<ds { transposed[t * k + c] = centroids[c * ds + t] } }
+                let norms = (0..<k).map { c in (0..<ds).reduce(Float(0)) { $0 + centroids[c * ds + $1] * centroids[c * ds + $1] } }
+                var dist = norms
+                for t in 0..<ds { let w = -2 * x[t]; for c in 0..<k { dist[c] += w * transposed[t * k + c] } }
+                var expected = 0
+                for c in 1..<k where dist[c] < dist[expected] { expected = c }
+                let exact = (0..<k).map { c in (0..<ds).reduce(0.0) { acc, t in
+                    let e = Double(x[t]) - Double(centroids[c * ds + t])
+                    return acc + e * e
+                } }
+                let order = exact.indices.sorted { exact[$0] < exact[$1] }
+                if exact[order[1]] - exact[order[0]] > 1e-3 { XCTAssertEqual(expected, order[0]) }
+                for level in levels {
+                    let got = x.withUnsafeBufferPointer { xp in transposed.withUnsafeBufferPointer { tp in norms.withUnsafeBufferPointer { np in
+                        m3cx_nearest_centroid_isa(level, xp.baseAddress, ds, tp.baseAddress, np.baseAddress, k)
+                    } } }
+                    XCTAssertEqual(Int(got), expected, "level \(level) ds \(ds) k \(k) trial \(trial)")
+                }
+            }
+        }
+    }
+
     /// Encoding picks, per subspace, the centroid nearest by brute-force squared distance
     /// (subspaces of 8, 4 and 2 values).
     func testPQEncodingPicksNearestCentroid() throws {

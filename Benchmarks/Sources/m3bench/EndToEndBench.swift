@@ -8,7 +8,8 @@ import M3Search
 /// weighted fusion, grouping) on a 100k-chunk index built from stored (synthetic) encodings,
 /// next to the time the full model takes to encode a 16-token query.
 ///
-/// The index (cached under Benchmarks/work/, rebuilt only when missing or of another size):
+/// The index (cached under Benchmarks/work/, rebuilt only when missing or larger than asked;
+/// a smaller one, such as a build that was stopped, is continued from its last commit):
 /// - dense: 1,000 Gaussian cluster centres in 1024-d; a chunk is its centre plus isotropic
 ///   noise of the same norm (cosine ≈ 0.7 to its centre), normalised;
 /// - sparse: `SparseGenerator` (Zipfian ids over 250k, 60 weights per chunk, see there);
@@ -31,6 +32,7 @@ struct EndToEndBench: ParsableCommand {
     var model = "/work/main/Fixtures/generated/bge-m3-full-random"
     @Option(help: "Index path (default Benchmarks/work/e2e_<chunks>x<tokens>.m3index).") var index: String?
     @Option(help: "Seed.") var seed: UInt64 = 2024
+    @Option(help: "Chunks per write (one transaction) while building.") var batch = 2000
     @Option(help: "Write this run's record (JSON) to this file.") var json: String?
     @Flag(help: "Append the record to Benchmarks/results/end_to_end.jsonl.") var record = false
     @Flag(help: "Build with the default storage (int8 dense, so an int8 graph; the default ColBERT codec) instead of float16 ColBERT and float32 dense; the default path gets a -default suffix.")
@@ -52,7 +54,13 @@ struct EndToEndBench: ParsableCommand {
         let data = SyntheticChunks(seed: seed, dimension: d, centres: Self.centres, tokens: tokens)
         var searchIndex = try SearchIndex(path: path, model: m3, options: options)
         if searchIndex.chunkCount != chunks {
-            searchIndex = try build(path: path, model: m3, data: data)
+            // Chunks regenerate from their number, and every write holds whole documents in
+            // order, so a smaller index of whole documents is this one's prefix.
+            let stored = searchIndex.chunkCount
+            let resume = stored < chunks && stored % Self.chunksPerDocument == 0
+                && searchIndex.documentCount == stored / Self.chunksPerDocument
+            if !resume { searchIndex = try SearchIndex(path: Self.fresh(path), model: m3, options: options) }
+            try build(searchIndex, from: resume ? stored : 0, data: data)
         }
         // Fold the write-ahead log into the file, as a long-lived index would be after an
         // automatic checkpoint: otherwise every page read first searches a large WAL index.
@@ -126,27 +134,33 @@ struct EndToEndBench: ParsableCommand {
         try QueryBench.write(record: rec, appendTo: record ? QueryBench.root + "/Benchmarks/results/end_to_end.jsonl" : nil, jsonOut: json)
     }
 
-    /// Builds the index from scratch, committing every 2,000 chunks.
-    func build(path: String, model m3: BGEM3, data: SyntheticChunks) throws -> SearchIndex {
+    /// Removes the index files at `path`; returns it.
+    static func fresh(_ path: String) -> String {
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
-        let index = try SearchIndex(path: path, model: m3, options: options)
+        return path
+    }
+
+    /// Adds chunks `start..<chunks`, one write per `batch` chunks (whole documents).
+    func build(_ index: SearchIndex, from start: Int, data: SyntheticChunks) throws {
         let t0 = Date()
-        let batch = 2000
-        for start in stride(from: 0, to: chunks, by: batch) {
+        let perWrite = max(Self.chunksPerDocument, batch / Self.chunksPerDocument * Self.chunksPerDocument)
+        if start > 0 { print("continuing the build at chunk \(start)") }
+        var next = start
+        while next < chunks {
+            let end = min(next + perWrite, chunks)
             var docs: [(id: String, chunks: [SearchIndex.EncodedChunk])] = []
-            var c = start
-            while c < min(start + batch, chunks) {
+            var c = next
+            while c < end {
                 let n = min(Self.chunksPerDocument, chunks - c)
                 docs.append((id: "doc\(c / Self.chunksPerDocument)", chunks: (c ..< c + n).map { data.chunk($0) }))
                 c += n
             }
             try index.add(encoded: docs)
-            let done = min(start + batch, chunks)
-            if done % 10_000 == 0 || done == chunks {
-                print("built \(done) chunks in \(QueryBench.fmt(Date().timeIntervalSince(t0), 0)) s")
+            if end / 10_000 != next / 10_000 || end == chunks {
+                print("built \(end) chunks in \(QueryBench.fmt(Date().timeIntervalSince(t0), 0)) s")
             }
+            next = end
         }
-        return index
     }
 }
 

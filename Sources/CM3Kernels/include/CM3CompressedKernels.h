@@ -56,7 +56,10 @@ float m3cx_maxsim_pq_rows_isa(int isa, const float *q, size_t nq, size_t d, cons
 
 /// Index of the nearest of k ≤ 256 centroids to x (ds floats) by squared distance, the first
 /// on ties. `centroids_t` is the centroids transposed (ds × k); `norms` their squared norms.
+/// Dispatched (AVX-512 for k = 256, else portable; the same index either way).
 uint32_t m3cx_nearest_centroid(const float *x, size_t ds, const float *centroids_t, const float *norms, size_t k);
+uint32_t m3cx_nearest_centroid_isa(int isa, const float *x, size_t ds, const float *centroids_t, const float *norms,
+                                   size_t k);
 
 #ifdef __cplusplus
 }
