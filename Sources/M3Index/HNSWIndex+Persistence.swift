@@ -119,8 +119,8 @@ extension HNSWIndex {
         /// One encoded row, filled and checked before the index is touched.
         private var spareRow: [UInt8] = []
         let expectedSlots: Int
-        private let expectedLive: Int
-        private let expectedDeleted: Int
+        let expectedLive: Int
+        let expectedDeleted: Int
         private let expectedEntry: Int32
         let expectedMaxLevel: Int32
 

@@ -41,6 +41,9 @@ public struct IndexOptions: Sendable, Equatable {
     public var colbertStorage: ColBERTStorage?
     public var denseStorage: DenseStorage?
     public var colbertPruning: ColBERTPruning?
+    /// Where searches find their dense candidates: the HNSW graph (the default), or an exact
+    /// scan of every dense vector per search, with no graph loaded (`DenseCandidates`).
+    public var denseCandidates: DenseCandidates = .graph
     /// How the in-memory graph holds the vectors; nil: `IndexSettings.graphEncoding` (int8
     /// codes for int8 dense storage). Benchmarks and tests force float32 to compare.
     package var graphEncoding: HNSWIndex.VectorEncoding?
@@ -69,6 +72,21 @@ public struct IndexOptions: Sendable, Equatable {
 
     /// An existing index, never created (`.notFound` when absent).
     public static func existing(readOnly: Bool = false) -> IndexOptions { IndexOptions(create: false, readOnly: readOnly) }
+}
+
+/// Where an open index's searches find their dense candidates.
+public enum DenseCandidates: String, Sendable, Equatable, CaseIterable {
+    /// The HNSW graph, loaded at open (from its image when current): approximate top n, in
+    /// about a millisecond per search. For anything that searches more than once.
+    case graph
+    /// No graph: each search scores every dense vector exactly, streamed from the graph's
+    /// image in the file (about 1 KB per chunk of int8 storage). The open skips the graph
+    /// (135 ms at 100k chunks, 1.6 s at 1M) and the dense top n is exact, but every search
+    /// reads all vectors: what `m3search query` uses for its single query. Only for an index
+    /// opened read-only; an index without a current image (it is written at checkpoints),
+    /// or with unnormalised vectors, loads the graph instead (`IndexOpenTimings.graphSource`
+    /// says which).
+    case exactScan
 }
 
 /// The settings an index is built with, fixed at creation. An index refuses to open with

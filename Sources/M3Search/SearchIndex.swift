@@ -100,7 +100,8 @@ public final class SearchIndex: @unchecked Sendable {
     /// Throws `M3SearchError`: `.notFound` (no file and `create` false, or read-only),
     /// `.incompatible` (another model, or a storage choice that differs; `underlying` is an
     /// `IndexSettings.Mismatch` for the latter), `.notAnIndex`, `.newerFormat`, `.corrupt`,
-    /// `.invalidArgument` (a storage the model's dimension cannot use).
+    /// `.invalidArgument` (a storage the model's dimension cannot use, or `.exactScan` dense
+    /// candidates on a writable open).
     public init(path: String, model: BGEM3, options: IndexOptions = IndexOptions()) throws {
         self.path = path
         self.model = model
@@ -115,7 +116,8 @@ public final class SearchIndex: @unchecked Sendable {
             notes = Self.openingNotes(path: path, settings: settings, model: model)
             let shared = SharedState(try IndexState.load(from: store, settings: settings,
                                                          graphEncoding: options.graphEncoding ?? settings.graphEncoding,
-                                                         postingsOnDemand: true, timings: &timings))
+                                                         postingsOnDemand: true, scanImage: options.denseCandidates == .exactScan,
+                                                         timings: &timings))
             let connecting = DispatchTime.now()
             writer = try IndexWriter(path: path, settings: settings, store: store, shared: shared)
             reader = try IndexReader(path: path, model: model, settings: settings, shared: shared)
@@ -136,6 +138,10 @@ public final class SearchIndex: @unchecked Sendable {
     private static func open(path: String, model: BGEM3, options o: IndexOptions)
         throws -> (IndexStore, IndexSettings, IdentityUpgrade?) {
         let dimension = model.config.hiddenSize
+        if o.denseCandidates == .exactScan && !o.readOnly {
+            // Its state has no graph a write could update.
+            throw M3SearchError.invalidArgument("Invalid index options: exact-scan dense candidates need a read-only open (readOnly: true)")
+        }
         if let why = o.colbertStorage?.unsupportedReason(dimension: dimension) {
             throw M3SearchError.invalidArgument("Invalid search options: \(why)")
         }
@@ -290,8 +296,8 @@ public final class SearchIndex: @unchecked Sendable {
 
     // MARK: - Counts and weights
 
-    public var documentCount: Int { reader.shared.read { $0.documents.count } }
-    public var chunkCount: Int { reader.shared.read { $0.hnsw.count } }
+    public var documentCount: Int { reader.shared.read { $0.documentCount } }
+    public var chunkCount: Int { reader.shared.read { $0.chunkCount } }
 
     /// The weights a hybrid search uses when `SearchOptions.weights` is nil: those saved in
     /// the index (`setDefaultWeights`, `m3search tune --save`), else `builtInWeights`.

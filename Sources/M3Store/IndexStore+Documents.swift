@@ -62,6 +62,28 @@ extension IndexStore {
         return out
     }
 
+    /// The documents with the given ids that exist, by id.
+    package func documents(ids: [Int64]) throws -> [Int64: DocumentRecord] {
+        var out: [Int64: DocumentRecord] = [:]
+        for start in stride(from: 0, to: ids.count, by: Self.idsPerStatement) {
+            let slice = ids[start ..< min(start + Self.idsPerStatement, ids.count)]
+            let s = try db.prepare("SELECT id, path, size, mtime, content_hash, metadata FROM documents WHERE id IN ("
+                                   + slice.map { _ in "?" }.joined(separator: ",") + ")")
+            try s.bind(slice.map { .int($0) })
+            while try s.step() {
+                let d = Self.document(s)
+                out[d.id] = d
+            }
+        }
+        return out
+    }
+
+    /// How many documents the file holds.
+    package func documentCount() throws -> Int {
+        let s = try db.prepare("SELECT count(*) FROM documents")
+        return try s.step() ? Int(s.int(0)) : 0
+    }
+
     package func document(path: String) throws -> DocumentRecord? {
         let s = try db.prepare("SELECT id, path, size, mtime, content_hash, metadata FROM documents WHERE path = ?")
         try s.bind([.text(path)])

@@ -46,6 +46,12 @@ struct QueryCommand: ParsableCommand {
     @Option(name: .long, help: "HNSW search breadth; max(64, candidates) when not given.")
     var efSearch: Int?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Where dense candidates come from: exact-scan (score every dense vector, read from the file; no graph is loaded), graph (HNSW), or auto.",
+        discussion: "auto: exact-scan for a single query (opening the graph costs more than one scan), graph with --queries or --ef-search.",
+        valueName: "auto|graph|exact-scan"))
+    var denseCandidates: DenseCandidatesChoice = .auto
+
     @Flag(name: .long, help: "One result per chunk instead of per document.")
     var chunks = false
 
@@ -79,7 +85,10 @@ struct QueryCommand: ParsableCommand {
         try location.path.requireExisting()
         // Before the model loads: a bad queries file fails fast.
         let batch = try queries.map(readBatchQueries)
-        let searchIndex = try location.open(.existing(readOnly: !location.path.isWritable))
+        let scan = denseCandidates == .exactScan || (denseCandidates == .auto && batch == nil && efSearch == nil)
+        var openOptions = IndexOptions.existing(readOnly: scan || !location.path.isWritable)
+        if scan { openOptions.denseCandidates = .exactScan }
+        let searchIndex = try location.open(openOptions)
         let options = SearchOptions(k: k, weights: w, mode: mode, fusion: fusion, candidates: candidates,
                                     groupByDocument: !chunks, efSearch: efSearch, filter: try filterOptions.filter())
         if let batch { return try runBatch(batch, searchIndex, options) }
@@ -150,4 +159,10 @@ struct QueryCommand: ParsableCommand {
             out.flush()
         }
     }
+}
+
+/// `--dense-candidates`.
+enum DenseCandidatesChoice: String, ExpressibleByArgument, CaseIterable {
+    case auto, graph
+    case exactScan = "exact-scan"
 }

@@ -134,10 +134,10 @@ extension IndexReader {
             let t1 = Date()
             for (query, q) in zip(batch, encoded) {
                 out.append(try withSnapshot { whole in
-                    let snapshot = try whole.holdingPostings(of: q.sparse?.ids ?? [])
-                    let state = snapshot.state
-                    guard state.hnsw.count > 0 else { throw M3SearchError.emptyIndex(path) }
-                    let found = try self.candidates(state, for: q, n: n, efSearch: efSearch, fromGraph: true, fromPostings: true)
+                    var snapshot = try whole.holdingPostings(of: q.sparse?.ids ?? [])
+                    guard snapshot.state.chunkCount > 0 else { throw M3SearchError.emptyIndex(path) }
+                    let found = try self.candidates(snapshot, for: q, n: n, efSearch: efSearch, fromGraph: true, fromPostings: true)
+                    snapshot.state.scannedVectors = found.scanned
                     let ids = Set(found.graph).union(found.postings)
                     return .init(id: query.id, scored: try score(snapshot, ids.sorted(), query: q, weights: all),
                                  graph: Set(found.graph), postings: Set(found.postings))
@@ -146,7 +146,9 @@ extension IndexReader {
             encodeSeconds += t1.timeIntervalSince(t0)
             scoreSeconds += Date().timeIntervalSince(t1)
         }
-        var pool = CandidatePool(queries: out, documentPaths: shared.read { $0.documents.mapValues(\.path) }, depth: depth)
+        let paths = shared.current.documentsOnDemand == nil ? shared.read { $0.documents.mapValues(\.path) }
+            : try withSnapshot { Dictionary(try $0.stores[0].documents().map { ($0.id, $0.path) }) { a, _ in a } }
+        var pool = CandidatePool(queries: out, documentPaths: paths, depth: depth)
         pool.encodeSeconds = encodeSeconds
         pool.scoreSeconds = scoreSeconds
         return pool

@@ -103,9 +103,9 @@ final class IndexReader: @unchecked Sendable {
         var report = SearchReport(results: [])
         let t1 = Date()
         return try withSnapshot { whole in
-            let snapshot = try whole.holdingPostings(of: q.sparse?.ids ?? [])
+            var snapshot = try whole.holdingPostings(of: q.sparse?.ids ?? [])
             let state = snapshot.state
-            guard state.hnsw.count > 0 else { throw M3SearchError.emptyIndex(path) }
+            guard state.chunkCount > 0 else { throw M3SearchError.emptyIndex(path) }
             let n = max(options.candidates, options.k)
             let fromGraph = w.dense > 0 || w.colbert > 0, fromPostings = w.sparse > 0 || w.colbert > 0
             // 0. A filter becomes the set of matching chunks, which the candidate generators
@@ -113,14 +113,14 @@ final class IndexReader: @unchecked Sendable {
             var allowed: Set<Int64>?
             if let filter = options.filter, !filter.isEmpty {
                 let matching = try matchingChunks(filter, in: snapshot)
-                let live = matching.chunks.filter { state.hnsw.contains(id: $0) }
+                let live = matching.chunks.filter { state.containsChunk($0) }
                 report.filterDocuments = matching.documents
                 report.filterChunks = live.count
                 allowed = Set(live)
             }
             // 1. Candidates.
             let ids: Set<Int64>
-            if let allowed, allowed.count <= n, fromGraph {
+            if let allowed, allowed.count <= n, fromGraph, state.scan == nil {
                 // No more matching chunks than candidates: score them all (what exact
                 // candidate generation would return), no traversal needed.
                 ids = allowed
@@ -128,9 +128,12 @@ final class IndexReader: @unchecked Sendable {
                 report.denseCandidates = allowed.count
             } else {
                 let filter = allowed.map { IDFilter(allowing: $0) }
-                let found = try candidates(state, for: q, n: n, efSearch: options.efSearch,
+                let found = try candidates(snapshot, for: q, n: n, efSearch: options.efSearch,
                                            fromGraph: fromGraph, fromPostings: fromPostings, filter: filter)
-                if let filter, fromGraph {
+                snapshot.state.scannedVectors = found.scanned
+                if state.scan != nil, filter != nil, fromGraph {
+                    report.filterPlan = "exact scan of the matching chunks"
+                } else if let filter, fromGraph {
                     let ef = max(options.efSearch ?? state.hnsw.efSearch, n)
                     report.filterPlan = state.hnsw.filterPlan(filter, k: n, ef: ef).plan.description
                 } else if filter != nil {
@@ -151,10 +154,11 @@ final class IndexReader: @unchecked Sendable {
             Fusion.fuse(&scored, weights: w, fusion: options.mode == .hybrid ? options.fusion : .weighted)
             var kept = Fusion.top(scored, k: options.k, groupByDocument: options.groupByDocument)
             try fillTexts(&kept, from: snapshot)
+            let documents = try documentInfos(kept.map(\.documentID), in: snapshot)
             report.results = try kept.enumerated().map { i, c in
                 // Stored rows are checked before they become results: a damaged file must
                 // fail loudly, not trap or answer with an empty path (found by Fuzz/FuzzIndex).
-                guard let info = state.documents[c.documentID] else {
+                guard let info = documents[c.documentID] else {
                     throw StoreError.corrupt(path: path, detail: "chunk \(c.chunkID) belongs to no document")
                 }
                 guard c.charStart >= 0, c.charStart <= c.charEnd else {
@@ -172,10 +176,22 @@ final class IndexReader: @unchecked Sendable {
     /// The candidate chunk ids: HNSW's top n by dense score and the exact sparse top n,
     /// searched at the same time (two threads; both structures are read-only here).
     /// Evaluation pools take the same candidates.
-    func candidates(_ state: IndexState, for q: Embedding, n: Int, efSearch: Int?,
-                    fromGraph: Bool, fromPostings: Bool, filter: IDFilter? = nil) throws -> (graph: [Int64], postings: [Int64]) {
+    ///
+    /// A state opened for exact scans has no graph: the sparse top n first, then one scan of
+    /// the image's rows for the exact dense top n, keeping the vectors of both (`scanned`,
+    /// for `denseScore`).
+    func candidates(_ snapshot: Snapshot, for q: Embedding, n: Int, efSearch: Int?, fromGraph: Bool, fromPostings: Bool,
+                    filter: IDFilter? = nil) throws -> (graph: [Int64], postings: [Int64], scanned: [Int64: [Float]]) {
+        let state = snapshot.state
         let dense = fromGraph ? q.dense : nil
         let terms = fromPostings ? q.sparse.map { zip($0.ids, $0.weights).map { (token: $0, weight: $1) } } : nil
+        if let scan = state.scan {
+            let postings = try terms.map { $0.isEmpty ? [] : try state.sparse.search($0, k: n, filter: filter).map(\.id) } ?? []
+            guard let dense = q.dense else { return ([], postings, [:]) }
+            let found = try scanImage(scan, stores: snapshot.stores, query: dense, n: fromGraph ? n : 0, filter: filter,
+                                      keeping: Set(postings))
+            return (found.hits.map(\.id), postings, found.vectors)
+        }
         var found: [Result<[IndexHit], Error>?] = [nil, nil]
         found.withUnsafeMutableBufferPointer { out in
             concurrently(2) { i in
@@ -186,7 +202,49 @@ final class IndexReader: @unchecked Sendable {
                 }
             }
         }
-        return (try found[0]?.get().map(\.id) ?? [], try found[1]?.get().map(\.id) ?? [])
+        return (try found[0]?.get().map(\.id) ?? [], try found[1]?.get().map(\.id) ?? [], [:])
+    }
+
+    /// The exact dense top n over the image's rows and the vectors of those and of
+    /// `keeping`: the segments split between the snapshot's two connections, one thread
+    /// each, every part read into one buffer per thread in that connection's read
+    /// transaction. The image must still be the one the state opened with: another
+    /// process's commit since then (which the snapshot's fallback would show) is an error,
+    /// never a mix of two commits.
+    private func scanImage(_ scan: ImageScan, stores: [IndexStore], query: [Float], n: Int, filter: IDFilter?,
+                           keeping: Set<Int64>) throws -> (hits: [IndexHit], vectors: [Int64: [Float]]) {
+        let threads = min(stores.count, scan.manifest.segments >= 2 ? 2 : 1)
+        var parts = [Result<ImageScan.Search, Error>](repeating: .failure(CancellationError()), count: threads)
+        parts.withUnsafeMutableBufferPointer { out in
+            concurrently(threads) { p in
+                out[p] = Result {
+                    let store = stores[p]
+                    let manifest = try store.withGraphImagePart(0) { try HNSWIndex.ImageManifest(bytes: Array($0)) }
+                    guard manifest == scan.manifest else {
+                        throw M3SearchError(.other, "\(path) changed after it was opened for one search (another process wrote to it); "
+                                            + "search again")
+                    }
+                    var search = scan.search(query, n: n, filter: filter, keeping: keeping)
+                    var buffer = [UInt8](repeating: 0, count: scan.slots(inSegment: 0) * scan.rowBytes)
+                    for k in stride(from: p, to: scan.manifest.segments, by: threads) {
+                        let bytes = scan.slots(inSegment: k) * scan.rowBytes
+                        try buffer.withUnsafeMutableBytes { b in
+                            let rows = UnsafeMutableRawBufferPointer(rebasing: b[..<bytes])
+                            guard try store.readGraphImagePart(2 * k + 2, into: rows) else {
+                                throw StoreError.corrupt(path: path, detail: "graph image segment \(k) has no rows part")
+                            }
+                            try search.add(segment: k, rows: UnsafeRawBufferPointer(rows))
+                        }
+                    }
+                    return search
+                }
+            }
+        }
+        do {
+            return try ImageScan.Search.finish(try parts.map { try $0.get() })
+        } catch let error as IndexError {
+            throw StoreError.corrupt(path: path, detail: "\(error)")
+        }
     }
 
     /// The graph's top n for a dense query. An int8 graph traverses on codes and rescores
@@ -278,6 +336,17 @@ final class IndexReader: @unchecked Sendable {
         }
     }
 
+    /// The documents of `ids` as results show them: from the state, or from the snapshot's
+    /// file when the state reads them on demand (scan mode).
+    func documentInfos(_ ids: [Int64], in snapshot: Snapshot) throws -> [Int64: DocumentInfo] {
+        guard snapshot.state.documentsOnDemand != nil else {
+            return Dictionary(ids.compactMap { id in snapshot.state.documents[id].map { (id, $0) } }) { a, _ in a }
+        }
+        return try snapshot.stores[0].documents(ids: Array(Set(ids))).mapValues {
+            DocumentInfo(path: $0.path, metadata: IndexState.decodeMetadata($0.metadata))
+        }
+    }
+
     /// Reads the texts of the given chunks (the results kept, not every candidate).
     func fillTexts(_ chunks: inout [ScoredChunk], from snapshot: Snapshot) throws {
         guard !chunks.isEmpty else { return }
@@ -301,16 +370,16 @@ final class IndexReader: @unchecked Sendable {
         let w = options.effectiveWeights(indexDefault: defaultWeights)
         return try withSnapshot { whole in
             let snapshot = try whole.holdingPostings(of: q.sparse?.ids ?? [])
-            let state = snapshot.state
             let ids = try snapshot.stores[0].chunkIDs()
             var scored = try score(snapshot, ids, query: q, weights: w)
             Fusion.fuse(&scored, weights: w, fusion: .weighted)
             scored.sort { $0.fused != $1.fused ? $0.fused > $1.fused : $0.chunkID < $1.chunkID }
             var kept = Array(scored.prefix(options.k))
             try fillTexts(&kept, from: snapshot)
+            let documents = try documentInfos(kept.map(\.documentID), in: snapshot)
             return kept.enumerated().map { i, c in
                 SearchResult(rank: i + 1, score: c.fused, dense: c.dense, sparse: c.sparse, colbert: c.colbert,
-                             path: state.documents[c.documentID]?.path ?? "", metadata: nil, chunk: c.ordinal,
+                             path: documents[c.documentID]?.path ?? "", metadata: nil, chunk: c.ordinal,
                              chunkID: c.chunkID, charRange: c.charStart ..< c.charEnd, text: c.text)
             }
         }
@@ -337,11 +406,11 @@ struct Snapshot {
         guard state.sparse.isOnDemand, !tokens.isEmpty else { return self }
         let store = stores[0]
         let sameCommit = try store.commitCount() == state.commit
-        let hnsw = state.hnsw
+        let known = state
         var next = self
         do {
             next.state.sparse = try state.sparse.withLists(for: tokens, cacheable: sameCommit,
-                                                           keeping: sameCommit ? nil : { hnsw.contains(id: $0) }) { missing in
+                                                           keeping: sameCommit ? nil : { known.containsChunk($0) }) { missing in
                 var records: [Int32: [UInt8]] = [:]
                 try store.postings(tokenIDs: missing) { token, bytes in records[token] = Array(bytes) }
                 return records

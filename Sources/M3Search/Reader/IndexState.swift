@@ -27,6 +27,23 @@ struct IndexState {
     var savedWeights: FusionWeights?
     /// The file's commit count this state mirrors (`IndexStore.commitCount`).
     var commit: Int64 = 0
+    /// The image's slots when the index opened for exact scans (`DenseCandidates.exactScan`);
+    /// `hnsw` is then an empty graph and each search scans the image's rows.
+    var scan: ImageScan?
+    /// One search's scanned vectors (its candidates'), which `denseScore` reads in scan mode.
+    var scannedVectors: [Int64: [Float]] = [:]
+    /// Set in scan mode: `documents` stays empty and searches read their results' documents
+    /// from the file (`IndexReader.documentInfo`); the file's count at open.
+    var documentsOnDemand: Int?
+
+    /// Documents in the index.
+    var documentCount: Int { documentsOnDemand ?? documents.count }
+
+    /// Live chunks.
+    var chunkCount: Int { scan?.count ?? hnsw.count }
+
+    /// Whether the chunk is live in this state.
+    func containsChunk(_ id: Int64) -> Bool { scan.map { $0.liveIDs.contains(id) } ?? hnsw.contains(id: id) }
 
     /// A copy the writer may change while searches read `self`: the graph is copied (it
     /// changes in place), the rest is copy-on-write and is copied as it is changed.
@@ -61,12 +78,15 @@ struct IndexState {
 
     /// `load`, saying where the time went in `timings` (its `documents`, `postings`,
     /// `graphRecords`, `denseVectors` and `graphFinish`).
+    /// `scanImage`: keep only the image's slots for exact scans (`DenseCandidates.exactScan`)
+    /// when the file has a current image, instead of the graph.
     static func load(from store: IndexStore, settings: IndexSettings, graphEncoding: HNSWIndex.VectorEncoding,
-                     postingsOnDemand: Bool = false, useImage: Bool = true, timings: inout IndexOpenTimings) throws -> IndexState {
+                     postingsOnDemand: Bool = false, useImage: Bool = true, scanImage: Bool = false,
+                     timings: inout IndexOpenTimings) throws -> IndexState {
         try store.read {
             do {
                 return try decode(store, settings: settings, graphEncoding: graphEncoding, postingsOnDemand: postingsOnDemand,
-                                  useImage: useImage, timings: &timings)
+                                  useImage: useImage, scanImage: scanImage, timings: &timings)
             } catch let error as IndexError {
                 throw StoreError.corrupt(path: store.path, detail: "\(error)")
             }
@@ -86,7 +106,8 @@ struct IndexState {
     }
 
     private static func decode(_ store: IndexStore, settings: IndexSettings, graphEncoding encoding: HNSWIndex.VectorEncoding,
-                               postingsOnDemand: Bool, useImage: Bool, timings: inout IndexOpenTimings) throws -> IndexState {
+                               postingsOnDemand: Bool, useImage: Bool, scanImage: Bool,
+                               timings: inout IndexOpenTimings) throws -> IndexState {
         var clock = DispatchTime.now()
         /// Seconds since the last lap (and starts the next).
         func lap() -> Double {
@@ -94,6 +115,21 @@ struct IndexState {
             defer { clock = now }
             return Double(now.uptimeNanoseconds - clock.uptimeNanoseconds) / 1e9
         }
+        let codec = settings.codec.with(codebook: try loadCodebook(store, dimension: settings.dimension, storage: settings.colbertStorage))
+        let header = try store.hnswHeader()
+        if scanImage, let header, let scan = try loadScan(store, header: header, settings: settings, encoding: encoding, timings: &timings) {
+            // One search: its results' documents are read with them, not all of them now.
+            _ = lap()  // the scan's slots' time is `timings.graphImage`
+            let empty = try HNSWIndex(parameters: .init(dimension: settings.dimension, m: settings.hnswM,
+                                                        efConstruction: settings.hnswEfConstruction, encoding: encoding))
+            var state = IndexState(hnsw: empty, sparse: postingsOnDemand ? SparseIndex.onDemand() : try loadPostings(store),
+                                   documents: [:], codec: codec, savedWeights: try loadSavedWeights(store), commit: try store.commitCount())
+            state.scan = scan
+            state.documentsOnDemand = try store.documentCount()
+            timings.documents = lap()
+            return state
+        }
+        _ = lap()
         var documents: [Int64: DocumentInfo] = [:]
         var denseNorms: [Int64: Float] = [:]
         for d in try store.documents() { documents[d.id] = DocumentInfo(path: d.path, metadata: decodeMetadata(d.metadata)) }
@@ -102,9 +138,7 @@ struct IndexState {
         let sparse = postingsOnDemand ? SparseIndex.onDemand() : try loadPostings(store)
         timings.postings = lap()
 
-        let codec = settings.codec.with(codebook: try loadCodebook(store, dimension: settings.dimension, storage: settings.colbertStorage))
         let hnsw: HNSWIndex
-        let header = try store.hnswHeader()
         let imaged = useImage ? try header.flatMap { header in
             try loadImage(store, header: header, settings: settings, encoding: encoding, timings: &timings)
         } : nil
@@ -172,19 +206,8 @@ struct IndexState {
                                   encoding: HNSWIndex.VectorEncoding, timings: inout IndexOpenTimings) throws -> HNSWIndex? {
         let start = DispatchTime.now()
         defer { timings.graphImage = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9 }
-        guard settings.normalize else { timings.graphSource = "rows (unnormalised index)"; return nil }
-        guard try store.hasGraphImageTable() else { timings.graphSource = "rows (format without graph image)"; return nil }
         do {
-            guard let manifest = try store.withGraphImagePart(0, { try HNSWIndex.ImageManifest(bytes: Array($0)) }) else {
-                timings.graphSource = "rows (no graph image yet: written at checkpoint)"
-                return nil
-            }
-            guard manifest.commit == (try store.commitCount()), manifest.header == header else {
-                timings.graphSource = "rows (graph image of commit \(manifest.commit) is stale: written at checkpoint)"
-                return nil
-            }
-            guard manifest.encoding == encoding else {
-                timings.graphSource = "rows (graph image holds \(manifest.encoding) rows, the graph opens as \(encoding))"
+            guard let manifest = try currentManifest(store, header: header, settings: settings, encoding: encoding, timings: &timings) else {
                 return nil
             }
             var loader = try HNSWIndex.Loader(meta: header, encoding: encoding)
@@ -206,6 +229,57 @@ struct IndexState {
             let hnsw = try loader.finish()
             timings.graphSource = "image"
             return hnsw
+        } catch let error as IndexError {
+            timings.graphSource = "rows (graph image damaged: \(error))"
+        } catch let error as StoreError {
+            guard case .corrupt = error else { throw error }
+            timings.graphSource = "rows (graph image damaged: \(error))"
+        }
+        return nil
+    }
+
+    /// The image's manifest when the file has an image current for this commit, header and
+    /// encoding; nil, saying why in `timings.graphSource`, when not. Throws when it is damaged.
+    private static func currentManifest(_ store: IndexStore, header: [UInt8], settings: IndexSettings,
+                                        encoding: HNSWIndex.VectorEncoding, timings: inout IndexOpenTimings) throws -> HNSWIndex.ImageManifest? {
+        guard settings.normalize else { timings.graphSource = "rows (unnormalised index)"; return nil }
+        guard try store.hasGraphImageTable() else { timings.graphSource = "rows (format without graph image)"; return nil }
+        guard let manifest = try store.withGraphImagePart(0, { try HNSWIndex.ImageManifest(bytes: Array($0)) }) else {
+            timings.graphSource = "rows (no graph image yet: written at checkpoint)"
+            return nil
+        }
+        guard manifest.commit == (try store.commitCount()), manifest.header == header else {
+            timings.graphSource = "rows (graph image of commit \(manifest.commit) is stale: written at checkpoint)"
+            return nil
+        }
+        guard manifest.encoding == encoding else {
+            timings.graphSource = "rows (graph image holds \(manifest.encoding) rows, the graph opens as \(encoding))"
+            return nil
+        }
+        return manifest
+    }
+
+    /// The image's slots for exact scans (`DenseCandidates.exactScan`): only its links parts
+    /// are read (ids and states, checked); the rows stay in the file until a search scans
+    /// them. Nil, saying why in `timings.graphSource`, when the file has no current image
+    /// or it is damaged: the caller then loads the graph.
+    private static func loadScan(_ store: IndexStore, header: [UInt8], settings: IndexSettings,
+                                 encoding: HNSWIndex.VectorEncoding, timings: inout IndexOpenTimings) throws -> ImageScan? {
+        let start = DispatchTime.now()
+        defer { timings.graphImage = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9 }
+        do {
+            guard let manifest = try currentManifest(store, header: header, settings: settings, encoding: encoding, timings: &timings) else {
+                return nil
+            }
+            var scan = try ImageScan(manifest: manifest)
+            for k in 0 ..< manifest.segments {
+                guard try store.withGraphImagePart(2 * k + 1, { links in try scan.addLinks(k, links) }) != nil else {
+                    throw IndexError.corrupt(what: "graph image", detail: "segment \(k) of \(manifest.segments) is missing")
+                }
+            }
+            try scan.finish()
+            timings.graphSource = "image, scanned per search (exact dense candidates; no graph loaded)"
+            return scan
         } catch let error as IndexError {
             timings.graphSource = "rows (graph image damaged: \(error))"
         } catch let error as StoreError {
@@ -269,7 +343,7 @@ struct IndexState {
     /// The graph's vector for a chunk as the dense score needs it: query · stored vector
     /// (the direction times its norm for an unnormalised index).
     func denseScore(_ query: [Float], chunkID: Int64) -> Float? {
-        guard let v = hnsw.vector(forID: chunkID) else { return nil }
+        guard let v = scan != nil ? scannedVectors[chunkID] : hnsw.vector(forID: chunkID) else { return nil }
         let dot = Scores.dense(query, v)
         return denseNorms.isEmpty ? dot : dot * (denseNorms[chunkID] ?? 1)
     }

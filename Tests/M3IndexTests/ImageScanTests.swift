@@ -1,0 +1,119 @@
+import XCTest
+import M3Index
+import M3TestSupport
+
+/// `ImageScan` against brute force over the graph it images: the exact top n by the graph's
+/// own exact score (`HNSWIndex.score`), ties by id, with deleted and free slots skipped,
+/// filters applied, vectors as `vector(forID:)` gives them, for both encodings, segments that
+/// do not divide the slot count and the segments split between two searches.
+final class ImageScanTests: XCTestCase {
+    let dim = 24
+    lazy var model = EmbeddingModel(dimension: dim, latent: 8, seed: 41)
+
+    func makeIndex(_ encoding: HNSWIndex.VectorEncoding) throws -> HNSWIndex {
+        let data = model.sample(count: 500, seed: 42)
+        let index = try HNSWIndex(parameters: .init(dimension: dim, m: 6, efConstruction: 40, efSearch: 32, seed: 5, encoding: encoding))
+        for (i, v) in data.enumerated() { try index.insert(id: Int64(i * 3 + 2), vector: v) }
+        for i in stride(from: 0, to: 500, by: 7) { index.remove(id: Int64(i * 3 + 2)) }
+        index.compact()
+        for i in stride(from: 1, to: 500, by: 11) { index.remove(id: Int64(i * 3 + 2)) }
+        // Two vectors equal to others: ties, which rank by id.
+        try index.insert(id: 10_000, vector: data[1])
+        try index.insert(id: 9_999, vector: data[4])
+        return index
+    }
+
+    func scan(of index: HNSWIndex, segmentSlots: Int) throws -> (ImageScan, [[UInt8]]) {
+        let manifest = index.imageManifest(commit: 3, segmentSlots: segmentSlots)
+        var scan = try ImageScan(manifest: manifest)
+        var rows: [[UInt8]] = []
+        for k in 0 ..< manifest.segments {
+            let part = index.imageSegment(k, segmentSlots: segmentSlots)
+            try part.links.withUnsafeBytes { try scan.addLinks(k, $0) }
+            rows.append(part.rows)
+        }
+        try scan.finish()
+        return (scan, rows)
+    }
+
+    func liveIDs(_ index: HNSWIndex) -> [Int64] {
+        (0 ..< index.slotCount).map { index.nodeRecord(slot: $0) }.filter { $0.state == .live }.map(\.id)
+    }
+
+    /// Brute force: every live id's exact score, best first, ties by id.
+    func bruteForce(_ index: HNSWIndex, _ q: [Float], n: Int, allow: (Int64) -> Bool = { _ in true }) -> [IndexHit] {
+        let hits = q.withUnsafeBufferPointer { qp in
+            liveIDs(index).filter(allow).map { IndexHit(id: $0, score: index.score(qp, id: $0)!) }
+        }
+        return Array(hits.sorted(by: IndexHit.ranksBefore).prefix(n))
+    }
+
+    func testScanFindsTheBruteForceTopN() throws {
+        for encoding in [HNSWIndex.VectorEncoding.float32, .int8] {
+            let index = try makeIndex(encoding)
+            for segmentSlots in [64, 97, 4096] {
+                let (scan, rows) = try scan(of: index, segmentSlots: segmentSlots)
+                XCTAssertEqual(scan.count, index.count)
+                XCTAssertEqual(scan.liveIDs, Set(liveIDs(index)))
+                let queries = model.sample(count: 12, seed: 43) + [try XCTUnwrap(index.vector(forID: 10_000))]
+                for (qi, q) in queries.enumerated() {
+                    let n = [1, 10, 60, 2_000][qi % 4]
+                    let keeping: Set<Int64> = [2, 5, 10_000, 123_456]  // some live, one deleted, one never stored
+                    var search = scan.search(q, n: n, keeping: keeping)
+                    for k in rows.indices.reversed() { try rows[k].withUnsafeBytes { try search.add(segment: k, rows: $0) } }
+                    let (hits, vectors) = try ImageScan.Search.finish([search])
+                    let expected = bruteForce(index, q, n: n)
+                    XCTAssertEqual(hits, expected, "\(encoding) segments of \(segmentSlots), query \(qi)")
+                    let wanted = Set(hits.map { $0.id }).union(keeping.filter { index.contains(id: $0) })
+                    for id in wanted { XCTAssertEqual(vectors[id], index.vector(forID: id), "vector of \(id)") }
+                    XCTAssertEqual(Set(vectors.keys), wanted)
+                }
+            }
+        }
+    }
+
+    func testFilterAndSplitSegments() throws {
+        let index = try makeIndex(.int8)
+        let (scan, rows) = try scan(of: index, segmentSlots: 50)
+        let q = model.sample(count: 1, seed: 44)[0]
+        let allowed = Set(liveIDs(index).filter { $0 % 4 == 0 })
+        var even = scan.search(q, n: 15, filter: IDFilter(allowing: allowed))
+        var odd = scan.search(q, n: 15, filter: IDFilter(allowing: allowed))
+        for k in rows.indices { try rows[k].withUnsafeBytes { k % 2 == 0 ? try even.add(segment: k, rows: $0) : try odd.add(segment: k, rows: $0) } }
+        XCTAssertEqual(try ImageScan.Search.finish([even, odd]).hits, bruteForce(index, q, n: 15) { allowed.contains($0) })
+        // Every segment exactly once: one missing, or one given twice, is an error.
+        var partial = scan.search(q, n: 5)
+        try rows[0].withUnsafeBytes { try partial.add(segment: 0, rows: $0) }
+        XCTAssertThrowsError(try ImageScan.Search.finish([partial]))
+        XCTAssertThrowsError(try rows[0].withUnsafeBytes { try partial.add(segment: 0, rows: $0) })
+        XCTAssertThrowsError(try rows[1].withUnsafeBytes { try partial.add(segment: 0, rows: $0) }, "wrong size")
+    }
+
+    /// Damaged links parts are errors, never traps: wrong sizes, states, levels, an id live twice, missing segments.
+    func testDamagedLinksAreErrors() throws {
+        let index = try makeIndex(.int8)
+        let segmentSlots = 100
+        let manifest = index.imageManifest(commit: 3, segmentSlots: segmentSlots)
+        let parts = (0 ..< manifest.segments).map { index.imageSegment($0, segmentSlots: segmentSlots).links }
+        func load(_ tamper: (inout [[UInt8]]) -> Void) throws {
+            var links = parts
+            tamper(&links)
+            var scan = try ImageScan(manifest: manifest)
+            for (k, part) in links.enumerated() { try part.withUnsafeBytes { try scan.addLinks(k, $0) } }
+            try scan.finish()
+        }
+        XCTAssertNoThrow(try load { _ in })
+        XCTAssertThrowsError(try load { $0[1].removeLast() })
+        XCTAssertThrowsError(try load { $0[0][3] = 7 })                  // unknown state
+        XCTAssertThrowsError(try load { $0[0][100 + 3] = 60 })           // level above the header's
+        XCTAssertThrowsError(try load { $0.removeLast() })               // a segment missing
+        XCTAssertThrowsError(try load { p in                              // slot 1's id is slot 0's
+            let n = 100
+            for b in 0 ..< 8 { p[0][2 * n + 8 + b] = p[0][2 * n + b] }
+            p[0][0] = 0; p[0][1] = 0
+        })
+        var forged = manifest
+        forged.segments += 1
+        XCTAssertThrowsError(try ImageScan(manifest: forged))
+    }
+}
