@@ -136,7 +136,12 @@ extension IndexReader {
                 out.append(try withSnapshot { whole in
                     var snapshot = try whole.holdingPostings(of: q.sparse?.ids ?? [])
                     guard snapshot.state.chunkCount > 0 else { throw M3SearchError.emptyIndex(path) }
-                    let found = try self.candidates(snapshot, for: q, n: n, efSearch: efSearch, fromGraph: true, fromPostings: true)
+                    let found: (graph: [Int64], postings: [Int64], scanned: [Int64: [Float]])
+                    do {
+                        found = try self.candidates(snapshot, for: q, n: n, efSearch: efSearch, fromGraph: true, fromPostings: true)
+                    } catch let failure as ImageScanFailed {
+                        throw failure.cause
+                    }
                     snapshot.state.scannedVectors = found.scanned
                     let ids = Set(found.graph).union(found.postings)
                     return .init(id: query.id, scored: try score(snapshot, ids.sorted(), query: q, weights: all),

@@ -98,7 +98,29 @@ final class IndexReader: @unchecked Sendable {
     }
 
     /// The search pipeline on an already encoded query (benchmarks time it without the encoder).
+    ///
+    /// In scan mode, an image that turns out damaged (a rows part failing its checksum) or
+    /// replaced by another process's checkpoint since the open is not an answer: the graph
+    /// is loaded as an index opened for many searches would (from the rows, or the new
+    /// image), published, and the search runs on it.
     func search(encoded q: Embedding, options: SearchOptions) throws -> SearchReport {
+        do {
+            return try searchOnce(encoded: q, options: options)
+        } catch let failure as ImageScanFailed {
+            try loadGraphInsteadOfScan(encoding: failure.encoding)
+            return try searchOnce(encoded: q, options: options)
+        }
+    }
+
+    /// Replaces a scan-mode state by the graph, read in one snapshot of the file.
+    private func loadGraphInsteadOfScan(encoding: HNSWIndex.VectorEncoding) throws {
+        let state = try pool.withConnections { stores in
+            try IndexState.load(from: stores[0], settings: settings, graphEncoding: encoding, postingsOnDemand: true)
+        }
+        shared.publish(state)
+    }
+
+    private func searchOnce(encoded q: Embedding, options: SearchOptions) throws -> SearchReport {
         let w = options.effectiveWeights(indexDefault: defaultWeights)
         var report = SearchReport(results: [])
         let t1 = Date()
@@ -214,16 +236,15 @@ final class IndexReader: @unchecked Sendable {
     private func scanImage(_ scan: ImageScan, stores: [IndexStore], query: [Float], n: Int, filter: IDFilter?,
                            keeping: Set<Int64>) throws -> (hits: [IndexHit], vectors: [Int64: [Float]]) {
         let threads = min(stores.count, scan.manifest.segments >= 2 ? 2 : 1)
+        let changed = ImageScanFailed(encoding: scan.manifest.encoding, cause: M3SearchError(
+            .other, "\(path) changed after it was opened for exact scans (another process wrote to it)"))
         var parts = [Result<ImageScan.Search, Error>](repeating: .failure(CancellationError()), count: threads)
         parts.withUnsafeMutableBufferPointer { out in
             concurrently(threads) { p in
                 out[p] = Result {
                     let store = stores[p]
                     let manifest = try store.withGraphImagePart(0) { try HNSWIndex.ImageManifest(bytes: Array($0)) }
-                    guard manifest == scan.manifest else {
-                        throw M3SearchError(.other, "\(path) changed after it was opened for one search (another process wrote to it); "
-                                            + "search again")
-                    }
+                    guard manifest == scan.manifest else { throw changed }
                     var search = scan.search(query, n: n, filter: filter, keeping: keeping)
                     var buffer = [UInt8](repeating: 0, count: scan.slots(inSegment: 0) * scan.rowBytes)
                     for k in stride(from: p, to: scan.manifest.segments, by: threads) {
@@ -243,7 +264,10 @@ final class IndexReader: @unchecked Sendable {
         do {
             return try ImageScan.Search.finish(try parts.map { try $0.get() })
         } catch let error as IndexError {
-            throw StoreError.corrupt(path: path, detail: "\(error)")
+            throw ImageScanFailed(encoding: scan.manifest.encoding, cause: StoreError.corrupt(path: path, detail: "\(error)"))
+        } catch let error as StoreError {
+            guard case .corrupt = error else { throw error }
+            throw ImageScanFailed(encoding: scan.manifest.encoding, cause: error)
         }
     }
 
@@ -453,6 +477,13 @@ extension IndexReader {
             return try stores[0].read { try stores[1].read { try body(Snapshot(state: shared.current, stores: stores)) } }
         }
     }
+}
+
+/// An exact scan that found the image damaged or no longer the one opened (`cause`): the
+/// search loads the graph (of `encoding`) and runs again.
+struct ImageScanFailed: Error {
+    let encoding: HNSWIndex.VectorEncoding
+    let cause: any Error
 }
 
 /// A snapshot attempt whose transactions saw a commit no longer (or not) in memory.
