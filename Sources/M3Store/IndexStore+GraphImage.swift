@@ -112,3 +112,16 @@ extension IndexStore {
         try db.prepare("DELETE FROM graph_image WHERE part >= ?").run([.int(Int64(part))])
     }
 }
+
+extension IndexStore {
+    /// Runs `body` with SQLite reading this connection's pages through a memory map of the
+    /// file (`PRAGMA mmap_size`) instead of one pread per 4 KB page: bulk reads such as an
+    /// image's parts go about twice as fast. The map is dropped afterwards, so no connection
+    /// keeps the file mapped (SQLite's map turns an I/O error, or a truncation of the file by
+    /// another program, into SIGBUS instead of an error code, for as long as it exists).
+    package func withMappedReads<T>(_ body: () throws -> T) throws -> T {
+        try db.execute("PRAGMA mmap_size = \(Int64.max)")
+        defer { try? db.execute("PRAGMA mmap_size = 0") }
+        return try body()
+    }
+}

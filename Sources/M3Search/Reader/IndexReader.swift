@@ -247,6 +247,7 @@ final class IndexReader: @unchecked Sendable {
                     guard manifest == scan.manifest else { throw changed }
                     var search = scan.search(query, n: n, filter: filter, keeping: keeping)
                     var buffer = [UInt8](repeating: 0, count: scan.slots(inSegment: 0) * scan.rowBytes)
+                    try store.withMappedReads {
                     for k in stride(from: p, to: scan.manifest.segments, by: threads) {
                         let bytes = scan.slots(inSegment: k) * scan.rowBytes
                         try buffer.withUnsafeMutableBytes { b in
@@ -256,6 +257,7 @@ final class IndexReader: @unchecked Sendable {
                             }
                             try search.add(segment: k, rows: UnsafeRawBufferPointer(rows))
                         }
+                    }
                     }
                     return search
                 }
