@@ -27,8 +27,10 @@ public struct ImageScan {
     private var deleted = 0
 
     /// Reads the manifest's HNSW header; add the links parts next, segment by segment.
-    /// Throws `.corrupt` for a header or segment count that cannot be.
-    public init(manifest: HNSWIndex.ImageManifest) throws(IndexError) {
+    /// `storedBytes`: the bytes of the image's parts after the manifest as the file holds
+    /// them, which bound what the header may claim (so a forged slot count cannot size an
+    /// allocation). Throws `.corrupt` for a header or segment count that cannot be.
+    public init(manifest: HNSWIndex.ImageManifest, storedBytes: Int) throws(IndexError) {
         let loader = try HNSWIndex.Loader(meta: manifest.header, encoding: manifest.encoding)
         self.manifest = manifest
         dimension = loader.index.dim
@@ -39,6 +41,10 @@ public struct ImageScan {
         maxLevel = Int(loader.expectedMaxLevel)
         expectedLive = loader.expectedLive
         expectedDeleted = loader.expectedDeleted
+        let bytesPerSlot = 10 + (maxM0 + 1) * 4 + rowBytes
+        guard slotCount <= storedBytes / bytesPerSlot else {
+            throw .corrupt(what: "graph image", detail: "the header's \(slotCount) slots need more than the \(storedBytes) bytes stored")
+        }
         let segments = (slotCount + manifest.segmentSlots - 1) / manifest.segmentSlots
         guard manifest.segments == segments else {
             throw .corrupt(what: "graph image manifest", detail: "\(manifest.segments) segments for \(slotCount) slots of \(manifest.segmentSlots)")

@@ -25,10 +25,10 @@ final class ImageScanTests: XCTestCase {
 
     func scan(of index: HNSWIndex, segmentSlots: Int) throws -> (ImageScan, [[UInt8]]) {
         let manifest = index.imageManifest(commit: 3, segmentSlots: segmentSlots)
-        var scan = try ImageScan(manifest: manifest)
+        let parts = (0 ..< manifest.segments).map { index.imageSegment($0, segmentSlots: segmentSlots) }
+        var scan = try ImageScan(manifest: manifest, storedBytes: parts.reduce(0) { $0 + $1.links.count + $1.rows.count })
         var rows: [[UInt8]] = []
-        for k in 0 ..< manifest.segments {
-            let part = index.imageSegment(k, segmentSlots: segmentSlots)
+        for (k, part) in parts.enumerated() {
             try part.links.withUnsafeBytes { try scan.addLinks(k, $0) }
             rows.append(part.rows)
         }
@@ -94,11 +94,13 @@ final class ImageScanTests: XCTestCase {
         let index = try makeIndex(.int8)
         let segmentSlots = 100
         let manifest = index.imageManifest(commit: 3, segmentSlots: segmentSlots)
-        let parts = (0 ..< manifest.segments).map { index.imageSegment($0, segmentSlots: segmentSlots).links }
+        let segments = (0 ..< manifest.segments).map { index.imageSegment($0, segmentSlots: segmentSlots) }
+        let parts = segments.map(\.links)
+        let stored = segments.reduce(0) { $0 + $1.links.count + $1.rows.count }
         func load(_ tamper: (inout [[UInt8]]) -> Void) throws {
             var links = parts
             tamper(&links)
-            var scan = try ImageScan(manifest: manifest)
+            var scan = try ImageScan(manifest: manifest, storedBytes: stored)
             for (k, part) in links.enumerated() { try part.withUnsafeBytes { try scan.addLinks(k, $0) } }
             try scan.finish()
         }
@@ -114,6 +116,17 @@ final class ImageScanTests: XCTestCase {
         })
         var forged = manifest
         forged.segments += 1
-        XCTAssertThrowsError(try ImageScan(manifest: forged))
+        XCTAssertThrowsError(try ImageScan(manifest: forged, storedBytes: stored))
+        // A header claiming more slots than the stored bytes hold (it would size the arrays).
+        XCTAssertThrowsError(try ImageScan(manifest: manifest, storedBytes: stored / 2))
+        var huge = manifest
+        // The header ends with u32 slots, live, deleted, i32 entry, max level (little-endian).
+        let end = huge.header.count
+        for (at, value) in [(end - 20, UInt32(Int32.max)), (end - 16, UInt32(Int32.max)), (end - 12, UInt32(0))] {
+            for b in 0 ..< 4 { huge.header[at + b] = UInt8(truncatingIfNeeded: value >> (8 * UInt32(b))) }
+        }
+        XCTAssertNoThrow(try { _ = try HNSWIndex.Loader(meta: huge.header) }(), "a header the record loader accepts")
+        huge.segments = (Int(Int32.max) + segmentSlots - 1) / segmentSlots
+        XCTAssertThrowsError(try ImageScan(manifest: huge, storedBytes: stored))
     }
 }

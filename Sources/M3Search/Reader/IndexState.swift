@@ -271,7 +271,7 @@ struct IndexState {
             guard let manifest = try currentManifest(store, header: header, settings: settings, encoding: encoding, timings: &timings) else {
                 return nil
             }
-            var scan = try ImageScan(manifest: manifest)
+            var scan = try ImageScan(manifest: manifest, storedBytes: try store.graphImageBytes(from: 1))
             for k in 0 ..< manifest.segments {
                 guard try store.withGraphImagePart(2 * k + 1, { links in try scan.addLinks(k, links) }) != nil else {
                     throw IndexError.corrupt(what: "graph image", detail: "segment \(k) of \(manifest.segments) is missing")
