@@ -231,8 +231,9 @@ final class IndexReader: @unchecked Sendable {
     /// `keeping`: the segments split between the snapshot's two connections, one thread
     /// each, every part read into one buffer per thread in that connection's read
     /// transaction. The image must still be the one the state opened with: another
-    /// process's commit since then (which the snapshot's fallback would show) is an error,
-    /// never a mix of two commits.
+    /// process's checkpoint since then (which the snapshot's fallback would show), like a
+    /// damaged part, throws `ImageScanFailed` (the search then loads the graph), never a
+    /// mix of two commits.
     private func scanImage(_ scan: ImageScan, stores: [IndexStore], query: [Float], n: Int, filter: IDFilter?,
                            keeping: Set<Int64>) throws -> (hits: [IndexHit], vectors: [Int64: [Float]]) {
         let threads = min(stores.count, scan.manifest.segments >= 2 ? 2 : 1)
@@ -248,16 +249,16 @@ final class IndexReader: @unchecked Sendable {
                     var search = scan.search(query, n: n, filter: filter, keeping: keeping)
                     var buffer = [UInt8](repeating: 0, count: scan.slots(inSegment: 0) * scan.rowBytes)
                     try store.withMappedReads {
-                    for k in stride(from: p, to: scan.manifest.segments, by: threads) {
-                        let bytes = scan.slots(inSegment: k) * scan.rowBytes
-                        try buffer.withUnsafeMutableBytes { b in
-                            let rows = UnsafeMutableRawBufferPointer(rebasing: b[..<bytes])
-                            guard try store.readGraphImagePart(2 * k + 2, into: rows) else {
-                                throw StoreError.corrupt(path: path, detail: "graph image segment \(k) has no rows part")
+                        for k in stride(from: p, to: scan.manifest.segments, by: threads) {
+                            let bytes = scan.slots(inSegment: k) * scan.rowBytes
+                            try buffer.withUnsafeMutableBytes { b in
+                                let rows = UnsafeMutableRawBufferPointer(rebasing: b[..<bytes])
+                                guard try store.readGraphImagePart(2 * k + 2, into: rows) else {
+                                    throw StoreError.corrupt(path: path, detail: "graph image segment \(k) has no rows part")
+                                }
+                                try search.add(segment: k, rows: UnsafeRawBufferPointer(rows))
                             }
-                            try search.add(segment: k, rows: UnsafeRawBufferPointer(rows))
                         }
-                    }
                     }
                     return search
                 }
