@@ -21,7 +21,7 @@ public struct ImageScan {
     private var ids: [Int64] = []
     private var isLive: [Bool] = []
     /// The live chunk ids.
-    public private(set) var liveIDs: Set<Int64> = []
+    private var live: IDSet
     private let slotCount: Int, maxM0: Int, maxM: Int, maxLevel: Int
     private let expectedLive: Int, expectedDeleted: Int
     private var deleted = 0
@@ -51,11 +51,17 @@ public struct ImageScan {
         }
         ids.reserveCapacity(slotCount)
         isLive.reserveCapacity(slotCount)
-        liveIDs.reserveCapacity(expectedLive)
+        live = IDSet(capacity: expectedLive)
     }
 
     /// Live slots.
-    public var count: Int { liveIDs.count }
+    public var count: Int { live.count }
+
+    /// Whether `id` is live.
+    public func contains(_ id: Int64) -> Bool { live.contains(id) }
+
+    /// The live ids, in no particular order.
+    public var liveIDs: [Int64] { live.elements }
 
     /// Slots in segment `k`.
     public func slots(inSegment k: Int) -> Int {
@@ -83,22 +89,23 @@ public struct ImageScan {
         guard links.count == fixed + upper * 4 else { throw fail("links part has \(links.count) bytes; its levels need \(fixed + upper * 4)") }
         for i in 0 ..< n {
             let id = Int64(littleEndian: links.loadUnaligned(fromByteOffset: 2 * n + 8 * i, as: Int64.self))
-            let live = links[i] == HNSWIndex.SlotState.live.rawValue
-            if live {
-                guard liveIDs.insert(id).inserted else { throw fail("id \(id) is live in two slots") }
+            let isLiveSlot = links[i] == HNSWIndex.SlotState.live.rawValue
+            if isLiveSlot {
+                guard live.count < expectedLive else { throw fail("more live slots than the header's \(expectedLive)") }
+                guard live.insert(id) else { throw fail("id \(id) is live in two slots") }
             } else if links[i] == HNSWIndex.SlotState.deleted.rawValue {
                 deleted += 1
             }
-            ids.append(live ? id : 0)
-            isLive.append(live)
+            ids.append(isLiveSlot ? id : 0)
+            isLive.append(isLiveSlot)
         }
     }
 
     /// Checks that every segment was added and the counts match the header.
     public func finish() throws(IndexError) {
         guard ids.count == slotCount else { throw .corrupt(what: "graph image", detail: "\(ids.count) of \(slotCount) slots read") }
-        guard liveIDs.count == expectedLive, deleted == expectedDeleted else {
-            throw .corrupt(what: "graph image", detail: "\(liveIDs.count) live and \(deleted) deleted slots; the header says "
+        guard live.count == expectedLive, deleted == expectedDeleted else {
+            throw .corrupt(what: "graph image", detail: "\(live.count) live and \(deleted) deleted slots; the header says "
                            + "\(expectedLive) and \(expectedDeleted)")
         }
     }
@@ -124,7 +131,8 @@ public struct ImageScan {
         private var heap: [(hit: IndexHit, copy: Int)] = []
         private var kept: [UInt8]
         private var vectors: [Int64: [Float]] = [:]
-        private var scanned: [Bool]
+        /// Rows scanned per segment.
+        private var scanned: [Int]
 
         init(scan: ImageScan, query: [Float], n: Int, filter: IDFilter?, keeping: Set<Int64>) {
             self.scan = scan
@@ -135,22 +143,26 @@ public struct ImageScan {
             self.keeping = keeping
             kept = [UInt8](repeating: 0, count: self.n * scan.rowBytes)
             heap.reserveCapacity(self.n)
-            scanned = [Bool](repeating: false, count: scan.manifest.segments)
+            scanned = [Int](repeating: 0, count: scan.manifest.segments)
         }
 
         /// Whether a ranks below b (the heap keeps its worst hit on top).
         private static func worse(_ a: IndexHit, _ b: IndexHit) -> Bool { IndexHit.ranksBefore(b, a) }
 
-        /// Scores segment `k`'s rows (exactly `slots(inSegment: k)` rows).
+        /// Scores rows of segment `k`: whole rows, continuing where the last call for the
+        /// segment stopped (a rows part may come in pieces), within its `slots(inSegment: k)`.
         public mutating func add(segment k: Int, rows part: UnsafeRawBufferPointer) throws(IndexError) {
-            let rowBytes = scan.rowBytes, first = k * scan.manifest.segmentSlots, count = scan.slots(inSegment: k)
-            guard scanned.indices.contains(k), !scanned[k] else {
-                throw .corrupt(what: "graph image segment \(k)", detail: "rows given twice or outside the \(scanned.count) segments")
+            let rowBytes = scan.rowBytes
+            guard scanned.indices.contains(k) else {
+                throw .corrupt(what: "graph image segment \(k)", detail: "outside the \(scanned.count) segments")
             }
-            guard part.count == count * rowBytes, query.count == scan.dimension else {
-                throw .corrupt(what: "graph image segment \(k)", detail: "rows part has \(part.count) bytes, not \(count * rowBytes)")
+            let done = scanned[k], count = part.count / rowBytes
+            guard part.count % rowBytes == 0, done + count <= scan.slots(inSegment: k), query.count == scan.dimension else {
+                throw .corrupt(what: "graph image segment \(k)", detail: "\(part.count) bytes of rows after \(done) rows: not whole rows "
+                               + "within its \(scan.slots(inSegment: k))")
             }
-            scanned[k] = true
+            scanned[k] += count
+            let first = k * scan.manifest.segmentSlots + done
             guard count > 0, let base = part.baseAddress else { return }
             try query.withUnsafeBufferPointer { (q) throws(IndexError) in
                 for i in 0 ..< count where scan.isLive[first + i] {
@@ -209,8 +221,11 @@ public struct ImageScan {
         public static func finish(_ parts: [Search]) throws(IndexError) -> (hits: [IndexHit], vectors: [Int64: [Float]]) {
             guard let first = parts.first else { return ([], [:]) }
             let segments = first.scanned.count
-            for k in 0 ..< segments where parts.reduce(0, { $0 + ($1.scanned[k] ? 1 : 0) }) != 1 {
-                throw .corrupt(what: "graph image", detail: "segment \(k) of \(segments) not scanned exactly once")
+            for k in 0 ..< segments {
+                let by = parts.filter { $0.scanned[k] > 0 }
+                guard by.count == 1, by[0].scanned[k] == first.scan.slots(inSegment: k) else {
+                    throw .corrupt(what: "graph image", detail: "segment \(k) of \(segments) not scanned exactly once")
+                }
             }
             var vectors: [Int64: [Float]] = [:]
             var all: [IndexHit] = []
@@ -232,4 +247,59 @@ public struct ImageScan {
             return (hits, vectors)
         }
     }
+}
+
+/// A set of ids for membership tests: open addressing with linear probing in a table of
+/// twice the capacity (a power of two), hashed by one multiplication. Swift's `Set` hashes
+/// with seeded SipHash, which was most of opening a million ids (~150 ms of 170).
+/// Inserting more than `capacity` ids is the caller's error to prevent (`addLinks` stops at
+/// the header's live count).
+struct IDSet {
+    /// Empty entries hold `Int64.min`; the id `Int64.min` itself is kept in `hasMin`.
+    private var table: [Int64]
+    private var hasMin = false
+    private let shift: UInt64
+    private(set) var count = 0
+
+    init(capacity: Int) {
+        var bits = 4
+        while (1 << bits) < 2 * capacity { bits += 1 }
+        table = [Int64](repeating: .min, count: 1 << bits)
+        shift = UInt64(64 - bits)
+    }
+
+    @inline(__always) private func home(_ id: Int64) -> Int {
+        Int(truncatingIfNeeded: (UInt64(bitPattern: id) &* 0x9E37_79B9_7F4A_7C15) >> shift)
+    }
+
+    /// Adds `id`; false when it was present.
+    mutating func insert(_ id: Int64) -> Bool {
+        if id == .min {
+            defer { hasMin = true }
+            if !hasMin { count += 1 }
+            return !hasMin
+        }
+        let mask = table.count - 1
+        var i = home(id)
+        while table[i] != .min {
+            if table[i] == id { return false }
+            i = (i + 1) & mask
+        }
+        table[i] = id
+        count += 1
+        return true
+    }
+
+    func contains(_ id: Int64) -> Bool {
+        if id == .min { return hasMin }
+        let mask = table.count - 1
+        var i = home(id)
+        while table[i] != .min {
+            if table[i] == id { return true }
+            i = (i + 1) & mask
+        }
+        return false
+    }
+
+    var elements: [Int64] { table.filter { $0 != .min } + (hasMin ? [.min] : []) }
 }

@@ -75,6 +75,47 @@ extension IndexStore {
         return true
     }
 
+    /// Reads `part` in consecutive pieces of at most `buffer.count` bytes: `body` gets each
+    /// (in `buffer`, valid only inside) in order, and the checksum, computed as they pass,
+    /// is checked after the last. So the caller works on bytes while they are in cache, and
+    /// trusts what it made of them only once this returns true. False when the part is not
+    /// stored; throws `StoreError.corrupt` when it does not hold exactly `bytes` bytes or
+    /// fails its checksum.
+    package func readGraphImagePart(_ part: Int, bytes expected: Int, pieces buffer: UnsafeMutableRawBufferPointer,
+                                    _ body: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool {
+        guard try hasGraphImageTable() else { return false }
+        let s = try db.prepare("SELECT checksum FROM graph_image WHERE part = ?")
+        try s.bind([.int(Int64(part))])
+        guard try s.step() else { return false }
+        let stored = s.int(0)
+        var blob: OpaquePointer?
+        let rc = sqlite3_blob_open(db.handle, "main", "graph_image", "data", Int64(part), 0, &blob)
+        defer { sqlite3_blob_close(blob) }
+        guard rc == SQLITE_OK, let blob else { throw db.error(rc) }
+        let size = Int(sqlite3_blob_bytes(blob))
+        guard size == expected else {
+            throw StoreError.corrupt(path: path, detail: "graph image part \(part) has \(size) bytes, its segment needs \(expected)")
+        }
+        guard let state = XXH3_createState() else {
+            throw StoreError.sqlite(path: path, code: SQLITE_NOMEM, message: "out of memory for a checksum state", sql: nil)
+        }
+        defer { XXH3_freeState(state) }
+        XXH3_64bits_reset_withSeed(state, Self.graphImageSeed)
+        var offset = 0
+        while offset < size {
+            let n = min(buffer.count, size - offset)
+            let read = sqlite3_blob_read(blob, buffer.baseAddress, Int32(n), Int32(offset))
+            guard read == SQLITE_OK else { throw db.error(read) }
+            XXH3_64bits_update(state, buffer.baseAddress, n)
+            try body(UnsafeRawBufferPointer(rebasing: buffer[..<n]))
+            offset += n
+        }
+        guard Int64(bitPattern: XXH3_64bits_digest(state)) == stored else {
+            throw StoreError.corrupt(path: path, detail: "graph image part \(part) fails its checksum")
+        }
+        return true
+    }
+
     /// The parts whose bytes fail their checksum, by part number (`check`: a damaged part
     /// of a stale image is never read by an open, but it is damage all the same).
     package func graphImageDamagedParts() throws -> [Int] {

@@ -1,5 +1,5 @@
 import XCTest
-import M3Index
+@testable import M3Index
 import M3TestSupport
 
 /// `ImageScan` against brute force over the graph it images: the exact top n by the graph's
@@ -54,7 +54,9 @@ final class ImageScanTests: XCTestCase {
             for segmentSlots in [64, 97, 4096] {
                 let (scan, rows) = try scan(of: index, segmentSlots: segmentSlots)
                 XCTAssertEqual(scan.count, index.count)
-                XCTAssertEqual(scan.liveIDs, Set(liveIDs(index)))
+                XCTAssertEqual(Set(scan.liveIDs), Set(liveIDs(index)))
+                XCTAssertEqual(scan.liveIDs.count, scan.count)
+                for id in Int64(0) ..< 1_600 { XCTAssertEqual(scan.contains(id), index.contains(id: id), "\(id)") }
                 let queries = model.sample(count: 12, seed: 43) + [try XCTUnwrap(index.vector(forID: 10_000))]
                 for (qi, q) in queries.enumerated() {
                     let n = [1, 10, 60, 2_000][qi % 4]
@@ -81,6 +83,20 @@ final class ImageScanTests: XCTestCase {
         var odd = scan.search(q, n: 15, filter: IDFilter(allowing: allowed))
         for k in rows.indices { try rows[k].withUnsafeBytes { k % 2 == 0 ? try even.add(segment: k, rows: $0) : try odd.add(segment: k, rows: $0) } }
         XCTAssertEqual(try ImageScan.Search.finish([even, odd]).hits, bruteForce(index, q, n: 15) { allowed.contains($0) })
+        // Parts in pieces of 3 rows (the reader's pieces), the segments in any order.
+        var pieces = scan.search(q, n: 15)
+        let rowBytes = scan.rowBytes
+        for k in rows.indices.shuffled() {
+            try rows[k].withUnsafeBytes { all in
+                for at in stride(from: 0, to: all.count, by: 3 * rowBytes) {
+                    try pieces.add(segment: k, rows: UnsafeRawBufferPointer(rebasing: all[at ..< min(at + 3 * rowBytes, all.count)]))
+                }
+            }
+        }
+        XCTAssertEqual(try ImageScan.Search.finish([pieces]).hits, bruteForce(index, q, n: 15))
+        var ragged = scan.search(q, n: 5)
+        XCTAssertThrowsError(try rows[0].withUnsafeBytes { try ragged.add(segment: 0, rows: UnsafeRawBufferPointer(rebasing: $0[..<(rowBytes + 1)])) },
+                             "not whole rows")
         // Every segment exactly once: one missing, or one given twice, is an error.
         var partial = scan.search(q, n: 5)
         try rows[0].withUnsafeBytes { try partial.add(segment: 0, rows: $0) }
@@ -128,5 +144,25 @@ final class ImageScanTests: XCTestCase {
         XCTAssertNoThrow(try { _ = try HNSWIndex.Loader(meta: huge.header) }(), "a header the record loader accepts")
         huge.segments = (Int(Int32.max) + segmentSlots - 1) / segmentSlots
         XCTAssertThrowsError(try ImageScan(manifest: huge, storedBytes: stored))
+    }
+}
+
+/// `IDSet` against Swift's `Set`: random and adversarial ids (colliding homes, `Int64.min`,
+/// negatives), duplicates refused, membership of absent ids.
+final class IDSetTests: XCTestCase {
+    func testMatchesSet() {
+        var rng = SystemRandomNumberGenerator()
+        for n in [0, 1, 7, 1_000, 50_000] {
+            var ids = (0 ..< n).map { _ in Int64.random(in: -1_000_000 ... 1_000_000, using: &rng) }
+            ids += [Int64.min, Int64.max, 0, -1] + (0 ..< 64).map { Int64($0) << 58 }  // equal low bits
+            var set = IDSet(capacity: ids.count)
+            var reference = Set<Int64>()
+            for id in ids { XCTAssertEqual(set.insert(id), reference.insert(id).inserted, "\(id)") }
+            XCTAssertEqual(set.count, reference.count)
+            XCTAssertEqual(Set(set.elements), reference)
+            for id in ids.prefix(500) + (0 ..< 500).map({ _ in Int64.random(in: .min ... .max, using: &rng) }) {
+                XCTAssertEqual(set.contains(id), reference.contains(id), "\(id)")
+            }
+        }
     }
 }

@@ -234,6 +234,9 @@ final class IndexReader: @unchecked Sendable {
     /// process's checkpoint since then (which the snapshot's fallback would show), like a
     /// damaged part, throws `ImageScanFailed` (the search then loads the graph), never a
     /// mix of two commits.
+    /// Bytes an exact scan reads, checks and scores at a time, per thread.
+    static let scanPieceBytes = 256 << 10
+
     private func scanImage(_ scan: ImageScan, stores: [IndexStore], query: [Float], n: Int, filter: IDFilter?,
                            keeping: Set<Int64>) throws -> (hits: [IndexHit], vectors: [Int64: [Float]]) {
         let threads = min(stores.count, scan.manifest.segments >= 2 ? 2 : 1)
@@ -247,16 +250,17 @@ final class IndexReader: @unchecked Sendable {
                     let manifest = try store.withGraphImagePart(0) { try HNSWIndex.ImageManifest(bytes: Array($0)) }
                     guard manifest == scan.manifest else { throw changed }
                     var search = scan.search(query, n: n, filter: filter, keeping: keeping)
-                    var buffer = [UInt8](repeating: 0, count: scan.slots(inSegment: 0) * scan.rowBytes)
+                    // Pieces of whole rows small enough to stay in L2 from the read through the
+                    // checksum to the scores (a whole 9 MB part went out to memory and back).
+                    var buffer = [UInt8](repeating: 0, count: max(1, Self.scanPieceBytes / scan.rowBytes) * scan.rowBytes)
                     try store.withMappedReads {
-                        for k in stride(from: p, to: scan.manifest.segments, by: threads) {
-                            let bytes = scan.slots(inSegment: k) * scan.rowBytes
-                            try buffer.withUnsafeMutableBytes { b in
-                                let rows = UnsafeMutableRawBufferPointer(rebasing: b[..<bytes])
-                                guard try store.readGraphImagePart(2 * k + 2, into: rows) else {
-                                    throw StoreError.corrupt(path: path, detail: "graph image segment \(k) has no rows part")
+                        try buffer.withUnsafeMutableBytes { piece in
+                            for k in stride(from: p, to: scan.manifest.segments, by: threads) {
+                                let found = try store.readGraphImagePart(2 * k + 2, bytes: scan.slots(inSegment: k) * scan.rowBytes,
+                                                                         pieces: piece) { rows in
+                                    try search.add(segment: k, rows: rows)
                                 }
-                                try search.add(segment: k, rows: UnsafeRawBufferPointer(rows))
+                                guard found else { throw StoreError.corrupt(path: path, detail: "graph image segment \(k) has no rows part") }
                             }
                         }
                     }

@@ -43,7 +43,7 @@ struct IndexState {
     var chunkCount: Int { scan?.count ?? hnsw.count }
 
     /// Whether the chunk is live in this state.
-    func containsChunk(_ id: Int64) -> Bool { scan.map { $0.liveIDs.contains(id) } ?? hnsw.contains(id: id) }
+    func containsChunk(_ id: Int64) -> Bool { scan.map { $0.contains(id) } ?? hnsw.contains(id: id) }
 
     /// A copy the writer may change while searches read `self`: the graph is copied (it
     /// changes in place), the rest is copy-on-write and is copied as it is changed.
