@@ -56,13 +56,19 @@ struct IndexLocation: ParsableArguments {
 
     var index: String { path.index }
 
-    /// Opens the index with its model (created when absent, unless `options.create` is false).
-    func open(_ options: IndexOptions = IndexOptions()) throws -> SearchIndex {
+    /// Opens the index with its model (created when absent, unless `options.create` is false),
+    /// and says its notes on stderr unless `quiet` (then call `announce`).
+    func open(_ options: IndexOptions = IndexOptions(), quiet: Bool = false) throws -> SearchIndex {
         try path.requireRegularFile()
         let opened = try SearchIndex(path: index, model: try modelOptions.load(), options: options)
+        if !quiet { announce(opened) }
+        return opened
+    }
+
+    /// Says an open index's notes on stderr.
+    func announce(_ opened: SearchIndex) {
         noteIdentityUpgrade(opened)
         for line in opened.notes { note(line) }
-        return opened
     }
 }
 

@@ -86,9 +86,20 @@ struct QueryCommand: ParsableCommand {
         // Before the model loads: a bad queries file fails fast.
         let batch = try queries.map(readBatchQueries)
         let scan = denseCandidates == .exactScan || (denseCandidates == .auto && batch == nil && efSearch == nil)
-        var openOptions = IndexOptions.existing(readOnly: scan || !location.path.isWritable)
-        if scan { openOptions.denseCandidates = .exactScan }
-        let searchIndex = try location.open(openOptions)
+        var searchIndex: SearchIndex
+        if scan {
+            var openOptions = IndexOptions.existing(readOnly: true)
+            openOptions.denseCandidates = .exactScan
+            searchIndex = try location.open(openOptions, quiet: true)
+            if searchIndex.identityUpgrade == .pendingWritableOpen && location.path.isWritable {
+                // The one-time model identity upgrade needs a writable open (with the graph).
+                searchIndex = try location.open(.existing())
+            } else {
+                location.announce(searchIndex)
+            }
+        } else {
+            searchIndex = try location.open(.existing(readOnly: !location.path.isWritable))
+        }
         let options = SearchOptions(k: k, weights: w, mode: mode, fusion: fusion, candidates: candidates,
                                     groupByDocument: !chunks, efSearch: efSearch, filter: try filterOptions.filter())
         if let batch { return try runBatch(batch, searchIndex, options) }
