@@ -191,16 +191,19 @@ struct IndexState {
             // Room for the slots whose rows the file actually holds, at once (no regrowth).
             let rowBytes = HNSWIndex.rowBytes(encoding: encoding, dimension: settings.dimension)
             loader.reserve(slots: try store.graphImageBytes(from: 1) / max(1, rowBytes))
-            for k in 0 ..< manifest.segments {
-                let found: Bool? = try store.withGraphImagePart(2 * k + 1) { links in
-                    var rowsFound = false
-                    try loader.addImageSegment(k, segmentSlots: manifest.segmentSlots, links: links) { rows in
-                        rowsFound = try store.readGraphImagePart(2 * k + 2, into: rows)
+            // The parts' pages through a memory map, for this loop only (see withMappedReads).
+            try store.withMappedReads {
+                for k in 0 ..< manifest.segments {
+                    let found: Bool? = try store.withGraphImagePart(2 * k + 1) { links in
+                        var rowsFound = false
+                        try loader.addImageSegment(k, segmentSlots: manifest.segmentSlots, links: links) { rows in
+                            rowsFound = try store.readGraphImagePart(2 * k + 2, into: rows)
+                        }
+                        return rowsFound
                     }
-                    return rowsFound
-                }
-                guard found == true else {
-                    throw IndexError.corrupt(what: "graph image", detail: "segment \(k) of \(manifest.segments) is missing")
+                    guard found == true else {
+                        throw IndexError.corrupt(what: "graph image", detail: "segment \(k) of \(manifest.segments) is missing")
+                    }
                 }
             }
             let hnsw = try loader.finish()
