@@ -191,19 +191,22 @@ struct IndexState {
             // Room for the slots whose rows the file actually holds, at once (no regrowth).
             let rowBytes = HNSWIndex.rowBytes(encoding: encoding, dimension: settings.dimension)
             loader.reserve(slots: try store.graphImageBytes(from: 1) / max(1, rowBytes))
-            // The parts' pages through a memory map, for this loop only (see withMappedReads).
-            try store.withMappedReads {
-                for k in 0 ..< manifest.segments {
-                    let found: Bool? = try store.withGraphImagePart(2 * k + 1) { links in
+            for k in 0 ..< manifest.segments {
+                // Each segment's pages through a memory map (see withMappedReads), dropped
+                // after the segment: the mapped pages count in the process's resident memory
+                // while mapped, so a map for the whole loop would add the whole image to
+                // `serve`'s peak, this one segment (~9 MB of int8 rows).
+                let found: Bool? = try store.withMappedReads {
+                    try store.withGraphImagePart(2 * k + 1) { links in
                         var rowsFound = false
                         try loader.addImageSegment(k, segmentSlots: manifest.segmentSlots, links: links) { rows in
                             rowsFound = try store.readGraphImagePart(2 * k + 2, into: rows)
                         }
                         return rowsFound
                     }
-                    guard found == true else {
-                        throw IndexError.corrupt(what: "graph image", detail: "segment \(k) of \(manifest.segments) is missing")
-                    }
+                }
+                guard found == true else {
+                    throw IndexError.corrupt(what: "graph image", detail: "segment \(k) of \(manifest.segments) is missing")
                 }
             }
             let hnsw = try loader.finish()
