@@ -70,6 +70,40 @@ final class IndexStoreTests: XCTestCase {
         XCTAssertEqual(try store.counts().chunks, 0)
     }
 
+    /// Graph image parts read inside `withMappedReads` (SQLite's memory map) are the bytes
+    /// written, and `mmap_size` is 0 again afterwards, also when the body throws.
+    func testMappedReadsReadThePartsAndDropTheMap() throws {
+        struct Stop: Error {}
+        let path = dir.appendingPathComponent("m.m3index").path
+        let links = (0 ..< 300_000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 9) }  // 73 pages
+        let rows = (0 ..< 70_000).map { UInt8(truncatingIfNeeded: $0 &* 13) }
+        do {
+            let store = try IndexStore(path: path, createWith: StoredSettings(modelID: "m", dimension: 4))
+            try store.write {
+                try store.putGraphImagePart(1, links, known: [:])
+                try store.putGraphImagePart(2, rows, known: [:])
+            }
+        }
+        let store = try IndexStore(path: path, readOnly: true)
+        func mmapSize() throws -> Int64 { try store.db.scalarInt("PRAGMA mmap_size") ?? -1 }
+        XCTAssertEqual(try mmapSize(), 0)
+        try store.read {
+            let (readLinks, readRows) = try store.withMappedReads {
+                XCTAssertGreaterThan(try mmapSize(), 0)
+                let l = try store.withGraphImagePart(1) { Array($0) }
+                var r = [UInt8](repeating: 0, count: rows.count)
+                let found = try r.withUnsafeMutableBytes { try store.readGraphImagePart(2, into: $0) }
+                XCTAssertTrue(found)
+                return (l, r)
+            }
+            XCTAssertEqual(readLinks, links)
+            XCTAssertEqual(readRows, rows)
+            XCTAssertEqual(try mmapSize(), 0)
+            XCTAssertThrowsError(try store.withMappedReads { throw Stop() })
+            XCTAssertEqual(try mmapSize(), 0)
+        }
+    }
+
     /// `write { }` commits when its body returns and rolls back when it throws; `read { }`
     /// sees one committed state, whatever another connection commits meanwhile.
     func testScopedTransactions() throws {
