@@ -1,4 +1,3 @@
-import Dispatch
 extension HNSWIndex {
     /// What `checkIntegrity()` counted.
     public struct IntegrityReport: Equatable, Sendable, CustomStringConvertible {
@@ -101,36 +100,46 @@ extension HNSWIndex {
     /// and the loader; `fail` turns a message into the caller's error kind. After this passes,
     /// no search, insert or compaction can index out of bounds.
     func validateStructure(_ fail: (String) -> IndexError) throws(IndexError) {
-        try validateStructure(parts: slotCount >= Self.parallelValidationSlots ? 2 : 1, fail)
-    }
-
-    /// `validateStructure`, checking the slots in `parts` ranges at once. The per-slot checks
-    /// only read the graph, so a large one is checked in two halves on two threads (at 1M
-    /// slots they were a quarter of an open from the graph image). The first failure of the
-    /// lowest range wins, so the message is the one a single pass in slot order gives.
-    func validateStructure(parts requested: Int, _ fail: (String) -> IndexError) throws(IndexError) {
-        let n = slotCount
-        let parts = Swift.max(1, Swift.min(requested, n))
-        let scans = UnsafeMutableBufferPointer<SlotScan>.allocate(capacity: parts)
-        scans.initialize(repeating: SlotScan())
-        defer {
-            _ = scans.deinitialize()
-            scans.deallocate()
-        }
-        let shared = SlotScans(scans: scans)
-        if parts == 1 {
-            shared.scans[0] = scanSlots(0 ..< n)
-        } else {
-            DispatchQueue.concurrentPerform(iterations: parts) { i in
-                shared.scans[i] = scanSlots(n * i / parts ..< n * (i + 1) / parts)
-            }
-        }
         var counts = [0, 0, 0]
         var topLevel: Int32 = -1
-        for scan in scans {
-            if let failure = scan.failure { throw fail(failure) }
-            for k in 0 ..< 3 { counts[k] += scan.counts[k] }
-            topLevel = Swift.max(topLevel, scan.topLevel)
+        // stamp[x] == list number ⇔ x already seen in the current list (duplicate check in O(1)).
+        var stamp = [UInt32](repeating: 0, count: slotCount)
+        var listNumber: UInt32 = 0
+        for s in 0..<slotCount {
+            let raw = states[s]
+            guard raw <= 2 else { throw fail("slot \(s) has unknown state \(raw)") }
+            counts[Int(raw)] += 1
+            let level = levels[s]
+            guard (0...Int32(Self.levelLimit)).contains(level) else {
+                throw fail("slot \(s) has level \(level) outside 0…\(Self.levelLimit)")
+            }
+            guard (level > 0) == (upperLinks[s] != nil) else { throw fail("slot \(s) upper-layer storage does not match level \(level)") }
+            if raw == SlotState.free.rawValue {
+                guard level == 0, links0[s * (maxM0 + 1)] == 0 else { throw fail("free slot \(s) has a level or links") }
+                continue
+            }
+            topLevel = Swift.max(topLevel, level)
+            for l in 0...Int(level) {
+                let p = linkList(UInt32(s), l)
+                let n = Int(p[0])
+                listNumber &+= 1
+                if listNumber == 0 {  // wrapped (≥ 2³² lists): start the stamps over
+                    stamp = [UInt32](repeating: 0, count: slotCount)
+                    listNumber = 1
+                }
+                guard n <= cap(level: l) else { throw fail("slot \(s) has \(n) links on layer \(l) (max \(cap(level: l)))") }
+                for i in 0..<n {
+                    let x = p[1 + i]
+                    guard Int(x) < slotCount else { throw fail("slot \(s) layer \(l) links to slot \(x) ≥ \(slotCount) slots") }
+                    guard Int(x) != s else { throw fail("slot \(s) links to itself on layer \(l)") }
+                    guard states[Int(x)] != SlotState.free.rawValue else { throw fail("slot \(s) layer \(l) links to free slot \(x)") }
+                    guard levels[Int(x)] >= l else {
+                        throw fail("slot \(s) layer \(l) links to slot \(x) whose level is \(levels[Int(x)])")
+                    }
+                    guard stamp[Int(x)] != listNumber else { throw fail("slot \(s) links to slot \(x) twice on layer \(l)") }
+                    stamp[Int(x)] = listNumber
+                }
+            }
         }
         guard counts[0] == liveCount, counts[1] == tombstones, counts[2] == freeSlots.count else {
             throw fail("state counts live \(counts[0]), deleted \(counts[1]), free \(counts[2]) disagree with "
@@ -158,87 +167,4 @@ extension HNSWIndex {
             }
         }
     }
-}
-
-extension HNSWIndex {
-    /// Slots from which `validateStructure` checks the slots on two threads.
-    static let parallelValidationSlots = 1 << 15
-
-    /// What `scanSlots` found in its range: state counts (live, deleted, free), the highest
-    /// level of a linked slot (-1: none), and the first failure in slot order.
-    struct SlotScan {
-        var counts = [0, 0, 0]
-        var topLevel: Int32 = -1
-        var failure: String?
-    }
-
-    /// Checks the slots of `range`: state, level, upper storage, and each list's length,
-    /// targets (in range, not itself, not free, level high enough) and duplicates. Reads the
-    /// graph only, so ranges may be checked at once on several threads.
-    func scanSlots(_ range: Range<Int>) -> SlotScan {
-        var scan = SlotScan()
-        let slotCount = self.slotCount, states = self.states, levels = self.levels, upperLinks = self.upperLinks
-        // stamp[x] == list number ⇔ x already seen in the current list (duplicate check in O(1)).
-        var stamp = [UInt32](repeating: 0, count: slotCount)
-        var listNumber: UInt32 = 0
-        for s in range {
-            let raw = states[s]
-            guard raw <= 2 else { scan.failure = "slot \(s) has unknown state \(raw)"; return scan }
-            scan.counts[Int(raw)] += 1
-            let level = levels[s]
-            guard (0...Int32(Self.levelLimit)).contains(level) else {
-                scan.failure = "slot \(s) has level \(level) outside 0…\(Self.levelLimit)"
-                return scan
-            }
-            guard (level > 0) == (upperLinks[s] != nil) else {
-                scan.failure = "slot \(s) upper-layer storage does not match level \(level)"
-                return scan
-            }
-            if raw == SlotState.free.rawValue {
-                guard level == 0, links0[s * (maxM0 + 1)] == 0 else { scan.failure = "free slot \(s) has a level or links"; return scan }
-                continue
-            }
-            scan.topLevel = Swift.max(scan.topLevel, level)
-            for l in 0...Int(level) {
-                let p = linkList(UInt32(s), l)
-                let n = Int(p[0])
-                listNumber &+= 1
-                if listNumber == 0 {  // wrapped (≥ 2³² lists): start the stamps over
-                    stamp = [UInt32](repeating: 0, count: slotCount)
-                    listNumber = 1
-                }
-                guard n <= cap(level: l) else {
-                    scan.failure = "slot \(s) has \(n) links on layer \(l) (max \(cap(level: l)))"
-                    return scan
-                }
-                for i in 0..<n {
-                    let x = p[1 + i]
-                    guard Int(x) < slotCount else {
-                        scan.failure = "slot \(s) layer \(l) links to slot \(x) ≥ \(slotCount) slots"
-                        return scan
-                    }
-                    guard Int(x) != s else { scan.failure = "slot \(s) links to itself on layer \(l)"; return scan }
-                    guard states[Int(x)] != SlotState.free.rawValue else {
-                        scan.failure = "slot \(s) layer \(l) links to free slot \(x)"
-                        return scan
-                    }
-                    guard levels[Int(x)] >= l else {
-                        scan.failure = "slot \(s) layer \(l) links to slot \(x) whose level is \(levels[Int(x)])"
-                        return scan
-                    }
-                    guard stamp[Int(x)] != listNumber else {
-                        scan.failure = "slot \(s) links to slot \(x) twice on layer \(l)"
-                        return scan
-                    }
-                    stamp[Int(x)] = listNumber
-                }
-            }
-        }
-        return scan
-    }
-}
-
-/// The per-thread results of `validateStructure` (each thread writes only its own entry).
-private struct SlotScans: @unchecked Sendable {
-    let scans: UnsafeMutableBufferPointer<HNSWIndex.SlotScan>
 }
