@@ -47,6 +47,9 @@ extension IndexStore {
         }
     }
 
+    /// Bytes of a part read and hashed at a time (well inside L2).
+    static let graphImageReadPiece = 256 << 10
+
     /// Reads `part` straight into `destination` (SQLite's incremental blob I/O: no copy of
     /// the whole blob in between) and checks it against its checksum. Returns false when the
     /// part is not stored; throws `StoreError.corrupt` when its size is not
@@ -65,11 +68,23 @@ extension IndexStore {
         guard size == destination.count else {
             throw StoreError.corrupt(path: path, detail: "graph image part \(part) has \(size) bytes, its segment needs \(destination.count)")
         }
-        if size > 0 {
-            let read = sqlite3_blob_read(blob, destination.baseAddress, Int32(size), 0)
-            guard read == SQLITE_OK else { throw db.error(read) }
+        // In pieces, each hashed right after it is read, while it is still in cache: hashing
+        // the whole part after reading it was a second pass over memory.
+        guard let state = XXH3_createState() else {
+            throw StoreError.sqlite(path: path, code: SQLITE_NOMEM, message: "cannot allocate a hash state", sql: nil)
         }
-        guard Self.digest(UnsafeRawBufferPointer(destination), seed: Self.graphImageSeed) == stored else {
+        defer { XXH3_freeState(state) }
+        XXH3_64bits_reset_withSeed(state, Self.graphImageSeed)
+        var offset = 0
+        while offset < size {
+            let n = Swift.min(Self.graphImageReadPiece, size - offset)
+            let piece = destination.baseAddress! + offset
+            let read = sqlite3_blob_read(blob, piece, Int32(n), Int32(offset))
+            guard read == SQLITE_OK else { throw db.error(read) }
+            XXH3_64bits_update(state, piece, n)
+            offset += n
+        }
+        guard Int64(bitPattern: XXH3_64bits_digest(state)) == stored else {
             throw StoreError.corrupt(path: path, detail: "graph image part \(part) fails its checksum")
         }
         return true

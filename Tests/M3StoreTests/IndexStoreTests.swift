@@ -76,7 +76,7 @@ final class IndexStoreTests: XCTestCase {
         struct Stop: Error {}
         let path = dir.appendingPathComponent("m.m3index").path
         let links = (0 ..< 300_000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 9) }  // 73 pages
-        let rows = (0 ..< 70_000).map { UInt8(truncatingIfNeeded: $0 &* 13) }
+        let rows = (0 ..< 600_000).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ $0 >> 11) }  // read in 3 pieces
         do {
             let store = try IndexStore(path: path, createWith: StoredSettings(modelID: "m", dimension: 4))
             try store.write {
@@ -101,6 +101,18 @@ final class IndexStoreTests: XCTestCase {
             XCTAssertEqual(try mmapSize(), 0)
             XCTAssertThrowsError(try store.withMappedReads { throw Stop() })
             XCTAssertEqual(try mmapSize(), 0)
+        }
+        // One byte changed in the last piece: the part fails its checksum.
+        do {
+            let writer = try IndexStore(path: path)
+            try writer.write {
+                try writer.db.execute("UPDATE graph_image SET data = CAST(substr(data, 1, 599999) || x'00' AS BLOB) WHERE part = 2")
+            }
+        }
+        var r = [UInt8](repeating: 0, count: rows.count)
+        XCTAssertThrowsError(try store.withMappedReads { try r.withUnsafeMutableBytes { try store.readGraphImagePart(2, into: $0) } }) { error in
+            guard case StoreError.corrupt(_, let detail) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(detail.contains("fails its checksum"), detail)
         }
     }
 
