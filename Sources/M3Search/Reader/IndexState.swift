@@ -193,9 +193,10 @@ struct IndexState {
             loader.reserve(slots: try store.graphImageBytes(from: 1) / max(1, rowBytes))
             for k in 0 ..< manifest.segments {
                 // Each segment's pages through a memory map (see withMappedReads), dropped
-                // after the segment: the mapped pages count in the process's resident memory
-                // while mapped, so a map for the whole loop would add the whole image to
-                // `serve`'s peak, this one segment (~9 MB of int8 rows).
+                // after the segment: mapped pages count in the process's resident memory
+                // while mapped, and this keeps them to one segment (~9 MB of int8 rows), not
+                // the whole image. (serve's peak at 100k chunks, 580 MB, came later, with the
+                // model, either way; mapping per segment cost nothing measurable.)
                 let found: Bool? = try store.withMappedReads {
                     try store.withGraphImagePart(2 * k + 1) { links in
                         var rowsFound = false
