@@ -99,14 +99,15 @@ extension IndexStore {
     /// Runs `body` with SQLite reading this file's pages through a memory map instead of one
     /// pread per 4 KB page: the image of a 100k-chunk index is 30k pages, and the incremental
     /// blob reads of its parts use the map too (strace of reading every part: 30,192 preads
-    /// without, 7 with). Call outside any statement: the map is dropped again
-    /// before this returns (`mmap_size` back to 0), which SQLite only does while no mapped
-    /// page is in use.
+    /// without, 7 with). Call with no statement open (those `body` runs included): the map
+    /// is dropped before this returns (`mmap_size` back to 0), which SQLite does only while
+    /// no mapped page is in use.
     ///
     /// Only for a bounded bulk read, not for the connection's life: with the file mapped, an
     /// I/O error on it, or another program truncating it (SQLite's own writers never cut
     /// below a snapshot a reader holds), raises SIGBUS instead of an error SQLite could
-    /// return, so a server keeps the map for the length of its open, not for days.
+    /// return, so a server's open maps the file one graph image segment at a time, never
+    /// while it serves.
     package func withMappedReads<T>(_ body: () throws -> T) throws -> T {
         try db.execute("PRAGMA main.mmap_size=\(Self.mappedReadLimit)")
         // A failing reset leaves only the map (the pages read are right either way); the
