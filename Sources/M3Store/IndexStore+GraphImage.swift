@@ -99,7 +99,7 @@ extension IndexStore {
     /// Runs `body` with SQLite reading this file's pages through a memory map instead of one
     /// pread per 4 KB page: the image of a 100k-chunk index is 30k pages, and the incremental
     /// blob reads of its parts use the map too (strace of reading every part: 30,192 preads
-    /// without, 7 with). Call with no statement open (those `body` runs included): the map
+    /// without, 7 with). Call with no statement open, and let `body` finish its own: the map
     /// is dropped before this returns (`mmap_size` back to 0), which SQLite does only while
     /// no mapped page is in use.
     ///
