@@ -47,32 +47,16 @@ extension IndexStore {
         }
     }
 
+    /// Bytes of a part read and hashed at a time (well inside L2).
+    static let graphImageReadPiece = 256 << 10
+
     /// Reads `part` straight into `destination` (SQLite's incremental blob I/O: no copy of
     /// the whole blob in between) and checks it against its checksum. Returns false when the
     /// part is not stored; throws `StoreError.corrupt` when its size is not
     /// `destination.count` or its bytes fail the checksum.
     package func readGraphImagePart(_ part: Int, into destination: UnsafeMutableRawBufferPointer) throws -> Bool {
-        guard try hasGraphImageTable() else { return false }
-        let s = try db.prepare("SELECT checksum FROM graph_image WHERE part = ?")
-        try s.bind([.int(Int64(part))])
-        guard try s.step() else { return false }
-        let stored = s.int(0)
-        var blob: OpaquePointer?
-        let rc = sqlite3_blob_open(db.handle, "main", "graph_image", "data", Int64(part), 0, &blob)
-        defer { sqlite3_blob_close(blob) }
-        guard rc == SQLITE_OK, let blob else { throw db.error(rc) }
-        let size = Int(sqlite3_blob_bytes(blob))
-        guard size == destination.count else {
-            throw StoreError.corrupt(path: path, detail: "graph image part \(part) has \(size) bytes, its segment needs \(destination.count)")
-        }
-        if size > 0 {
-            let read = sqlite3_blob_read(blob, destination.baseAddress, Int32(size), 0)
-            guard read == SQLITE_OK else { throw db.error(read) }
-        }
-        guard Self.digest(UnsafeRawBufferPointer(destination), seed: Self.graphImageSeed) == stored else {
-            throw StoreError.corrupt(path: path, detail: "graph image part \(part) fails its checksum")
-        }
-        return true
+        try readGraphImagePart(part, bytes: destination.count, piece: Self.graphImageReadPiece,
+                               at: { offset in destination.baseAddress! + offset }, then: { _ in })
     }
 
     /// Reads `part` in consecutive pieces of at most `buffer.count` bytes: `body` gets each
@@ -83,6 +67,14 @@ extension IndexStore {
     /// fails its checksum.
     package func readGraphImagePart(_ part: Int, bytes expected: Int, pieces buffer: UnsafeMutableRawBufferPointer,
                                     _ body: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool {
+        try readGraphImagePart(part, bytes: expected, piece: buffer.count, at: { _ in buffer.baseAddress! }, then: body)
+    }
+
+    /// The two above: each piece of at most `piece` bytes is read to `at(offset)`, hashed
+    /// right after it is read, while it is still in cache (hashing the whole part after
+    /// reading it was a second pass over memory), and handed to `then`.
+    private func readGraphImagePart(_ part: Int, bytes expected: Int, piece: Int, at destination: (Int) -> UnsafeMutableRawPointer,
+                                    then body: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool {
         guard try hasGraphImageTable() else { return false }
         let s = try db.prepare("SELECT checksum FROM graph_image WHERE part = ?")
         try s.bind([.int(Int64(part))])
@@ -97,23 +89,50 @@ extension IndexStore {
             throw StoreError.corrupt(path: path, detail: "graph image part \(part) has \(size) bytes, its segment needs \(expected)")
         }
         guard let state = XXH3_createState() else {
-            throw StoreError.sqlite(path: path, code: SQLITE_NOMEM, message: "out of memory for a checksum state", sql: nil)
+            throw StoreError.sqlite(path: path, code: SQLITE_NOMEM, message: "cannot allocate a hash state", sql: nil)
         }
         defer { XXH3_freeState(state) }
         XXH3_64bits_reset_withSeed(state, Self.graphImageSeed)
         var offset = 0
         while offset < size {
-            let n = min(buffer.count, size - offset)
-            let read = sqlite3_blob_read(blob, buffer.baseAddress, Int32(n), Int32(offset))
+            let n = Swift.min(Swift.max(1, piece), size - offset)
+            let bytes = destination(offset)
+            let read = sqlite3_blob_read(blob, bytes, Int32(n), Int32(offset))
             guard read == SQLITE_OK else { throw db.error(read) }
-            XXH3_64bits_update(state, buffer.baseAddress, n)
-            try body(UnsafeRawBufferPointer(rebasing: buffer[..<n]))
+            XXH3_64bits_update(state, bytes, n)
+            try body(UnsafeRawBufferPointer(start: bytes, count: n))
             offset += n
         }
         guard Int64(bitPattern: XXH3_64bits_digest(state)) == stored else {
             throw StoreError.corrupt(path: path, detail: "graph image part \(part) fails its checksum")
         }
         return true
+    }
+
+    /// The most of the file SQLite may map in `withMappedReads`. SQLite clamps it to its
+    /// compile-time SQLITE_MAX_MMAP_SIZE (2 GB − 64 KB in the default build and Debian's),
+    /// so in a larger file only the pages in its first 2 GB are mapped; the rest are still
+    /// read with one pread each.
+    static let mappedReadLimit: Int64 = 1 << 40
+
+    /// Runs `body` with SQLite reading this file's pages through a memory map instead of one
+    /// pread per 4 KB page: the image of a 100k-chunk index is 30k pages, and the incremental
+    /// blob reads of its parts use the map too (strace of reading every part: 30,192 preads
+    /// without, 7 with). Call with no statement open, and let `body` finish its own: the map
+    /// is dropped before this returns (`mmap_size` back to 0), which SQLite does only while
+    /// no mapped page is in use.
+    ///
+    /// Only for a bounded bulk read, not for the connection's life: with the file mapped, an
+    /// I/O error on it, or another program truncating it (SQLite's own writers never cut
+    /// below a snapshot a reader holds), raises SIGBUS instead of an error SQLite could
+    /// return, so a server's open maps the file one graph image segment at a time, never
+    /// while it serves.
+    package func withMappedReads<T>(_ body: () throws -> T) throws -> T {
+        try db.execute("PRAGMA main.mmap_size=\(Self.mappedReadLimit)")
+        // A failing reset leaves only the map (the pages read are right either way); the
+        // connection's close drops it.
+        defer { try? db.execute("PRAGMA main.mmap_size=0") }
+        return try body()
     }
 
     /// The parts whose bytes fail their checksum, by part number (`check`: a damaged part
@@ -151,18 +170,5 @@ extension IndexStore {
     package func deleteGraphImageParts(from part: Int) throws {
         guard try hasGraphImageTable() else { return }
         try db.prepare("DELETE FROM graph_image WHERE part >= ?").run([.int(Int64(part))])
-    }
-}
-
-extension IndexStore {
-    /// Runs `body` with SQLite reading this connection's pages through a memory map of the
-    /// file (`PRAGMA mmap_size`) instead of one pread per 4 KB page: bulk reads such as an
-    /// image's parts go about twice as fast. The map is dropped afterwards, so no connection
-    /// keeps the file mapped (SQLite's map turns an I/O error, or a truncation of the file by
-    /// another program, into SIGBUS instead of an error code, for as long as it exists).
-    package func withMappedReads<T>(_ body: () throws -> T) throws -> T {
-        try db.execute("PRAGMA mmap_size = \(Int64.max)")
-        defer { try? db.execute("PRAGMA mmap_size = 0") }
-        return try body()
     }
 }

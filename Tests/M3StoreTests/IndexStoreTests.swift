@@ -70,6 +70,52 @@ final class IndexStoreTests: XCTestCase {
         XCTAssertEqual(try store.counts().chunks, 0)
     }
 
+    /// Graph image parts read inside `withMappedReads` (SQLite's memory map) are the bytes
+    /// written, and `mmap_size` is 0 again afterwards, also when the body throws.
+    func testMappedReadsReadThePartsAndDropTheMap() throws {
+        struct Stop: Error {}
+        let path = dir.appendingPathComponent("m.m3index").path
+        let links = (0 ..< 300_000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 9) }  // 73 pages
+        let rows = (0 ..< 600_000).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ $0 >> 11) }  // read in 3 pieces
+        do {
+            let store = try IndexStore(path: path, createWith: StoredSettings(modelID: "m", dimension: 4))
+            try store.write {
+                try store.putGraphImagePart(1, links, known: [:])
+                try store.putGraphImagePart(2, rows, known: [:])
+            }
+        }
+        let store = try IndexStore(path: path, readOnly: true)
+        func mmapSize() throws -> Int64 { try store.db.scalarInt("PRAGMA mmap_size") ?? -1 }
+        XCTAssertEqual(try mmapSize(), 0)
+        try store.read {
+            let (readLinks, readRows) = try store.withMappedReads {
+                XCTAssertGreaterThan(try mmapSize(), 0)
+                let l = try store.withGraphImagePart(1) { Array($0) }
+                var r = [UInt8](repeating: 0, count: rows.count)
+                let found = try r.withUnsafeMutableBytes { try store.readGraphImagePart(2, into: $0) }
+                XCTAssertTrue(found)
+                return (l, r)
+            }
+            XCTAssertEqual(readLinks, links)
+            XCTAssertEqual(readRows, rows)
+            XCTAssertEqual(try mmapSize(), 0)
+            XCTAssertThrowsError(try store.withMappedReads { throw Stop() })
+            XCTAssertEqual(try mmapSize(), 0)
+        }
+        // One byte changed in the last piece: the part fails its checksum.
+        do {
+            let writer = try IndexStore(path: path)
+            try writer.write {
+                try writer.db.execute("UPDATE graph_image SET data = CAST(substr(data, 1, 599999) || x'00' AS BLOB) WHERE part = 2")
+            }
+        }
+        var r = [UInt8](repeating: 0, count: rows.count)
+        XCTAssertThrowsError(try store.withMappedReads { try r.withUnsafeMutableBytes { try store.readGraphImagePart(2, into: $0) } }) { error in
+            guard case StoreError.corrupt(_, let detail) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(detail.contains("fails its checksum"), detail)
+        }
+    }
+
     /// `write { }` commits when its body returns and rolls back when it throws; `read { }`
     /// sees one committed state, whatever another connection commits meanwhile.
     func testScopedTransactions() throws {

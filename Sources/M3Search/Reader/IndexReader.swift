@@ -253,15 +253,15 @@ final class IndexReader: @unchecked Sendable {
                     // Pieces of whole rows small enough to stay in L2 from the read through the
                     // checksum to the scores (a whole 9 MB part went out to memory and back).
                     var buffer = [UInt8](repeating: 0, count: max(1, Self.scanPieceBytes / scan.rowBytes) * scan.rowBytes)
-                    try store.withMappedReads {
-                        try buffer.withUnsafeMutableBytes { piece in
-                            for k in stride(from: p, to: scan.manifest.segments, by: threads) {
-                                let found = try store.readGraphImagePart(2 * k + 2, bytes: scan.slots(inSegment: k) * scan.rowBytes,
-                                                                         pieces: piece) { rows in
-                                    try search.add(segment: k, rows: rows)
+                    try buffer.withUnsafeMutableBytes { piece in
+                        for k in stride(from: p, to: scan.manifest.segments, by: threads) {
+                            // Mapped one segment at a time, as an open reads the image.
+                            let found = try store.withMappedReads {
+                                try store.readGraphImagePart(2 * k + 2, bytes: scan.slots(inSegment: k) * scan.rowBytes, pieces: piece) {
+                                    try search.add(segment: k, rows: $0)
                                 }
-                                guard found else { throw StoreError.corrupt(path: path, detail: "graph image segment \(k) has no rows part") }
                             }
+                            guard found else { throw StoreError.corrupt(path: path, detail: "graph image segment \(k) has no rows part") }
                         }
                     }
                     return search

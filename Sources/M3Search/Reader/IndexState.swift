@@ -215,12 +215,19 @@ struct IndexState {
             let rowBytes = HNSWIndex.rowBytes(encoding: encoding, dimension: settings.dimension)
             loader.reserve(slots: try store.graphImageBytes(from: 1) / max(1, rowBytes))
             for k in 0 ..< manifest.segments {
-                let found: Bool? = try store.withGraphImagePart(2 * k + 1) { links in
-                    var rowsFound = false
-                    try loader.addImageSegment(k, segmentSlots: manifest.segmentSlots, links: links) { rows in
-                        rowsFound = try store.readGraphImagePart(2 * k + 2, into: rows)
+                // Each segment's pages through a memory map (see withMappedReads), dropped
+                // after the segment: mapped pages count in the process's resident memory
+                // while mapped, and this keeps them to one segment (~9 MB of int8 rows), not
+                // the whole image. (serve's peak at 100k chunks, 580 MB, came later, with the
+                // model, either way; mapping per segment cost nothing measurable.)
+                let found: Bool? = try store.withMappedReads {
+                    try store.withGraphImagePart(2 * k + 1) { links in
+                        var rowsFound = false
+                        try loader.addImageSegment(k, segmentSlots: manifest.segmentSlots, links: links) { rows in
+                            rowsFound = try store.readGraphImagePart(2 * k + 2, into: rows)
+                        }
+                        return rowsFound
                     }
-                    return rowsFound
                 }
                 guard found == true else {
                     throw IndexError.corrupt(what: "graph image", detail: "segment \(k) of \(manifest.segments) is missing")
