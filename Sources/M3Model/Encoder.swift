@@ -192,7 +192,7 @@ private func linearShort(_ x: UnsafePointer<Float>, rows: Int, _ outputs: [Short
     let target = max(48, totalColumns / max(8 * cores, 1))
     for (i, o) in outputs.enumerated() {
         let n = o.layer.outFeatures
-        let width = o.layer.packed == nil ? (target + 11) / 12 * 12 : max(1, target / 64) * 64  // whole W groups (3, 4 or 6 rows)
+        let width = o.layer.packed == nil ? (target + 2) / 3 * 3 : max(1, target / 64) * 64
         var j = 0
         while j < n { chunks.append((i, j, min(j + width, n))); j += width }
     }

@@ -8,11 +8,10 @@
 // while x stays in L1/L2.
 //
 // Every output y[r, j] is summed in one fixed order whatever the shape, the tile or the
-// column range: L partial sums s[l] over k ≡ l (mod L), each by fused multiply-adds in
-// ascending k; for L = 16 then t[l] = s[l] + s[l+8]; then ((t0+t4) + (t2+t6)) + ((t1+t5) +
-// (t3+t7)), then + b[j]. L is 8 for AVX2 and the portable loop, 16 for AVX-512 (whose
-// 16-lane registers hold one dot product each), so the bits depend on the CPU's level but
-// never on the other rows of the call: a row's outputs are the same alone or in a batch.
+// column range: 8 partial sums s[l] over k ≡ l (mod 8), each by fused multiply-adds in
+// ascending k, then ((s0+s4) + (s2+s6)) + ((s1+s5) + (s3+s7)), then + b[j]. So a row's
+// outputs never depend on the other rows of the call, and the portable version (the same
+// order with fmaf) gives the same bits.
 //
 // Threading is the caller's: split the columns j0 ..< j1 between cores.
 #ifndef CM3LINEAR_H
@@ -29,18 +28,13 @@ extern "C" {
 void m3_f32_linear(const float *x, size_t m, size_t k, size_t ldx, const float *w, size_t ldw,
                    const float *bias, float *y, size_t ldy, size_t j0, size_t j1);
 
-/// The portable loop m3_f32_linear falls back to without AVX2+FMA: the 8-lane order, so the
-/// same bits as the AVX2 kernel (the reference it is tested against).
+/// The portable loop m3_f32_linear falls back to without AVX2+FMA: the same summation
+/// order, so the same bits (the reference the SIMD kernel is tested against).
 void m3_f32_linear_reference(const float *x, size_t m, size_t k, size_t ldx, const float *w, size_t ldw,
                              const float *bias, float *y, size_t ldy, size_t j0, size_t j1);
 
-/// The 16-lane order in portable C: the same bits as the AVX-512 kernel (its reference).
-void m3_f32_linear_reference16(const float *x, size_t m, size_t k, size_t ldx, const float *w, size_t ldw,
-                               const float *bias, float *y, size_t ldy, size_t j0, size_t j1);
-
 /// m3_f32_linear at most at instruction-set `level` (0 portable, 1 AVX2+FMA, 2 AVX-512F),
-/// lowered to what this CPU has. Levels 0 and 1 give the 8-lane bits, level 2 the 16-lane
-/// ones (the tests run each against its reference).
+/// lowered to what this CPU has. Every level gives the same bits (the tests run each).
 void m3_f32_linear_isa(int level, const float *x, size_t m, size_t k, size_t ldx, const float *w, size_t ldw,
                        const float *bias, float *y, size_t ldy, size_t j0, size_t j1);
 
