@@ -252,7 +252,7 @@ private struct UncheckedSendable<T>: @unchecked Sendable {
 /// Owned scratch memory for one forward call, freed when the call returns. 64-byte aligned:
 /// rows of 1,024 or 4,096 floats then start on cache lines, so the short path's vector loads
 /// of x rows never straddle two lines (malloc's 16-byte alignment made the float32 kernel's
-/// loads split; aligned, one pass's linear layers take 5 % less CPU at 16 rows, 20 % at 128).
+/// loads split; aligned, one pass's linear layers take ~10 % less CPU at 16 rows, ~20 % at 128).
 final class Scratch {
     let buffer: UnsafeMutablePointer<Float>
     init(_ count: Int) {
