@@ -239,10 +239,9 @@ public final class BGEM3: Sendable {
     /// For benchmarks; `sequences` must be valid token ids.
     package func profileForward(_ sequences: [[Int32]]) -> [(stage: String, seconds: Double)] {
         let total = sequences.reduce(0) { $0 + $1.count }
-        let hidden = UnsafeMutablePointer<Float>.allocate(capacity: max(total * config.hiddenSize, 1))
-        defer { hidden.deallocate() }
+        let hidden = Scratch(total * config.hiddenSize)  // aligned as the encoder's own buffers
         let clock = StageClock()
-        encoder.forward(sequences, total: total, into: hidden, clock: clock)
+        encoder.forward(sequences, total: total, into: hidden.buffer, clock: clock)
         return clock.seconds
     }
 
