@@ -206,7 +206,7 @@ struct IndexState {
                                   encoding: HNSWIndex.VectorEncoding, timings: inout IndexOpenTimings) throws -> HNSWIndex? {
         let start = DispatchTime.now()
         defer { timings.graphImage = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9 }
-        do {
+        return try unlessDamaged(&timings) { timings in
             guard let manifest = try currentManifest(store, header: header, settings: settings, encoding: encoding, timings: &timings) else {
                 return nil
             }
@@ -236,6 +236,17 @@ struct IndexState {
             let hnsw = try loader.finish()
             timings.graphSource = "image"
             return hnsw
+        }
+    }
+
+    /// What `body` loads from the image, or nil, with "rows (graph image damaged: …)" in
+    /// `timings.graphSource`, when it finds the image damaged (`IndexError`, or
+    /// `StoreError.corrupt`): the rows are the source of truth, so a bad image costs time,
+    /// never answers.
+    private static func unlessDamaged<T>(_ timings: inout IndexOpenTimings,
+                                         _ body: (inout IndexOpenTimings) throws -> T?) throws -> T? {
+        do {
+            return try body(&timings)
         } catch let error as IndexError {
             timings.graphSource = "rows (graph image damaged: \(error))"
         } catch let error as StoreError {
@@ -274,7 +285,7 @@ struct IndexState {
                                  encoding: HNSWIndex.VectorEncoding, timings: inout IndexOpenTimings) throws -> ImageScan? {
         let start = DispatchTime.now()
         defer { timings.graphImage = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9 }
-        do {
+        return try unlessDamaged(&timings) { timings in
             guard let manifest = try currentManifest(store, header: header, settings: settings, encoding: encoding, timings: &timings) else {
                 return nil
             }
@@ -287,13 +298,7 @@ struct IndexState {
             try scan.finish()
             timings.graphSource = "image, scanned per search (exact dense candidates; no graph loaded)"
             return scan
-        } catch let error as IndexError {
-            timings.graphSource = "rows (graph image damaged: \(error))"
-        } catch let error as StoreError {
-            guard case .corrupt = error else { throw error }
-            timings.graphSource = "rows (graph image damaged: \(error))"
         }
-        return nil
     }
 
     /// What `check` finds of the graph image (call inside the read transaction that loaded
