@@ -125,7 +125,8 @@ public struct ImageScan {
         let query: [Float]
         let n: Int
         let filter: IDFilter?
-        let keeping: Set<Int64>
+        /// `keeping`, looked up once per row: an `IDSet`, not SipHash.
+        let keeping: IDSet
         /// The best n so far, worst first (a binary heap on `worse`), each with the index of
         /// its row's copy in `kept`.
         private var heap: [(hit: IndexHit, copy: Int)] = []
@@ -140,7 +141,9 @@ public struct ImageScan {
             self.query = query
             self.n = max(0, min(n, scan.count))
             self.filter = filter
-            self.keeping = keeping
+            var lookup = IDSet(capacity: keeping.count)
+            for id in keeping { _ = lookup.insert(id) }
+            self.keeping = lookup
             kept = [UInt8](repeating: 0, count: self.n * scan.rowBytes)
             heap.reserveCapacity(self.n)
             scanned = [Int](repeating: 0, count: scan.manifest.segments)
@@ -169,7 +172,7 @@ public struct ImageScan {
                     let id = scan.ids[first + i]
                     if let filter, !filter.allows(id) { continue }
                     let row = base + i * rowBytes
-                    if !keeping.isEmpty, keeping.contains(id) { vectors[id] = rows.decode(row) }
+                    if keeping.count > 0, keeping.contains(id) { vectors[id] = rows.decode(row) }
                     guard n > 0 else { continue }
                     let score = rows.exactScore(q.baseAddress!, row)
                     // A forged row can score NaN: it ranks last, as −∞.

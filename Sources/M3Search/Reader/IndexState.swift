@@ -204,12 +204,7 @@ struct IndexState {
     /// keep per-chunk norms beside the graph and always load row by row.
     private static func loadImage(_ store: IndexStore, header: [UInt8], settings: IndexSettings,
                                   encoding: HNSWIndex.VectorEncoding, timings: inout IndexOpenTimings) throws -> HNSWIndex? {
-        let start = DispatchTime.now()
-        defer { timings.graphImage = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9 }
-        return try unlessDamaged(&timings) { timings in
-            guard let manifest = try currentManifest(store, header: header, settings: settings, encoding: encoding, timings: &timings) else {
-                return nil
-            }
+        try fromCurrentImage(store, header: header, settings: settings, encoding: encoding, timings: &timings) { manifest, timings in
             var loader = try HNSWIndex.Loader(meta: header, encoding: encoding)
             // Room for the slots whose rows the file actually holds, at once (no regrowth).
             let rowBytes = HNSWIndex.rowBytes(encoding: encoding, dimension: settings.dimension)
@@ -239,14 +234,20 @@ struct IndexState {
         }
     }
 
-    /// What `body` loads from the image, or nil, with "rows (graph image damaged: …)" in
-    /// `timings.graphSource`, when it finds the image damaged (`IndexError`, or
-    /// `StoreError.corrupt`): the rows are the source of truth, so a bad image costs time,
-    /// never answers.
-    private static func unlessDamaged<T>(_ timings: inout IndexOpenTimings,
-                                         _ body: (inout IndexOpenTimings) throws -> T?) throws -> T? {
+    /// What `body` loads from the file's current image (`currentManifest`), timed as
+    /// `timings.graphImage`; nil, saying why in `timings.graphSource`, when there is none or
+    /// `body` finds it damaged (`IndexError`, or `StoreError.corrupt`): the rows are the
+    /// source of truth, so a bad image costs time, never answers.
+    private static func fromCurrentImage<T>(_ store: IndexStore, header: [UInt8], settings: IndexSettings,
+                                            encoding: HNSWIndex.VectorEncoding, timings: inout IndexOpenTimings,
+                                            _ body: (HNSWIndex.ImageManifest, inout IndexOpenTimings) throws -> T?) throws -> T? {
+        let start = DispatchTime.now()
+        defer { timings.graphImage = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9 }
         do {
-            return try body(&timings)
+            guard let manifest = try currentManifest(store, header: header, settings: settings, encoding: encoding, timings: &timings) else {
+                return nil
+            }
+            return try body(manifest, &timings)
         } catch let error as IndexError {
             timings.graphSource = "rows (graph image damaged: \(error))"
         } catch let error as StoreError {
@@ -283,12 +284,7 @@ struct IndexState {
     /// or it is damaged: the caller then loads the graph.
     private static func loadScan(_ store: IndexStore, header: [UInt8], settings: IndexSettings,
                                  encoding: HNSWIndex.VectorEncoding, timings: inout IndexOpenTimings) throws -> ImageScan? {
-        let start = DispatchTime.now()
-        defer { timings.graphImage = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9 }
-        return try unlessDamaged(&timings) { timings in
-            guard let manifest = try currentManifest(store, header: header, settings: settings, encoding: encoding, timings: &timings) else {
-                return nil
-            }
+        try fromCurrentImage(store, header: header, settings: settings, encoding: encoding, timings: &timings) { manifest, timings in
             var scan = try ImageScan(manifest: manifest, storedBytes: try store.graphImageBytes(from: 1))
             for k in 0 ..< manifest.segments {
                 guard try store.withGraphImagePart(2 * k + 1, { links in try scan.addLinks(k, links) }) != nil else {
