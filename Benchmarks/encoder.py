@@ -26,7 +26,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "Fixtures"))
 MODEL = os.path.join(ROOT, "Fixtures/generated/bge-m3-full-random")
 ONNX = os.path.join(HERE, "work/bge-m3.onnx")
-BINARY = os.path.join(ROOT, ".build/release/m3search")
+BINARY = os.environ.get("M3SEARCH", os.path.join(ROOT, ".build/release/m3search"))  # M3SEARCH=: another build
 RESULTS = os.path.join(HERE, "results/encoder.jsonl")
 ONNX_INT8 = os.path.join(HERE, "work/bge-m3-int8.onnx")
 PARTIAL = os.path.join(HERE, "work/encoder.partial.jsonl")  # every engine-round, as it ends

@@ -1,13 +1,13 @@
 // One encoder pass's int8 linear layers on one core: 24 layers of BGE-M3 size (QKV 3072×1024,
-// output 1024×1024, FFN up 4096×1024 in two-part int8, FFN down 1024×4096; 0.40 GB of packed
+// output 1024×1024, FFN up 4096×1024 in int16, FFN down 1024×4096; 0.40 GB of packed
 // weights, more than the last-level cache holds), for 16 rows (a 16-token query) and 128 (a
 // batch of 8). Timed by the process's CPU clock (the machine is shared), best of 7.
 //
-//   clang -O3 -ISources/CM3Kernels/include Benchmarks/int8_pass.c Sources/CM3Kernels/gemm_int8.c -lm -o /tmp/int8_pass
-//   /tmp/int8_pass            # add -DSEPARATE to time the two-part layer as three m3_i8_gemm calls
+//   clang -O3 -ISources/CM3Kernels/include Benchmarks/int8_pass.c Sources/CM3Kernels/gemm_int8.c \
+//       Sources/CM3Kernels/gemm_int16.c -lm -o /tmp/int8_pass && /tmp/int8_pass
 //
-// GMAC/s counts the multiply-adds the kernels execute (FFN up three times); compare with
-// Benchmarks/vnni_peak.c.
+// GMAC/s counts the multiply-adds the kernels execute, FFN up's twice (vpdpwssd does 32 an
+// instruction, vpdpbusd 64); compare with Benchmarks/vnni_peak.c.
 #include "CM3LowPrecision.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,18 +25,21 @@ int main(void) {
     float *w = malloc(sizeof(float) * F * H);
     if (!w) return 1;
     for (size_t i = 0; i < (size_t)F * H; i++) w[i] = ((float)((i * 2654435761u) % 2001) - 1000) / 20000;
-    m3_i8_weights *qkv[L], *o[L], *up[L], *up_lo[L], *down[L];
+    m3_i8_weights *qkv[L], *o[L], *down[L];
+    m3_i16_weights *up[L];
     for (int l = 0; l < L; l++) {
-        qkv[l] = m3_i8_pack(w, 3 * H, H); o[l] = m3_i8_pack(w, H, H); up[l] = m3_i8_pack(w, F, H);
-        up_lo[l] = m3_i8_pack_residual(w, F, H, up[l]); down[l] = m3_i8_pack(w, H, F);
-        if (!qkv[l] || !o[l] || !up[l] || !up_lo[l] || !down[l]) return 1;
+        qkv[l] = m3_i8_pack(w, 3 * H, H); o[l] = m3_i8_pack(w, H, H); up[l] = m3_i16_pack(w, F, H);
+        down[l] = m3_i8_pack(w, H, F);
+        if (!qkv[l] || !o[l] || !up[l] || !down[l]) return 1;
     }
-    uint8_t *q = malloc((size_t)MAXM * F), *q2 = malloc((size_t)MAXM * F);
-    float *x = malloc(sizeof(float) * MAXM * F), *y = malloc(sizeof(float) * MAXM * F), s[MAXM], s2[MAXM];
-    int32_t z[MAXM], z2[MAXM];
-    if (!q || !q2 || !x || !y) return 1;
+    uint8_t *q = malloc((size_t)MAXM * F);
+    int16_t *q16 = malloc(sizeof(int16_t) * MAXM * H);
+    float *x = malloc(sizeof(float) * MAXM * F), *y = malloc(sizeof(float) * MAXM * F), s[MAXM], s16[MAXM];
+    int32_t z[MAXM];
+    if (!q || !q16 || !x || !y) return 1;
     for (size_t i = 0; i < (size_t)MAXM * F; i++) x[i] = (float)((i * 40503u) % 1000) / 500 - 1;
-    m3_i8_quantize_residual_rows(x, MAXM, F, F, q, s, z, q2, s2, z2, F);
+    m3_i8_quantize_rows(x, MAXM, F, F, q, F, s, z, 1);
+    m3_i16_quantize_rows(x, MAXM, H, H, q16, H, s16);
     size_t rows[2] = {16, MAXM};
     for (int mi = 0; mi < 2; mi++) {
         size_t m = rows[mi];
@@ -47,21 +50,14 @@ int main(void) {
                 m3_i8_gemm(qkv[l], q, H, s, z, m, NULL, y, 3 * H, 0, m3_i8_panels(qkv[l]));
                 m3_i8_gemm(o[l], q, H, s, z, m, NULL, y, H, 0, m3_i8_panels(o[l]));
                 double a = now();
-                size_t p = m3_i8_panels(up[l]);
-#ifdef SEPARATE
-                m3_i8_gemm(up[l], q, H, s, z, m, NULL, y, F, 0, p);
-                m3_i8_gemm_accumulate(up[l], q2, H, s2, z2, m, y, F, 0, p);
-                m3_i8_gemm_accumulate(up_lo[l], q, H, s, z, m, y, F, 0, p);
-#else
-                m3_i8_gemm_residual(up[l], up_lo[l], q, s, z, q2, s2, z2, H, m, NULL, y, F, 0, p);
-#endif
+                m3_i16_gemm(up[l], q16, H, s16, m, NULL, y, F, 0, m3_i16_panels(up[l]));
                 t_up += now() - a;
                 m3_i8_gemm(down[l], q, F, s, z, m, NULL, y, H, 0, m3_i8_panels(down[l]));
             }
             double t = now() - t0;
             if (t < best) { best = t; best_up = t_up; }
         }
-        double macs = (double)m * L * (4.0 * H * H + 3.0 * F * H + (double)F * H);
+        double macs = (double)m * L * (4.0 * H * H + 2.0 * F * H + (double)F * H);
         printf("M=%3zu: pass %.1f ms (FFN up %.1f ms), %.0f GMAC/s\n", m, best * 1e3, best_up * 1e3, macs / best / 1e9);
     }
     return 0;

@@ -230,7 +230,7 @@ void m3_i8_quantize_rows(const float *x, size_t rows, size_t k, size_t ldx,
 // ---------------------------------------------------------------- gemm, portable
 static void i8_gemm_portable(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
                              const int32_t *zero, size_t rows, const float *bias, float *y, size_t ldy,
-                             size_t panel_begin, size_t panel_end, int accumulate) {
+                             size_t panel_begin, size_t panel_end) {
     size_t j0 = panel_begin * I8_NR, j1 = panel_end * I8_NR < w->n ? panel_end * I8_NR : w->n;
     for (size_t r = 0; r < rows; r++) {
         const uint8_t *qr = q + r * ldq;
@@ -241,7 +241,7 @@ static void i8_gemm_portable(const m3_i8_weights *w, const uint8_t *q, size_t ld
             for (size_t c = 0; c < w->k; c++)
                 acc += (int32_t)qr[c] * panel[(c / 4) * I8_NR * 4 + col * 4 + c % 4];
             acc -= zero[r] * w->colsum[j];
-            float base = accumulate ? y[r * ldy + j] : (bias ? bias[j] : 0);
+            float base = bias ? bias[j] : 0;
             y[r * ldy + j] = scale[r] * w->scale[j] * (float)acc + base;
         }
     }
@@ -250,7 +250,7 @@ static void i8_gemm_portable(const m3_i8_weights *w, const uint8_t *q, size_t ld
 void m3_i8_gemm_reference(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
                           const int32_t *zero, size_t rows, const float *bias, float *y, size_t ldy,
                           size_t panel_begin, size_t panel_end) {
-    i8_gemm_portable(w, q, ldq, scale, zero, rows, bias, y, ldy, panel_begin, panel_end, 0);
+    i8_gemm_portable(w, q, ldq, scale, zero, rows, bias, y, ldy, panel_begin, panel_end);
 }
 
 // ---------------------------------------------------------------- gemm, AVX512-VNNI
@@ -265,7 +265,7 @@ void m3_i8_gemm_reference(const m3_i8_weights *w, const uint8_t *q, size_t ldq, 
 VNNI_TARGET __attribute__((always_inline))
 static inline void i8_tile(int mr, const uint8_t *q, size_t ldq, const int8_t *panel, size_t k4,
                            const float *sx, const int32_t *zx, const float *sw, const int32_t *colsum,
-                           const float *bias, float *y, size_t ldy, size_t ncols, int accumulate,
+                           const float *bias, float *y, size_t ldy, size_t ncols,
                            const char *pf, const char *pf_end, size_t pf_lines) {
     __m512i acc[I8_MR][4];
     for (int i = 0; i < I8_MR; i++)
@@ -300,85 +300,58 @@ static inline void i8_tile(int mr, const uint8_t *q, size_t ldq, const int8_t *p
             __mmask16 m = ncols - c >= 16 ? 0xFFFF : (__mmask16)((1u << (ncols - c)) - 1);
             __m512i corrected = _mm512_sub_epi32(acc[i][v], _mm512_mullo_epi32(z, _mm512_load_si512(colsum + c)));
             __m512 scale = _mm512_mul_ps(s, _mm512_load_ps(sw + c));
-            __m512 b = accumulate ? _mm512_maskz_loadu_ps(m, yr + c)
-                     : bias ? _mm512_maskz_loadu_ps(m, bias + c) : _mm512_setzero_ps();
+            __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias + c) : _mm512_setzero_ps();
             _mm512_mask_storeu_ps(yr + c, m, _mm512_fmadd_ps(_mm512_cvtepi32_ps(corrected), scale, b));
         }
     }
 }
 
-/// One int8 product of a layer's sum: y (+)= dequant(q · Wᵀ) over the same rows and columns.
-struct i8_term {
-    const m3_i8_weights *w;
-    const uint8_t *q;
-    const float *scale;
-    const int32_t *zero;
-};
-
 VNNI_TARGET
-static void i8_tile_any(int mr, const struct i8_term *t, size_t ldq, size_t r, const int8_t *panel, size_t j0,
-                        size_t ncols, const float *bias, float *y, size_t ldy, int accumulate,
+static void i8_tile_any(int mr, const uint8_t *q, size_t ldq, const int8_t *panel, size_t k4,
+                        const float *sx, const int32_t *zx, const float *sw, const int32_t *cs,
+                        const float *bias, float *y, size_t ldy, size_t ncols,
                         const char *pf, const char *pf_end, size_t pf_lines) {
-    const uint8_t *q = t->q + r * ldq;
-    const float *sx = t->scale + r, *sw = t->w->scale + j0;
-    const int32_t *zx = t->zero + r, *cs = t->w->colsum + j0;
-    size_t k4 = t->w->k4;
-    y += r * ldy + j0;
     switch (mr) {
-    case 6: i8_tile(6, q, ldq, panel, k4, sx, zx, sw, cs, bias, y, ldy, ncols, accumulate, pf, pf_end, pf_lines); break;
-    case 5: i8_tile(5, q, ldq, panel, k4, sx, zx, sw, cs, bias, y, ldy, ncols, accumulate, pf, pf_end, pf_lines); break;
-    case 4: i8_tile(4, q, ldq, panel, k4, sx, zx, sw, cs, bias, y, ldy, ncols, accumulate, pf, pf_end, pf_lines); break;
-    case 3: i8_tile(3, q, ldq, panel, k4, sx, zx, sw, cs, bias, y, ldy, ncols, accumulate, pf, pf_end, pf_lines); break;
-    case 2: i8_tile(2, q, ldq, panel, k4, sx, zx, sw, cs, bias, y, ldy, ncols, accumulate, pf, pf_end, pf_lines); break;
-    case 1: i8_tile(1, q, ldq, panel, k4, sx, zx, sw, cs, bias, y, ldy, ncols, accumulate, pf, pf_end, pf_lines); break;
+    case 6: i8_tile(6, q, ldq, panel, k4, sx, zx, sw, cs, bias, y, ldy, ncols, pf, pf_end, pf_lines); break;
+    case 5: i8_tile(5, q, ldq, panel, k4, sx, zx, sw, cs, bias, y, ldy, ncols, pf, pf_end, pf_lines); break;
+    case 4: i8_tile(4, q, ldq, panel, k4, sx, zx, sw, cs, bias, y, ldy, ncols, pf, pf_end, pf_lines); break;
+    case 3: i8_tile(3, q, ldq, panel, k4, sx, zx, sw, cs, bias, y, ldy, ncols, pf, pf_end, pf_lines); break;
+    case 2: i8_tile(2, q, ldq, panel, k4, sx, zx, sw, cs, bias, y, ldy, ncols, pf, pf_end, pf_lines); break;
+    case 1: i8_tile(1, q, ldq, panel, k4, sx, zx, sw, cs, bias, y, ldy, ncols, pf, pf_end, pf_lines); break;
     default: break;
     }
 }
 
-// y[:, panels] = bias + Σ_t dequant(q_t · W_tᵀ), the terms added in order (term 0 onto the
-// bias, each later one onto y: the same float operations, in the same order, as one
-// m3_i8_gemm then m3_i8_gemm_accumulate per later term over the same panels). Terms on the
-// same weights must be adjacent; all share (n, k). Panel by panel: every term's row tiles run
-// over panel p while each weight's panel p+1 is prefetched into L2, its lines spread over
-// the tiles reading that weight, so the DRAM stream of the weights overlaps the compute of
-// the rows instead of alternating with it (a 16-row query is 3 row tiles per term: without
-// the prefetch the first tile waits on DRAM and the other two on the cores). A weight read
-// by two terms (x_hi and x_lo against W_hi) streams from DRAM once.
+// y[:, panels] = dequant(q · Wᵀ) + bias. Panel by panel: the row tiles run over panel p
+// while panel p+1 is prefetched into L2, its lines spread over the tiles, so the DRAM stream
+// of the weights overlaps the compute of the rows instead of alternating with it (a 16-row
+// query is 3 row tiles: without the prefetch the first tile waits on DRAM and the other two
+// on the cores).
 VNNI_TARGET
-static void i8_gemm_vnni(const struct i8_term *terms, int nterms, size_t ldq, size_t rows, const float *bias,
-                         float *y, size_t ldy, size_t panel_begin, size_t panel_end, int accumulate) {
-    const m3_i8_weights *w0 = terms[0].w;
-    size_t k4 = w0->k4, panel_bytes = k4 * I8_NR * 4;
-    // Blocks of rows whose activations (≤ 384 KB per term) stay in L2 next to one weight
-    // panel (k4·256 bytes: 256 KB at k = 4096) while the block's tiles run over every panel.
+static void i8_gemm_vnni(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
+                         const int32_t *zero, size_t rows, const float *bias, float *y, size_t ldy,
+                         size_t panel_begin, size_t panel_end) {
+    size_t k4 = w->k4, panel_bytes = k4 * I8_NR * 4, lines = panel_bytes / 64;
+    // Blocks of rows whose activations (≤ 384 KB) stay in L2 next to one weight panel
+    // (k4·256 bytes: 256 KB at k = 4096) while the block's tiles run over every panel.
     size_t block = (384 * 1024 / (k4 * 4)) / I8_MR * I8_MR;
     if (block < I8_MR) block = I8_MR;
     for (size_t r0 = 0; r0 < rows; r0 += block) {
         size_t rend = r0 + block < rows ? r0 + block : rows;
         size_t tiles = (rend - r0 + I8_MR - 1) / I8_MR;
         for (size_t p = panel_begin; p < panel_end; p++) {
-            size_t j0 = p * I8_NR, ncols = w0->n - j0 < I8_NR ? w0->n - j0 : I8_NR;
-            const float *b = bias ? bias + j0 : NULL;
-            for (int t = 0; t < nterms;) {
-                // Terms t ..< u read the same weights; their tiles share its next panel's lines.
-                int u = t + 1;
-                while (u < nterms && terms[u].w == terms[t].w) u++;
-                const int8_t *panel = terms[t].w->packed + p * panel_bytes;
-                size_t ntiles = tiles * (size_t)(u - t), lines = panel_bytes / 64;
-                size_t share = p + 1 < panel_end ? (lines + ntiles - 1) / ntiles : 0;  // lines per tile
-                size_t per_step = (share + k4 - 1) / k4;
-                const char *next = (const char *)(panel + panel_bytes);
-                size_t tile = 0;
-                for (; t < u; t++) {
-                    int acc = accumulate || t > 0;
-                    for (size_t r = r0; r < rend; r += I8_MR, tile++) {
-                        int mr = rend - r < I8_MR ? (int)(rend - r) : I8_MR;
-                        size_t first = tile * share < lines ? tile * share : lines;
-                        size_t last = first + share < lines ? first + share : lines;
-                        const char *pf = next + first * 64, *pf_end = next + last * 64;
-                        i8_tile_any(mr, &terms[t], ldq, r, panel, j0, ncols, b, y, ldy, acc, pf, pf_end, per_step);
-                    }
-                }
+            size_t j0 = p * I8_NR, ncols = w->n - j0 < I8_NR ? w->n - j0 : I8_NR;
+            const int8_t *panel = w->packed + p * panel_bytes;
+            size_t share = p + 1 < panel_end ? (lines + tiles - 1) / tiles : 0;  // lines per tile
+            size_t per_step = (share + k4 - 1) / k4;
+            const char *next = (const char *)(panel + panel_bytes);
+            size_t tile = 0;
+            for (size_t r = r0; r < rend; r += I8_MR, tile++) {
+                int mr = rend - r < I8_MR ? (int)(rend - r) : I8_MR;
+                size_t first = tile * share < lines ? tile * share : lines;
+                size_t last = first + share < lines ? first + share : lines;
+                i8_tile_any(mr, q + r * ldq, ldq, panel, k4, scale + r, zero + r, w->scale + j0, w->colsum + j0,
+                            bias ? bias + j0 : NULL, y + r * ldy + j0, ldy, ncols, next + first * 64, next + last * 64, per_step);
             }
         }
     }
@@ -411,7 +384,7 @@ static int avx2(void) {  // detected once; relaxed atomics as in m3_kernel_level
 I8_AVX2_TARGET __attribute__((always_inline))
 static inline void i8_tile_avx2(int mr, const int16_t *x16, size_t ldx, const int8_t *cols, size_t k4,
                                 const float *sx, const int32_t *zx, const float *sw, const int32_t *colsum,
-                                const float *bias, float *y, size_t ldy, size_t ncols, int accumulate) {
+                                const float *bias, float *y, size_t ldy, size_t ncols) {
     __m256i acc[I8_AVX2_MR][2];
     for (int i = 0; i < I8_AVX2_MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
     const int8_t *b = cols;
@@ -438,22 +411,21 @@ static inline void i8_tile_avx2(int mr, const int16_t *x16, size_t ldx, const in
         __m256i sums = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[i][0], acc[i][1]), 0xD8);
         __m256i corrected = _mm256_sub_epi32(sums, _mm256_mullo_epi32(_mm256_set1_epi32(zx[i]), cs));
         __m256 scale = _mm256_mul_ps(_mm256_set1_ps(sx[i]), swv);
-        __m256 base = accumulate ? _mm256_maskload_ps(y + i * ldy, m) : bv;
-        _mm256_maskstore_ps(y + i * ldy, m, _mm256_fmadd_ps(_mm256_cvtepi32_ps(corrected), scale, base));
+        _mm256_maskstore_ps(y + i * ldy, m, _mm256_fmadd_ps(_mm256_cvtepi32_ps(corrected), scale, bv));
     }
 }
 
 I8_AVX2_TARGET
 static void i8_tile_avx2_any(int mr, const int16_t *x16, size_t ldx, const int8_t *cols, size_t k4,
                              const float *sx, const int32_t *zx, const float *sw, const int32_t *colsum,
-                             const float *bias, float *y, size_t ldy, size_t ncols, int accumulate) {
+                             const float *bias, float *y, size_t ldy, size_t ncols) {
     switch (mr) {
-    case 6: i8_tile_avx2(6, x16, ldx, cols, k4, sx, zx, sw, colsum, bias, y, ldy, ncols, accumulate); break;
-    case 5: i8_tile_avx2(5, x16, ldx, cols, k4, sx, zx, sw, colsum, bias, y, ldy, ncols, accumulate); break;
-    case 4: i8_tile_avx2(4, x16, ldx, cols, k4, sx, zx, sw, colsum, bias, y, ldy, ncols, accumulate); break;
-    case 3: i8_tile_avx2(3, x16, ldx, cols, k4, sx, zx, sw, colsum, bias, y, ldy, ncols, accumulate); break;
-    case 2: i8_tile_avx2(2, x16, ldx, cols, k4, sx, zx, sw, colsum, bias, y, ldy, ncols, accumulate); break;
-    case 1: i8_tile_avx2(1, x16, ldx, cols, k4, sx, zx, sw, colsum, bias, y, ldy, ncols, accumulate); break;
+    case 6: i8_tile_avx2(6, x16, ldx, cols, k4, sx, zx, sw, colsum, bias, y, ldy, ncols); break;
+    case 5: i8_tile_avx2(5, x16, ldx, cols, k4, sx, zx, sw, colsum, bias, y, ldy, ncols); break;
+    case 4: i8_tile_avx2(4, x16, ldx, cols, k4, sx, zx, sw, colsum, bias, y, ldy, ncols); break;
+    case 3: i8_tile_avx2(3, x16, ldx, cols, k4, sx, zx, sw, colsum, bias, y, ldy, ncols); break;
+    case 2: i8_tile_avx2(2, x16, ldx, cols, k4, sx, zx, sw, colsum, bias, y, ldy, ncols); break;
+    case 1: i8_tile_avx2(1, x16, ldx, cols, k4, sx, zx, sw, colsum, bias, y, ldy, ncols); break;
     default: break;
     }
 }
@@ -462,7 +434,7 @@ static void i8_tile_avx2_any(int mr, const int16_t *x16, size_t ldx, const int8_
 I8_AVX2_TARGET
 static int i8_gemm_avx2(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
                         const int32_t *zero, size_t rows, const float *bias, float *y, size_t ldy,
-                        size_t panel_begin, size_t panel_end, int accumulate) {
+                        size_t panel_begin, size_t panel_end) {
     size_t k4 = w->k4, kk = k4 * 4;
     // Blocks of rows whose int16 activations (≤ 256 KB) stay in L2 while every panel of the
     // range streams past them once per block (a short query's rows are one block).
@@ -490,7 +462,7 @@ static int i8_gemm_avx2(const m3_i8_weights *w, const uint8_t *q, size_t ldq, co
                 for (size_t r = r0; r < rend; r += I8_AVX2_MR) {
                     int mr = rend - r < I8_AVX2_MR ? (int)(rend - r) : I8_AVX2_MR;
                     i8_tile_avx2_any(mr, x16 + (r - r0) * kk, kk, panel + c0 * 4, k4, scale + r, zero + r,
-                                     w->scale + j0 + c0, w->colsum + j0 + c0, b, y + r * ldy + j0 + c0, ldy, nc, accumulate);
+                                     w->scale + j0 + c0, w->colsum + j0 + c0, b, y + r * ldy + j0 + c0, ldy, nc);
                 }
             }
         }
@@ -510,95 +482,21 @@ int m3_i8_gemm_is_fast(void) {
 
 static void i8_gemm_dispatch(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
                              const int32_t *zero, size_t rows, const float *bias, float *y, size_t ldy,
-                             size_t panel_begin, size_t panel_end, int accumulate) {
+                             size_t panel_begin, size_t panel_end) {
     if (panel_end > w->panels) panel_end = w->panels;
     if (panel_begin >= panel_end || rows == 0) return;
 #if M3_X86
     if (vnni()) {
-        struct i8_term t = {w, q, scale, zero};
-        i8_gemm_vnni(&t, 1, ldq, rows, bias, y, ldy, panel_begin, panel_end, accumulate);
+        i8_gemm_vnni(w, q, ldq, scale, zero, rows, bias, y, ldy, panel_begin, panel_end);
         return;
     }
-    if (avx2() && i8_gemm_avx2(w, q, ldq, scale, zero, rows, bias, y, ldy, panel_begin, panel_end, accumulate)) return;
+    if (avx2() && i8_gemm_avx2(w, q, ldq, scale, zero, rows, bias, y, ldy, panel_begin, panel_end)) return;
 #endif
-    i8_gemm_portable(w, q, ldq, scale, zero, rows, bias, y, ldy, panel_begin, panel_end, accumulate);
+    i8_gemm_portable(w, q, ldq, scale, zero, rows, bias, y, ldy, panel_begin, panel_end);
 }
 
 void m3_i8_gemm(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
                 const int32_t *zero, size_t rows, const float *bias, float *y, size_t ldy,
                 size_t panel_begin, size_t panel_end) {
-    i8_gemm_dispatch(w, q, ldq, scale, zero, rows, bias, y, ldy, panel_begin, panel_end, 0);
-}
-
-void m3_i8_gemm_accumulate(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
-                           const int32_t *zero, size_t rows, float *y, size_t ldy,
-                           size_t panel_begin, size_t panel_end) {
-    i8_gemm_dispatch(w, q, ldq, scale, zero, rows, NULL, y, ldy, panel_begin, panel_end, 1);
-}
-
-void m3_i8_gemm_residual(const m3_i8_weights *hi, const m3_i8_weights *lo,
-                         const uint8_t *q_hi, const float *scale_hi, const int32_t *zero_hi,
-                         const uint8_t *q_lo, const float *scale_lo, const int32_t *zero_lo, size_t ldq,
-                         size_t rows, const float *bias, float *y, size_t ldy,
-                         size_t panel_begin, size_t panel_end) {
-#if M3_X86
-    if (vnni() && hi->n == lo->n && hi->k == lo->k) {
-        if (panel_end > hi->panels) panel_end = hi->panels;
-        if (panel_begin >= panel_end || rows == 0) return;
-        struct i8_term t[3] = {{hi, q_hi, scale_hi, zero_hi}, {hi, q_lo, scale_lo, zero_lo}, {lo, q_hi, scale_hi, zero_hi}};
-        i8_gemm_vnni(t, 3, ldq, rows, bias, y, ldy, panel_begin, panel_end, 0);
-        return;
-    }
-#endif
-    i8_gemm_dispatch(hi, q_hi, ldq, scale_hi, zero_hi, rows, bias, y, ldy, panel_begin, panel_end, 0);
-    i8_gemm_dispatch(hi, q_lo, ldq, scale_lo, zero_lo, rows, NULL, y, ldy, panel_begin, panel_end, 1);
-    i8_gemm_dispatch(lo, q_hi, ldq, scale_hi, zero_hi, rows, NULL, y, ldy, panel_begin, panel_end, 1);
-}
-
-// ---------------------------------------------------------------- residual (two-part) int8
-// x ≈ x_hi + x_lo and W ≈ W_hi + W_lo, each part int8 with its own scales; x·Wᵀ is then
-// x_hi·W_hiᵀ + x_lo·W_hiᵀ + x_hi·W_loᵀ, three int8 products. Each lo part quantizes what its
-// hi part missed (|residual| ≤ half a hi step), so the dropped x_lo·W_lo is ~2⁻¹⁶ of x·W.
-
-m3_i8_weights *m3_i8_pack_residual(const float *w, size_t n, size_t k, const m3_i8_weights *hi) {
-    if (!hi || hi->n != n || hi->k != k || (k && n > (SIZE_MAX / sizeof(float) - 1) / k)) return NULL;
-    float *r = malloc(n * k * sizeof(float) + 4);
-    if (!r) return NULL;
-    for (size_t j = 0; j < n; j++) {
-        const int8_t *panel = hi->packed + (j / I8_NR) * hi->k4 * I8_NR * 4;
-        size_t col = j % I8_NR;
-        for (size_t c = 0; c < k; c++)
-            r[j * k + c] = w[j * k + c] - hi->scale[j] * (float)panel[(c / 4) * I8_NR * 4 + col * 4 + c % 4];
-    }
-    m3_i8_weights *lo = m3_i8_pack(r, n, k);
-    free(r);
-    return lo;
-}
-
-void m3_i8_quantize_residual_rows(const float *x, size_t rows, size_t k, size_t ldx,
-                                  uint8_t *q_hi, float *scale_hi, int32_t *zero_hi,
-                                  uint8_t *q_lo, float *scale_lo, int32_t *zero_lo, size_t ldq) {
-    m3_i8_quantize_rows(x, rows, k, ldx, q_hi, ldq, scale_hi, zero_hi, 1);
-    size_t stride = m3_i8_row_stride(k);
-    for (size_t r = 0; r < rows; r++) {
-        const float *xr = x + r * ldx;
-        const uint8_t *hr = q_hi + r * ldq;
-        uint8_t *lr = q_lo + r * ldq;
-        float s = scale_hi[r], z = (float)zero_hi[r];
-        // The residual is recomputed in each pass (no row buffer); both passes vectorise.
-        float mn = 0, mx = 0;
-        for (size_t c = 0; c < k; c++) {
-            float d = xr[c] - s * ((float)hr[c] - z);
-            mn = d < mn ? d : mn;
-            mx = d > mx ? d : mx;
-        }
-        row_params(mn, mx, 1, &scale_lo[r], &zero_lo[r]);
-        float inv = 1.0f / scale_lo[r], zl = (float)zero_lo[r];
-        for (size_t c = 0; c < k; c++) {
-            float d = xr[c] - s * ((float)hr[c] - z);
-            float v = round_even(fmaxf(-1e6f, fminf(1e6f, d * inv))) + zl;
-            lr[c] = (uint8_t)fmaxf(0, fminf(255, v));
-        }
-        for (size_t c = k; c < stride; c++) lr[c] = 0;
-    }
+    i8_gemm_dispatch(w, q, ldq, scale, zero, rows, bias, y, ldy, panel_begin, panel_end);
 }

@@ -152,7 +152,7 @@ public final class BGEM3: Sendable {
         // int8 and bf16 map the packing of an earlier load from the cache, or pack now and
         // write it there (float32 packs nothing).
         let packer = WeightPacker(cache: cache, identity: identity, precision: precision,
-                                  plan: "intermediate.dense \(precision.feedForwardUp())", digests: digests)
+                                  plan: "intermediate.dense \(precision.feedForwardUp(inFeatures: config.hiddenSize))", digests: digests)
         let weights = try EncoderWeights(weightsDict, config: config, precision: precision, packer: packer)
         try Self.checkUnused(weightsDict, config: config)
         // After the shape checks, so a vocab_size that disagrees with the weights names the tensor.

@@ -84,7 +84,7 @@ struct EncoderLayer: @unchecked Sendable {
         value = try Linear(d, p + "attention.self.value", out: h, in: h, precision: precision, packer: packer)
         attentionOutput = try Linear(d, p + "attention.output.dense", out: h, in: h, precision: precision, packer: packer)
         attentionNorm = try LayerNorm(d, p + "attention.output.LayerNorm", size: h)
-        intermediate = try Linear(d, p + "intermediate.dense", out: i, in: h, arithmetic: precision.feedForwardUp(), packer: packer)
+        intermediate = try Linear(d, p + "intermediate.dense", out: i, in: h, arithmetic: precision.feedForwardUp(inFeatures: h), packer: packer)
         output = try Linear(d, p + "output.dense", out: h, in: i, precision: precision, packer: packer)
         outputNorm = try LayerNorm(d, p + "output.LayerNorm", size: h)
     }

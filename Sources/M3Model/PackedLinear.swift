@@ -12,12 +12,13 @@ package final class PackedMatrix: @unchecked Sendable {  // immutable after init
     /// bytes must bump it and old caches are never read.
     /// 2: the int8 mode's feed-forward up-projection may be packed two-part int8 (W_hi, W_lo)
     /// instead of bf16 (`Precision.feedForwardUp`).
-    package static let packingSchemeVersion = 2
+    /// 3: it is packed int16 wherever int8 runs.
+    package static let packingSchemeVersion = 3
 
     private enum Storage {
         case int8(OpaquePointer)      // m3_i8_weights
         case bfloat16(OpaquePointer)  // m3_bf16_weights
-        case int8Residual(hi: OpaquePointer, lo: OpaquePointer)  // m3_i8_weights ×2
+        case int16(OpaquePointer)     // m3_i16_weights
     }
     private let storage: Storage
     package let outFeatures: Int
@@ -47,10 +48,10 @@ package final class PackedMatrix: @unchecked Sendable {  // immutable after init
         case .bfloat16:
             guard let p = m3_bf16_pack(w, out, inner) else { fatalError("out of memory packing bf16 weights") }
             storage = .bfloat16(p)
-        case .int8Residual:
-            guard let hi = m3_i8_pack(w, out, inner) else { fatalError("out of memory packing int8 weights") }
-            guard let lo = m3_i8_pack_residual(w, out, inner, hi) else { fatalError("out of memory packing int8 weights") }
-            storage = .int8Residual(hi: hi, lo: lo)
+        case .int16:
+            // Fails only out of memory: the encoder picks int16 for k ≤ `int16MaxInFeatures`.
+            guard let p = m3_i16_pack(w, out, inner) else { fatalError("out of memory packing int16 weights") }
+            storage = .int16(p)
         }
         outFeatures = out
         inFeatures = inner
@@ -72,10 +73,9 @@ package final class PackedMatrix: @unchecked Sendable {  // immutable after init
         case .int8:
             guard let p = int8View(0) else { return nil }
             storage = .int8(p)
-        case .int8Residual:
-            guard let hi = int8View(0) else { return nil }
-            guard let lo = int8View(3) else { m3_i8_free(hi); return nil }
-            storage = .int8Residual(hi: hi, lo: lo)
+        case .int16:
+            guard let p = m3_i16_view(out, inner, sections[0].baseAddress, sections[1].baseAddress) else { return nil }
+            storage = .int16(p)
         case .bfloat16:
             guard let p = m3_bf16_view(out, inner, sections[0].baseAddress) else { return nil }
             storage = .bfloat16(p)
@@ -86,7 +86,7 @@ package final class PackedMatrix: @unchecked Sendable {  // immutable after init
     }
 
     /// Byte lengths of the arrays a packing of W (out, in) consists of (int8: panels, scales,
-    /// column sums; two-part int8: those of W_hi, then of W_lo; bf16: panels); nil for float32
+    /// column sums; int16: panels, scales; bf16: panels); nil for float32
     /// or when they overflow.
     static func sectionLengths(_ arithmetic: LinearArithmetic, out: Int, in inner: Int) -> [Int]? {
         guard out >= 0, inner >= 0 else { return nil }
@@ -97,9 +97,9 @@ package final class PackedMatrix: @unchecked Sendable {  // immutable after init
         case .int8:
             guard m3_i8_layout(out, inner, &a, &b, &c) != 0 else { return nil }
             return [a, b, c]
-        case .int8Residual:
-            guard m3_i8_layout(out, inner, &a, &b, &c) != 0 else { return nil }
-            return [a, b, c, a, b, c]
+        case .int16:
+            guard m3_i16_layout(out, inner, &a, &b) != 0 else { return nil }
+            return [a, b]
         case .bfloat16:
             guard m3_bf16_layout(out, inner, &a) != 0 else { return nil }
             return [a]
@@ -118,8 +118,10 @@ package final class PackedMatrix: @unchecked Sendable {  // immutable after init
         switch storage {
         case .int8(let p):
             pointers = int8Parts(p)
-        case .int8Residual(let hi, let lo):
-            pointers = int8Parts(hi) + int8Parts(lo)
+        case .int16(let p):
+            var a: UnsafeRawPointer?, b: UnsafeRawPointer?
+            m3_i16_parts(p, &a, &b)
+            pointers = [a, b]
         case .bfloat16(let p):
             pointers = [m3_bf16_data(p)]
         }
@@ -130,23 +132,28 @@ package final class PackedMatrix: @unchecked Sendable {  // immutable after init
         switch storage {
         case .int8(let p): m3_i8_free(p)
         case .bfloat16(let p): m3_bf16_free(p)
-        case .int8Residual(let hi, let lo): m3_i8_free(hi); m3_i8_free(lo)
+        case .int16(let p): m3_i16_free(p)
         }
     }
 
     /// Column panels of 64 outputs: the unit split between cores.
     private var panels: Int {
         switch storage {
-        case .int8(let p), .int8Residual(let p, _): m3_i8_panels(p)
+        case .int8(let p): m3_i8_panels(p)
+        case .int16(let p): m3_i16_panels(p)
         case .bfloat16(let p): m3_bf16_panels(p)
         }
     }
 
     /// Bytes of the x (rows, in) conversion `multiply` needs in `scratch` (the largest of
-    /// the schemes: two-part int8 holds two quantized copies).
+    /// the schemes).
     static func scratchBytes(rows: Int, inFeatures k: Int) -> Int {
-        rows * max(2 * (m3_i8_row_stride(k) + 8), 2 * m3_bf16_row_stride(k)) + 64
+        rows * max(m3_i8_row_stride(k) + 8, 2 * m3_bf16_row_stride(k), 2 * m3_i16_row_stride(k) + 4) + 64
     }
+
+    /// The widest input int16 packs (exact int32 sums need m3_i16_activation_limit(k) ≥ 1;
+    /// at this k it is 15, still finer than int8's steps). Wider layers stay in float32.
+    package static let int16MaxInFeatures = 65536
 
     /// y (rows, out) = x (rows, in) · Wᵀ + bias (out, or nil). x is converted once (rows
     /// split across cores), then each core computes a contiguous range of column panels.
@@ -170,7 +177,7 @@ package final class PackedMatrix: @unchecked Sendable {  // immutable after init
         switch storage {
         case .int8: .int8
         case .bfloat16: .bfloat16
-        case .int8Residual: .int8Residual
+        case .int16: .int16
         }
     }
 
@@ -188,12 +195,10 @@ package final class PackedMatrix: @unchecked Sendable {  // immutable after init
                 // vs float32 0.9986 against 0.9982).
                 m3_i8_quantize_rows(x + r0 * k, count, k, k, q + r0 * ldq, ldq, scale + r0, zero + r0, 1)
             }
-        case .int8Residual:
-            let (q, ldq, scale, zero) = Self.int8Layout(scratch, rows: rows, inFeatures: k)
-            let (ql, _, scaleLo, zeroLo) = Self.int8Layout(scratch, rows: rows, inFeatures: k, part: 1)
+        case .int16:
+            let (q, ldq, scale) = Self.int16Layout(scratch, rows: rows, inFeatures: k)
             splitRows(rows, cols: k) { r0, count in
-                m3_i8_quantize_residual_rows(x + r0 * k, count, k, k, q + r0 * ldq, scale + r0, zero + r0,
-                                             ql + r0 * ldq, scaleLo + r0, zeroLo + r0, ldq)
+                m3_i16_quantize_rows(x + r0 * k, count, k, k, q + r0 * ldq, ldq, scale + r0)
             }
         case .bfloat16:
             let ldb = m3_bf16_row_stride(k)
@@ -213,13 +218,9 @@ package final class PackedMatrix: @unchecked Sendable {  // immutable after init
         case .int8(let w):
             let (q, ldq, scale, zero) = Self.int8Layout(UnsafeMutableRawPointer(mutating: scratch), rows: rows, inFeatures: k)
             m3_i8_gemm(w, q, ldq, scale, zero, rows, bias, y, n, panels.lowerBound, panels.upperBound)
-        case .int8Residual(let hi, let lo):
-            let raw = UnsafeMutableRawPointer(mutating: scratch)
-            let (q, ldq, scale, zero) = Self.int8Layout(raw, rows: rows, inFeatures: k)
-            let (ql, _, scaleLo, zeroLo) = Self.int8Layout(raw, rows: rows, inFeatures: k, part: 1)
-            let (p0, p1) = (panels.lowerBound, panels.upperBound)
-            // x_hi·W_hiᵀ + b, then += x_lo·W_hiᵀ and x_hi·W_loᵀ, in one pass over the panels.
-            m3_i8_gemm_residual(hi, lo, q, scale, zero, ql, scaleLo, zeroLo, ldq, rows, bias, y, n, p0, p1)
+        case .int16(let w):
+            let (q, ldq, scale) = Self.int16Layout(UnsafeMutableRawPointer(mutating: scratch), rows: rows, inFeatures: k)
+            m3_i16_gemm(w, q, ldq, scale, rows, bias, y, n, panels.lowerBound, panels.upperBound)
         case .bfloat16(let w):
             let xb = scratch.assumingMemoryBound(to: UInt16.self)
             m3_bf16_gemm(w, xb, m3_bf16_row_stride(k), rows, bias, y, n, panels.lowerBound, panels.upperBound)
@@ -227,14 +228,21 @@ package final class PackedMatrix: @unchecked Sendable {  // immutable after init
     }
 
     /// Where the int8 conversion keeps its parts in the scratch: q (rows, ldq), then the
-    /// per-row scales and zero points; `part` 1 is two-part int8's x_lo, after part 0.
-    private static func int8Layout(_ scratch: UnsafeMutableRawPointer, rows: Int, inFeatures k: Int, part: Int = 0)
+    /// per-row scales and zero points.
+    private static func int8Layout(_ scratch: UnsafeMutableRawPointer, rows: Int, inFeatures k: Int)
         -> (q: UnsafeMutablePointer<UInt8>, ldq: Int, scale: UnsafeMutablePointer<Float>, zero: UnsafeMutablePointer<Int32>) {
         let ldq = m3_i8_row_stride(k)
-        let scratch = scratch + part * rows * (ldq + 8)
         let scaleRaw = scratch + rows * ldq, zeroRaw = scaleRaw + rows * 4
         return (scratch.assumingMemoryBound(to: UInt8.self), ldq,
                 scaleRaw.assumingMemoryBound(to: Float.self), zeroRaw.assumingMemoryBound(to: Int32.self))
+    }
+
+    /// Where the int16 conversion keeps its parts in the scratch: q (rows, ldq int16), then
+    /// the per-row scales.
+    private static func int16Layout(_ scratch: UnsafeMutableRawPointer, rows: Int, inFeatures k: Int)
+        -> (q: UnsafeMutablePointer<Int16>, ldq: Int, scale: UnsafeMutablePointer<Float>) {
+        let ldq = m3_i16_row_stride(k)
+        return (scratch.assumingMemoryBound(to: Int16.self), ldq, (scratch + rows * ldq * 2).assumingMemoryBound(to: Float.self))
     }
 
     /// Row-wise conversion, on all cores when large enough (the gemm that follows is ~n× more work).

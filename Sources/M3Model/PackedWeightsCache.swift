@@ -118,7 +118,7 @@ enum PackedWeightsFile {
     /// and the host's byte order and word size.
     static func key(identity: String, precision: Precision, plan: String) -> Digest128 {
         let text = "m3search packed weights\u{0}\(identity)\u{0}\(precision)\u{0}\(plan)\u{0}scheme \(PackedMatrix.packingSchemeVersion)"
-            + " i8 \(m3_i8_layout_tag()) bf16 \(m3_bf16_layout_tag())\u{0}\(hostTag)"
+            + " i8 \(m3_i8_layout_tag()) bf16 \(m3_bf16_layout_tag()) i16 \(m3_i16_layout_tag())\u{0}\(hostTag)"
         return ContentHash.digest(Array(text.utf8))
     }
 
@@ -137,7 +137,7 @@ enum PackedWeightsFile {
         case .float32: 0
         case .int8: 1
         case .bfloat16: 2
-        case .int8Residual: 3
+        case .int16: 4  // 3 was two-part int8 (packing scheme 2)
         }
     }
 
@@ -208,7 +208,7 @@ enum PackedWeightsFile {
         guard !nameBytes.isEmpty, field.dropFirst(nameBytes.count).allSatisfy({ $0 == 0 }),
               let name = String(validating: nameBytes, as: UTF8.self),
               let code = bytes.readLE(UInt32.self, at: base + 72), bytes.readLE(UInt32.self, at: base + 76) == 0,
-              let arithmetic = [LinearArithmetic.int8, .bfloat16, .int8Residual].first(where: { self.code($0) == code }),
+              let arithmetic = [LinearArithmetic.int8, .bfloat16, .int16].first(where: { self.code($0) == code }),
               let out64 = bytes.readLE(UInt64.self, at: base + 80), let in64 = bytes.readLE(UInt64.self, at: base + 88),
               out64 >= 1, out64 <= maxDimension, in64 >= 1, in64 <= maxDimension,
               let lengths = PackedMatrix.sectionLengths(arithmetic, out: Int(out64), in: Int(in64)),

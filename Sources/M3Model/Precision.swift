@@ -14,7 +14,7 @@ public enum Precision: String, Sendable, CaseIterable, CustomStringConvertible {
     case bfloat16
     /// Per-channel int8 weights, per-token dynamic uint8 activations, exact int32 sums
     /// (AVX512-VNNI, else AVX2 with the same results); the feed-forward up-projection runs
-    /// two-part int8, bf16 or float32 (see `feedForwardUp(on:)`).
+    /// in int16 (see `feedForwardUp(on:)`).
     case int8
 
     /// Parses "f32" / "fp32" / "float32", "bf16" / "bfloat16", "int8" (case-insensitive).
@@ -40,18 +40,15 @@ public enum Precision: String, Sendable, CaseIterable, CustomStringConvertible {
     /// the full-size model plain int8 there caused half of int8's error (dense cosine vs
     /// float32: 0.9986 all int8, 0.9993 with that layer in bf16), for a third of the linear
     /// work, and no data-free rescaling recovers it (its inputs and weights are Gaussian-like:
-    /// 8 bits is the noise floor). So it runs at about 16 bits:
-    /// - two-part int8 (`.int8Residual`, three vpdpbusd products) on CPUs with AVX512-FP16
-    ///   (Intel Sapphire Rapids and later), where vdpbf16ps does 1/5–1/6 of vpdpbusd's
-    ///   multiply-adds per second (measured, BENCHMARKS.md), so three int8 passes take half
-    ///   the time of one bf16 pass;
-    /// - bf16 on other CPUs with AVX512-BF16 (AMD Zen 4: vdpbf16ps at half vpdpbusd's rate,
-    ///   one bf16 pass beats three int8 ones);
-    /// - float32 otherwise.
-    func feedForwardUp(on cpu: CPUFeatures = .current) -> LinearArithmetic {
+    /// 8 bits is the noise floor). So it runs in int16 (11–12 bits a side, exact int32 sums):
+    /// vpdpwssd does half vpdpbusd's multiply-adds at the same instruction rate, so it costs
+    /// two int8 products, against three for the two-part int8 it replaced and one bf16 pass
+    /// (5–6× slower than vpdpbusd on Intel, BENCHMARKS.md); AVX2's vpmaddwd runs it at the
+    /// int8 kernel's rate there. Float32 without either.
+    /// (`inFeatures`: the layer's input width; wider than int16's exact sums allow stays float32.)
+    func feedForwardUp(inFeatures: Int, on cpu: CPUFeatures = .current) -> LinearArithmetic {
         guard self == .int8 else { return LinearArithmetic(self) }
-        if cpu.avx512VNNI && cpu.avx512BF16 && cpu.avx512FP16 { return .int8Residual }
-        return cpu.avx512BF16 ? .bfloat16 : .float32
+        return (cpu.avx512VNNI || cpu.avx2) && inFeatures <= PackedMatrix.int16MaxInFeatures ? .int16 : .float32
     }
 
     /// The precision this CPU runs when `self` is asked for: `self`, or float32 with the reason.
@@ -69,11 +66,11 @@ public enum Precision: String, Sendable, CaseIterable, CustomStringConvertible {
     }
 }
 
-/// How one linear layer multiplies: a `Precision`'s arithmetic, or int8 in two parts
-/// (x ≈ x_hi + x_lo, W ≈ W_hi + W_lo, three int8 products: about 16-bit accuracy at three
-/// times int8's work; CM3LowPrecision.h).
+/// How one linear layer multiplies: a `Precision`'s arithmetic, or int16 (per-token and
+/// per-channel int16, exact int32 sums: the int8 mode's feed-forward up-projection;
+/// CM3LowPrecision.h).
 package enum LinearArithmetic: Sendable, Equatable {
-    case float32, bfloat16, int8, int8Residual
+    case float32, bfloat16, int8, int16
 
     package init(_ precision: Precision) {
         switch precision {
@@ -93,8 +90,8 @@ package struct CPUFeatures: Sendable {
     /// as float32 there (vpmaddwd does no more per cycle than FMA), with a quarter of the
     /// weight bytes to read and hold.
     package var avx2: Bool
-    /// AVX512-FP16: not used for arithmetic, but it marks the Intel cores (Sapphire Rapids
-    /// and later) whose vdpbf16ps is slow next to vpdpbusd (`Precision.feedForwardUp`).
+    /// AVX512-FP16: not used for arithmetic; it marks the Intel cores (Sapphire Rapids and
+    /// later) whose vdpbf16ps is slow next to vpdpbusd.
     package var avx512FP16: Bool
 
     package init(avx512VNNI: Bool, avx512BF16: Bool, avx2: Bool = false, avx512FP16: Bool = false) {

@@ -92,71 +92,41 @@ final class LowPrecisionTests: XCTestCase {
         }
     }
 
-    /// m3_i8_gemm_residual (one pass over the panels for all three products) gives the bits of
-    /// the three separate calls it replaces, for every row count of a tile split and a batch.
-    func testFusedResidualGEMMMatchesThreeSeparatePasses() {
-        for (n, k) in [(65, 13), (130, 257), (200, 1030)] {
-            for m in Array(1...17) + [128] {
-                let x = random(m * k, seed: UInt64(m * 17 + k), low: -3, high: 2.5)
-                let w = random(n * k, seed: UInt64(n * 3 + k), low: -0.05, high: 0.05), b = random(n, seed: 5)
-                let hi = m3_i8_pack(w, n, k)!, lo = m3_i8_pack_residual(w, n, k, hi)!
-                defer { m3_i8_free(hi); m3_i8_free(lo) }
-                let ldq = m3_i8_row_stride(k)
-                var qh = [UInt8](repeating: 0, count: m * ldq), ql = qh
-                var sh = [Float](repeating: 0, count: m), sl = sh, zh = [Int32](repeating: 0, count: m), zl = zh
-                m3_i8_quantize_residual_rows(x, m, k, k, &qh, &sh, &zh, &ql, &sl, &zl, ldq)
-                let panels = m3_i8_panels(hi)
-                var separate = [Float](repeating: .nan, count: m * n), fused = separate
-                m3_i8_gemm(hi, qh, ldq, sh, zh, m, b, &separate, n, 0, panels)
-                m3_i8_gemm_accumulate(hi, ql, ldq, sl, zl, m, &separate, n, 0, panels)
-                m3_i8_gemm_accumulate(lo, qh, ldq, sh, zh, m, &separate, n, 0, panels)
-                for (p0, p1) in [(0, panels / 2), (panels / 2, panels)] {
-                    m3_i8_gemm_residual(hi, lo, qh, sh, zh, ql, sl, zl, ldq, m, b, &fused, n, p0, p1)
-                }
-                XCTAssertEqual(fused, separate, "m \(m) n \(n) k \(k)")
-            }
-        }
-    }
-
-    /// Two-part int8 (x_hi·W_hi + x_lo·W_hi + x_hi·W_lo) against double x·Wᵀ + b: within a
-    /// bound from the lo parts' steps and the dropped x_lo·W_lo, and at least 20 times closer
-    /// than plain int8 on the same data (what it is for: ~16-bit accuracy from int8 products).
-    func testResidualInt8GEMMIsNearExact() {
+    /// int16 (the int8 mode's feed-forward up-projection) against double x·Wᵀ + b: within the
+    /// bound of its quantization steps (x: max|x| over m3_i16_activation_limit(k) levels, W:
+    /// max|W| over 2047), and at least 5 times closer than int8 on the same data.
+    func testInt16GEMMWithinQuantizationBound() {
         for (m, n, k) in shapes + [(16, 96, 1024)] {
             var x = random(m * k, seed: UInt64(m * 31 + k), low: -3, high: 2.5)
             for c in 0..<k { x[c] = 0 }  // a row of zeros
             let w = random(n * k, seed: UInt64(n * 5 + k), low: -0.05, high: 0.05)
             let b = random(n, seed: 3)
-            let (exact, _) = reference(x, w, b, m: m, n: n, k: k)
-            let packed = PackedMatrix(w, out: n, in: k, arithmetic: .int8Residual)!
+            let (exact, magnitude) = reference(x, w, b, m: m, n: n, k: k)
+            let packed = PackedMatrix(w, out: n, in: k, arithmetic: .int16)!
             let scratch = ConversionScratch(rows: m, inFeatures: k)
             var y = [Float](repeating: .nan, count: m * n)
             packed.multiply(x, rows: m, bias: b, into: &y, scratch: scratch.bytes(rows: m, inFeatures: k))
             let plain = int8GEMM(x, w, b, m: m, n: n, k: k, asymmetric: 1, split: false)
-            var worstResidual = 0.0, worstPlain = 0.0
+            let limit = Double(m3_i16_activation_limit(k))
+            var worst16 = 0.0, worst8 = 0.0
             for r in 0..<m {
-                let row = x[r * k ..< (r + 1) * k]
-                // x_hi's step; x_lo spans at most one of them (so its step ≤ 2·sx/255).
-                let sx = Double(max(row.max()!, 0) - min(row.min()!, 0)) / 255
+                let sx = Double(x[r * k ..< (r + 1) * k].map(abs).max()!) / limit
                 for j in 0..<n {
-                    let sw = Double(w[j * k ..< (j + 1) * k].map(abs).max()!) / 127
-                    // Per term: |x|·(W_lo step)/2 + |ŵ|·(x_lo step)/2 + |x̂_lo·ŵ_lo| (dropped),
-                    // W_lo's step ≤ (sw/2)/127; plus float32 rounding of the three sums.
-                    var bound = 0.0, magnitude = 0.0
+                    let sw = Double(w[j * k ..< (j + 1) * k].map(abs).max()!) / 2047
+                    // |xw − x̂ŵ| ≤ |x|·sw/2 + (|w| + sw/2)·sx/2 per term, plus float32 rounding.
+                    var bound = 0.0
                     for c in 0..<k {
-                        let xc = abs(Double(x[r * k + c])), wc = abs(Double(w[j * k + c]))
-                        bound += xc * sw / 508 + (wc + sw) * sx / 255 + sx * sw / 2
-                        magnitude += xc * wc
+                        bound += abs(Double(x[r * k + c])) * sw / 2 + (abs(Double(w[j * k + c])) + sw / 2) * sx / 2
                     }
-                    bound = bound * 1.001 + 1e-6 * (magnitude + abs(exact[r * n + j]) + 1)
+                    bound = bound * 1.001 + 1e-6 * (magnitude[r * n + j] + abs(exact[r * n + j]) + 1)
                     let e = abs(Double(y[r * n + j]) - exact[r * n + j])
-                    XCTAssertLessThanOrEqual(e, bound, "residual int8 m \(m) n \(n) k \(k) at (\(r), \(j))")
-                    worstResidual = max(worstResidual, e)
-                    worstPlain = max(worstPlain, abs(Double(plain[r * n + j]) - exact[r * n + j]))
+                    XCTAssertLessThanOrEqual(e, bound, "int16 m \(m) n \(n) k \(k) at (\(r), \(j))")
+                    worst16 = max(worst16, e)
+                    worst8 = max(worst8, abs(Double(plain[r * n + j]) - exact[r * n + j]))
                 }
             }
-            if k >= 8 {  // (k = 1, 3: one or three terms, plain int8 may round exactly)
-                XCTAssertLessThan(worstResidual * 20, worstPlain, "residual int8 m \(m) n \(n) k \(k)")
+            if k >= 8 {  // (k = 1, 3: one or three terms, int8 may round exactly)
+                XCTAssertLessThan(worst16 * 5, worst8, "int16 m \(m) n \(n) k \(k)")
             }
             // Splitting the column panels between calls (one per core) changes nothing.
             var split = [Float](repeating: .nan, count: m * n)
@@ -168,6 +138,76 @@ final class LowPrecisionTests: XCTestCase {
             }
             XCTAssertEqual(split, y, "panel split m \(m) n \(n) k \(k)")
         }
+    }
+
+    /// The activation quantization is its documented formula: scale = max|x| / limit, q = x / scale
+    /// rounded to nearest even; the pad element is 0.
+    func testInt16ActivationQuantization() {
+        for k in [1, 7, 16, 33, 1024] {
+            let m = 5
+            var x = random(m * k, seed: UInt64(k), low: -4, high: 3)
+            for c in 0..<k { x[c] = 0 }
+            let ldq = m3_i16_row_stride(k)
+            var q = [Int16](repeating: 0x5555, count: m * ldq), scale = [Float](repeating: .nan, count: m)
+            m3_i16_quantize_rows(x, m, k, k, &q, ldq, &scale)
+            let limit = Float(m3_i16_activation_limit(k))
+            for r in 0..<m {
+                let amax = x[r * k ..< (r + 1) * k].map(abs).max()!
+                let s: Float = amax > 0 ? amax / limit : 1
+                XCTAssertEqual(scale[r], s, "k \(k) row \(r)")
+                for c in 0..<k {
+                    let v = min(limit, max(-limit, (x[r * k + c] * (1 / s)).rounded(.toNearestOrEven)))
+                    XCTAssertEqual(q[r * ldq + c], Int16(v), "k \(k) at (\(r), \(c))")
+                }
+                for c in k..<ldq { XCTAssertEqual(q[r * ldq + c], 0) }
+            }
+        }
+    }
+
+    /// Every kernel this CPU has (portable, AVX2, AVX512-VNNI) gives the same bits, for every
+    /// row count a tile split can meet (1…17, 128), odd n and k, and panel splits; and at the
+    /// limits (every |q| at its maximum, up to k = 65 536) the int32 sums stay exact.
+    func testInt16KernelsAgreeAndNeverOverflow() {
+        let levels = Array(0...Int(m3_i16_gemm_level()))
+        XCTAssertEqual(m3_i16_gemm_level(), m3_cpu_has_avx512_vnni() != 0 ? 2 : m3_i8_gemm_is_fast() != 0 ? 1 : 0)
+        func run(_ x: [Float], _ w: [Float], _ b: [Float]?, m: Int, n: Int, k: Int, level: Int, split: Bool) -> [Float] {
+            let packed = m3_i16_pack(w, n, k)!
+            defer { m3_i16_free(packed) }
+            let ldq = m3_i16_row_stride(k)
+            var q = [Int16](repeating: 0, count: m * ldq), scale = [Float](repeating: 0, count: m)
+            m3_i16_quantize_rows(x, m, k, k, &q, ldq, &scale)
+            var y = [Float](repeating: .nan, count: m * n)
+            let panels = m3_i16_panels(packed)
+            for (p0, p1) in split ? [(0, panels / 2), (panels / 2, panels)] : [(0, panels)] {
+                m3_i16_gemm_at(Int32(level), packed, q, ldq, scale, m, b, &y, n, p0, p1)
+            }
+            return y
+        }
+        for (n, k) in [(65, 13), (130, 257), (200, 1030)] {
+            for m in Array(1...17) + [128] {
+                let x = random(m * k, seed: UInt64(m * 3 + k), low: -0.3, high: 2), w = random(n * k, seed: UInt64(n + k))
+                let b = random(n, seed: 11)
+                let portable = run(x, w, b, m: m, n: n, k: k, level: 0, split: false)
+                for level in levels {
+                    XCTAssertEqual(run(x, w, b, m: m, n: n, k: k, level: level, split: true), portable, "level \(level) m \(m) n \(n) k \(k)")
+                }
+                XCTAssertEqual(run(x, w, nil, m: m, n: n, k: k, level: levels.last!, split: false),
+                               run(x, w, nil, m: m, n: n, k: k, level: 0, split: false), "no bias, m \(m) n \(n) k \(k)")
+            }
+        }
+        for k in [1024, 4096, 65536] {
+            // Every term at ±max: Σ|q| products is the largest sum the limits allow.
+            let (m, n) = (2, 3)
+            let x = (0..<m * k).map { i in i < k ? Float(1) : Float(-1) }, w = (0..<n * k).map { _ in Float(0.5) }
+            let portable = run(x, w, nil, m: m, n: n, k: k, level: 0, split: false)
+            for (i, v) in portable.enumerated() {
+                XCTAssertEqual(Double(v), i < n ? 0.5 * Double(k) : -0.5 * Double(k), accuracy: 1e-5 * Double(k), "k \(k) at \(i)")
+            }
+            for level in levels { XCTAssertEqual(run(x, w, nil, m: m, n: n, k: k, level: level, split: false), portable, "k \(k) level \(level)") }
+        }
+        XCTAssertGreaterThan(m3_i16_activation_limit(PackedMatrix.int16MaxInFeatures), 1)
+        XCTAssertEqual(m3_i16_activation_limit(1 << 21), 0)
+        XCTAssertNil(m3_i16_pack([Float](repeating: 1, count: 1 << 21), 1, 1 << 21))
     }
 
     func testBF16GEMMWithinRoundingBound() {
@@ -236,13 +276,16 @@ final class LowPrecisionTests: XCTestCase {
         XCTAssertEqual(Precision.int8.resolved(on: avx2).precision, .int8)
         XCTAssertNil(Precision.int8.resolved(on: avx2).fallback)
         XCTAssertEqual(Precision.bfloat16.resolved(on: avx2).precision, .float32)
-        XCTAssertEqual(Precision.int8.feedForwardUp(on: avx2), .float32)
-        XCTAssertEqual(Precision.int8.feedForwardUp(on: CPUFeatures(avx512VNNI: true, avx512BF16: true)), .bfloat16)
-        // Intel cores with AVX512-FP16: two-part int8 (vdpbf16ps is slow there).
-        XCTAssertEqual(Precision.int8.feedForwardUp(on: CPUFeatures(avx512VNNI: true, avx512BF16: true, avx2: true, avx512FP16: true)),
-                       .int8Residual)
-        XCTAssertEqual(Precision.bfloat16.feedForwardUp(on: bare), .bfloat16)
-        XCTAssertEqual(Precision.float32.feedForwardUp(on: CPUFeatures(avx512VNNI: true, avx512BF16: true, avx512FP16: true)), .float32)
+        // The up-projection runs int16 wherever int8 runs (vpdpwssd or vpmaddwd), float32 else.
+        XCTAssertEqual(Precision.int8.feedForwardUp(inFeatures: 1024, on: avx2), .int16)
+        XCTAssertEqual(Precision.int8.feedForwardUp(inFeatures: 1024, on: CPUFeatures(avx512VNNI: true, avx512BF16: true)), .int16)
+        XCTAssertEqual(Precision.int8.feedForwardUp(inFeatures: 1024, on: CPUFeatures(avx512VNNI: true, avx512BF16: true, avx2: true, avx512FP16: true)),
+                       .int16)
+        XCTAssertEqual(Precision.int8.feedForwardUp(inFeatures: 1024, on: bare), .float32)
+        // Too wide for exact int32 sums in int16: float32.
+        XCTAssertEqual(Precision.int8.feedForwardUp(inFeatures: PackedMatrix.int16MaxInFeatures + 1, on: avx2), .float32)
+        XCTAssertEqual(Precision.bfloat16.feedForwardUp(inFeatures: 1024, on: bare), .bfloat16)
+        XCTAssertEqual(Precision.float32.feedForwardUp(inFeatures: 1024, on: CPUFeatures(avx512VNNI: true, avx512BF16: true, avx512FP16: true)), .float32)
     }
 
     // MARK: - Helpers

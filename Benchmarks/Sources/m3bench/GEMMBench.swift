@@ -5,8 +5,8 @@ import M3Model
 
 /// `m3bench gemm`: the encoder's linear-layer shapes, y (M, N) = x (M, K)·Wᵀ + b, in
 /// OpenBLAS sgemm, our int8 (VNNI) and bf16 kernels and, when built, oneDNN 2.6's matmul
-/// (Benchmarks/onednn/gemm_onednn.c, a separate program), and the two-part int8 of int8
-/// mode's feed-forward up-projection (three int8 products). Rounds are interleaved; each
+/// (Benchmarks/onednn/gemm_onednn.c, a separate program), and the int16 kernel of int8
+/// mode's feed-forward up-projection (vpdpwssd). Rounds are interleaved; each
 /// engine's figure is the median over rounds of its median over repeats.
 ///
 ///   cc -O2 Benchmarks/onednn/gemm_onednn.c -ldnnl -o Benchmarks/work/gemm_onednn
@@ -27,7 +27,7 @@ struct GEMMBench: ParsableCommand {
     func run() throws {
         let ms = rows.split(separator: ",").compactMap { Int($0) }
         let useOneDNN = FileManager.default.isExecutableFile(atPath: onednn)
-        var engines = ["sgemm", "int8", "bf16", "int8 two-part"]
+        var engines = ["sgemm", "int8", "bf16", "int16"]
         if useOneDNN { engines += ["onednn int8 (u8s8s32)", "onednn bf16"] }
         struct Shape: Hashable { let m, n, k: Int }
         let shapes = ms.flatMap { m in Self.layers.map { Shape(m: m, n: $0.0, k: $0.1) } }
@@ -38,14 +38,14 @@ struct GEMMBench: ParsableCommand {
             (0..<count).map { _ in offset + scale * (Float(rng.next() >> 40) / Float(1 << 24) * 2 - 1) }
         }
         // Prepared once per shape: packing is load-time work, not timed.
-        struct Prepared { let x, w, b: [Float]; let i8, bf16, i8Residual: PackedMatrix; let scratch: ConversionScratch }
+        struct Prepared { let x, w, b: [Float]; let i8, bf16, i16: PackedMatrix; let scratch: ConversionScratch }
         var prepared: [Shape: Prepared] = [:]
         for s in shapes {
             let w = uniform(s.n * s.k, 0.05)
             prepared[s] = Prepared(x: uniform(s.m * s.k, 1, offset: 0.2), w: w, b: uniform(s.n, 0.1),
                                    i8: PackedMatrix(w, out: s.n, in: s.k, precision: .int8)!,
                                    bf16: PackedMatrix(w, out: s.n, in: s.k, precision: .bfloat16)!,
-                                   i8Residual: PackedMatrix(w, out: s.n, in: s.k, arithmetic: .int8Residual)!,
+                                   i16: PackedMatrix(w, out: s.n, in: s.k, arithmetic: .int16)!,
                                    scratch: ConversionScratch(rows: s.m, inFeatures: s.k))
         }
 
@@ -79,7 +79,7 @@ struct GEMMBench: ParsableCommand {
                 r["int8"] = time { p.i8.multiply(p.x, rows: s.m, bias: p.b, into: &y, scratch: bytes) }
                 r["bf16"] = time { p.bf16.multiply(p.x, rows: s.m, bias: p.b, into: &y, scratch: bytes) }
                 // int8 mode's FFN up-projection on AVX512-FP16 CPUs: three int8 products (GOP/s of the layer's 2·M·N·K).
-                r["int8 two-part"] = time { p.i8Residual.multiply(p.x, rows: s.m, bias: p.b, into: &y, scratch: bytes) }
+                r["int16"] = time { p.i16.multiply(p.x, rows: s.m, bias: p.b, into: &y, scratch: bytes) }
                 if useOneDNN, let o = try runOneDNN(s.m, s.n, s.k) {
                     r["onednn int8 (u8s8s32)"] = o.int8
                     r["onednn bf16"] = o.bf16

@@ -75,38 +75,58 @@ void m3_i8_quantize_rows(const float *x, size_t rows, size_t k, size_t ldx,
 void m3_i8_gemm(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
                 const int32_t *zero, size_t rows, const float *bias, float *y, size_t ldy,
                 size_t panel_begin, size_t panel_end);
-/// y[:, panels begin..<end] += dequant(q · Wqᵀ): m3_i8_gemm adding to y instead of a bias.
-void m3_i8_gemm_accumulate(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
-                           const int32_t *zero, size_t rows, float *y, size_t ldy,
-                           size_t panel_begin, size_t panel_end);
-
-/// Two-part (residual) int8, for layers where one int8 part loses too much: W ≈ W_hi + W_lo
-/// and x ≈ x_hi + x_lo, and x·Wᵀ ≈ x_hi·W_hiᵀ + x_lo·W_hiᵀ + x_hi·W_loᵀ (three int8 gemms,
-/// x_lo·W_lo, ~2⁻¹⁶ of the product, dropped).
-/// Packs W_lo = W − dequant(hi) (hi = m3_i8_pack(w, n, k)). NULL when out of memory or hi
-/// does not match (n, k).
-m3_i8_weights *m3_i8_pack_residual(const float *w, size_t n, size_t k, const m3_i8_weights *hi);
-/// x_hi as m3_i8_quantize_rows (asymmetric), and x_lo = x − dequant(x_hi) quantized the same
-/// way into q_lo; both (rows, ldq bytes).
-void m3_i8_quantize_residual_rows(const float *x, size_t rows, size_t k, size_t ldx,
-                                  uint8_t *q_hi, float *scale_hi, int32_t *zero_hi,
-                                  uint8_t *q_lo, float *scale_lo, int32_t *zero_lo, size_t ldq);
-
-/// y[:, panels begin..<end] = x_hi·W_hiᵀ + x_lo·W_hiᵀ + x_hi·W_loᵀ + bias (NULL: none), bit
-/// for bit m3_i8_gemm(hi, x_hi) then m3_i8_gemm_accumulate(hi, x_lo) and (lo, x_hi), but with
-/// AVX512-VNNI in one pass over the panels: W_hi streams from memory once for both x parts.
-void m3_i8_gemm_residual(const m3_i8_weights *hi, const m3_i8_weights *lo,
-                         const uint8_t *q_hi, const float *scale_hi, const int32_t *zero_hi,
-                         const uint8_t *q_lo, const float *scale_lo, const int32_t *zero_lo, size_t ldq,
-                         size_t rows, const float *bias, float *y, size_t ldy,
-                         size_t panel_begin, size_t panel_end);
-
 /// 1 when m3_i8_gemm runs a SIMD kernel on this CPU (AVX512-VNNI or AVX2), 0 for the portable loop.
 int m3_i8_gemm_is_fast(void);
 /// The portable loop m3_i8_gemm falls back to (the reference the SIMD kernels are tested against).
 void m3_i8_gemm_reference(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
                           const int32_t *zero, size_t rows, const float *bias, float *y, size_t ldy,
                           size_t panel_begin, size_t panel_end);
+
+// ---------------------------------------------------------------- int16
+// W per output channel symmetric int16 (|q| ≤ 2047), activations per row symmetric int16
+// (|q| ≤ m3_i16_activation_limit(k), 1024 at k = 1024), products summed exactly in int32
+// (the limits keep every sum below 2³¹) with AVX512-VNNI vpdpwssd, else AVX2 vpmaddwd, else a
+// portable loop: the same sums and the same dequantization, so the same bits on every path.
+// About 11–12 bits a side for two int8 products' work; the int8 mode's feed-forward
+// up-projection runs in it (Precision.swift).
+
+/// W packed for vpdpwssd: panels of 64 output columns, each (⌈k/2⌉, 64, 2) int16, plus
+/// per-column scales. Opaque; create with m3_i16_pack, free with m3_i16_free.
+typedef struct m3_i16_weights m3_i16_weights;
+
+/// Quantizes and packs W (n, k), row-major. NULL when out of memory or k too large for
+/// exact int32 sums (m3_i16_activation_limit(k) == 0).
+m3_i16_weights *m3_i16_pack(const float *w, size_t n, size_t k);
+void m3_i16_free(m3_i16_weights *w);
+size_t m3_i16_panels(const m3_i16_weights *w);
+size_t m3_i16_bytes(const m3_i16_weights *w);
+float m3_i16_weight_scale(const m3_i16_weights *w, size_t j);
+
+/// As m3_i8_layout / m3_i8_parts / m3_i8_view / m3_i8_layout_tag, for the two int16 arrays
+/// (panels, scales).
+int m3_i16_layout(size_t n, size_t k, size_t *packed_bytes, size_t *scale_bytes);
+void m3_i16_parts(const m3_i16_weights *w, const void **packed, const void **scale);
+m3_i16_weights *m3_i16_view(size_t n, size_t k, const void *packed, const void *scale);
+uint32_t m3_i16_layout_tag(void);
+
+/// Row stride (int16 elements) of quantized activations with k columns: k rounded up to 2.
+size_t m3_i16_row_stride(size_t k);
+/// The largest |q| of quantized activations with k columns: ⌊(2³¹−1) / (k₂·2047)⌋ capped at
+/// 32767; 0 when k is too large for exact sums.
+int32_t m3_i16_activation_limit(size_t k);
+/// x (rows, k) → q (rows, ldq int16) with x ≈ scale[r]·q, scale = max|x| / limit, round to
+/// nearest even. Pad elements up to m3_i16_row_stride(k) are written as 0.
+void m3_i16_quantize_rows(const float *x, size_t rows, size_t k, size_t ldx, int16_t *q, size_t ldq, float *scale);
+
+/// y[:, panels begin..<end] (rows, n; row stride ldy) = scale[r]·sw[j]·(q · Wqᵀ) + bias (NULL: none).
+void m3_i16_gemm(const m3_i16_weights *w, const int16_t *q, size_t ldq, const float *scale,
+                 size_t rows, const float *bias, float *y, size_t ldy, size_t panel_begin, size_t panel_end);
+/// m3_i16_gemm on the kernel of at most `max_level` (0 portable, 1 AVX2, 2 AVX512-VNNI) and
+/// of this CPU: tests compare the paths.
+void m3_i16_gemm_at(int max_level, const m3_i16_weights *w, const int16_t *q, size_t ldq, const float *scale,
+                    size_t rows, const float *bias, float *y, size_t ldy, size_t panel_begin, size_t panel_end);
+/// The kernel m3_i16_gemm runs on this CPU: 0 portable, 1 AVX2, 2 AVX512-VNNI.
+int m3_i16_gemm_level(void);
 
 // ---------------------------------------------------------------- bf16
 
