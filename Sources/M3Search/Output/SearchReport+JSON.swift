@@ -80,16 +80,7 @@ package func queryTerms(_ query: String) -> [String] {
 /// Up to ~300 characters of the chunk, starting near the first query term, whitespace
 /// collapsed; terms in bold (ANSI) when `highlight` is set, for a terminal.
 package func snippet(_ text: String, terms: [String], highlight: Bool) -> String {
-    let flat = text.split(whereSeparator: { $0.isWhitespace }).joined(separator: " ")
-    let lower = flat.lowercased()
-    var start = flat.startIndex
-    if let first = terms.compactMap({ lower.range(of: $0)?.lowerBound }).min() {
-        let offset = lower.distance(from: lower.startIndex, to: first)
-        start = flat.index(flat.startIndex, offsetBy: max(0, offset - 60))
-    }
-    var s = String(flat[start...].prefix(300))
-    if start > flat.startIndex { s = "…" + s }
-    if flat.distance(from: start, to: flat.endIndex) > 300 { s += "…" }
+    let s = asciiSnippetWindow(text, terms: terms) ?? snippetWindow(text, terms: terms)
     guard highlight, !terms.isEmpty else { return s }
     var out = ""
     var rest = Substring(s)
@@ -103,6 +94,66 @@ package func snippet(_ text: String, terms: [String], highlight: Bool) -> String
         }
     }
     return out
+}
+
+/// `snippet` without highlighting, on Characters: any text (and the reference for the ASCII path).
+package func snippetWindow(_ text: String, terms: [String]) -> String {
+    let flat = text.split(whereSeparator: { $0.isWhitespace }).joined(separator: " ")
+    let lower = flat.lowercased()
+    var start = flat.startIndex
+    if let first = terms.compactMap({ lower.range(of: $0)?.lowerBound }).min() {
+        let offset = lower.distance(from: lower.startIndex, to: first)
+        start = flat.index(flat.startIndex, offsetBy: max(0, offset - 60))
+    }
+    var s = String(flat[start...].prefix(300))
+    if start > flat.startIndex { s = "…" + s }
+    if flat.distance(from: start, to: flat.endIndex) > 300 { s += "…" }
+    return s
+}
+
+/// `snippetWindow` on bytes when the text and the terms are ASCII (nil otherwise): there a
+/// Character is one byte once whitespace is collapsed (CR LF, the one two-byte Character, is
+/// whitespace), `isWhitespace` is exactly 9–13 and 32, and lower-casing and the search for a
+/// term are byte-wise. The Character path took 5.7% of `serve`'s CPU under 8 clients (10
+/// snippets per answer); this one a small fraction of that.
+package func asciiSnippetWindow(_ text: String, terms: [String]) -> String? {
+    guard terms.allSatisfy({ $0.utf8.allSatisfy { $0 < 0x80 } }) else { return nil }
+    let window: (bytes: [UInt8], start: Int)?? = text.utf8.withContiguousStorageIfAvailable { bytes in
+        var flat: [UInt8] = []
+        flat.reserveCapacity(bytes.count)
+        var space = false
+        for b in bytes {
+            if b >= 0x80 { return nil }
+            if b == 32 || (b >= 9 && b <= 13) {
+                space = !flat.isEmpty
+            } else {
+                if space { flat.append(32); space = false }
+                flat.append(b)
+            }
+        }
+        let lower = flat.map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 }
+        var first: Int? = nil
+        for term in terms {
+            let needle = Array(term.utf8)
+            guard !needle.isEmpty, needle.count <= lower.count else { continue }
+            var i = 0
+            let last = lower.count - needle.count
+            while i <= last, first.map({ i < $0 }) ?? true {
+                if lower[i] == needle[0] && lower[i ..< i + needle.count].elementsEqual(needle) {
+                    first = i
+                    break
+                }
+                i += 1
+            }
+        }
+        return (flat, max(0, (first ?? 0) - 60))
+    }
+    guard let found = window ?? nil else { return nil }
+    let (flat, start) = found
+    var s = start > 0 ? "…" : ""
+    s += String(decoding: flat[start ..< min(start + 300, flat.count)], as: UTF8.self)
+    if flat.count - start > 300 { s += "…" }
+    return s
 }
 
 extension LoadTimings {
