@@ -13,7 +13,10 @@ final class SnippetTests: XCTestCase {
         var rng = SplitMix64(seed: 13)
         let plain = ["the", "Python", "generators", "Exception", "HANDLING", "with", "try", "finally", "x=1;",
                      "(foo)", "A", "\u{01}", "\u{7F}", "\u{1F}", "yield", "Return", "café", "CAFÉ", "naïve", "’s",
-                     "“quoted”", "—", "…", "Œuvre", "straße", "\u{A0}", "a\u{A0}b", "•", "‰", "ÿ", "Ÿ"]
+                     "“quoted”", "—", "…", "Œuvre", "straße", "\u{A0}", "a\u{A0}b", "•", "‰", "ÿ", "Ÿ",
+                     "“Python”", "Python’s", "naïve—the", "«yield»", "Straße", "the…"]
+        // ASCII terms, some found right beside a non-ASCII scalar ("caf" in "café", "quoted" in "“quoted”").
+        let asciiTerms = ["python", "the", "quoted", "stra", "uvre", "caf", "na", "ve", "yield", "generators", "zz"]
         let other = ["İstanbul", "cafe\u{301}", "\u{2028}", "😀", "\u{200D}", "Σ"]
         let spaces = [" ", "  ", "\n", "\r\n", "\t", "\u{0B}", "\u{0C}", "\r", " \n ", "\n\r", "\u{A0}"]
         var checked = 0
@@ -23,8 +26,9 @@ final class SnippetTests: XCTestCase {
             for _ in 0..<Int.random(in: 0..<200, using: &rng) {
                 text += words.randomElement(using: &rng)! + spaces.randomElement(using: &rng)!
             }
-            let terms = (0..<Int.random(in: 0..<5, using: &rng)).map { _ in words.randomElement(using: &rng)!.lowercased() }
-                .filter { $0.count >= 2 }
+            let terms = (0..<Int.random(in: 0..<5, using: &rng)).map { _ in
+                (trial % 2 == 0 ? asciiTerms : words).randomElement(using: &rng)!.lowercased()
+            }.filter { $0.count >= 2 }
             let reference = snippetWindow(text, terms: terms)
             if let fast = asciiSnippetWindow(text, terms: terms) {
                 XCTAssertEqual(fast, reference, "text \(text.debugDescription), terms \(terms)")
