@@ -247,7 +247,8 @@ package final class PackedMatrix: @unchecked Sendable {  // immutable after init
 
     /// Row-wise conversion, on all cores when large enough (the gemm that follows is ~n× more work).
     private func splitRows(_ rows: Int, cols: Int, _ body: (Int, Int) -> Void) {
-        let workers = rows * cols >= 1 << 18 ? min(ProcessInfo.processInfo.activeProcessorCount, rows) : 1
+        // A batch of 4+ queries (64+ rows × 1024) is worth two cores; one query (16 rows) is not.
+        let workers = rows * cols >= 1 << 16 ? min(ProcessInfo.processInfo.activeProcessorCount, rows) : 1
         let per = (rows + workers - 1) / max(workers, 1)
         splitRange(workers, workers: workers) { i, _ in
             let r0 = i * per
