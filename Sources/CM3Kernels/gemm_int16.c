@@ -25,7 +25,7 @@
 #define M3_X86 1
 #endif
 
-enum { I16_NR = 64, I16_MR = 6, I16_WMAX = 2047 };
+enum { I16_NR = 64, I16_WMAX = 2047 };  // I16_NR = VNNI_NR (vnni_panels.h)
 
 static inline float round_even(float v) { return (v + 12582912.0f) - 12582912.0f; }  // |v| < 2²²
 
@@ -180,97 +180,14 @@ static void i16_gemm_portable(const m3_i16_weights *w, const int16_t *q, size_t 
 
 #if M3_X86
 // ---------------------------------------------------------------- gemm, AVX512-VNNI
-#define I16_VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+#include "vnni_panels.h"
 
-// One MR×64 tile over all k2 pairs, then dequantize and store columns j0 ..< j0+ncols; `mr`
-// is a constant after inlining (4·mr accumulators in registers). While it runs, the tile
-// prefetches its share of the next panel into L2 (see i16_gemm_vnni).
-I16_VNNI_TARGET __attribute__((always_inline))
-static inline void i16_tile(int mr, const int16_t *q, size_t ldq, const int16_t *panel, size_t k2,
-                            const float *sx, const float *sw, const float *bias, float *y, size_t ldy,
-                            size_t ncols, const char *pf, const char *pf_end, size_t pf_lines) {
-    __m512i acc[I16_MR][4];
-    for (int i = 0; i < I16_MR; i++)
-        for (int v = 0; v < 4; v++) acc[i][v] = _mm512_setzero_si512();
-    const int16_t *b = panel;
-    for (size_t s = 0; s < k2; s++, b += I16_NR * 2) {
-        if (pf < pf_end) {
-            for (size_t l = 0; l < pf_lines; l++) _mm_prefetch(pf + 64 * l, _MM_HINT_T1);
-            pf += 64 * pf_lines;
-        }
-        __m512i b0 = _mm512_load_si512(b), b1 = _mm512_load_si512(b + 32);
-        __m512i b2 = _mm512_load_si512(b + 64), b3 = _mm512_load_si512(b + 96);
-        for (int i = 0; i < I16_MR; i++) {
-            if (i >= mr) break;
-            int32_t a2;
-            memcpy(&a2, q + i * ldq + 2 * s, 4);
-            __m512i a = _mm512_set1_epi32(a2);
-            acc[i][0] = _mm512_dpwssd_epi32(acc[i][0], a, b0);
-            acc[i][1] = _mm512_dpwssd_epi32(acc[i][1], a, b1);
-            acc[i][2] = _mm512_dpwssd_epi32(acc[i][2], a, b2);
-            acc[i][3] = _mm512_dpwssd_epi32(acc[i][3], a, b3);
-        }
-    }
-    for (int i = 0; i < I16_MR; i++) {
-        if (i >= mr) break;
-        __m512 s = _mm512_set1_ps(sx[i]);
-        float *yr = y + i * ldy;
-        for (int v = 0; v < 4; v++) {
-            size_t c = (size_t)v * 16;
-            if (c >= ncols) break;
-            __mmask16 m = ncols - c >= 16 ? 0xFFFF : (__mmask16)((1u << (ncols - c)) - 1);
-            __m512 scale = _mm512_mul_ps(s, _mm512_load_ps(sw + c));
-            __m512 base = bias ? _mm512_maskz_loadu_ps(m, bias + c) : _mm512_setzero_ps();
-            _mm512_mask_storeu_ps(yr + c, m, _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][v]), scale, base));
-        }
-    }
-}
-
-I16_VNNI_TARGET
-static void i16_tile_any(int mr, const int16_t *q, size_t ldq, const int16_t *panel, size_t k2,
-                         const float *sx, const float *sw, const float *bias, float *y, size_t ldy,
-                         size_t ncols, const char *pf, const char *pf_end, size_t pf_lines) {
-    switch (mr) {
-    case 6: i16_tile(6, q, ldq, panel, k2, sx, sw, bias, y, ldy, ncols, pf, pf_end, pf_lines); break;
-    case 5: i16_tile(5, q, ldq, panel, k2, sx, sw, bias, y, ldy, ncols, pf, pf_end, pf_lines); break;
-    case 4: i16_tile(4, q, ldq, panel, k2, sx, sw, bias, y, ldy, ncols, pf, pf_end, pf_lines); break;
-    case 3: i16_tile(3, q, ldq, panel, k2, sx, sw, bias, y, ldy, ncols, pf, pf_end, pf_lines); break;
-    case 2: i16_tile(2, q, ldq, panel, k2, sx, sw, bias, y, ldy, ncols, pf, pf_end, pf_lines); break;
-    case 1: i16_tile(1, q, ldq, panel, k2, sx, sw, bias, y, ldy, ncols, pf, pf_end, pf_lines); break;
-    default: break;
-    }
-}
-
-// Panel by panel, the row tiles of a block run over panel p while they prefetch panel p+1
-// into L2, its lines spread evenly over the tiles, so the weights' DRAM stream overlaps the
-// arithmetic (the int8 kernel's scheme, gemm_int8.c).
-I16_VNNI_TARGET
+VNNI_TARGET
 static void i16_gemm_vnni(const m3_i16_weights *w, const int16_t *q, size_t ldq, const float *scale,
                           size_t rows, const float *bias, float *y, size_t ldy,
                           size_t panel_begin, size_t panel_end) {
-    size_t k2 = w->k2, panel_bytes = k2 * I16_NR * 4, lines = panel_bytes / 64;
-    // Blocks of rows whose activations (≤ 384 KB) stay in L2 next to one weight panel.
-    size_t block = (384 * 1024 / (k2 * 4)) / I16_MR * I16_MR;
-    if (block < I16_MR) block = I16_MR;
-    for (size_t r0 = 0; r0 < rows; r0 += block) {
-        size_t rend = r0 + block < rows ? r0 + block : rows;
-        size_t tiles = (rend - r0 + I16_MR - 1) / I16_MR;
-        for (size_t p = panel_begin; p < panel_end; p++) {
-            size_t j0 = p * I16_NR, ncols = w->n - j0 < I16_NR ? w->n - j0 : I16_NR;
-            const int16_t *panel = w->packed + p * k2 * I16_NR * 2;
-            size_t share = p + 1 < panel_end ? (lines + tiles - 1) / tiles : 0;  // lines per tile
-            size_t per_step = (share + k2 - 1) / k2;
-            const char *next = (const char *)panel + panel_bytes;
-            size_t tile = 0;
-            for (size_t r = r0; r < rend; r += I16_MR, tile++) {
-                int mr = rend - r < I16_MR ? (int)(rend - r) : I16_MR;
-                size_t first = tile * share < lines ? tile * share : lines;
-                size_t last = first + share < lines ? first + share : lines;
-                i16_tile_any(mr, q + r * ldq, ldq, panel, k2, scale + r, w->scale + j0, bias ? bias + j0 : NULL,
-                             y + r * ldy + j0, ldy, ncols, next + first * 64, next + last * 64, per_step);
-            }
-        }
-    }
+    struct vnni_operands o = {(const char *)w->packed, w->n, w->k2, (const char *)q, ldq * 2, scale, w->scale, NULL, NULL};
+    vnni_gemm(1, &o, rows, bias, y, ldy, panel_begin, panel_end);
 }
 
 // ---------------------------------------------------------------- gemm, AVX2

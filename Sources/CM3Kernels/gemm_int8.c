@@ -21,7 +21,7 @@
 #define M3_X86 1
 #endif
 
-enum { I8_NR = 64, I8_MR = 6 };
+enum { I8_NR = 64 };  // = VNNI_NR (vnni_panels.h)
 
 /// Round to nearest even for |v| < 2²²: adding 1.5·2²³ leaves no fraction bits. Unlike
 /// nearbyintf it vectorises with baseline SSE2 (no roundps), which keeps packing 300 M
@@ -255,106 +255,14 @@ void m3_i8_gemm_reference(const m3_i8_weights *w, const uint8_t *q, size_t ldq, 
 
 // ---------------------------------------------------------------- gemm, AVX512-VNNI
 #if M3_X86
-#define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+#include "vnni_panels.h"
 
-// One MR×64 tile: rows q[0..<mr] against one panel over all k4 groups, then dequantize
-// and store columns j0 ..< j0+ncols. `mr` is a constant after inlining, so the 4·mr
-// accumulators live in registers (6×4 = 24 of the 32 zmm). While it runs, the tile
-// prefetches its share of the next panel into L2, `pf_lines` lines a k group from `pf`
-// until `pf_end` (see i8_gemm_vnni).
-VNNI_TARGET __attribute__((always_inline))
-static inline void i8_tile(int mr, const uint8_t *q, size_t ldq, const int8_t *panel, size_t k4,
-                           const float *sx, const int32_t *zx, const float *sw, const int32_t *colsum,
-                           const float *bias, float *y, size_t ldy, size_t ncols,
-                           const char *pf, const char *pf_end, size_t pf_lines) {
-    __m512i acc[I8_MR][4];
-    for (int i = 0; i < I8_MR; i++)
-        for (int v = 0; v < 4; v++) acc[i][v] = _mm512_setzero_si512();
-    const int8_t *b = panel;
-    for (size_t s = 0; s < k4; s++, b += I8_NR * 4) {
-        if (pf < pf_end) {
-            for (size_t l = 0; l < pf_lines; l++) _mm_prefetch(pf + 64 * l, _MM_HINT_T1);
-            pf += 64 * pf_lines;
-        }
-        __m512i b0 = _mm512_load_si512(b), b1 = _mm512_load_si512(b + 64);
-        __m512i b2 = _mm512_load_si512(b + 128), b3 = _mm512_load_si512(b + 192);
-        for (int i = 0; i < I8_MR; i++) {
-            if (i >= mr) break;
-            int32_t a4;
-            memcpy(&a4, q + i * ldq + 4 * s, 4);
-            __m512i a = _mm512_set1_epi32(a4);
-            acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], a, b0);
-            acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], a, b1);
-            acc[i][2] = _mm512_dpbusd_epi32(acc[i][2], a, b2);
-            acc[i][3] = _mm512_dpbusd_epi32(acc[i][3], a, b3);
-        }
-    }
-    for (int i = 0; i < I8_MR; i++) {
-        if (i >= mr) break;
-        __m512i z = _mm512_set1_epi32(zx[i]);
-        __m512 s = _mm512_set1_ps(sx[i]);
-        float *yr = y + i * ldy;
-        for (int v = 0; v < 4; v++) {
-            size_t c = (size_t)v * 16;
-            if (c >= ncols) break;
-            __mmask16 m = ncols - c >= 16 ? 0xFFFF : (__mmask16)((1u << (ncols - c)) - 1);
-            __m512i corrected = _mm512_sub_epi32(acc[i][v], _mm512_mullo_epi32(z, _mm512_load_si512(colsum + c)));
-            __m512 scale = _mm512_mul_ps(s, _mm512_load_ps(sw + c));
-            __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias + c) : _mm512_setzero_ps();
-            _mm512_mask_storeu_ps(yr + c, m, _mm512_fmadd_ps(_mm512_cvtepi32_ps(corrected), scale, b));
-        }
-    }
-}
-
-VNNI_TARGET
-static void i8_tile_any(int mr, const uint8_t *q, size_t ldq, const int8_t *panel, size_t k4,
-                        const float *sx, const int32_t *zx, const float *sw, const int32_t *cs,
-                        const float *bias, float *y, size_t ldy, size_t ncols,
-                        const char *pf, const char *pf_end, size_t pf_lines) {
-    switch (mr) {
-    case 6: i8_tile(6, q, ldq, panel, k4, sx, zx, sw, cs, bias, y, ldy, ncols, pf, pf_end, pf_lines); break;
-    case 5: i8_tile(5, q, ldq, panel, k4, sx, zx, sw, cs, bias, y, ldy, ncols, pf, pf_end, pf_lines); break;
-    case 4: i8_tile(4, q, ldq, panel, k4, sx, zx, sw, cs, bias, y, ldy, ncols, pf, pf_end, pf_lines); break;
-    case 3: i8_tile(3, q, ldq, panel, k4, sx, zx, sw, cs, bias, y, ldy, ncols, pf, pf_end, pf_lines); break;
-    case 2: i8_tile(2, q, ldq, panel, k4, sx, zx, sw, cs, bias, y, ldy, ncols, pf, pf_end, pf_lines); break;
-    case 1: i8_tile(1, q, ldq, panel, k4, sx, zx, sw, cs, bias, y, ldy, ncols, pf, pf_end, pf_lines); break;
-    default: break;
-    }
-}
-
-// y[:, panels] = dequant(q · Wᵀ) + bias. Panel by panel: the row tiles run over panel p
-// while panel p+1 is prefetched into L2, its lines spread over the tiles, so the DRAM stream
-// of the weights overlaps the compute of the rows instead of alternating with it (a 16-row
-// query is 3 row tiles: without the prefetch the first tile waits on DRAM and the other two
-// on the cores).
 VNNI_TARGET
 static void i8_gemm_vnni(const m3_i8_weights *w, const uint8_t *q, size_t ldq, const float *scale,
                          const int32_t *zero, size_t rows, const float *bias, float *y, size_t ldy,
                          size_t panel_begin, size_t panel_end) {
-    size_t k4 = w->k4, panel_bytes = k4 * I8_NR * 4, lines = panel_bytes / 64;
-    // Blocks of rows whose activations (≤ 384 KB) stay in L2 next to one weight panel
-    // (k4·256 bytes: 256 KB at k = 4096) while the block's tiles run over every panel.
-    size_t block = (384 * 1024 / (k4 * 4)) / I8_MR * I8_MR;
-    if (block < I8_MR) block = I8_MR;
-    for (size_t r0 = 0; r0 < rows; r0 += block) {
-        size_t rend = r0 + block < rows ? r0 + block : rows;
-        size_t tiles = (rend - r0 + I8_MR - 1) / I8_MR;
-        for (size_t p = panel_begin; p < panel_end; p++) {
-            size_t j0 = p * I8_NR, ncols = w->n - j0 < I8_NR ? w->n - j0 : I8_NR;
-            const int8_t *panel = w->packed + p * panel_bytes;
-            size_t share = p + 1 < panel_end ? (lines + tiles - 1) / tiles : 0;  // lines per tile
-            size_t per_step = (share + k4 - 1) / k4;
-            const char *next = (const char *)(panel + panel_bytes);
-            size_t tile = 0;
-            for (size_t r = r0; r < rend; r += I8_MR, tile++) {
-                int mr = rend - r < I8_MR ? (int)(rend - r) : I8_MR;
-                size_t first = tile * share < lines ? tile * share : lines;
-                size_t last = first + share < lines ? first + share : lines;
-                i8_tile_any(mr, q + r * ldq, ldq, panel, k4, scale + r, zero + r, w->scale + j0, w->colsum + j0,
-                            bias ? bias + j0 : NULL, y + r * ldy + j0, ldy, ncols, next + first * 64, next + last * 64, per_step);
-            }
-        }
-    }
+    struct vnni_operands o = {(const char *)w->packed, w->n, w->k4, (const char *)q, ldq, scale, w->scale, zero, w->colsum};
+    vnni_gemm(0, &o, rows, bias, y, ldy, panel_begin, panel_end);
 }
 #endif
 
