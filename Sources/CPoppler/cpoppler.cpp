@@ -84,21 +84,23 @@ const char *const sonames[] = {
 #endif
 };
 
-// Opens `library` and resolves `p` from it: NULL, or why not (malloc'ed; the handle is closed).
-char *open_poppler(const char *library, Poppler &p, void *&handle) {
+// Opens `library` and resolves `p` from it; false with `why` set (and nothing left open) when
+// it cannot be.
+bool open_poppler(const char *library, Poppler &p, void *&handle, std::string &why) {
     handle = dlopen(library, RTLD_NOW | RTLD_LOCAL);
     if (handle == nullptr) {
-        const char *why = dlerror();
-        return strdup(why != nullptr ? why : library);
+        const char *error = dlerror();
+        why = error != nullptr ? error : std::string(library) + ": cannot be loaded";
+        return false;
     }
     const char *missing = nullptr;
     if (!resolve(handle, p, missing)) {
-        std::string why = std::string(library) + " lacks " + missing + " (not a compatible libpoppler-cpp)";
+        why = std::string(library) + " lacks " + missing + " (not a compatible libpoppler-cpp)";
         dlclose(handle);
         handle = nullptr;
-        return strdup(why.c_str());
+        return false;
     }
-    return nullptr;
+    return true;
 }
 
 // poppler reports syntax errors of damaged files on stderr; they reach the user as one
@@ -118,17 +120,14 @@ const Loaded &loaded() {
         Loaded &s = *heap;
         void *handle = nullptr;
         std::string reasons;
-        std::string chosen;
-        if (const char *override_ = std::getenv("M3SEARCH_POPPLER_LIBRARY"); override_ != nullptr && *override_ != 0) {
-            chosen = override_;
-            if (char *why = open_poppler(override_, s.functions, handle)) { reasons = why; std::free(why); }
+        if (const char *chosen = std::getenv("M3SEARCH_POPPLER_LIBRARY"); chosen != nullptr && *chosen != 0) {
+            open_poppler(chosen, s.functions, handle, reasons);
         } else {
             for (const char *name : sonames) {
-                char *why = open_poppler(name, s.functions, handle);
-                if (why == nullptr) break;
+                std::string why;
+                if (open_poppler(name, s.functions, handle, why)) break;
                 if (!reasons.empty()) reasons += "; ";
                 reasons += why;
-                std::free(why);
             }
         }
         if (handle == nullptr) {
@@ -167,9 +166,10 @@ char *m3_pdf_probe(const char *library) {
     try {
         Poppler p{};
         void *handle = nullptr;
-        char *why = open_poppler(library, p, handle);
-        if (handle != nullptr) dlclose(handle);
-        return why;
+        std::string why;
+        if (!open_poppler(library, p, handle, why)) return strdup(why.c_str());
+        dlclose(handle);
+        return nullptr;
     } catch (...) {
         return strdup("out of memory");
     }
