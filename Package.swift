@@ -39,10 +39,10 @@ let package = Package(
         .target(
             name: "CSentencePiece",
             linkerSettings: [.linkedLibrary("sentencepiece")]),
-        // libpoppler-cpp's PDF text behind a small C API.
-        .target(
-            name: "CPoppler",
-            linkerSettings: [.linkedLibrary("poppler-cpp")]),
+        // libpoppler-cpp's PDF text behind a small C API. Not linked: the shim dlopens it at
+        // the first PDF, so the ~30 libraries poppler pulls in cost nothing at every start
+        // (its headers, from libpoppler-cpp-dev, are still needed to build).
+        .target(name: "CPoppler"),
         // Hot loops BLAS does not cover (layer norm, GELU, softmax, conversions).
         .target(name: "CM3Kernels"),
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages m3search builds against, when they are missing.
 set -euo pipefail
-# libpoppler-cpp-dev: PDF text (M3Documents). poppler-utils (pdftotext), git and ripgrep are
+# libpoppler-cpp-dev: PDF text (M3Documents): its headers to build; the library is loaded at the first PDF. poppler-utils (pdftotext), git and ripgrep are
 # the independent references of the document and ignore-file tests.
 pkgs=(libopenblas-dev libsentencepiece-dev libsqlite3-dev libxxhash-dev zlib1g-dev pkg-config
       libpoppler-cpp-dev poppler-utils git ripgrep)

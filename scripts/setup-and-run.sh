@@ -15,7 +15,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x /opt/swift/usr/bin/swift ] && export PATH="/opt/swift/usr/bin:$PATH"
 bash scripts/install-deps.sh
-swift build -c release --product m3search
+# Swift's runtime and Foundation linked in: each m3search start is a few ms faster.
+swift build -c release --product m3search --static-swift-stdlib
 bin=.build/release/m3search
 index="${M3SEARCH_INDEX:-Indexes/demo.m3index}"
 e5dir=Indexes/models/e5-small

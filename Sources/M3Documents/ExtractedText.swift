@@ -64,6 +64,9 @@ public enum DocumentError: Error, Equatable, Sendable, CustomStringConvertible {
     case encrypted
     /// Well-formed, but holds no text (a scanned PDF without OCR).
     case noText
+    /// libpoppler-cpp, loaded at the first PDF, cannot be (missing or incompatible); why.
+    /// Only PDF files fail with it: other formats are read without it.
+    case pdfUnavailable(String)
 
     public var description: String {
         switch self {
@@ -71,6 +74,7 @@ public enum DocumentError: Error, Equatable, Sendable, CustomStringConvertible {
         case .tooLarge(let why): return "too large to read: \(why)"
         case .encrypted: return "encrypted (password-protected); decrypt it to index it"
         case .noText: return "holds no text (a scanned document needs OCR first)"
+        case .pdfUnavailable(let why): return "PDF support unavailable: \(why)"
         }
     }
 }

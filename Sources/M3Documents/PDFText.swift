@@ -3,11 +3,24 @@ import Foundation
 
 /// PDF text through poppler (libpoppler-cpp), one segment per page, in the reading order
 /// `pdftotext` produces by default.
+/// libpoppler-cpp is loaded at the first PDF, not at process start (see cpoppler.h).
 enum PDFText {
+    /// Nil when libpoppler-cpp is loaded (loading it now if need be), else why it cannot be.
+    static var unavailable: String? { m3_pdf_unavailable().map { String(cString: $0) } }
+
+    /// Nil when `library` (a file name or soname) loads and has every function the shim
+    /// calls, else why not. Leaves the process's own choice alone.
+    static func probe(library: String) -> String? {
+        guard let why = m3_pdf_probe(library) else { return nil }
+        defer { m3_pdf_free_text(why) }
+        return String(cString: why)
+    }
+
     static func extract(_ bytes: [UInt8], limits: ExtractionLimits) throws -> [ExtractedText.Segment] {
         guard bytes.count >= 5, bytes[0 ..< 5].elementsEqual(Array("%PDF-".utf8)) else {
             throw DocumentError.malformed("no %PDF- header")
         }
+        if let why = unavailable { throw DocumentError.pdfUnavailable(why) }
         return try bytes.withUnsafeBufferPointer { buffer in
             var status: Int32 = 0
             let pdf = buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
@@ -15,6 +28,7 @@ enum PDFText {
             }
             guard let pdf else {
                 if status == Int32(M3_PDF_ENCRYPTED.rawValue) { throw DocumentError.encrypted }
+                if status == Int32(M3_PDF_UNAVAILABLE.rawValue) { throw DocumentError.pdfUnavailable(unavailable ?? "libpoppler-cpp") }
                 throw DocumentError.malformed("poppler cannot open it (damaged or truncated)")
             }
             defer { m3_pdf_close(pdf) }

@@ -58,6 +58,37 @@ final class DocumentTextTests: XCTestCase {
         XCTAssertEqual(text.segments.map(\.text), reference)
     }
 
+    /// The shim finds libpoppler-cpp at run time (dlopen, no link-time dependency): after a
+    /// PDF is read through it, the library is mapped in this process (as the kernel lists it),
+    /// the page texts equal the generator's, and the soname it loads passes the probe.
+    func testPDFExtractionLoadsPopplerLazily() throws {
+        let text = try DocumentText.extract(bytes("sample.pdf"), format: .pdf)
+        XCTAssertEqual(text.segments.map(\.text), try expected().pdf_pages)
+        XCTAssertNil(PDFText.unavailable)
+        #if os(Linux)
+        // Read to the end: /proc files report a size of 0.
+        let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: "/proc/self/maps"))
+        defer { try? handle.close() }
+        let maps = String(decoding: try handle.readToEnd() ?? Data(), as: UTF8.self)
+        XCTAssertTrue(maps.contains("libswiftCore"), "unexpected /proc/self/maps: \(maps.prefix(300))")
+        XCTAssertTrue(maps.contains("libpoppler-cpp"), "libpoppler-cpp is not mapped after a PDF was read")
+        XCTAssertNil(PDFText.probe(library: "libpoppler-cpp.so.0"))
+        #endif
+    }
+
+    /// A missing library, or one without poppler's functions, is refused with a reason
+    /// instead of crashing; the error PDF files get then names it.
+    func testMissingOrWrongPopplerIsRefusedWithAReason() throws {
+        let missing = try XCTUnwrap(PDFText.probe(library: "libm3search-no-such-poppler.so.0"))
+        XCTAssertTrue(missing.contains("libm3search-no-such-poppler.so.0"), missing)
+        #if os(Linux)
+        // zlib loads but has none of poppler's functions.
+        let wrong = try XCTUnwrap(PDFText.probe(library: "libz.so.1"))
+        XCTAssertTrue(wrong.contains("lacks"), wrong)
+        #endif
+        XCTAssertEqual(DocumentError.pdfUnavailable(missing).description, "PDF support unavailable: " + missing)
+    }
+
     /// Every hostile sample fails with the DocumentError its damage calls for, quickly.
     func testHostileFilesFailWithClearErrors() throws {
         let cases: [(String, DocumentFormat, (DocumentError) -> Bool)] = [

@@ -74,6 +74,38 @@ final class DocumentIngestionTests: XCTestCase {
 
     /// A format-2 file (no chunk metadata column) opens read-only as it is and is migrated
     /// in place by a writer, keeping its rows.
+    /// The binary starts without libpoppler-cpp (the dynamic linker's own list of what it
+    /// loads, LD_DEBUG=libs, names none), reads PDFs by loading it at the first one, and when
+    /// it cannot be loaded skips each PDF with "PDF support unavailable" while the other
+    /// files are indexed, instead of failing to start or crashing.
+    func testPopplerLoadsAtTheFirstPDFAndItsAbsenceSkipsOnlyPDFs() throws {
+        #if os(Linux)
+        let version = try runM3SearchWith(["--version"], environment: ["LD_DEBUG": "libs"])
+        XCTAssertEqual(version.status, 0, version.stderr)
+        XCTAssertTrue(version.stderr.contains("libswiftCore"), "LD_DEBUG printed nothing: \(version.stderr.prefix(500))")
+        XCTAssertFalse(version.stderr.contains("libpoppler"), "poppler is loaded at start")
+        #endif
+        try copy(["sample.pdf", "sample.docx"])
+        let docs = dir.appendingPathComponent("docs").path
+        let model = fixture("models/tiny-safetensors")
+        let arguments = ["index", docs, "--model", model, "--max-length", "32", "--overlap", "4"]
+
+        let missing = try runM3SearchWith(arguments + ["--index", dir.appendingPathComponent("missing.m3index").path],
+                                          environment: ["M3SEARCH_POPPLER_LIBRARY": "/nonexistent/libpoppler-cpp.so.0"])
+        XCTAssertEqual(missing.status, 0, missing.stderr)
+        XCTAssertTrue(missing.stdout.contains("indexed 1,"), missing.stdout)
+        let warning = (missing.stdout + missing.stderr).split(separator: "\n").first { $0.contains("sample.pdf") }
+        XCTAssertTrue(warning?.contains("PDF support unavailable") == true, missing.stdout + missing.stderr)
+        XCTAssertTrue(warning?.contains("/nonexistent/libpoppler-cpp.so.0") == true, String(warning ?? ""))
+
+        let present = try runM3SearchWith(arguments + ["--index", dir.appendingPathComponent("present.m3index").path])
+        XCTAssertEqual(present.status, 0, present.stderr)
+        XCTAssertTrue(present.stdout.contains("indexed 2,"), present.stdout)
+        let hits = try runM3SearchWith(["query", "Second page about ranking", "--index", dir.appendingPathComponent("present.m3index").path,
+                                        "--model", model, "--json", "--k", "20"])
+        XCTAssertTrue(hits.stdout.contains("sample.pdf"), hits.stdout)
+    }
+
     func testFormat2IndexMigrates() throws {
         let path = dir.appendingPathComponent("old.m3index").path
         do {
