@@ -295,6 +295,21 @@ F32_TARGET512 static inline __m512 f5_reduce16(__m512 a, __m512 b, __m512 c, __m
     return _mm512_add_ps(_mm512_shuffle_ps(u1, u2, 0x88), _mm512_shuffle_ps(u1, u2, 0xDD));
 }
 
+/// Stores f5_reduce16's sums of one row pair's accumulators for rows 0-7 (in the order
+/// rows 0-3 of column 0, rows 0-3 of column 1, rows 4-7 of column 0, rows 4-7 of column 1)
+/// at y's columns 0 and 1, plus bias (if any) as in the scalar path.
+F32_TARGET512 static inline void f5_store16(__m512 sums, const float *bias, float *y, size_t ldy) {
+    float v[16] __attribute__((aligned(64)));
+    _mm512_store_ps(v, sums);
+    for (int i = 0; i < 4; i++) {
+        float *y0 = y + i * ldy, *y4 = y + (i + 4) * ldy;
+        y0[0] = bias ? v[i] + bias[0] : v[i];
+        y0[1] = bias ? v[4 + i] + bias[1] : v[4 + i];
+        y4[0] = bias ? v[8 + i] + bias[0] : v[8 + i];
+        y4[1] = bias ? v[12 + i] + bias[1] : v[12 + i];
+    }
+}
+
 F32_TARGET512 __attribute__((always_inline))
 static inline void f5_tile(int mr, int nb, const float *x, size_t ldx, const float *w, size_t ldw, const f32_slice *s,
                            const float *bias, float *y, size_t ldy, f32_prefetch pf) {
@@ -336,20 +351,14 @@ static inline void f5_tile(int mr, int nb, const float *x, size_t ldx, const flo
         }
     }
     if (mr == F5_MR && nb == 2 * F5_NP) {  // a full tile: 16 lane sums at a time
-        for (int p = 0; p < F5_NP; p++) {
-            float v[16] __attribute__((aligned(64)));
-            _mm512_store_ps(v, f5_reduce16(acc[0][p], acc[4][p], acc[1][p], acc[5][p], acc[2][p], acc[6][p],
-                                           acc[3][p], acc[7][p]));
-            // v: rows 0-3 of column 2p, rows 0-3 of 2p+1, rows 4-7 of 2p, rows 4-7 of 2p+1
-            float b0 = bias ? bias[2 * p] : 0, b1 = bias ? bias[2 * p + 1] : 0;
-            for (int i = 0; i < 4; i++) {
-                float *y0 = y + i * ldy + 2 * p, *y4 = y + (i + 4) * ldy + 2 * p;
-                y0[0] = bias ? v[i] + b0 : v[i];
-                y0[1] = bias ? v[4 + i] + b1 : v[4 + i];
-                y4[0] = bias ? v[8 + i] + b0 : v[8 + i];
-                y4[1] = bias ? v[12 + i] + b1 : v[12 + i];
-            }
-        }
+        // Constant indices only (no loop over p): a variable index into acc keeps the
+        // accumulators in memory at -O2, with a store per FMA step.
+        f5_store16(f5_reduce16(acc[0][0], acc[4][0], acc[1][0], acc[5][0], acc[2][0], acc[6][0], acc[3][0], acc[7][0]),
+                   bias, y, ldy);
+        f5_store16(f5_reduce16(acc[0][1], acc[4][1], acc[1][1], acc[5][1], acc[2][1], acc[6][1], acc[3][1], acc[7][1]),
+                   bias ? bias + 2 : NULL, y + 2, ldy);
+        f5_store16(f5_reduce16(acc[0][2], acc[4][2], acc[1][2], acc[5][2], acc[2][2], acc[6][2], acc[3][2], acc[7][2]),
+                   bias ? bias + 4 : NULL, y + 4, ldy);
         return;
     }
     for (int i = 0; i < F5_MR; i++) {
