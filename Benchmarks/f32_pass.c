@@ -5,9 +5,10 @@
 // max(48, n / (8 · threads)) rounded up to a multiple of 3, which the threads take in turn.
 // Every buffer is 64-byte aligned, as the encoder's scratch and the mapped checkpoint are.
 // Prints the best of 7 by wall clock and by the process's CPU clock (the machine is shared:
-// wall time counts other processes' slices, CPU time counts the workers' spinning).
+// wall time counts other processes' slices; the workers wait on barriers, not spinning).
 //
-//   clang -O3 -pthread -ISources/CM3Kernels/include Benchmarks/f32_pass.c \
+//   # the kernel with the flags of `swift build -c release` (-O2, frame pointers kept):
+//   clang -O2 -fno-omit-frame-pointer -pthread -ISources/CM3Kernels/include Benchmarks/f32_pass.c \
 //       Sources/CM3Kernels/gemm_f32.c -lm -o /tmp/f32_pass && /tmp/f32_pass 16 2
 //   # another kernel: git show REV:Sources/CM3Kernels/gemm_f32.c > /tmp/old.c, build against it
 #include <pthread.h>
