@@ -393,7 +393,10 @@ final class Encoder: @unchecked Sendable {
         // id gets position pad; every other token pad + (count of non-pad tokens so far).
         // Batches are packed, so a pad id only occurs as a literal "<pad>" in the text,
         // which the attention mask of the Hugging Face tokenizer still attends to.
-        let word = w.wordEmbeddings.pointer, pos = w.positionEmbeddings.pointer, type0 = w.tokenTypeEmbeddings.pointer
+        // The word table is read a row at a time: a float16 table is converted per row,
+        // never whole (250,002 rows, of which a query needs a few).
+        let pos = w.positionEmbeddings.pointer, type0 = w.tokenTypeEmbeddings.pointer
+        let wordRow = Scratch(h)
         let pad = Int32(c.padTokenID)
         var row = 0
         for seq in sequences {
@@ -402,7 +405,7 @@ final class Encoder: @unchecked Sendable {
                 let position: Int
                 if id == pad { position = c.padTokenID } else { nonPad += 1; position = c.padTokenID + nonPad }
                 let dst = x + row * h
-                let wr = word + Int(id) * h, pr = pos + position * h
+                let wr = w.wordEmbeddings.row(Int(id), scratch: wordRow.buffer), pr = pos + position * h
                 for j in 0..<h { dst[j] = wr[j] + pr[j] + type0[j] }
                 row += 1
             }

@@ -2,7 +2,7 @@
 // values from torch itself (Fixtures/weights/make_weight_fixtures.py), and against
 // truncated, malformed and hostile files.
 import Foundation
-import M3Model
+@testable import M3Model
 import XCTest
 
 final class WeightLoadingTests: XCTestCase {
@@ -45,6 +45,34 @@ final class WeightLoadingTests: XCTestCase {
                     }
                     XCTAssertEqual(tensorName, name)
                 }
+            }
+        }
+    }
+
+    /// float16 / bfloat16 tensors are converted at their first use; read a row at a time
+    /// (as the encoder reads the word-embedding table) they give torch's values both before
+    /// and after that.
+    func testHalfTensorRowsMatchTorchBeforeAndAfterConversion() throws {
+        for tag in ["f16", "bf16"] {
+            let expected = try JSONDecoder().decode(Expected.self, from: Data(contentsOf: URL(fileURLWithPath: fixture("expected_\(tag).json"))))
+            for file in ["model_\(tag).pt", "model_\(tag).safetensors"] {
+                let dict = try WeightFile.load(fixture(file))
+                var checked = 0
+                for (name, want) in expected.tensors where want.shape.count == 2 && want.shape.allSatisfy({ $0 > 0 }) {
+                    let tensor = try dict.tensor(name, shape: want.shape)
+                    let (rows, width) = (want.shape[0], want.shape[1])
+                    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: width)
+                    defer { scratch.deallocate() }
+                    func byRows() -> [UInt32] {
+                        (0..<rows).flatMap { r in UnsafeBufferPointer(start: tensor.row(r, scratch: scratch), count: width).map(\.bitPattern) }
+                    }
+                    let torch = want.values.map { Float($0).bitPattern }
+                    XCTAssertEqual(byRows(), torch, "\(file) \(name), rows before conversion")
+                    XCTAssertEqual(UnsafeBufferPointer(start: tensor.pointer, count: tensor.count).map(\.bitPattern), torch, "\(file) \(name)")
+                    XCTAssertEqual(byRows(), torch, "\(file) \(name), rows after conversion")
+                    checked += 1
+                }
+                XCTAssertGreaterThan(checked, 0, file)
             }
         }
     }

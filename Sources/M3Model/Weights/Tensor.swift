@@ -4,9 +4,12 @@
 // Storage is either
 //   - the memory-mapped file itself, for little-endian float32 at a 4-byte-aligned offset
 //     (zero copy: a 2.3 GB float32 checkpoint loads without copying a byte), or
-//   - a buffer the tensor owns, filled by one conversion pass from float16 / bfloat16,
-//     by an unaligned copy, or by a strided gather (non-contiguous torch tensors).
+//   - a buffer the tensor owns, filled by one conversion pass from float16 / bfloat16 at
+//     the first use of `pointer` (the word-embedding table is read a row at a time through
+//     `row(_:scratch:)` and never converted whole), by an unaligned copy, or by a strided
+//     gather (non-contiguous torch tensors).
 
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -21,19 +24,51 @@ import Darwin
 public struct Tensor: @unchecked Sendable {  // read-only after construction
     public let shape: [Int]
     private let elementCount: Int
-    private let base: UnsafePointer<Float>
-    /// Keeps `base` valid: a MappedFile or a FloatBuffer.
-    private let owner: AnyObject
+    private let storage: Storage
+
+    private enum Storage {
+        /// float32 elements, kept valid by `owner` (a MappedFile or a FloatBuffer).
+        case floats(UnsafePointer<Float>, owner: AnyObject)
+        /// float16 / bfloat16 in the mapped file, converted at the first `pointer`.
+        case deferred(DeferredConversion)
+    }
 
     /// Number of elements (product of `shape`).
     public var count: Int { elementCount }
 
     /// The first element. Valid as long as this Tensor (or a copy, or the StateDict holding
     /// it) lives; wrap uses in `withExtendedLifetime` when nothing else keeps it alive.
-    public var pointer: UnsafePointer<Float> { base }
+    public var pointer: UnsafePointer<Float> {
+        switch storage {
+        case .floats(let base, _): base
+        case .deferred(let d): d.converted
+        }
+    }
+
+    /// Row `index` of a 2-D tensor as float32: in place, or converted into `scratch`
+    /// (shape[1] floats) while the tensor has not been converted whole. The caller keeps the
+    /// tensor alive and checks `index` < shape[0].
+    func row(_ index: Int, scratch: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
+        let width = shape.count == 2 ? shape[1] : elementCount
+        switch storage {
+        case .floats(let base, _):
+            return base + index * width
+        case .deferred(let d):
+            if let whole = d.convertedIfDone { return whole + index * width }
+            Tensor.convert(d.bytes + index * width * d.dtype.size, d.dtype, count: width, into: scratch)
+            return UnsafePointer(scratch)
+        }
+    }
 
     public func toArray() -> [Float] {
-        withExtendedLifetime(owner) { Array(UnsafeBufferPointer(start: base, count: elementCount)) }
+        withExtendedLifetime(self.storageOwner) { Array(UnsafeBufferPointer(start: pointer, count: elementCount)) }
+    }
+
+    private var storageOwner: AnyObject {
+        switch storage {
+        case .floats(_, let owner): owner
+        case .deferred(let d): d
+        }
     }
 
     /// Tells the kernel the tensor's pages of a memory-mapped file are no longer needed, so
@@ -42,7 +77,7 @@ public struct Tensor: @unchecked Sendable {  // read-only after construction
     /// clean and a later read faults them back in from the file. Owned (converted) buffers
     /// are left alone — advising away anonymous memory would zero it.
     func releaseMappedPages() {
-        guard owner is MappedFile else { return }
+        guard case .floats(let base, let owner) = storage, owner is MappedFile else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let start = UInt(bitPattern: base), end = start + UInt(elementCount * MemoryLayout<Float>.size)
         // Only whole pages inside the tensor: neighbours sharing an edge page stay resident.
@@ -54,8 +89,49 @@ public struct Tensor: @unchecked Sendable {  // read-only after construction
     init(shape: [Int], count: Int, base: UnsafePointer<Float>, owner: AnyObject) {
         self.shape = shape
         self.elementCount = count
-        self.base = base
-        self.owner = owner
+        self.storage = .floats(base, owner: owner)
+    }
+
+    private init(shape: [Int], count: Int, deferred: DeferredConversion) {
+        self.shape = shape
+        self.elementCount = count
+        self.storage = .deferred(deferred)
+    }
+}
+
+/// float16 / bfloat16 elements in a mapped file and, once asked for, their float32 copy
+/// (made once, under the lock: layers are built on several threads).
+final class DeferredConversion: @unchecked Sendable {  // `buffer` guarded by lock
+    let bytes: UnsafeRawPointer
+    let dtype: StoredDType
+    let count: Int
+    private let file: MappedFile  // keeps `bytes` mapped
+    private let lock = NSLock()
+    private var buffer: FloatBuffer?
+
+    init(bytes: UnsafeRawPointer, dtype: StoredDType, count: Int, file: MappedFile) {
+        self.bytes = bytes
+        self.dtype = dtype
+        self.count = count
+        self.file = file
+    }
+
+    /// The float32 copy, made now if it does not exist yet.
+    var converted: UnsafePointer<Float> {
+        lock.lock()
+        defer { lock.unlock() }
+        if let buffer { return UnsafePointer(buffer.pointer) }
+        let made = FloatBuffer(count: count)
+        Tensor.convert(bytes, dtype, count: count, into: made.pointer)
+        buffer = made
+        return UnsafePointer(made.pointer)
+    }
+
+    /// The float32 copy if it exists.
+    var convertedIfDone: UnsafePointer<Float>? {
+        lock.lock()
+        defer { lock.unlock() }
+        return buffer.map { UnsafePointer($0.pointer) }
     }
 }
 
@@ -90,6 +166,10 @@ extension Tensor {
                            bytes: UnsafeRawPointer, file: MappedFile) -> Tensor {
         if dtype == .float32, UInt(bitPattern: bytes) % UInt(MemoryLayout<Float>.alignment) == 0 {
             return Tensor(shape: shape, count: count, base: bytes.assumingMemoryBound(to: Float.self), owner: file)
+        }
+        if dtype != .float32 {
+            // Converted when first used: a table read by rows (the word embeddings) never is.
+            return Tensor(shape: shape, count: count, deferred: DeferredConversion(bytes: bytes, dtype: dtype, count: count, file: file))
         }
         let buffer = FloatBuffer(count: count)
         convert(bytes, dtype, count: count, into: buffer.pointer)
