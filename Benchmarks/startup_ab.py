@@ -15,20 +15,11 @@ appends one JSON line to Benchmarks/results/startup.jsonl. Standard library only
 """
 import argparse, fcntl, json, os, platform, statistics, subprocess, tempfile, time
 
+from open_time import cpu_name  # the script's folder is on sys.path
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 MODEL = os.path.join(ROOT, "Fixtures/models/tiny-safetensors")
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def hyperfine(command, runs, stdin=None):
