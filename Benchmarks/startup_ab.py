@@ -13,7 +13,7 @@ each binary in turn (the order rotating every round), each round holding
 over all runs of all rounds; ratios against the first binary. Prints a table; --record
 appends one JSON line to Benchmarks/results/startup.jsonl. Standard library only (and hyperfine).
 """
-import argparse, fcntl, json, os, platform, statistics, subprocess, tempfile, time
+import argparse, fcntl, json, os, statistics, subprocess, tempfile, time
 
 from open_time import cpu_name  # the script's folder is on sys.path
 
