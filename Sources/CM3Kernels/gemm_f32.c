@@ -361,8 +361,11 @@ static inline void f5_tile(int mr, int nb, const float *x, size_t ldx, const flo
                    bias ? bias + 4 : NULL, y + 4, ldy);
         return;
     }
+    // Unrolled, for constant acc indices (see above) in the partial tiles too.
+#pragma GCC unroll 8
     for (int i = 0; i < F5_MR; i++) {
         if (i >= mr) break;
+#pragma GCC unroll 6
         for (int j = 0; j < nb; j++) {
             __m512d a = _mm512_castps_pd(acc[i][j / 2]);
             __m256 half = _mm256_castpd_ps((j & 1) ? _mm512_extractf64x4_pd(a, 1) : _mm512_castpd512_pd256(a));
