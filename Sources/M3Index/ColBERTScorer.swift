@@ -9,6 +9,8 @@ package struct ColBERTScorer {
     let query: MultiVector
     let codebook: ProductQuantizer?
     let table: [Float]
+    /// The query in bfloat16, for PQ rows decoded (2 or 4 values per code).
+    let queryBF16: [UInt16]
 
     package init(query: MultiVector, storage: ColBERTStorage, codebook: ProductQuantizer?) {
         self.storage = storage
@@ -20,6 +22,7 @@ package struct ColBERTScorer {
         } else {
             table = []
         }
+        queryBF16 = storage.needsCodebook && !(codebook?.scoresThroughTable ?? true) ? Similarity.bfloat16(query.values) : []
     }
 
     /// The MaxSim score of a stored blob; nil when it is not whole rows (or PQ lacks a codebook).
@@ -41,7 +44,9 @@ package struct ColBERTScorer {
                                          factors: UnsafeRawBufferPointer(rebasing: raw[..<(4 * n)]))
             case .productQuantized:
                 guard let codebook, codebook.dimension == d, raw.count % codebook.subspaces == 0 else { return nil }
-                if !codebook.scoresThroughTable { return Similarity.maxSim(query: q, codebook: codebook, codes: raw) }
+                if !codebook.scoresThroughTable {
+                    return queryBF16.withUnsafeBufferPointer { Similarity.maxSim(queryBF16: $0, codebook: codebook, codes: raw) }
+                }
                 return table.withUnsafeBufferPointer {
                     Similarity.maxSim(table: $0, queryRows: query.count, subspaces: codebook.subspaces, codes: raw)
                 }

@@ -63,6 +63,71 @@ final class ProductQuantizerTests: XCTestCase {
         }
     }
 
+    /// bfloat16 nearest to `x` by distance (ties to the even pattern), found by comparing the
+    /// two bracketing patterns in double: independent of the kernel's bit trick.
+    func referenceBFloat16(_ x: Float) -> UInt16 {
+        let low = x.bitPattern & 0xFFFF_0000
+        let candidates = [low, low &+ 0x1_0000].filter { Float(bitPattern: $0).isFinite }
+        guard candidates.count == 2 else { return UInt16(low >> 16) }  // at the top of the range: no rounding up
+        let d0 = abs(Double(Float(bitPattern: candidates[0])) - Double(x))
+        let d1 = abs(Double(Float(bitPattern: candidates[1])) - Double(x))
+        if d0 != d1 { return UInt16((d0 < d1 ? candidates[0] : candidates[1]) >> 16) }
+        return UInt16((candidates[0] >> 16) & 1 == 0 ? candidates[0] >> 16 : candidates[1] >> 16)
+    }
+
+    func testBFloat16RoundingMatchesReference() {
+        var rng = TestRNG(seed: 31)
+        var values = (0..<20_000).map { _ in rng.gaussian() * Float(pow(2.0, Double(rng.int(-20..<20)))) }
+        // Ties (exactly half-way, odd and even), zeros, the largest finite floats.
+        values += [Float(bitPattern: 0x3F80_8000), Float(bitPattern: 0x3F81_8000), 0, -0, .greatestFiniteMagnitude,
+                   -.greatestFiniteMagnitude, Float(bitPattern: 0x7F7F_8000), Float(bitPattern: 0x0000_8001)]
+        let got = Similarity.bfloat16(values)
+        for (i, x) in values.enumerated() {
+            let want = referenceBFloat16(x)
+            if got[i] != want { XCTFail("bfloat16(\(x)) = \(String(got[i], radix: 16)), want \(String(want, radix: 16))"); return }
+        }
+        // Beyond bfloat16's largest finite value: its largest, never infinity.
+        XCTAssertEqual(Similarity.bfloat16([.greatestFiniteMagnitude, -.greatestFiniteMagnitude]), [0x7F7F, 0xFF7F])
+    }
+
+    /// The bfloat16 PQ MaxSim (AVX512-BF16 where present, float32 on the widened values at
+    /// every level) equals MaxSim in double over the bfloat16-rounded query and centroids, for
+    /// 2 and 4 values per code (the gathers), other widths, tails of subspaces (m not a
+    /// multiple of 8 or 16) and of dimensions (d not a multiple of 32).
+    func testBFloat16PQMaxSimMatchesRoundedReference() throws {
+        var rng = TestRNG(seed: 29)
+        let fast = m3cx_bf16_is_fast() != 0
+        for (nq, np, d, m) in [(1, 1, 16, 4), (5, 9, 40, 10), (16, 3, 64, 16), (17, 20, 64, 32), (9, 13, 384, 192),
+                               (33, 14, 1024, 256), (3, 11, 1024, 128), (4, 5, 200, 50), (6, 7, 100, 25), (2, 3, 8200, 4100)] {
+            let centroids = (0..<(d * 256)).map { _ in rng.gaussian() * 0.05 }
+            let pq = try ProductQuantizer(dimension: d, subspaces: m, centroids: centroids)
+            let q = (0..<(nq * d)).map { _ in rng.gaussian() * 0.05 }
+            let codes = (0..<(np * m)).map { _ in UInt8(rng.int(0..<256)) }
+            let qh = q.map(referenceBFloat16), ch = centroids.map(referenceBFloat16)
+            let widen = { (h: UInt16) in Float(bitPattern: UInt32(h) << 16) }
+            let ds = d / m
+            var rows: [Double] = []
+            for j in 0..<np {
+                for s in 0..<m { for t in 0..<ds { rows.append(Double(widen(ch[(s * 256 + Int(codes[j * m + s])) * ds + t]))) } }
+            }
+            let ref = referenceMaxSim(qh.map(widen), rows, nq: nq, np: np, d: d)
+            let tolerance = 1e-4 * max(1e-2, abs(ref))
+            for level in levels + [Int32(M3IX_ISA_AVX2)] where level <= m3ix_isa_level() {
+                let got = qh.withUnsafeBufferPointer { qp in pq.centroidsBF16.withUnsafeBufferPointer { c in
+                    codes.withUnsafeBufferPointer { cp in
+                        m3cx_maxsim_pq_rows_bf16_isa(level, qp.baseAddress, nq, d, c.baseAddress, m, cp.baseAddress, np)
+                    }
+                } }
+                XCTAssertEqual(Double(got), ref, accuracy: tolerance, "level \(level) (bf16 hardware: \(fast)) nq \(nq) np \(np) d \(d) m \(m)")
+            }
+            let viaAPI = qh.withUnsafeBufferPointer { qp in codes.withUnsafeBytes { Similarity.maxSim(queryBF16: qp, codebook: pq, codes: $0) } }
+            XCTAssertEqual(Double(viaAPI), ref, accuracy: tolerance)
+            // And within bfloat16's rounding of the float32 MaxSim over the same codes.
+            let exact = q.withUnsafeBufferPointer { qp in codes.withUnsafeBytes { Similarity.maxSim(query: qp, codebook: pq, codes: $0) } }
+            XCTAssertEqual(Double(viaAPI), Double(exact), accuracy: 2e-2 * max(1e-2, abs(Double(exact))) + 1e-4)
+        }
+    }
+
     /// `m3cx_nearest_centroid` at every level against a Swift argmin of the same sums
     /// (‖c‖² then each −2·x·c term added in order, in Float) and, where the nearest is clear,
     /// of the brute-force squared distance in double; duplicated centroids give the first.

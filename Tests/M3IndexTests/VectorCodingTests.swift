@@ -63,16 +63,27 @@ final class VectorCodingTests: XCTestCase {
     }
 
     /// The scorer reads compressed rows directly; decoding them and scoring with the model's
-    /// sgemm-based `Scores.colbert` (a separate path) gives the same MaxSim.
+    /// sgemm-based `Scores.colbert` (a separate path) gives the same MaxSim. PQ rows of 2 or 4
+    /// values per code are scored in bfloat16 (query and centroids rounded to the nearer
+    /// bfloat16 neighbour, products exact), so there the reference rounds both first.
     func testScoringCompressedRowsEqualsScoringDecodedRows() throws {
         var rng = RNG(state: 2)
         let d = 64
         let corpus = rng.unitRows(600, d)
         let pq8 = try ProductQuantizer.train(rows: corpus, dimension: d, subspaces: 8)
+        let pq4 = try ProductQuantizer.train(rows: corpus, dimension: d, subspaces: 16)
         let pq2 = try ProductQuantizer.train(rows: corpus, dimension: d, subspaces: 32)
+        let toBFloat16 = { (x: Float) -> Float in
+            let low = Float(bitPattern: x.bitPattern & 0xFFFF_0000), high = Float(bitPattern: (x.bitPattern & 0xFFFF_0000) &+ 0x1_0000)
+            let dl = abs(Double(x) - Double(low)), dh = abs(Double(high) - Double(x))
+            return dl < dh || (dl == dh && (low.bitPattern >> 16) & 1 == 0) ? low : high
+        }
         for (storage, pq): (ColBERTStorage, ProductQuantizer) in [(.float16, pq8), (.int8, pq8), (.binary, pq8),
                                                                   (.productQuantized(dimensionsPerCode: 8), pq8),
+                                                                  (.productQuantized(dimensionsPerCode: 4), pq4),
                                                                   (.productQuantized(dimensionsPerCode: 2), pq2)] {
+            let inBFloat16 = storage.needsCodebook && !pq.scoresThroughTable
+            let rounded = inBFloat16 ? try ProductQuantizer(dimension: d, subspaces: pq.subspaces, centroids: pq.centroids.map(toBFloat16)) : pq
             for (nq, np) in [(1, 1), (5, 17), (20, 70)] {
                 let q = MultiVector(dimension: d, values: rng.unitRows(nq, d))
                 let p = MultiVector(dimension: d, values: rng.unitRows(np, d))
@@ -81,7 +92,13 @@ final class VectorCodingTests: XCTestCase {
                 let fast = blob.withUnsafeBytes { scorer.score($0) }!
                 let decoded = blob.withUnsafeBytes { VectorCoding.decodeColBERT($0, dimension: d, storage: storage, codebook: pq) }!
                 XCTAssertEqual(decoded.count, np)
-                XCTAssertEqual(fast, Scores.colbert(q, decoded), accuracy: 1e-5, "\(storage) \(nq)×\(np)")
+                let reference = inBFloat16
+                    ? Scores.colbert(MultiVector(dimension: d, values: q.values.map(toBFloat16)),
+                                     blob.withUnsafeBytes { VectorCoding.decodeColBERT($0, dimension: d, storage: storage, codebook: rounded) }!)
+                    : Scores.colbert(q, decoded)
+                XCTAssertEqual(fast, reference, accuracy: 1e-5, "\(storage) \(nq)×\(np)")
+                // bfloat16 moves a score by far less than the quantisation does.
+                XCTAssertEqual(fast, Scores.colbert(q, decoded), accuracy: inBFloat16 ? 5e-3 : 1e-5, "\(storage) \(nq)×\(np)")
                 let rows = VectorCoding.decodeColbert(blob, dimension: d, storage: storage, codebook: pq)!
                 XCTAssertEqual(rows.flatMap { $0 }, decoded.values)
             }

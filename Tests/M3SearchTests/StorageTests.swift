@@ -113,8 +113,20 @@ final class StorageTests: XCTestCase {
             try index.add(docs)
             XCTAssertGreaterThan(index.chunkCount, 50)
             XCTAssertEqual(try index.check().problems, [])
-            let codebook = try IndexStore(path: path, readOnly: true).codebook(name: "colbert").map { try ProductQuantizer(serialized: Array($0)) }
+            var codebook = try IndexStore(path: path, readOnly: true).codebook(name: "colbert").map { try ProductQuantizer(serialized: Array($0)) }
             XCTAssertEqual(codebook != nil, cs.needsCodebook)
+            // PQ rows of 2 or 4 values per code are scored in bfloat16: query and centroids
+            // rounded to it (each value to the nearer of the two bfloat16 neighbours), then
+            // multiplied exactly, so the brute force decodes with the rounded centroids.
+            let scoresInBFloat16 = codebook.map { !$0.scoresThroughTable } ?? false
+            let toBFloat16 = { (x: Float) -> Float in
+                let low = Float(bitPattern: x.bitPattern & 0xFFFF_0000), high = Float(bitPattern: (x.bitPattern & 0xFFFF_0000) &+ 0x1_0000)
+                let dl = abs(Double(x) - Double(low)), dh = abs(Double(high) - Double(x))
+                return dl < dh || (dl == dh && (low.bitPattern >> 16) & 1 == 0) ? low : high
+            }
+            if scoresInBFloat16, let pq = codebook {
+                codebook = try ProductQuantizer(dimension: pq.dimension, subspaces: pq.subspaces, centroids: pq.centroids.map(toBFloat16))
+            }
             // The stored vectors, decoded here.
             var stored: [(id: Int64, dense: [Float], sparse: SparseVector, colbert: MultiVector)] = []
             for c in try storedChunks(atPath: path) {
@@ -139,8 +151,9 @@ final class StorageTests: XCTestCase {
             XCTAssertEqual(stored.count, index.chunkCount)
             for text in queries {
                 let q = try model.encode([text], options: EncodeOptions(maxLength: 512))[0]
+                let queryRows = scoresInBFloat16 ? MultiVector(dimension: d, values: q.colbert!.values.map(toBFloat16)) : q.colbert!
                 let brute = stored.map { c -> (Int64, Float, Float) in
-                    let colbert = Scores.colbert(q.colbert!, c.colbert)
+                    let colbert = Scores.colbert(queryRows, c.colbert)
                     let fused = (0.4 * Scores.dense(q.dense!, c.dense) + 0.3 * Scores.sparse(q.sparse!, c.sparse) + 0.3 * colbert) / 1.0
                     return (c.id, fused, colbert)
                 }.sorted { $0.1 != $1.1 ? $0.1 > $1.1 : $0.0 < $1.0 }

@@ -54,6 +54,26 @@ float m3cx_maxsim_pq_rows(const float *q, size_t nq, size_t d, const float *code
 float m3cx_maxsim_pq_rows_isa(int isa, const float *q, size_t nq, size_t d, const float *codebook, size_t m,
                               const uint8_t *codes, size_t np);
 
+/// bfloat16 of n floats, rounded to nearest even; finite values beyond bfloat16's range
+/// become its largest finite value of their sign.
+void m3cx_round_bf16(const float *x, size_t n, uint16_t *out);
+
+/// Whether m3cx_maxsim_pq_rows_bf16 runs on bfloat16 dot-product instructions (AVX512-BF16)
+/// here; otherwise it computes the same products in float32.
+int m3cx_bf16_is_fast(void);
+
+/// MaxSim of bfloat16 query rows q (nq × d) against np rows of m one-byte codes, decoded from
+/// a bfloat16 codebook (m × 256 × d/m values, laid out as m3cx_maxsim_pq_rows's). Every
+/// product of two bfloat16 values is exact in float32, so all levels agree up to the order of
+/// float32 additions: AVX512-BF16 (vdpbf16ps, 32 multiply-adds an instruction, twice vfmadd's;
+/// rows decoded 8 or 16 codes a gather for 2 or 4 values per code), else float32 on the
+/// widened values. 0 when nq, np or m is 0 or m does not divide d; NaN if scratch memory
+/// cannot be had.
+float m3cx_maxsim_pq_rows_bf16(const uint16_t *q, size_t nq, size_t d, const uint16_t *codebook, size_t m,
+                               const uint8_t *codes, size_t np);
+float m3cx_maxsim_pq_rows_bf16_isa(int isa, const uint16_t *q, size_t nq, size_t d, const uint16_t *codebook,
+                                   size_t m, const uint8_t *codes, size_t np);
+
 /// Index of the nearest of k ≤ 256 centroids to x (ds floats) by squared distance, the first
 /// on ties. `centroids_t` is the centroids transposed (ds × k); `norms` their squared norms.
 /// Dispatched (AVX-512 for k = 256, else portable; the same index either way).
