@@ -220,7 +220,7 @@ private func linearShort(_ x: UnsafePointer<Float>, rows: Int, _ outputs: [Short
     }
     // Below ~1 M multiply-adds the hand-off to a second core costs more than it saves.
     if cores > 1 && rows * totalColumns * k >= 1 << 20 {
-        DispatchQueue.concurrentPerform(iterations: chunks.count, execute: run)
+        parallelFor(chunks.count, run)
     } else {
         for c in chunks.indices { run(c) }
     }
@@ -234,13 +234,10 @@ private func forRowBlocks(_ rows: Int, cols: Int, _ body: (_ firstRow: Int, _ co
     let workers = rows * cols >= 1 << 16 ? min(ProcessInfo.processInfo.activeProcessorCount, rows) : 1
     if workers <= 1 { body(0, rows); return }
     let per = (rows + workers - 1) / workers
-    withoutActuallyEscaping(body) { body in
-        // The blocks write disjoint rows; the closure only lives for this call.
-        let shared = UncheckedSendable(body)
-        DispatchQueue.concurrentPerform(iterations: workers) { i in
-            let r0 = i * per
-            if r0 < rows { shared.value(r0, min(per, rows - r0)) }
-        }
+    // The blocks write disjoint rows.
+    parallelFor(workers) { i in
+        let r0 = i * per
+        if r0 < rows { body(r0, min(per, rows - r0)) }
     }
 }
 
@@ -553,7 +550,7 @@ final class Encoder: @unchecked Sendable {
             }
         }
         if work >= 1 << 21 && ProcessInfo.processInfo.activeProcessorCount > 1 {
-            DispatchQueue.concurrentPerform(iterations: items.count, execute: run)
+            parallelFor(items.count, run)
         } else {
             for i in items.indices { run(i) }
         }

@@ -261,13 +261,8 @@ package final class PackedMatrix: @unchecked Sendable {  // immutable after init
 /// (With workers == count each range is one index: body(i, i + 1).)
 private func splitRange(_ count: Int, workers: Int, _ body: (Int, Int) -> Void) {
     if workers <= 1 { body(0, count); return }
-    withoutActuallyEscaping(body) { body in
-        // Ranges are disjoint; the closure only lives for this call.
-        nonisolated(unsafe) let shared = body
-        DispatchQueue.concurrentPerform(iterations: workers) { i in
-            shared(count * i / workers, count * (i + 1) / workers)
-        }
-    }
+    // Ranges are disjoint.
+    parallelFor(workers) { i in body(count * i / workers, count * (i + 1) / workers) }
 }
 
 /// The buffer `PackedMatrix.multiply` converts x into, sized once per forward call for its

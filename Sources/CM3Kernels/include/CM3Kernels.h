@@ -74,3 +74,5 @@ int m3_cpu_blas_class(void);
 #include "CM3Linear.h"
 // Per-node spin locks of the parallel HNSW construction.
 #include "CM3Sync.h"
+// The spinning thread pool of the encoder's parallel steps.
+#include "CM3Parallel.h"
