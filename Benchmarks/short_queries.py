@@ -12,7 +12,8 @@ process, all three heads) and its onnxruntime peer (intra_op_num_threads=2, enco
 last_hidden_state), one phase at a time to stay within ~6 GB. A round runs every batch size;
 for each, both engines encode the same freshly drawn distinct queries (uniform ids of the
 ordinary vocabulary between <s> and </s>; random weights make real text pointless), in
-alternating order. Reported per batch size: median latency over rounds and queries/s; for
+alternating order, each after GAP_MS (default 50) idle milliseconds so that neither runs
+beside the other's still-spinning thread pool. Reported per batch size: median latency over rounds and queries/s; for
 m3search the speed-up of a batch over its queries one by one (batch size × the single-query
 median); CPU seconds per query (user + system, all threads; onnxruntime's spinning pool
 threads included); and onnxruntime's time over m3search's, both as the median of the
@@ -30,6 +31,7 @@ BENCH = os.environ.get("M3BENCH", os.path.join(ROOT, ".build/release/m3bench")) 
 ONNX = {"f32": os.path.join(HERE, "work/bge-m3.onnx"), "int8": os.path.join(HERE, "work/bge-m3-int8.onnx")}
 RESULTS = os.path.join(HERE, "results/short_queries.jsonl")
 THREADS = 2
+GAP = float(os.environ.get("GAP_MS", "50")) / 1000  # idle time before every timed call
 
 
 class M3Search:
@@ -99,6 +101,9 @@ def run_phase(engines, batches, rounds, length, seed):
             ids = queries(rng, b, length)
             order = engines if (r + b) % 2 == 0 else engines[::-1]
             for e in order:
+                # Each engine gets the cores to itself: onnxruntime's pool spins for a while
+                # after a run (and m3search's for 0.5 ms), which would tax whoever runs next.
+                time.sleep(GAP)
                 times[e.name][b].append(e(ids))
         print(f"  round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
     return times
@@ -119,7 +124,7 @@ def main():
 
     record = {"benchmark": "short_queries", "date": datetime.datetime.now().isoformat(timespec="seconds"),
               "commit": commit, "cpu": cpu_name(), "threads": THREADS, "length": args.length,
-              "rounds": args.rounds, "batches": batches, "phases": {},
+              "rounds": args.rounds, "batches": batches, "gap_ms": GAP * 1000, "phases": {},
               "load_average_start": os.getloadavg()}  # the machine is shared: how busy it was
     for phase in args.phases.split(","):
         engines = [M3Search(phase, args.model)]

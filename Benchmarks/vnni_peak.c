@@ -1,8 +1,9 @@
 // Peak vpdpbusd (AVX512-VNNI, zmm) rate of this machine: the compute floor under an int8
 // encoder pass (each vpdpbusd zmm is 64 u8·s8 multiply-adds); and, with `fma`, the peak
-// vfmadd231ps zmm rate, the floor under a float32 pass (16 multiply-adds, 32 FLOP each).
+// vfmadd231ps zmm rate, the floor under a float32 pass (16 multiply-adds, 32 FLOP each); with
+// `bf16`, the vdpbf16ps zmm rate (32 bfloat16 multiply-adds each).
 //
-//   clang -O3 -pthread Benchmarks/vnni_peak.c -o /tmp/vnni_peak && /tmp/vnni_peak [threads] [fma]
+//   clang -O3 -pthread Benchmarks/vnni_peak.c -o /tmp/vnni_peak && /tmp/vnni_peak [threads] [fma|bf16]
 //
 // Each thread runs independent chains of the instruction on registers only (12 accumulators, more
 // than latency × ports, so the chains never wait on each other), best of 7 repeats, timed by
@@ -64,7 +65,29 @@ static long long run_fma(long iters, int seed) {
     return (long long)_mm512_reduce_add_ps(s);
 }
 
-static int measure_fma = 0;
+// The same 12 chains of vdpbf16ps zmm (AVX512-BF16: 32 bfloat16 pairs into 16 float32 lanes,
+// the ColBERT MaxSim of PQ rows).
+__attribute__((target("avx512f,avx512bf16"), noinline))
+static long long run_bf16(long iters, int seed) {
+    __m512bh a = (__m512bh)_mm512_set1_epi16((short)(0x3F80 + (seed & 3))), b = (__m512bh)_mm512_set1_epi16(0x3F00);
+    __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
+    __m512 c6 = c0, c7 = c0, c8 = c0, c9 = c0, c10 = c0, c11 = c0;
+    for (long i = 0; i < iters; i++) {
+        __asm__ volatile("" : "+v"(a), "+v"(b));
+        c0 = _mm512_dpbf16_ps(c0, a, b); c1 = _mm512_dpbf16_ps(c1, a, b);
+        c2 = _mm512_dpbf16_ps(c2, a, b); c3 = _mm512_dpbf16_ps(c3, a, b);
+        c4 = _mm512_dpbf16_ps(c4, a, b); c5 = _mm512_dpbf16_ps(c5, a, b);
+        c6 = _mm512_dpbf16_ps(c6, a, b); c7 = _mm512_dpbf16_ps(c7, a, b);
+        c8 = _mm512_dpbf16_ps(c8, a, b); c9 = _mm512_dpbf16_ps(c9, a, b);
+        c10 = _mm512_dpbf16_ps(c10, a, b); c11 = _mm512_dpbf16_ps(c11, a, b);
+    }
+    __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)),
+                             _mm512_add_ps(_mm512_add_ps(c4, c5), _mm512_add_ps(c6, c7)));
+    s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(c8, c9), _mm512_add_ps(c10, c11)));
+    return (long long)_mm512_reduce_add_ps(s);
+}
+
+static int measure_fma = 0, measure_bf16 = 0;
 
 static const long iters = 50 * 1000 * 1000;  // 600 M instructions per thread per repeat
 
@@ -74,7 +97,8 @@ static void *best_rate(void *arg) {
     long long sink = 0;
     for (int r = 0; r < 7; r++) {
         double t0 = seconds();
-        sink += measure_fma ? run_fma(iters, (int)(size_t)arg + r) : run(iters, (int)(size_t)arg + r);
+        int seed = (int)(size_t)arg + r;
+        sink += measure_fma ? run_fma(iters, seed) : measure_bf16 ? run_bf16(iters, seed) : run(iters, seed);
         double rate = (double)iters * 12 / (seconds() - t0);
         if (rate > best) best = rate;
     }
@@ -87,6 +111,8 @@ int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 2;
     if (threads < 1 || threads > 256) threads = 2;
     measure_fma = argc > 2 && strcmp(argv[2], "fma") == 0;
+    measure_bf16 = argc > 2 && strcmp(argv[2], "bf16") == 0;
+    if (measure_bf16 && !__builtin_cpu_supports("avx512bf16")) { printf("no AVX512-BF16 here\n"); return 0; }
     int counts[2] = {1, threads};
     for (int c = 0; c < 2; c++) {
         pthread_t tid[256];
@@ -97,7 +123,9 @@ int main(int argc, char **argv) {
             pthread_join(tid[t], &r);
             if (r) { total += *(double *)r; free(r); }
         }
-        if (measure_fma)
+        if (measure_bf16)
+            printf("%d thread(s): %.2f G vdpbf16ps zmm/s = %.0f GMAC/s (bfloat16)\n", counts[c], total / 1e9, total * 32 / 1e9);
+        else if (measure_fma)
             printf("%d thread(s): %.2f G vfmadd231ps zmm/s = %.0f GFLOP/s (float32)\n", counts[c], total / 1e9, total * 32 / 1e9);
         else
             printf("%d thread(s): %.2f G vpdpbusd/s = %.0f GMAC/s (int8)\n", counts[c], total / 1e9, total * 64 / 1e9);
