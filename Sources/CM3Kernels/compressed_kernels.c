@@ -269,9 +269,16 @@ static inline void pq_decode_row(const float *codebook, size_t m, size_t ds, con
     }
 }
 
-float m3cx_maxsim_pq_rows_isa(int isa, const float *q, size_t nq, size_t d, const float *codebook, size_t m,
-                              const uint8_t *codes, size_t np) {
-    if (nq == 0 || np == 0 || m == 0 || d == 0 || d % m != 0) return 0;
+// A row of m codes decoded into float32 from `codebook` (float32 or bfloat16 by decoder).
+typedef void (*pq_row_decoder)(const void *codebook, size_t m, size_t ds, const uint8_t *row, float *out);
+
+static void decode_row_f32(const void *codebook, size_t m, size_t ds, const uint8_t *row, float *out) {
+    pq_decode_row((const float *)codebook, m, ds, row, out);
+}
+
+// MaxSim of float32 query rows against rows decoded a block at a time by `decode`.
+static float maxsim_decoded_rows(int isa, const float *q, size_t nq, size_t d, const void *codebook, size_t m,
+                                 pq_row_decoder decode, const uint8_t *codes, size_t np) {
     size_t ds = d / m;
     // A block of decoded rows on the stack (32 KB), or one row at a time on the heap when a
     // row is larger than that.
@@ -281,24 +288,28 @@ float m3cx_maxsim_pq_rows_isa(int isa, const float *q, size_t nq, size_t d, cons
     // Per-block maxima, then the running maxima: one allocation for both when nq is large.
     float pair_stack[512];
     float *tmp = nq <= 256 ? pair_stack : (float *)malloc(2 * nq * sizeof(float));
-    if (!block || !tmp) {
-        if (block && block != block_stack) free(block);
-        if (tmp && tmp != pair_stack) free(tmp);
-        return NAN;
+    float result = NAN;
+    if (block && tmp) {
+        float *best = tmp + nq;
+        for (size_t i = 0; i < nq; i++) best[i] = -INFINITY;
+        for (size_t j0 = 0; j0 < np; j0 += rows) {
+            size_t nb = np - j0 < rows ? np - j0 : rows;
+            for (size_t r = 0; r < nb; r++) decode(codebook, m, ds, codes + (j0 + r) * m, block + r * d);
+            m3ix_maxsim_f32_rows_isa(isa, q, nq, block, nb, d, tmp);
+            for (size_t i = 0; i < nq; i++)
+                if (tmp[i] > best[i]) best[i] = tmp[i];
+        }
+        result = mean_of(best, nq);
     }
-    float *best = tmp + nq;
-    for (size_t i = 0; i < nq; i++) best[i] = -INFINITY;
-    for (size_t j0 = 0; j0 < np; j0 += rows) {
-        size_t nb = np - j0 < rows ? np - j0 : rows;
-        for (size_t r = 0; r < nb; r++) pq_decode_row(codebook, m, ds, codes + (j0 + r) * m, block + r * d);
-        m3ix_maxsim_f32_rows_isa(isa, q, nq, block, nb, d, tmp);
-        for (size_t i = 0; i < nq; i++)
-            if (tmp[i] > best[i]) best[i] = tmp[i];
-    }
-    float r = mean_of(best, nq);
-    if (block != block_stack) free(block);
-    if (tmp != pair_stack) free(tmp);
-    return r;
+    if (block && block != block_stack) free(block);
+    if (tmp && tmp != pair_stack) free(tmp);
+    return result;
+}
+
+float m3cx_maxsim_pq_rows_isa(int isa, const float *q, size_t nq, size_t d, const float *codebook, size_t m,
+                              const uint8_t *codes, size_t np) {
+    if (nq == 0 || np == 0 || m == 0 || d == 0 || d % m != 0) return 0;
+    return maxsim_decoded_rows(isa, q, nq, d, codebook, m, decode_row_f32, codes, np);
 }
 
 float m3cx_maxsim_pq_rows(const float *q, size_t nq, size_t d, const float *codebook, size_t m, const uint8_t *codes,
@@ -370,29 +381,18 @@ static void pq_decode_row_widened(const uint16_t *codebook, size_t m, size_t ds,
     }
 }
 
+static void decode_row_widened(const void *codebook, size_t m, size_t ds, const uint8_t *row, float *out) {
+    pq_decode_row_widened((const uint16_t *)codebook, m, ds, row, out);
+}
+
 // float32 fallback: the widened bfloat16 values through the float32 MaxSim at `isa`.
 static float maxsim_pq_rows_bf16_widened(int isa, const uint16_t *q, size_t nq, size_t d, const uint16_t *codebook,
                                          size_t m, const uint8_t *codes, size_t np) {
-    size_t ds = d / m;
-    size_t rows = d <= M3CX_PQ_DECODE_FLOATS ? M3CX_PQ_DECODE_FLOATS / d : 1;
     float *qf = malloc(nq * d * sizeof(float));
-    float *block = malloc(rows * d * sizeof(float));
-    float *tmp = malloc(2 * nq * sizeof(float));
-    float result = NAN;
-    if (qf && block && tmp) {
-        for (size_t i = 0; i < nq * d; i++) qf[i] = bf16_to_f32(q[i]);
-        float *best = tmp + nq;
-        for (size_t i = 0; i < nq; i++) best[i] = -INFINITY;
-        for (size_t j0 = 0; j0 < np; j0 += rows) {
-            size_t nb = np - j0 < rows ? np - j0 : rows;
-            for (size_t r = 0; r < nb; r++) pq_decode_row_widened(codebook, m, ds, codes + (j0 + r) * m, block + r * d);
-            m3ix_maxsim_f32_rows_isa(isa, qf, nq, block, nb, d, tmp);
-            for (size_t i = 0; i < nq; i++)
-                if (tmp[i] > best[i]) best[i] = tmp[i];
-        }
-        result = mean_of(best, nq);
-    }
-    free(qf); free(block); free(tmp);
+    if (!qf) return NAN;
+    for (size_t i = 0; i < nq * d; i++) qf[i] = bf16_to_f32(q[i]);
+    float result = maxsim_decoded_rows(isa, qf, nq, d, codebook, m, decode_row_widened, codes, np);
+    free(qf);
     return result;
 }
 
