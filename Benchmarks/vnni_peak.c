@@ -22,68 +22,41 @@ static double seconds(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-// 12 independent accumulators; `iters` × 12 vpdpbusd. Returns a value that depends on them
-// all so nothing is optimised away.
+// 12 independent chains c[k] = OP(c[k], a, b), `iters` steps each (unrolled: constant trip
+// count), the operands kept opaque to the compiler; leaves the sum of the chains in `total`.
+#define CHAINS(T, ZERO, OP, ADD, total)                                    \
+    T c[12];                                                               \
+    for (int k = 0; k < 12; k++) c[k] = ZERO;                              \
+    for (long i = 0; i < iters; i++) {                                     \
+        __asm__ volatile("" : "+v"(a), "+v"(b));                           \
+        _Pragma("GCC unroll 12") for (int k = 0; k < 12; k++) c[k] = OP(c[k], a, b); \
+    }                                                                      \
+    T total = c[0];                                                        \
+    for (int k = 1; k < 12; k++) total = ADD(total, c[k]);
+
+// vpdpbusd zmm. Returns a value that depends on every chain, so nothing is optimised away.
 __attribute__((target("avx512f,avx512bw,avx512vnni"), noinline))
 static long long run(long iters, int seed) {
     __m512i a = _mm512_set1_epi32(0x01010101 * (seed & 3)), b = _mm512_set1_epi32(0x01FF01FF);
-    __m512i c0 = _mm512_setzero_si512(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
-    __m512i c6 = c0, c7 = c0, c8 = c0, c9 = c0, c10 = c0, c11 = c0;
-    for (long i = 0; i < iters; i++) {
-        __asm__ volatile("" : "+v"(a), "+v"(b));  // keep the operands opaque to the compiler
-        c0 = _mm512_dpbusd_epi32(c0, a, b); c1 = _mm512_dpbusd_epi32(c1, a, b);
-        c2 = _mm512_dpbusd_epi32(c2, a, b); c3 = _mm512_dpbusd_epi32(c3, a, b);
-        c4 = _mm512_dpbusd_epi32(c4, a, b); c5 = _mm512_dpbusd_epi32(c5, a, b);
-        c6 = _mm512_dpbusd_epi32(c6, a, b); c7 = _mm512_dpbusd_epi32(c7, a, b);
-        c8 = _mm512_dpbusd_epi32(c8, a, b); c9 = _mm512_dpbusd_epi32(c9, a, b);
-        c10 = _mm512_dpbusd_epi32(c10, a, b); c11 = _mm512_dpbusd_epi32(c11, a, b);
-    }
-    __m512i s = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(c0, c1), _mm512_add_epi32(c2, c3)),
-                                 _mm512_add_epi32(_mm512_add_epi32(c4, c5), _mm512_add_epi32(c6, c7)));
-    s = _mm512_add_epi32(s, _mm512_add_epi32(_mm512_add_epi32(c8, c9), _mm512_add_epi32(c10, c11)));
+    CHAINS(__m512i, _mm512_setzero_si512(), _mm512_dpbusd_epi32, _mm512_add_epi32, s)
     return _mm512_reduce_add_epi32(s);
 }
 
-// The same 12 chains of vfmadd231ps zmm.
+// vfmadd231ps zmm (operand order: c + a·b).
+#define FMA_ACC(c, a, b) _mm512_fmadd_ps(a, b, c)
 __attribute__((target("avx512f"), noinline))
 static long long run_fma(long iters, int seed) {
     __m512 a = _mm512_set1_ps(1.0f + (float)(seed & 3) * 1e-7f), b = _mm512_set1_ps(0.999999f);
-    __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
-    __m512 c6 = c0, c7 = c0, c8 = c0, c9 = c0, c10 = c0, c11 = c0;
-    for (long i = 0; i < iters; i++) {
-        __asm__ volatile("" : "+v"(a), "+v"(b));
-        c0 = _mm512_fmadd_ps(a, b, c0); c1 = _mm512_fmadd_ps(a, b, c1);
-        c2 = _mm512_fmadd_ps(a, b, c2); c3 = _mm512_fmadd_ps(a, b, c3);
-        c4 = _mm512_fmadd_ps(a, b, c4); c5 = _mm512_fmadd_ps(a, b, c5);
-        c6 = _mm512_fmadd_ps(a, b, c6); c7 = _mm512_fmadd_ps(a, b, c7);
-        c8 = _mm512_fmadd_ps(a, b, c8); c9 = _mm512_fmadd_ps(a, b, c9);
-        c10 = _mm512_fmadd_ps(a, b, c10); c11 = _mm512_fmadd_ps(a, b, c11);
-    }
-    __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)),
-                             _mm512_add_ps(_mm512_add_ps(c4, c5), _mm512_add_ps(c6, c7)));
-    s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(c8, c9), _mm512_add_ps(c10, c11)));
+    CHAINS(__m512, _mm512_setzero_ps(), FMA_ACC, _mm512_add_ps, s)
     return (long long)_mm512_reduce_add_ps(s);
 }
 
-// The same 12 chains of vdpbf16ps zmm (AVX512-BF16: 32 bfloat16 pairs into 16 float32 lanes,
-// the ColBERT MaxSim of PQ rows).
+// vdpbf16ps zmm (AVX512-BF16: 32 bfloat16 pairs into 16 float32 lanes, the ColBERT MaxSim of
+// PQ rows).
 __attribute__((target("avx512f,avx512bf16"), noinline))
 static long long run_bf16(long iters, int seed) {
     __m512bh a = (__m512bh)_mm512_set1_epi16((short)(0x3F80 + (seed & 3))), b = (__m512bh)_mm512_set1_epi16(0x3F00);
-    __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
-    __m512 c6 = c0, c7 = c0, c8 = c0, c9 = c0, c10 = c0, c11 = c0;
-    for (long i = 0; i < iters; i++) {
-        __asm__ volatile("" : "+v"(a), "+v"(b));
-        c0 = _mm512_dpbf16_ps(c0, a, b); c1 = _mm512_dpbf16_ps(c1, a, b);
-        c2 = _mm512_dpbf16_ps(c2, a, b); c3 = _mm512_dpbf16_ps(c3, a, b);
-        c4 = _mm512_dpbf16_ps(c4, a, b); c5 = _mm512_dpbf16_ps(c5, a, b);
-        c6 = _mm512_dpbf16_ps(c6, a, b); c7 = _mm512_dpbf16_ps(c7, a, b);
-        c8 = _mm512_dpbf16_ps(c8, a, b); c9 = _mm512_dpbf16_ps(c9, a, b);
-        c10 = _mm512_dpbf16_ps(c10, a, b); c11 = _mm512_dpbf16_ps(c11, a, b);
-    }
-    __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)),
-                             _mm512_add_ps(_mm512_add_ps(c4, c5), _mm512_add_ps(c6, c7)));
-    s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(c8, c9), _mm512_add_ps(c10, c11)));
+    CHAINS(__m512, _mm512_setzero_ps(), _mm512_dpbf16_ps, _mm512_add_ps, s)
     return (long long)_mm512_reduce_add_ps(s);
 }
 

@@ -269,20 +269,26 @@ static inline void pq_decode_row(const float *codebook, size_t m, size_t ds, con
     }
 }
 
-// A row of m codes decoded into float32 from `codebook` (float32 or bfloat16 by decoder).
-typedef void (*pq_row_decoder)(const void *codebook, size_t m, size_t ds, const uint8_t *row, float *out);
+// Decoded-rows MaxSim in two steps per block of rows: `decode` writes nb rows of m codes into
+// `block` (float32 or bfloat16 values, by kind), `score` each query row's max over them into
+// `best`. The three kinds (float32, bfloat16 widened to float32, bfloat16) share the loop.
+typedef void (*pq_block_decoder)(const void *codebook, size_t m, size_t ds, const uint8_t *codes, size_t nb, void *block);
+typedef void (*pq_block_scorer)(int isa, const void *q, size_t nq, const void *block, size_t nb, size_t d, float *best);
 
-static void decode_row_f32(const void *codebook, size_t m, size_t ds, const uint8_t *row, float *out) {
-    pq_decode_row((const float *)codebook, m, ds, row, out);
+static void decode_block_f32(const void *codebook, size_t m, size_t ds, const uint8_t *codes, size_t nb, void *block) {
+    for (size_t r = 0; r < nb; r++) pq_decode_row((const float *)codebook, m, ds, codes + r * m, (float *)block + r * m * ds);
 }
 
-// MaxSim of float32 query rows against rows decoded a block at a time by `decode`.
-static float maxsim_decoded_rows(int isa, const float *q, size_t nq, size_t d, const void *codebook, size_t m,
-                                 pq_row_decoder decode, const uint8_t *codes, size_t np) {
+static void score_block_f32(int isa, const void *q, size_t nq, const void *block, size_t nb, size_t d, float *best) {
+    m3ix_maxsim_f32_rows_isa(isa, (const float *)q, nq, (const float *)block, nb, d, best);
+}
+
+static float maxsim_decoded_rows(int isa, const void *q, size_t nq, size_t d, const void *codebook, size_t m,
+                                 pq_block_decoder decode, pq_block_scorer score, const uint8_t *codes, size_t np) {
     size_t ds = d / m;
-    // A block of decoded rows on the stack (32 KB), or one row at a time on the heap when a
-    // row is larger than that.
-    float block_stack[M3CX_PQ_DECODE_FLOATS];
+    // A block of decoded rows on the stack (32 KB of float32, 16 KB of bfloat16), or one row
+    // at a time on the heap when a row is larger than that.
+    _Alignas(64) float block_stack[M3CX_PQ_DECODE_FLOATS];
     size_t rows = d <= M3CX_PQ_DECODE_FLOATS ? M3CX_PQ_DECODE_FLOATS / d : 1;
     float *block = d <= M3CX_PQ_DECODE_FLOATS ? block_stack : (float *)malloc(d * sizeof(float));
     // Per-block maxima, then the running maxima: one allocation for both when nq is large.
@@ -294,8 +300,8 @@ static float maxsim_decoded_rows(int isa, const float *q, size_t nq, size_t d, c
         for (size_t i = 0; i < nq; i++) best[i] = -INFINITY;
         for (size_t j0 = 0; j0 < np; j0 += rows) {
             size_t nb = np - j0 < rows ? np - j0 : rows;
-            for (size_t r = 0; r < nb; r++) decode(codebook, m, ds, codes + (j0 + r) * m, block + r * d);
-            m3ix_maxsim_f32_rows_isa(isa, q, nq, block, nb, d, tmp);
+            decode(codebook, m, ds, codes + j0 * m, nb, block);
+            score(isa, q, nq, block, nb, d, tmp);
             for (size_t i = 0; i < nq; i++)
                 if (tmp[i] > best[i]) best[i] = tmp[i];
         }
@@ -309,7 +315,7 @@ static float maxsim_decoded_rows(int isa, const float *q, size_t nq, size_t d, c
 float m3cx_maxsim_pq_rows_isa(int isa, const float *q, size_t nq, size_t d, const float *codebook, size_t m,
                               const uint8_t *codes, size_t np) {
     if (nq == 0 || np == 0 || m == 0 || d == 0 || d % m != 0) return 0;
-    return maxsim_decoded_rows(isa, q, nq, d, codebook, m, decode_row_f32, codes, np);
+    return maxsim_decoded_rows(isa, q, nq, d, codebook, m, decode_block_f32, score_block_f32, codes, np);
 }
 
 float m3cx_maxsim_pq_rows(const float *q, size_t nq, size_t d, const float *codebook, size_t m, const uint8_t *codes,
@@ -381,8 +387,9 @@ static void pq_decode_row_widened(const uint16_t *codebook, size_t m, size_t ds,
     }
 }
 
-static void decode_row_widened(const void *codebook, size_t m, size_t ds, const uint8_t *row, float *out) {
-    pq_decode_row_widened((const uint16_t *)codebook, m, ds, row, out);
+static void decode_block_widened(const void *codebook, size_t m, size_t ds, const uint8_t *codes, size_t nb, void *block) {
+    for (size_t r = 0; r < nb; r++)
+        pq_decode_row_widened((const uint16_t *)codebook, m, ds, codes + r * m, (float *)block + r * m * ds);
 }
 
 // float32 fallback: the widened bfloat16 values through the float32 MaxSim at `isa`.
@@ -391,7 +398,7 @@ static float maxsim_pq_rows_bf16_widened(int isa, const uint16_t *q, size_t nq, 
     float *qf = malloc(nq * d * sizeof(float));
     if (!qf) return NAN;
     for (size_t i = 0; i < nq * d; i++) qf[i] = bf16_to_f32(q[i]);
-    float result = maxsim_decoded_rows(isa, qf, nq, d, codebook, m, decode_row_widened, codes, np);
+    float result = maxsim_decoded_rows(isa, qf, nq, d, codebook, m, decode_block_widened, score_block_f32, codes, np);
     free(qf);
     return result;
 }
@@ -471,31 +478,14 @@ static void maxsim_bf16_avx512(const uint16_t *q, size_t nq, const uint16_t *p, 
 }
 
 M3CX_BF16_TARGET
-static float maxsim_pq_rows_bf16_avx512(const uint16_t *q, size_t nq, size_t d, const uint16_t *codebook, size_t m,
-                                        const uint8_t *codes, size_t np) {
-    size_t ds = d / m;
-    // A block of decoded rows on the stack (16 KB, L1), or one row at a time on the heap.
-    uint16_t block_stack[M3CX_PQ_DECODE_FLOATS];
-    size_t rows = d <= M3CX_PQ_DECODE_FLOATS ? M3CX_PQ_DECODE_FLOATS / d : 1;
-    uint16_t *block = d <= M3CX_PQ_DECODE_FLOATS ? block_stack : malloc(d * sizeof(uint16_t));
-    float pair_stack[512];
-    float *tmp = nq <= 256 ? pair_stack : malloc(2 * nq * sizeof(float));
-    float result = NAN;
-    if (block && tmp) {
-        float *best = tmp + nq;
-        for (size_t i = 0; i < nq; i++) best[i] = -INFINITY;
-        for (size_t j0 = 0; j0 < np; j0 += rows) {
-            size_t nb = np - j0 < rows ? np - j0 : rows;
-            pq_decode_rows_bf16_avx512(codebook, m, ds, codes + j0 * m, nb, block);
-            maxsim_bf16_avx512(q, nq, block, nb, d, tmp);
-            for (size_t i = 0; i < nq; i++)
-                if (tmp[i] > best[i]) best[i] = tmp[i];
-        }
-        result = mean_of(best, nq);
-    }
-    if (block && block != block_stack) free(block);
-    if (tmp && tmp != pair_stack) free(tmp);
-    return result;
+static void decode_block_bf16(const void *codebook, size_t m, size_t ds, const uint8_t *codes, size_t nb, void *block) {
+    pq_decode_rows_bf16_avx512((const uint16_t *)codebook, m, ds, codes, nb, (uint16_t *)block);
+}
+
+M3CX_BF16_TARGET
+static void score_block_bf16(int isa, const void *q, size_t nq, const void *block, size_t nb, size_t d, float *best) {
+    (void)isa;
+    maxsim_bf16_avx512((const uint16_t *)q, nq, (const uint16_t *)block, nb, d, best);
 }
 #endif
 
@@ -504,7 +494,7 @@ float m3cx_maxsim_pq_rows_bf16_isa(int isa, const uint16_t *q, size_t nq, size_t
     if (nq == 0 || np == 0 || m == 0 || d == 0 || d % m != 0) return 0;
 #if M3CX_X86
     if (level_for(isa) >= M3IX_ISA_AVX512 && m3cx_bf16_is_fast())
-        return maxsim_pq_rows_bf16_avx512(q, nq, d, codebook, m, codes, np);
+        return maxsim_decoded_rows(isa, q, nq, d, codebook, m, decode_block_bf16, score_block_bf16, codes, np);
 #endif
     return maxsim_pq_rows_bf16_widened(level_for(isa), q, nq, d, codebook, m, codes, np);
 }
