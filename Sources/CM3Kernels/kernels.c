@@ -415,14 +415,52 @@ static inline float hsum256(__m256 v) {
     return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
 }
 
-// d a multiple of 8 (BGE-M3: 64).
+// The lane sums of a[0..7], in order, by one tree of hadds (9 instructions for what 8
+// separate horizontal sums do in ~40).
+__attribute__((target("avx2,fma")))
+static inline __m256 hsum8x8(const __m256 *a) {
+    __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+    __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+    // u0: per 128-bit half, the half's sums of a0..a3; u1 of a4..a7.
+    __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+// d a multiple of 8 (BGE-M3: 64). Scores of 8 keys at a time: 8 independent FMA chains
+// (one per key) instead of one chain and a horizontal sum per key, which left the FMA
+// units waiting on their own latency (~5× slower on a 16-token query).
 __attribute__((target("avx2,fma")))
 static void attention_head_avx2(const float *q, const float *k, const float *v, size_t ld, size_t len,
                                 size_t d, float scale, float *out, float *scores) {
+    // The head's key and value rows lie ld floats apart (4 KB in BGE-M3): 16 of them share one
+    // L1 set and evict each other on every pass over the keys. Copied side by side first
+    // (up to 64 rows of 64, 32 KB on the stack), they stay in L1.
+    enum { PACKED = 64 * 64 };
+    float packed[2 * PACKED] __attribute__((aligned(32)));
+    size_t kvld = ld;
+    if (len * d <= PACKED) {
+        for (size_t j = 0; j < len; j++) {
+            memcpy(packed + j * d, k + j * ld, d * sizeof(float));
+            memcpy(packed + PACKED + j * d, v + j * ld, d * sizeof(float));
+        }
+        k = packed;
+        v = packed + PACKED;
+        kvld = d;
+    }
     for (size_t i = 0; i < len; i++) {
         const float *qi = q + i * ld;
-        for (size_t j = 0; j < len; j++) {
-            const float *kj = k + j * ld;
+        size_t j0 = 0;
+        for (; j0 + 8 <= len; j0 += 8) {
+            __m256 acc[8];
+            for (int t = 0; t < 8; t++) acc[t] = _mm256_setzero_ps();
+            for (size_t c = 0; c < d; c += 8) {
+                __m256 qv = _mm256_loadu_ps(qi + c);
+                for (int t = 0; t < 8; t++) acc[t] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + (j0 + t) * kvld + c), acc[t]);
+            }
+            _mm256_storeu_ps(scores + j0, _mm256_mul_ps(_mm256_set1_ps(scale), hsum8x8(acc)));
+        }
+        for (size_t j = j0; j < len; j++) {
+            const float *kj = k + j * kvld;
             __m256 acc = _mm256_setzero_ps();
             for (size_t c = 0; c < d; c += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(qi + c), _mm256_loadu_ps(kj + c), acc);
             scores[j] = scale * hsum256(acc);
@@ -435,7 +473,7 @@ static void attention_head_avx2(const float *q, const float *k, const float *v, 
             for (int t = 0; t < 8; t++) acc[t] = _mm256_setzero_ps();
             for (size_t j = 0; j < len; j++) {
                 __m256 p = _mm256_set1_ps(scores[j]);
-                const float *vj = v + j * ld + c0;
+                const float *vj = v + j * kvld + c0;
                 for (size_t t = 0; t < w / 8; t++) acc[t] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 8 * t), acc[t]);
             }
             for (size_t t = 0; t < w / 8; t++) _mm256_storeu_ps(out + i * ld + c0 + 8 * t, acc[t]);
