@@ -19,7 +19,7 @@ public struct ProductQuantizer: Sendable, Equatable {
     public let subspaces: Int
     /// subspaces × 256 × (dimension / subspaces) floats: centroid c of subspace s at (s·256 + c)·ds.
     public let centroids: [Float]
-    /// The centroids rounded to bfloat16, for `Similarity.maxSim(query:codebook:codes:)`.
+    /// The centroids rounded to bfloat16, for `Similarity.maxSim(queryBF16:codebook:codes:)`.
     package let centroidsBF16: [UInt16]
     /// Per subspace the centroids transposed (ds × 256) and their squared norms, for encoding.
     let transposed: [Float]
@@ -28,7 +28,7 @@ public struct ProductQuantizer: Sendable, Equatable {
     public var subspaceDimension: Int { dimension / subspaces }
 
     /// Whether MaxSim goes through `lookupTable` (8 or more values per code) or decodes rows
-    /// (`Similarity.maxSim(query:codebook:codes:)`, 2 or 4 values per code). With short
+    /// (`Similarity.maxSim(queryBF16:codebook:codes:)`, 2 or 4 values per code). With short
     /// subspaces the table has as many rows as a float16 MaxSim has multiply-adds, read at
     /// random (8 MB for pq4 at 1024-d and 32 query rows), and took 2–6× float16's time; the
     /// decoded rows, in bfloat16, take less than float16's.
